@@ -1,0 +1,58 @@
+"""Fixtures shared by every test: a fresh database, configurations, and ready-made VMs."""
+import itertools
+import logging
+
+import pytest
+
+from vmpooler import config as config_module
+from vmpooler.db import transitions
+from vmpooler.db.database import Database, utcnow
+
+_names = itertools.count()
+
+
+def make_config(pools=None, settings=None, **sections):
+    """A validated Config: dummy provider, the given pools (default: the two example pools)."""
+    raw = {"providers": sections.pop("providers", {"dummy": {}}),
+           "pools": pools if pools is not None else [
+               {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5},
+               {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3}],
+           "config": dict(settings or {})}
+    raw.update(sections)
+    return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'vmpooler.db'}")
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def add_vm(db, pool, state="ready", name=None):
+    """Put a VM into ``state`` (pending, ready, running) through the real transitions."""
+    from vmpooler.db.checkout import expiry
+
+    name = name or f"vm{next(_names):05d}"
+    vm_id = transitions.new_vm(db, pool, name, utcnow())
+    if state == "pending":
+        return name
+    transitions.cloned(db, _row(db, vm_id), utcnow())
+    transitions.became_ready(db, _row(db, vm_id), utcnow())
+    if state == "running":
+        now = utcnow()
+        with db.write() as conn:
+            transitions.change(conn, transitions.fetch(conn, vm_id), "running", "checked out (test)", now,
+                               checkout_at=now, expires_at=expiry(now, 24))
+    return name
+
+
+def _row(db, vm_id):
+    with db.read() as conn:
+        return transitions.fetch(conn, vm_id)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_sqlalchemy():
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -1,0 +1,464 @@
+"""Loading and validating the configuration: one place for every key, its type and its default.
+
+The file is YAML in the original vmpooler's format: top-level ``:config:``, ``:pools:``,
+``:providers:``, ``:auth:``, ``:tagfilter:`` (with or without the leading colon), plus our
+``:database:``. Problems are collected, not raised one at a time, so ``check-config`` can list them
+all; start-up stops on the first list that is not empty.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Mapping, Optional
+
+import yaml
+
+DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists each, naming its key."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str  # int | number | bool | str | list | dict
+    default: Any
+    doc: str
+    env: Optional[str] = None
+    minimum: Optional[float] = None
+
+
+# Every :config: key we read. Times follow the original: minutes for timeout, ready_ttl and
+# vm_checktime; hours for lifetimes and data_ttl; seconds for the loop delays. Fractions are
+# allowed so that tests can run the whole lifecycle in milliseconds.
+SETTINGS = [
+    Setting("site_name", "str", "vmpooler", "Name shown in logs and the service banner.", "SITE_NAME"),
+    Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
+    Setting("timeout", "number", 15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0),
+    Setting("vm_checktime", "number", 1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0),
+    Setting("vm_lifetime", "number", 24, "Hours a checked-out VM lives (0: forever).", "VM_LIFETIME", 0),
+    Setting("vm_lifetime_auth", "number", None, "Hours a VM checked out with a token lives.",
+            "VM_LIFETIME_AUTH", 0),
+    Setting("max_lifetime_upper_limit", "int", None,
+            "A PUT lifetime must be below this many hours.", "MAX_LIFETIME_UPPER_LIMIT", 1),
+    Setting("ready_ttl", "number", 60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0),
+    Setting("allowed_tags", "list", None, "Tag names a PUT may set (any when unset)."),
+    Setting("domain", "str", None, "DNS domain of the VMs; added to API answers.", "DOMAIN"),
+    Setting("prefix", "str", "", "Prefix of generated hostnames.", "PREFIX"),
+    Setting("clone_target", "str", None, "Default cluster to clone into (vSphere).", "CLONE_TARGET"),
+    Setting("max_tries", "int", 3, "Connection attempts to a provider before giving up.", "MAX_TRIES", 1),
+    Setting("retry_factor", "number", 10, "Seconds multiplied by the attempt number between provider "
+            "connection attempts.", "RETRY_FACTOR", 0),
+    Setting("check_loop_delay_min", "number", 5, "Seconds between passes of the pool manager.", None, 0.001),
+    Setting("check_loop_delay_max", "number", 60, "Accepted for compatibility; passes run every "
+            "check_loop_delay_min seconds and are woken early by checkouts and deletes.", None, 0),
+    Setting("check_loop_delay_decay", "number", 2.0, "Accepted for compatibility (see check_loop_delay_max).",
+            None, 0),
+    Setting("clone_attempts", "int", 3, "Clone attempts for one VM before it is given up.", None, 1),
+    Setting("destroy_attempts", "int", 5, "Destroy attempts for one VM before it is marked failed.", None, 1),
+    Setting("task_attempts", "int", 3, "Attempts of a snapshot, revert or disk task before it fails.", None, 1),
+    Setting("retry_backoff", "number", 2, "Seconds before the first retry of a failed provider call; "
+            "doubled on each further failure.", None, 0),
+    Setting("retry_backoff_max", "number", 300, "Longest wait between retries, in seconds.", None, 0),
+    Setting("provider_threads", "int", 16, "Threads running provider calls (bounded thread pool).", None, 1),
+    Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
+    Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
+            "Recycle a ready VM whose reported hostname differs from its name."),
+    Setting("create_folders", "bool", False, "Create missing pool folders (vSphere).", "CREATE_FOLDERS"),
+    Setting("create_linked_clones", "bool", True, "Clone with linked clones (vSphere).", "CREATE_LINKED_CLONES"),
+    Setting("create_template_delta_disks", "bool", False, "Add delta disks to templates (vSphere).",
+            "CREATE_TEMPLATE_DELTA_DISKS"),
+    Setting("purge_unconfigured_folders", "bool", False, "Destroy VMs in folders no pool uses.",
+            "PURGE_UNCONFIGURED_FOLDERS"),
+    Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
+            "EXPERIMENTAL_FEATURES"),
+    Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
+    Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
+    Setting("status_cache_seconds", "number", 0, "Seconds a /status answer may be reused (0: never).", None, 0),
+    Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",
+            "RATE_LIMITING_ENABLED"),
+    Setting("auth_failures_per_minute", "int", 10,
+            "Failed token or password checks one client may make per minute before 429.", None, 1),
+]
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+# Keys of the original that do not apply here: accepted, warned about, ignored.
+IGNORED_SETTINGS = {
+    "logfile": "logs go to stderr",
+    "ondemand_clone_limit": "no ondemand API in v1",
+    "max_ondemand_instances_per_request": "no ondemand API in v1",
+    "ondemand_request_ttl": "no ondemand API in v1",
+    "migration_limit": "no migration at checkout",
+    "usage_stats": "no statsd metrics",
+    "backend_weight": "no weighted alias selection",
+    "manage_host_selection": "vCenter chooses the host",
+    "host_selection_max_age": "vCenter chooses the host",
+    "utilization_limit": "vCenter chooses the host",
+    "extra_config": "use one file",
+    "timeout_notification": "not implemented",
+}
+IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
+                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
+                    "prometheus": "no prometheus metrics yet", "dns_configs": "API v1 has no DNS plugins"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database"}
+
+POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "clone_target",
+             "folder", "datastore", "datacenter", "check_loop_delay_min", "check_loop_delay_max",
+             "check_loop_delay_decay", "check_hostname_for_mismatch", "dns_plugin"}
+AUTH_PROVIDERS = {"users", "dummy"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+    """One pool, with the global defaults applied. ``options`` is the whole pool mapping, for
+    the keys that only its provider reads."""
+
+    name: str
+    template: str
+    size: int
+    provider: str
+    alias: tuple = ()
+    timeout: float = 15
+    ready_ttl: float = 60
+    clone_target: Optional[str] = None
+    folder: Optional[str] = None
+    datastore: Optional[str] = None
+    datacenter: Optional[str] = None
+    check_hostname_for_mismatch: bool = True
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclasses.dataclass
+class Config:
+    settings: dict
+    pools: list
+    providers: dict
+    auth: Optional[dict]
+    tagfilter: dict
+    database_url: str
+    warnings: list
+
+    def __post_init__(self):
+        self.pools_by_name = {p.name: p for p in self.pools}
+        self.aliases = {}
+        for pool in self.pools:
+            for alias in pool.alias:
+                self.aliases.setdefault(alias, []).append(pool.name)
+
+    def backends(self, requested: str) -> list:
+        """Pools that can serve a requested name: the pool itself and/or the pools of an alias."""
+        names = [requested] if requested in self.pools_by_name else []
+        return names + [p for p in self.aliases.get(requested, []) if p not in names]
+
+    @property
+    def domain(self) -> Optional[str]:
+        return self.settings.get("domain")
+
+
+# -- coercion ------------------------------------------------------------------------------
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
+def coerce(kind: str, value: Any):
+    """The value as ``kind``, or raise ValueError with a message for humans."""
+    if value is None:
+        return None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"must be true or false, not {value!r}")
+    if kind in ("int", "number"):
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {value!r}")
+        try:
+            number = float(value) if kind == "number" else int(str(value).strip())
+        except (TypeError, ValueError):
+            raise ValueError(f"must be {'an integer' if kind == 'int' else 'a number'}, not {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"must be a finite number, not {value!r}")
+        return number
+    if kind == "str":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"must be a string, not {value!r}")
+    if kind == "list":
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+            return [str(v) for v in value]
+        raise ValueError(f"must be a list of strings, not {value!r}")
+    if kind == "dict":
+        if isinstance(value, dict):
+            return value
+        raise ValueError(f"must be a mapping, not {value!r}")
+    raise AssertionError(kind)
+
+
+def _check_setting(setting: Setting, value, where: str, problems: list):
+    try:
+        value = coerce(setting.kind, value)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return setting.default
+    if value is not None and setting.minimum is not None and value < setting.minimum:
+        problems.append(f"{where}: must be at least {setting.minimum:g}, not {value!r}")
+        return setting.default
+    return value
+
+
+# -- loading -------------------------------------------------------------------------------
+def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.environ) -> tuple:
+    """(raw mapping, where it came from) following the original's order: --config, then
+    VMPOOLER_CONFIG (YAML text), then VMPOOLER_CONFIG_FILE, else the built-in example."""
+    if path:
+        return _read_file(path), path
+    if environ.get("VMPOOLER_CONFIG"):
+        return _parse_yaml(environ["VMPOOLER_CONFIG"], "VMPOOLER_CONFIG"), "VMPOOLER_CONFIG"
+    if environ.get("VMPOOLER_CONFIG_FILE"):
+        return _read_file(environ["VMPOOLER_CONFIG_FILE"]), environ["VMPOOLER_CONFIG_FILE"]
+    return default_raw(), "built-in defaults"
+
+
+def default_raw() -> dict:
+    """The embedded default: the dummy provider and the two example pools of the API document."""
+    return {
+        "providers": {"dummy": {}},
+        "pools": [
+            {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5, "provider": "dummy"},
+            {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3, "provider": "dummy"},
+        ],
+        "config": {"check_loop_delay_min": 1, "vm_checktime": 1},
+    }
+
+
+def _read_file(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return _parse_yaml(handle.read(), path)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{where}: not valid YAML: {exc}"]) from None
+
+
+def load(path: Optional[str] = None, environ: Mapping[str, str] = os.environ,
+         provider_classes: Optional[Mapping[str, type]] = None) -> Config:
+    """Read, validate and return the configuration; raise ConfigError listing every problem."""
+    raw, _where = read_source(path, environ)
+    return build(raw, environ, provider_classes)
+
+
+def build(raw: Any, environ: Mapping[str, str] = os.environ,
+          provider_classes: Optional[Mapping[str, type]] = None) -> Config:
+    if provider_classes is None:
+        from vmpooler.providers import PROVIDER_CLASSES as provider_classes
+    problems, warnings = [], []
+    if not isinstance(raw, dict):
+        raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
+    sections = _sections(raw, problems, warnings)
+    settings = _settings(sections.get("config"), environ, problems, warnings)
+    providers = _providers(sections.get("providers"), provider_classes, problems, warnings)
+    pools = _pools(sections.get("pools"), settings, providers, provider_classes, problems, warnings)
+    auth = _auth(sections.get("auth"), environ, problems)
+    tagfilter = _tagfilter(sections.get("tagfilter"), problems)
+    database_url = _database_url(sections.get("database"), environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings)
+
+
+def _sections(raw: dict, problems: list, warnings: list) -> dict:
+    sections = {}
+    for key, value in raw.items():
+        name = str(key).lstrip(":")
+        if name in sections:
+            problems.append(f"{name}: given twice (with and without the leading colon)")
+        if name in IGNORED_SECTIONS:
+            warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
+        elif name not in KNOWN_SECTIONS:
+            warnings.append(f":{name}: is not a known section; ignored")
+        sections[name] = value
+    return sections
+
+
+def _settings(section, environ, problems, warnings) -> dict:
+    section = _mapping(section, "config", problems)
+    settings = {}
+    for key, value in section.items():
+        key = str(key)
+        if key in SETTINGS_BY_KEY:
+            settings[key] = _check_setting(SETTINGS_BY_KEY[key], value, f"config.{key}", problems)
+        elif key in IGNORED_SETTINGS:
+            warnings.append(f"config.{key} is ignored: {IGNORED_SETTINGS[key]}")
+        else:
+            warnings.append(f"config.{key} is not a known key; ignored")
+    for setting in SETTINGS:
+        if setting.env and environ.get(setting.env) is not None:
+            settings[setting.key] = _check_setting(setting, environ[setting.env], f"{setting.env} "
+                                                   f"(environment, for config.{setting.key})", problems)
+        settings.setdefault(setting.key, setting.default)
+    return settings
+
+
+def _mapping(value, where: str, problems: list) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
+        return {}
+    return value
+
+
+def _providers(section, classes, problems, warnings) -> dict:
+    providers = {}
+    for name, options in _mapping(section, "providers", problems).items():
+        name = str(name)
+        options = _mapping(options, f"providers.{name}", problems)
+        class_name = str(options.get("provider_class", name))
+        cls = classes.get(class_name)
+        if cls is None:
+            problems.append(f"providers.{name}: unknown provider {class_name!r} "
+                            f"(known: {', '.join(sorted(classes))})")
+            continue
+        for key in options:
+            if key not in cls.PROVIDER_KEYS:
+                warnings.append(f"providers.{name}.{key} is not a known key; ignored")
+        problems.extend(f"providers.{name}.{p}" for p in cls.validate_options(options))
+        providers[name] = dict(options, provider_class=class_name)
+    return providers
+
+
+def _pools(section, settings, providers, classes, problems, warnings) -> list:
+    if section is None:
+        problems.append("pools: at least one pool is required")
+        return []
+    if not isinstance(section, list):
+        problems.append("pools: must be a list of pools")
+        return []
+    default_provider = next(iter(providers)) if len(providers) == 1 else "dummy"
+    pools, seen = [], set()
+    for index, raw in enumerate(section):
+        where = f"pools[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a mapping with name, template and size")
+            continue
+        pool = _pool(raw, where, settings, default_provider, providers, classes, problems, warnings)
+        if pool is None:
+            continue
+        if pool.name in seen:
+            problems.append(f"{where}.name: pool {pool.name!r} is defined twice")
+        seen.add(pool.name)
+        pools.append(pool)
+    clashes = {a for p in pools for a in p.alias} & seen
+    for alias in sorted(clashes):
+        owners = [p.name for p in pools if alias in p.alias]
+        if any(o != alias for o in owners):
+            problems.append(f"pools: alias {alias!r} is also the name of a pool")
+    return pools
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def _pool(raw, where, settings, default_provider, providers, classes, problems, warnings):
+    before = len(problems)
+    name, template = raw.get("name"), raw.get("template")
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(f"{where}.name: required, letters, digits, '.', '_' or '-' (got {name!r})")
+    if not isinstance(template, str) or not template:
+        problems.append(f"{where}.template: required, a non-empty string (got {template!r})")
+    where = f"pools[{name}]" if isinstance(name, str) else where
+    size = _check_setting(Setting("size", "int", None, "", minimum=0), raw.get("size"), f"{where}.size", problems)
+    if size is None:
+        problems.append(f"{where}.size: required, an integer >= 0")
+    provider = str(raw.get("provider", default_provider))
+    if provider not in providers:
+        if provider == "dummy" and "dummy" in classes:
+            providers["dummy"] = {"provider_class": "dummy"}
+        else:
+            problems.append(f"{where}.provider: {provider!r} is not configured under :providers:")
+    alias = raw.get("alias") or []
+    try:
+        alias = tuple(coerce("list", alias))
+    except ValueError as exc:
+        problems.append(f"{where}.alias: {exc}")
+        alias = ()
+    number = lambda key: _check_setting(Setting(key, "number", None, "", minimum=0), raw.get(key),
+                                        f"{where}.{key}", problems)
+    text = lambda key: _check_setting(Setting(key, "str", None, ""), raw.get(key), f"{where}.{key}", problems)
+    cls = classes.get(providers.get(provider, {}).get("provider_class", provider))
+    extra = cls.POOL_KEYS if cls else frozenset()
+    for key in raw:
+        if key not in POOL_KEYS and key not in extra:
+            warnings.append(f"{where}.{key} is not a known key; ignored")
+    if cls is not None:
+        problems.extend(f"{where}.{p}" for p in cls.validate_pool(raw))
+    timeout, ready_ttl = number("timeout"), number("ready_ttl")
+    mismatch = _check_setting(Setting("x", "bool", None, ""), raw.get("check_hostname_for_mismatch"),
+                              f"{where}.check_hostname_for_mismatch", problems)
+    if len(problems) > before:
+        return None
+    return PoolConfig(
+        name=name, template=template, size=size, provider=provider, alias=alias,
+        timeout=settings["timeout"] if timeout is None else timeout,
+        ready_ttl=settings["ready_ttl"] if ready_ttl is None else ready_ttl,
+        clone_target=text("clone_target") or settings.get("clone_target"),
+        folder=text("folder"), datastore=text("datastore"), datacenter=text("datacenter"),
+        check_hostname_for_mismatch=(settings["check_ready_vm_hostname_for_mismatch"]
+                                     if mismatch is None else mismatch),
+        options=dict(raw),
+    )
+
+
+def _auth(section, environ, problems) -> Optional[dict]:
+    if not section and not environ.get("AUTH_PROVIDER"):
+        return None
+    auth = dict(_mapping(section, "auth", problems))
+    if environ.get("AUTH_PROVIDER"):
+        auth["provider"] = environ["AUTH_PROVIDER"]
+    provider = auth.get("provider")
+    if provider not in AUTH_PROVIDERS:
+        problems.append(f"auth.provider: {provider!r} is not supported (supported: {', '.join(sorted(AUTH_PROVIDERS))})")
+    elif provider == "dummy" and not environ.get("VMPOOLER_DEBUG"):
+        problems.append("auth.provider: 'dummy' accepts any password and is refused unless VMPOOLER_DEBUG is set")
+    elif provider == "users":
+        users = _mapping(auth.get("users"), "auth.users", problems)
+        if not users:
+            problems.append("auth.users: the users provider needs at least one user: '<bcrypt hash>'")
+        for user, digest in users.items():
+            if not isinstance(digest, str) or not digest.startswith(("$2a$", "$2b$", "$2y$")):
+                problems.append(f"auth.users.{user}: must be a bcrypt hash (see 'vmpooler passwd')")
+    return auth
+
+
+def _tagfilter(section, problems) -> dict:
+    filters = {}
+    for tag, pattern in _mapping(section, "tagfilter", problems).items():
+        try:
+            filters[str(tag)] = re.compile(str(pattern))
+        except re.error as exc:
+            problems.append(f"tagfilter.{tag}: not a valid regular expression: {exc}")
+    return filters
+
+
+def _database_url(section, environ, problems) -> str:
+    section = _mapping(section, "database", problems)
+    url = environ.get("DATABASE_URL") or section.get("url") or DEFAULT_DATABASE_URL
+    if not isinstance(url, str) or "://" not in url:
+        problems.append(f"database.url: must be an SQLAlchemy URL such as {DEFAULT_DATABASE_URL}, not {url!r}")
+    return url

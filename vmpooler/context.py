@@ -1,0 +1,29 @@
+"""What the HTTP handlers are given: the parts of the running service they may use.
+
+Handlers never see the providers or the manager itself; they change state through the db layer
+and nudge the manager with ``wake`` so that a pool emptied by a checkout refills at once.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from typing import Any, Callable, Optional
+
+from vmpooler.config import Config
+from vmpooler.db.database import Database
+
+
+@dataclasses.dataclass
+class Context:
+    config: Config
+    db: Database
+    #: the configured auth store (vmpooler.auth), None when :auth: is not configured
+    auth: Optional[Any] = None
+    #: threads for blocking work that is not a provider call (bcrypt checks)
+    executor: Optional[concurrent.futures.Executor] = None
+    #: asks the pool manager for a pass now (a no-op when no manager runs, as in API tests)
+    wake: Callable[[], None] = lambda: None
+    #: provider name -> health mapping, for /status
+    provider_health: Callable[[], dict] = dict
+    started_at: float = dataclasses.field(default_factory=time.time)

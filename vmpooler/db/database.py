@@ -1,0 +1,115 @@
+"""The one owner of the database connection: engine, transactions and schema upgrades.
+
+Everything else speaks portable SQLAlchemy Core through ``write()`` and ``read()``. The only
+SQLite-specific code in the project is in ``_prepare_sqlite`` below.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+
+from sqlalchemy import create_engine, event, exc
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class StoreUnavailable(Exception):
+    """The database cannot serve the request now (locked, full, read-only, gone). Nothing was
+    written; the API answers 503 and the manager tries again on its next pass."""
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class Database:
+    def __init__(self, url: str, busy_timeout_ms: int = 1000):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        options = {"future": True}
+        if self.is_sqlite:
+            options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        self.engine: Engine = create_engine(url, **options)
+        if self.is_sqlite:
+            _prepare_sqlite(self.engine, busy_timeout_ms)
+
+    @contextlib.contextmanager
+    def write(self) -> Connection:
+        """One write transaction: committed when the block ends, rolled back on any error."""
+        with self._translated():
+            with self.engine.begin() as connection:
+                yield connection
+
+    @contextlib.contextmanager
+    def read(self) -> Connection:
+        """A read-only view, consistent for the block (a deferred transaction, never a lock)."""
+        with self._translated():
+            with self.engine.connect() as connection:
+                connection = connection.execution_options(vmpooler_read=True)
+                with connection.begin():
+                    yield connection
+
+    @contextlib.contextmanager
+    def _translated(self):
+        try:
+            yield
+        except exc.OperationalError as error:
+            raise StoreUnavailable(_describe(error)) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise StoreUnavailable("the database connection was lost") from error
+            raise
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig(os.path.join(ROOT, "alembic.ini"))
+        config.set_main_option("script_location", os.path.join(ROOT, "migrations"))
+        config.attributes["engine"] = self.engine
+        command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _describe(error: exc.OperationalError) -> str:
+    text = str(getattr(error, "orig", error)).lower()
+    for needle, meaning in (("locked", "the database is locked by another process"),
+                            ("busy", "the database is busy"),
+                            ("full", "the disk holding the database is full"),
+                            ("readonly", "the database is read-only"),
+                            ("read-only", "the database is read-only"),
+                            ("unable to open", "the database file cannot be opened"),
+                            ("disk i/o", "the database had a disk I/O error")):
+        if needle in text:
+            return meaning
+    return "the database is unavailable"
+
+
+# --- SQLite only -----------------------------------------------------------------------------
+def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
+    process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
+    that a write transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
+    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        read_only = connection.get_execution_options().get("vmpooler_read")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,127 @@
+"""The schema. Alembic's migrations in migrations/versions must match these tables (a test checks).
+
+Times are naive UTC datetimes. Rows of VMs are never deleted: with the event log they are the
+audit trail. ``live_name`` carries a VM's name while it can still exist in a provider and is
+cleared when it is destroyed or gone, so a hostname is unique among live VMs (NULLs never clash,
+in SQLite as in PostgreSQL) and may be reused once its VM is gone.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, UniqueConstraint)
+
+# Constraint names must be stable so Alembic (batch mode on SQLite) can find them later.
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# VM states. cloning and booting are both "pending": cloning until cloned_at is set.
+PENDING, READY, RUNNING, COMPLETED = "pending", "ready", "running", "completed"
+DESTROYED, GONE, FAILED = "destroyed", "gone", "failed"
+LIVE_STATES = (PENDING, READY, RUNNING, COMPLETED)
+ALL_STATES = LIVE_STATES + (DESTROYED, GONE, FAILED)
+
+pools = Table(
+    "pools", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("provider", String(100), nullable=False),
+    Column("template", String(500), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("last_boot_at", DateTime),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+vms = Table(
+    "vms", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, index=True),
+    Column("live_name", String(64), unique=True),
+    Column("pool", String(100), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("template", String(500), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_changed_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("cloned_at", DateTime),
+    Column("ready_at", DateTime),
+    Column("checked_at", DateTime),
+    Column("checkout_at", DateTime),
+    Column("expires_at", DateTime),
+    Column("completed_at", DateTime),
+    Column("destroyed_at", DateTime),
+    Column("lifetime", Float),
+    Column("token_hash", String(64), index=True),
+    Column("token_user", String(255)),
+    Column("clone_attempts", Integer, nullable=False, default=0),
+    Column("destroy_attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("last_error", Text),
+    Column("ip", String(64)),
+    Index("ix_vms_pool_state", "pool", "state"),
+    Index("ix_vms_state_expires", "state", "expires_at"),
+)
+
+vm_events = Table(
+    "vm_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vm_id", Integer, nullable=False, index=True),
+    Column("vm_name", String(64), nullable=False, index=True),
+    Column("pool", String(100), nullable=False),
+    Column("at", DateTime, nullable=False, index=True),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(8), nullable=False),
+    Column("user", String(255), nullable=False, index=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_used_at", DateTime),
+)
+
+vm_tags = Table(
+    "vm_tags", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vm_id", Integer, ForeignKey("vms.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("value", String(1024), nullable=False),
+    Column("tagged_at", DateTime, nullable=False),
+    Column("day", String(10), nullable=False, index=True),
+    UniqueConstraint("vm_id", "name", name="uq_vm_tags_vm_id_name"),
+)
+
+durations = Table(
+    "durations", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(8), nullable=False),  # clone | boot
+    Column("pool", String(100), nullable=False),
+    Column("vm_name", String(64), nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("day", String(10), nullable=False),
+    Index("ix_durations_kind_day", "kind", "day"),
+)
+
+# Queued work on a VM that the manager carries out: snapshot, revert, disk.
+QUEUED, TASK_RUNNING, DONE, TASK_FAILED = "queued", "running", "done", "failed"
+tasks = Table(
+    "tasks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vm_id", Integer, ForeignKey("vms.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # snapshot | revert | disk
+    Column("arg", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Index("ix_tasks_state", "state"),
+)

@@ -1,0 +1,210 @@
+"""The only code that changes a VM's state.
+
+Each public function is one transaction. Each change is an UPDATE guarded by the state the
+caller saw (``WHERE id = ? AND state = ?``): when two actors race, one UPDATE matches and the
+other matches nothing and reports False, so a VM is never handed out twice nor destroyed while
+being checked out. Every change appends a row to ``vm_events`` in the same transaction.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Optional
+
+from sqlalchemy import exc, insert, select, update
+
+from vmpooler.db.database import Database
+from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, durations,
+                                pools, vm_events, vms)
+
+log = logging.getLogger("vmpooler.state")
+
+
+def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
+    """Move ``vm`` (a row with id, name, pool, state) to ``to_state`` if it is still in the state
+    it was read in. Returns whether this call made the change. Runs inside the caller's
+    transaction; the caller logs once it has committed (see ``log_change``)."""
+    result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == vm.state)
+                          .values(state=to_state, state_changed_at=now, **values))
+    if result.rowcount != 1:
+        return False
+    record_event(conn, vm, vm.state, to_state, reason, now)
+    return True
+
+
+def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:
+    conn.execute(insert(vm_events).values(vm_id=vm.id, vm_name=vm.name, pool=vm.pool, at=now,
+                                          from_state=from_state, to_state=to_state, reason=reason))
+
+
+def log_change(vm, to_state: str, reason: str) -> None:
+    log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
+
+
+def _single(db: Database, vm, to_state: str, reason: str, now, **values) -> bool:
+    with db.write() as conn:
+        changed = change(conn, vm, to_state, reason, now, **values)
+    if changed:
+        log_change(vm, to_state, reason)
+    return changed
+
+
+def fetch(conn, vm_id: int):
+    return conn.execute(select(vms).where(vms.c.id == vm_id)).first()
+
+
+# --- the pool manager's transitions ---------------------------------------------------------
+def new_vm(db: Database, pool, name: str, now) -> Optional[int]:
+    """Record a clone about to start, before the provider is asked, so that a crash during the
+    clone leaves a row to reconcile. None when the name is taken by a live VM."""
+    try:
+        with db.write() as conn:
+            vm_id = conn.execute(insert(vms).values(
+                name=name, live_name=name, pool=pool.name, provider=pool.provider, template=pool.template,
+                state=PENDING, state_changed_at=now, created_at=now, clone_attempts=0,
+                destroy_attempts=0)).inserted_primary_key[0]
+            vm = fetch(conn, vm_id)
+            record_event(conn, vm, None, PENDING, "clone requested", now)
+    except exc.IntegrityError:
+        return None
+    log.info("[%s] %s: cloning from %s", pool.name, name, pool.template)
+    return vm_id
+
+
+def cloned(db: Database, vm, now, ip: Optional[str] = None) -> bool:
+    """The provider finished the clone: the VM is booting. Records the clone duration."""
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason = f"cloned in {seconds:.2f}s"
+    with db.write() as conn:
+        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == PENDING,
+                                                vms.c.cloned_at.is_(None))
+                              .values(cloned_at=now, ip=ip, next_attempt_at=None, state_changed_at=now))
+        if result.rowcount != 1:
+            return False
+        record_event(conn, vm, PENDING, PENDING, reason, now)
+        _record_duration(conn, "clone", vm, seconds, now)
+    log.info("[%s] %s: %s", vm.pool, vm.name, reason)
+    return True
+
+
+def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.datetime]) -> bool:
+    """A clone attempt failed. With ``retry_at`` the VM waits for another attempt; without, it is
+    given up and completed, so that whatever half-made clone exists is destroyed."""
+    attempts = vm.clone_attempts + 1
+    if retry_at is None:
+        return _single(db, vm, COMPLETED, f"clone failed {attempts} times, giving up: {error}", now,
+                       clone_attempts=attempts, last_error=error, completed_at=now, next_attempt_at=None)
+    with db.write() as conn:
+        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == PENDING,
+                                                vms.c.cloned_at.is_(None))
+                              .values(clone_attempts=attempts, last_error=error, next_attempt_at=retry_at))
+        if result.rowcount != 1:
+            return False
+        record_event(conn, vm, PENDING, PENDING, f"clone attempt {attempts} failed, retrying: {error}", now)
+    log.warning("[%s] %s: clone attempt %d failed, retrying: %s", vm.pool, vm.name, attempts, error)
+    return True
+
+
+def became_ready(db: Database, vm, now) -> bool:
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason = f"booted in {seconds:.2f}s"
+    with db.write() as conn:
+        if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now):
+            return False
+        _record_duration(conn, "boot", vm, seconds, now)
+        conn.execute(update(pools).where(pools.c.name == vm.pool).values(last_boot_at=now))
+    log_change(vm, READY, reason)
+    return True
+
+
+def checked(db: Database, vm, now) -> bool:
+    """A ready VM passed its periodic check."""
+    with db.write() as conn:
+        return conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == READY)
+                            .values(checked_at=now)).rowcount == 1
+
+
+def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
+    """Retire a VM: the destroy loop removes it from the provider."""
+    values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
+    if error is not None:
+        values["last_error"] = error
+    return _single(db, vm, COMPLETED, reason, now, **values)
+
+
+def destroyed(db: Database, vm, now, reason: str = "destroyed") -> bool:
+    return _single(db, vm, DESTROYED, reason, now, destroyed_at=now, live_name=None, next_attempt_at=None)
+
+
+def destroy_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.datetime]) -> bool:
+    """A destroy attempt failed: retry later, or give up (``failed``: an operator must look)."""
+    attempts = vm.destroy_attempts + 1
+    if retry_at is None:
+        reason = f"destroy failed {attempts} times, giving up: {error}"
+        with db.write() as conn:
+            changed = change(conn, vm, FAILED, reason, now, destroy_attempts=attempts, last_error=error,
+                             next_attempt_at=None)
+        if changed:
+            log.error("[%s] %s: %s", vm.pool, vm.name, reason)
+        return changed
+    with db.write() as conn:
+        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == vm.state)
+                              .values(destroy_attempts=attempts, last_error=error, next_attempt_at=retry_at))
+        if result.rowcount != 1:
+            return False
+        record_event(conn, vm, vm.state, vm.state, f"destroy attempt {attempts} failed, retrying: {error}", now)
+    log.warning("[%s] %s: destroy attempt %d failed, retrying: %s", vm.pool, vm.name, attempts, error)
+    return True
+
+
+def gone(db: Database, vm, reason: str, now) -> bool:
+    """The provider no longer has the VM: forget it (a phantom otherwise)."""
+    return _single(db, vm, GONE, reason, now, destroyed_at=now, live_name=None, next_attempt_at=None,
+                   expires_at=None)
+
+
+def discovered(db: Database, pool, name: str, now) -> Optional[int]:
+    """A VM in the pool's folder that we do not know: record it as completed so it is destroyed."""
+    reason = "found in the provider but unknown to the database"
+    try:
+        with db.write() as conn:
+            vm_id = conn.execute(insert(vms).values(
+                name=name, live_name=name, pool=pool.name, provider=pool.provider, template=pool.template,
+                state=COMPLETED, state_changed_at=now, created_at=now, completed_at=now,
+                clone_attempts=0, destroy_attempts=0)).inserted_primary_key[0]
+            record_event(conn, fetch(conn, vm_id), None, COMPLETED, reason, now)
+    except exc.IntegrityError:
+        return None
+    log.info("[%s] %s: discovered -> completed: %s", pool.name, name, reason)
+    return vm_id
+
+
+def revive(db: Database, vm, now) -> bool:
+    """A VM we had written off as destroyed or gone is in the provider after all: destroy it."""
+    reason = f"reappeared in the provider after being {vm.state}"
+    try:
+        return _single(db, vm, COMPLETED, reason, now, live_name=vm.name, completed_at=now, destroyed_at=None)
+    except exc.IntegrityError:
+        return False
+
+
+def _record_duration(conn, kind: str, vm, seconds: float, now) -> None:
+    conn.execute(insert(durations).values(kind=kind, pool=vm.pool, vm_name=vm.name, seconds=seconds,
+                                          at=now, day=now.strftime("%Y-%m-%d")))
+
+
+def sync_pools(db: Database, pool_configs, now) -> None:
+    """Mirror the configured pools into the pools table (for operators' queries and lastBoot)."""
+    with db.write() as conn:
+        known = {row.name for row in conn.execute(select(pools.c.name))}
+        for pool in pool_configs:
+            values = {"provider": pool.provider, "template": pool.template, "size": pool.size, "updated_at": now}
+            if pool.name in known:
+                conn.execute(update(pools).where(pools.c.name == pool.name).values(**values))
+            else:
+                conn.execute(insert(pools).values(name=pool.name, **values))
+
+
+__all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "cloned", "clone_failed",
+           "became_ready", "checked", "complete", "destroyed", "destroy_failed", "gone", "discovered",
+           "revive", "sync_pools", "fetch"]

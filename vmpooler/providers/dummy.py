@@ -1,0 +1,204 @@
+"""A provider that simulates VMs: for demos, tests and benchmarks.
+
+It keeps its inventory in memory, or in a JSON file (``filename``) so that VMs survive a restart
+of the service. The original's knobs make it slow or flaky on purpose: every ``*_max_time`` is a
+delay drawn uniformly from [0, max] seconds (the original adds one second; we don't, so tests can
+run in milliseconds) and every ``*_fail_percent`` a chance of a simulated failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from typing import Any, Mapping, Optional
+
+from vmpooler.providers.base import Provider, TransientError, VMInfo, VMNotFound
+
+KNOBS = {
+    "createvm_max_time": 0.0, "createvm_fail_percent": 0.0,
+    "boot_max_time": 0.0, "vmready_fail_percent": 0.0,
+    "destroyvm_max_time": 0.0, "destroyvm_max_shutdown_time": 0.0, "destroyvm_fail_percent": 0.0,
+    "createsnapshot_max_time": 0.0, "createsnapshot_fail_percent": 0.0,
+    "revertsnapshot_max_time": 0.0, "revertsnapshot_fail_percent": 0.0,
+    "createdisk_max_time": 0.0, "createdisk_fail_percent": 0.0,
+    "getvm_poweroff_percent": 0.0, "getvm_rename_percent": 0.0,
+    "listvms_fail_percent": 0.0,
+}
+ACCEPTED = {"filename", "seed", "connection_pool_size", "connection_pool_timeout",
+            "migratevm_couldmove_percent", "migratevm_max_time", "migratevm_fail_percent",
+            "is_ready_timeout", "purge_unconfigured_folders", "folder_whitelist", "provider_class"}
+
+
+class DummyProvider(Provider):
+    PROVIDER_KEYS = frozenset(KNOBS) | frozenset(ACCEPTED)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> list:
+        problems = []
+        for key in KNOBS:
+            value = options.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                problems.append(f"{key}: must be a number >= 0, not {value!r}")
+            elif key.endswith("_percent") and value > 100:
+                problems.append(f"{key}: must be at most 100, not {value!r}")
+        filename = options.get("filename")
+        if filename is not None and not isinstance(filename, str):
+            problems.append(f"filename: must be a path, not {filename!r}")
+        return problems
+
+    def __init__(self, name, options, settings):
+        super().__init__(name, options, settings)
+        self.knobs = {key: float(self.options.get(key) or default) for key, default in KNOBS.items()}
+        self.filename: Optional[str] = self.options.get("filename")
+        self._random = random.Random(self.options.get("seed"))
+        self._lock = threading.Lock()
+        self._vms: dict = self._load()
+
+    # -- persistence ---------------------------------------------------------------------
+    def _load(self) -> dict:
+        if not self.filename or not os.path.exists(self.filename):
+            return {}
+        with open(self.filename, encoding="utf-8") as handle:
+            return json.load(handle).get("vms", {})
+
+    def _save(self) -> None:
+        """Write the inventory atomically (caller holds the lock): a kill -9 leaves the old or
+        the new file, never half of one."""
+        if not self.filename:
+            return
+        temporary = f"{self.filename}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump({"vms": self._vms}, handle)
+        os.replace(temporary, self.filename)
+
+    # -- knobs ---------------------------------------------------------------------------
+    def _delay(self, knob: str) -> None:
+        maximum = self.knobs[knob]
+        if maximum > 0:
+            time.sleep(self._random.uniform(0, maximum))
+
+    def _chance(self, knob: str) -> bool:
+        percent = self.knobs[knob]
+        return percent > 0 and self._random.uniform(0, 100) < percent
+
+    def _maybe_fail(self, knob: str, what: str) -> None:
+        if self._chance(knob):
+            raise TransientError(f"dummy: simulated {what} failure")
+
+    @staticmethod
+    def _folder(pool) -> str:
+        return pool.folder or pool.name
+
+    def _record(self, name: str) -> dict:
+        record = self._vms.get(name)
+        if record is None:
+            raise VMNotFound(f"dummy: no VM named {name!r}")
+        return record
+
+    @staticmethod
+    def _info(name: str, record: dict) -> VMInfo:
+        return VMInfo(name=name, powered_on=record["powered_on"], ip=record.get("ip"),
+                      hostname=record.get("hostname", name), template=record["template"],
+                      extra={"snapshots": list(record["snapshots"]), "disks": list(record["disks"])})
+
+    # -- the interface -------------------------------------------------------------------
+    def list_vms(self, pool) -> list:
+        self._maybe_fail("listvms_fail_percent", "inventory")
+        folder = self._folder(pool)
+        with self._lock:
+            return [self._info(n, r) for n, r in self._vms.items() if r["folder"] == folder]
+
+    def create_vm(self, pool, name: str) -> VMInfo:
+        self._delay("createvm_max_time")
+        self._maybe_fail("createvm_fail_percent", "clone")
+        now = time.time()
+        record = {"folder": self._folder(pool), "pool": pool.name, "template": pool.template,
+                  "created": now, "boot_at": now + self._random.uniform(0, self.knobs["boot_max_time"]),
+                  "powered_on": True, "ip": "127.0.0.1", "hostname": name, "snapshots": [], "disks": []}
+        with self._lock:
+            if name in self._vms:
+                raise TransientError(f"dummy: a VM named {name!r} exists already")
+            self._vms[name] = record
+            self._save()
+        return self._info(name, record)
+
+    def is_ready(self, pool, name: str) -> bool:
+        with self._lock:
+            record = self._vms.get(name)
+            if record is None or not record["powered_on"]:
+                return False
+            booted = time.time() >= record["boot_at"]
+        return booted and not self._chance("vmready_fail_percent")
+
+    def get_vm(self, pool, name: str) -> Optional[VMInfo]:
+        with self._lock:
+            record = self._vms.get(name)
+            if record is None:
+                return None
+            if self._chance("getvm_poweroff_percent"):
+                record["powered_on"] = False
+            if self._chance("getvm_rename_percent"):
+                record["hostname"] = f"DUMMY{name}"
+            return self._info(name, record)
+
+    def destroy_vm(self, pool, name: str) -> None:
+        with self._lock:
+            exists = name in self._vms
+        if not exists:
+            return
+        self._delay("destroyvm_max_shutdown_time")
+        self._delay("destroyvm_max_time")
+        self._maybe_fail("destroyvm_fail_percent", "destroy")
+        with self._lock:
+            if self._vms.pop(name, None) is not None:
+                self._save()
+
+    def create_snapshot(self, pool, name: str, snapshot: str) -> None:
+        self._delay("createsnapshot_max_time")
+        self._maybe_fail("createsnapshot_fail_percent", "snapshot")
+        with self._lock:
+            record = self._record(name)
+            if snapshot not in record["snapshots"]:
+                record["snapshots"].append(snapshot)
+                self._save()
+
+    def revert_snapshot(self, pool, name: str, snapshot: str) -> None:
+        self._delay("revertsnapshot_max_time")
+        self._maybe_fail("revertsnapshot_fail_percent", "revert")
+        with self._lock:
+            if snapshot not in self._record(name)["snapshots"]:
+                raise VMNotFound(f"dummy: VM {name!r} has no snapshot {snapshot!r}")
+
+    def create_disk(self, pool, name: str, size_gb: int) -> None:
+        self._delay("createdisk_max_time")
+        self._maybe_fail("createdisk_fail_percent", "disk")
+        with self._lock:
+            self._record(name)["disks"].append(f"+{int(size_gb)}gb")
+            self._save()
+
+    # -- for tests and operators ---------------------------------------------------------
+    def names(self) -> set:
+        with self._lock:
+            return set(self._vms)
+
+    def inject(self, pool, name: str) -> None:
+        """Create a VM behind the manager's back, as an operator clicking in vCenter would."""
+        with self._lock:
+            self._vms[name] = {"folder": self._folder(pool), "pool": pool.name, "template": pool.template,
+                               "created": time.time(), "boot_at": 0, "powered_on": True, "ip": "127.0.0.1",
+                               "hostname": name, "snapshots": [], "disks": []}
+            self._save()
+
+    def remove(self, name: str) -> None:
+        """Delete a VM behind the manager's back."""
+        with self._lock:
+            if self._vms.pop(name, None) is not None:
+                self._save()
+
+    def health(self):
+        with self._lock:
+            return {"vms": len(self._vms)}
