@@ -68,6 +68,17 @@ SETTINGS = [
             "doubled on each further failure.", None, 0),
     Setting("retry_backoff_max", "number", 300, "Longest wait between retries, in seconds.", None, 0),
     Setting("provider_threads", "int", 16, "Threads running provider calls (bounded thread pool).", None, 1),
+    Setting("reconcile_interval", "number", 60, "Seconds between comparisons of each pool's folder in the "
+            "provider with the database (orphans are destroyed, vanished VMs marked gone).", None, 0),
+    Setting("circuit_breaker_enabled", "bool", True, "Stop calling a provider that keeps failing, for a while."),
+    Setting("circuit_breaker_failure_threshold", "int", 5, "Consecutive transient failures that open a "
+            "provider's circuit breaker.", None, 1),
+    Setting("circuit_breaker_timeout", "number", 30, "Seconds an open breaker waits before letting a trial "
+            "call through.", None, 0),
+    Setting("circuit_breaker_half_open_attempts", "int", 3, "Successful trial calls that close the breaker.",
+            None, 1),
+    Setting("shutdown_grace", "number", 10, "Seconds a stopping service waits for provider calls in flight; "
+            "what is still running then is abandoned and reconciled at the next start.", None, 0),
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
@@ -221,11 +232,11 @@ def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.envi
     """(raw mapping, where it came from) following the original's order: --config, then
     VMPOOLER_CONFIG (YAML text), then VMPOOLER_CONFIG_FILE, else the built-in example."""
     if path:
-        return _read_file(path), path
+        return read_file(path), path
     if environ.get("VMPOOLER_CONFIG"):
         return _parse_yaml(environ["VMPOOLER_CONFIG"], "VMPOOLER_CONFIG"), "VMPOOLER_CONFIG"
     if environ.get("VMPOOLER_CONFIG_FILE"):
-        return _read_file(environ["VMPOOLER_CONFIG_FILE"]), environ["VMPOOLER_CONFIG_FILE"]
+        return read_file(environ["VMPOOLER_CONFIG_FILE"]), environ["VMPOOLER_CONFIG_FILE"]
     return default_raw(), "built-in defaults"
 
 
@@ -241,7 +252,7 @@ def default_raw() -> dict:
     }
 
 
-def _read_file(path: str) -> Any:
+def read_file(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return _parse_yaml(handle.read(), path)

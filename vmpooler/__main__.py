@@ -1,0 +1,3 @@
+from vmpooler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The whole command line: ``vmpooler serve | check-config | db upgrade | passwd``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+from vmpooler import __version__
+from vmpooler import config as config_module
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _load(path):
+    """The configuration, or exit 2 with every problem listed (each names its key)."""
+    try:
+        return config_module.load(path)
+    except config_module.ConfigError as error:
+        print(f"vmpooler: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_serve(args) -> int:
+    from vmpooler.app import serve
+
+    config = _load(args.config)
+    asyncio.run(serve(config, args.host, args.port))
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    try:
+        raw = config_module.read_file(args.file)
+        config = config_module.build(raw)
+    except config_module.ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}")
+        print(f"{args.file}: {len(error.problems)} problem(s)")
+        return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{args.file}: OK ({len(config.pools)} pools, {len(config.providers)} providers)")
+    return 0
+
+
+def cmd_db_upgrade(args) -> int:
+    from vmpooler.db.database import Database
+
+    config = _load(args.config)
+    Database(config.database_url).upgrade()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_passwd(args) -> int:
+    from vmpooler.auth import hash_password
+
+    password = getpass.getpass("Password: ")
+    if not password:
+        print("vmpooler: an empty password is not allowed", file=sys.stderr)
+        return 1
+    if getpass.getpass("Again: ") != password:
+        print("vmpooler: the passwords differ", file=sys.stderr)
+        return 1
+    digest = hash_password(password)
+    print(f"{args.user}: '{digest}'" if args.user else digest)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="vmpooler",
+        description="Pools of ready virtual machines behind the vmpooler API v1, in one process.")
+    top.add_argument("--version", action="version", version=f"vmpooler-py {__version__}")
+    top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO"),
+                     help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    config_help = ("YAML configuration file (default: $VMPOOLER_CONFIG as YAML text, then "
+                   "$VMPOOLER_CONFIG_FILE, then the built-in example pools on the dummy provider)")
+
+    serve = commands.add_parser("serve", help="run the API and the pool manager",
+                                description="Run the API and the pool manager until SIGTERM or SIGINT. "
+                                            "The database schema is upgraded on start.")
+    serve.add_argument("--config", help=config_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4567, help="port to listen on (default 4567)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file",
+                                description="List every problem in FILE and exit 1 if there is any.")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    database = commands.add_parser("db", help="database maintenance", description="Database maintenance.")
+    database_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = database_commands.add_parser("upgrade", help="upgrade the schema to the newest version",
+                                           description="Apply the Alembic migrations the database lacks.")
+    upgrade.add_argument("--config", help=config_help)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    passwd = commands.add_parser("passwd", help="print a bcrypt hash for :auth: users",
+                                 description="Read a password from the terminal and print its bcrypt "
+                                             "hash, for the users auth store.")
+    passwd.add_argument("--user", help="print a ready line 'USER: <hash>' for the config")
+    passwd.set_defaults(func=cmd_passwd)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if not getattr(args, "func", None):
+        parser().print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

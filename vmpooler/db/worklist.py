@@ -1,0 +1,101 @@
+"""What the pool manager has to do: each function is one query over all pools, so a pass costs
+a fixed number of queries whatever the number of pools or VMs."""
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import and_, case, func, or_, select
+
+from vmpooler.db.database import Database, utcnow
+from vmpooler.db.models import (COMPLETED, DESTROYED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING,
+                                tasks, vms)
+
+
+def pool_counts(db: Database) -> dict:
+    """{pool: {"pending": n, "ready": n, "cloning": n, "clone_slots": n}} for live pools.
+    ``clone_slots`` counts clones running now or due to (re)start: cloning rows that are not
+    waiting out a retry backoff. It is derived from rows, so it cannot drift."""
+    now = utcnow()
+    cloning = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
+    waiting = and_(cloning, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > now)
+    with db.read() as conn:
+        rows = conn.execute(
+            select(vms.c.pool, vms.c.state, func.count(),
+                   func.sum(_flag(cloning)), func.sum(_flag(waiting)))
+            .where(vms.c.state.in_((PENDING, READY))).group_by(vms.c.pool, vms.c.state))
+        counts = {}
+        for pool, state, count, cloning_count, waiting_count in rows:
+            entry = counts.setdefault(pool, {"pending": 0, "ready": 0, "cloning": 0, "clone_slots": 0})
+            entry[state] = count
+            if state == PENDING:
+                entry["cloning"] = int(cloning_count or 0)
+                entry["clone_slots"] = int(cloning_count or 0) - int(waiting_count or 0)
+        return counts
+
+
+def _flag(condition):
+    return case((condition, 1), else_=0)
+
+
+def pending(db: Database) -> list:
+    with db.read() as conn:
+        return list(conn.execute(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)))
+
+
+def ready_due(db: Database, checked_before: datetime.datetime, ready_before: datetime.datetime) -> list:
+    """Ready VMs whose periodic check is due, or that may have outlived the shortest ready_ttl."""
+    with db.read() as conn:
+        return list(conn.execute(select(vms).where(
+            vms.c.state == READY,
+            or_(vms.c.checked_at.is_(None), vms.c.checked_at <= checked_before, vms.c.ready_at <= ready_before))))
+
+
+def expired(db: Database, now: datetime.datetime) -> list:
+    with db.read() as conn:
+        return list(conn.execute(select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
+                                                   vms.c.expires_at <= now)))
+
+
+def to_destroy(db: Database, now: datetime.datetime) -> list:
+    with db.read() as conn:
+        return list(conn.execute(select(vms).where(
+            vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None), vms.c.next_attempt_at <= now))))
+
+
+def excess(db: Database, pool: str, count: int) -> list:
+    """The ``count`` VMs to remove from a shrunk pool: pending before ready, newest first."""
+    with db.read() as conn:
+        rows = list(conn.execute(select(vms).where(vms.c.pool == pool, vms.c.state.in_((PENDING, READY)))
+                                 .order_by(vms.c.id.desc())))
+    rows.sort(key=lambda row: row.state != PENDING)
+    return rows[:count]
+
+
+def live_in_pool(db: Database, pool: str) -> list:
+    with db.read() as conn:
+        return list(conn.execute(select(vms).where(vms.c.pool == pool, vms.c.state.in_(LIVE_STATES + ("failed",)))))
+
+
+def latest_dead(db: Database, pool: str, names) -> dict:
+    """{name: newest destroyed/gone row} for names a provider still lists."""
+    names = list(names)
+    found = {}
+    with db.read() as conn:
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            for row in conn.execute(select(vms).where(vms.c.pool == pool, vms.c.name.in_(chunk),
+                                                      vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)):
+                found[row.name] = row
+    return found
+
+
+def tasks_due(db: Database, now: datetime.datetime) -> list:
+    """Queued tasks whose time has come, with their VM's name, pool and state."""
+    with db.read() as conn:
+        return list(conn.execute(
+            select(tasks, vms.c.name.label("vm_name"), vms.c.pool.label("vm_pool"),
+                   vms.c.state.label("vm_state"))
+            .join(vms, vms.c.id == tasks.c.vm_id)
+            .where(tasks.c.state == QUEUED, or_(tasks.c.next_attempt_at.is_(None), tasks.c.next_attempt_at <= now))
+            .order_by(tasks.c.id)))
+

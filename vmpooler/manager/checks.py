@@ -1,0 +1,94 @@
+"""Watching VMs that exist: boot detection and the pending timeout, the periodic check of ready
+VMs (ready_ttl, hostname, power, readiness) and the lifetime of running VMs."""
+from __future__ import annotations
+
+import datetime
+import logging
+
+from vmpooler.db import transitions, worklist
+from vmpooler.db.database import utcnow
+from vmpooler.providers.base import ProviderError
+
+log = logging.getLogger("vmpooler.manager")
+
+#: a ready VM's hostname is compared with its name only after this long (the guest may still be
+#: renaming itself from the template's name), as the original does
+HOSTNAME_GRACE = datetime.timedelta(seconds=60)
+
+
+def run(manager, now) -> None:
+    _pending(manager, now)
+    _ready(manager, now)
+    _running(manager, now)
+
+
+def _pending(manager, now) -> None:
+    for vm in worklist.pending(manager.db):
+        pool = manager.pools.get(vm.pool)
+        if pool is None:
+            continue
+        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
+            transitions.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
+                                 error="timed out waiting for the VM to boot")
+        elif vm.cloned_at is not None:
+            manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
+
+
+async def _probe_boot(manager, pool, vm) -> None:
+    try:
+        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+    except ProviderError as error:
+        log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
+        return
+    if ready:
+        transitions.became_ready(manager.db, vm, utcnow())
+
+
+def _ready(manager, now) -> None:
+    if not manager.pools:
+        return
+    checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
+    shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
+    for vm in worklist.ready_due(manager.db, now - checktime, now - shortest_ttl):
+        pool = manager.pools.get(vm.pool)
+        if pool is None:
+            continue
+        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
+            transitions.complete(manager.db, vm, f"ready for more than {pool.ready_ttl:g} minutes", now)
+        elif vm.checked_at is None or vm.checked_at <= now - checktime:
+            manager.launch(("vm", vm.name), _check_ready(manager, pool, vm))
+
+
+async def _check_ready(manager, pool, vm) -> None:
+    """The periodic check of a ready VM; a VM that fails it is recycled, not handed out."""
+    try:
+        info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+        problem = _problem(pool, vm, info)
+        if problem is None and not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+            problem = "failed its ready check"
+    except ProviderError as error:
+        log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
+        return
+    now = utcnow()
+    if info is None:
+        transitions.gone(manager.db, vm, "vanished from the provider", now)
+    elif problem is not None:
+        transitions.complete(manager.db, vm, problem, now, error=problem)
+    else:
+        transitions.checked(manager.db, vm, now)
+
+
+def _problem(pool, vm, info):
+    if info is None:
+        return "vanished from the provider"
+    if not info.powered_on:
+        return "powered off"
+    if (pool.check_hostname_for_mismatch and info.hostname and info.hostname != vm.name
+            and utcnow() - vm.ready_at > HOSTNAME_GRACE):
+        return f"reports hostname {info.hostname!r}"
+    return None
+
+
+def _running(manager, now) -> None:
+    for vm in worklist.expired(manager.db, now):
+        transitions.complete(manager.db, vm, "reached the end of its lifetime", now)

@@ -1,0 +1,50 @@
+"""Making the database agree with each provider's inventory of a pool's folder.
+
+Acts only on a complete inventory (a failed listing changes nothing), and never on a VM whose
+row changed while the listing ran or that has provider work in flight:
+- a VM the provider has but the database does not know is recorded completed, so it is destroyed
+  (the original's "discovered"); one we had written off reappearing is destroyed again;
+- a live VM the provider no longer has is marked gone (no phantoms);
+- a clone interrupted by a stop whose VM exists is taken as cloned; one whose VM does not exist
+  is left to the clone retry.
+"""
+from __future__ import annotations
+
+import logging
+
+from vmpooler.db import transitions, worklist
+from vmpooler.db.database import utcnow
+from vmpooler.db.models import PENDING
+from vmpooler.providers.base import ProviderError
+
+log = logging.getLogger("vmpooler.manager")
+
+
+async def reconcile_pool(manager, pool) -> bool:
+    started = utcnow()
+    try:
+        inventory = await manager.runner.call(pool.provider, "list_vms", pool)
+    except ProviderError as error:
+        log.warning("[%s] inventory failed, nothing reconciled: %s", pool.name, error)
+        return False
+    listed = {info.name for info in inventory}
+    rows = {row.name: row for row in worklist.live_in_pool(manager.db, pool.name)}
+    for name, row in rows.items():
+        if manager.busy(name) or row.state_changed_at >= started:
+            continue
+        cloning = row.state == PENDING and row.cloned_at is None
+        if name in listed and cloning:
+            transitions.cloned(manager.db, row, utcnow())
+        elif name not in listed and not cloning:
+            transitions.gone(manager.db, row, "no longer in the provider", utcnow())
+    unknown = listed - set(rows)
+    dead = worklist.latest_dead(manager.db, pool.name, unknown)
+    for name in sorted(unknown):
+        if manager.busy(name):
+            continue
+        if name in dead:
+            if dead[name].state_changed_at < started:
+                transitions.revive(manager.db, dead[name], utcnow())
+        else:
+            transitions.discovered(manager.db, pool, name, utcnow())
+    return True

@@ -1,0 +1,65 @@
+"""Runs provider calls in the bounded thread pool, behind each provider's circuit breaker.
+
+The IOLoop never blocks on a provider: every call goes through ``call`` and is awaited.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+
+from tornado.ioloop import IOLoop
+
+from vmpooler.manager.breaker import CircuitBreaker
+from vmpooler.providers.base import CircuitOpen, ProviderError
+
+log = logging.getLogger("vmpooler.manager")
+
+
+class ProviderRunner:
+    def __init__(self, providers: dict, settings: dict):
+        self.providers = providers
+        self.executor = concurrent.futures.ThreadPoolExecutor(settings["provider_threads"],
+                                                              thread_name_prefix="provider")
+        self.breakers = {name: CircuitBreaker(
+            name, threshold=settings["circuit_breaker_failure_threshold"],
+            timeout=settings["circuit_breaker_timeout"],
+            half_open_successes=settings["circuit_breaker_half_open_attempts"],
+            enabled=settings["circuit_breaker_enabled"]) for name in providers}
+
+    async def call(self, provider_name: str, method: str, *args):
+        """``providers[provider_name].method(*args)`` in a worker thread. Raises ProviderError
+        (CircuitOpen while the provider's breaker refuses calls); anything else a provider
+        raises is wrapped, so the manager handles exactly one kind of failure."""
+        breaker = self.breakers[provider_name]
+        if not breaker.allow():
+            raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")
+        function = getattr(self.providers[provider_name], method)
+        try:
+            result = await IOLoop.current().run_in_executor(self.executor, function, *args)
+        except ProviderError as error:
+            (breaker.failure if error.transient else breaker.success)()
+            raise
+        except Exception as error:  # a provider bug: keep the manager alive, record it
+            breaker.failure()
+            log.exception("provider %s: %s raised unexpectedly", provider_name, method)
+            raise ProviderError(f"{method} failed unexpectedly: {error!r}") from error
+        breaker.success()
+        return result
+
+    def health(self) -> dict:
+        report = {}
+        for name, provider in self.providers.items():
+            try:
+                details = dict(provider.health())
+            except Exception as error:  # health is informative only
+                details = {"error": repr(error)}
+            report[name] = {"circuit_breaker": self.breakers[name].describe(), **details}
+        return report
+
+    def shutdown(self, wait: bool) -> None:
+        self.executor.shutdown(wait=wait, cancel_futures=True)
+        for provider in self.providers.values():
+            try:
+                provider.close()
+            except Exception:  # closing is best effort
+                log.exception("provider %s: close failed", provider.name)

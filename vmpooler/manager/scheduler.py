@@ -1,0 +1,135 @@
+"""The pool manager: periodic passes on the server's IOLoop that keep every pool full.
+
+A pass is quick and never waits on a provider: it reads what is due (a fixed number of
+queries), changes states directly where no provider is needed, and *launches* provider work
+(clone, probe, destroy, task, inventory) as background coroutines keyed by what they act on,
+so the same VM never has two provider calls in flight. Each loop lives in its own module.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from vmpooler.db import tasks as task_store
+from vmpooler.db import transitions
+from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
+from vmpooler.manager.runner import ProviderRunner
+
+log = logging.getLogger("vmpooler.manager")
+
+LOOPS = (checks, destroy, replenish, tasks)
+
+
+class Manager:
+    def __init__(self, config, db, providers: dict):
+        self.config = config
+        self.settings = config.settings
+        self.db = db
+        self.runner = ProviderRunner(providers, config.settings)
+        self.pools = {pool.name: pool for pool in config.pools}
+        self.in_flight: dict = {}  # key -> asyncio.Task
+        self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
+        self.pool_failures: dict = {}  # pool -> consecutive clone failures
+        self.next_reconcile = 0.0
+        self._callback = None
+        self._wake_pending = False
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
+        transitions.sync_pools(self.db, self.config.pools, utcnow())
+        requeued = task_store.requeue_interrupted(self.db)
+        if requeued:
+            log.info("requeued %d tasks interrupted by the last stop", requeued)
+        await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
+        self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+        self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
+        self._callback.start()
+        self.tick()
+
+    async def stop(self) -> None:
+        """Stop passes; give work in flight ``shutdown_grace`` seconds, then abandon it (the next
+        start reconciles whatever it left half done)."""
+        self._stopping = True
+        if self._callback is not None:
+            self._callback.stop()
+        pending = [task for task in self.in_flight.values() if not task.done()]
+        if pending:
+            log.info("waiting up to %ss for %d provider calls", self.settings["shutdown_grace"], len(pending))
+            done, still = await asyncio.wait(pending, timeout=self.settings["shutdown_grace"])
+            for task in still:
+                task.cancel()
+            if still:
+                log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
+        self.runner.shutdown(wait=False)
+
+    def wake(self) -> None:
+        """Ask for a pass soon (after a checkout or delete), at most one queued at a time."""
+        if self._callback is None or self._wake_pending or self._stopping:
+            return
+        self._wake_pending = True
+        IOLoop.current().add_callback(self.tick)
+
+    # -- a pass ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        self._wake_pending = False
+        if self._stopping:
+            return
+        now = utcnow()
+        for loop in LOOPS:
+            try:
+                loop.run(self, now)
+            except StoreUnavailable as error:
+                log.warning("%s pass skipped: %s", loop.__name__.rsplit(".", 1)[-1], error)
+                return
+            except Exception:  # a bug in one loop must not stop the others
+                log.exception("%s pass failed", loop.__name__)
+        if time.monotonic() >= self.next_reconcile:
+            self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+            for pool in self.pools.values():
+                self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
+
+    def launch(self, key, coroutine) -> bool:
+        """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
+        if key in self.in_flight or self._stopping:
+            coroutine.close()
+            return False
+        task = asyncio.ensure_future(self._guarded(key, coroutine))
+        self.in_flight[key] = task
+        return True
+
+    async def _guarded(self, key, coroutine) -> None:
+        try:
+            await coroutine
+        except StoreUnavailable as error:
+            log.warning("%s: %s; will retry", key, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", key)
+        finally:
+            self.in_flight.pop(key, None)
+
+    def busy(self, name: str) -> bool:
+        return ("vm", name) in self.in_flight
+
+    # -- retry timing ----------------------------------------------------------------------
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
+        base, cap = self.settings["retry_backoff"], self.settings["retry_backoff_max"]
+        return min(base * (2 ** max(attempts - 1, 0)), cap)
+
+    def retry_time(self, now: datetime.datetime, attempts: int, limit: int):
+        """When to try again after ``attempts`` failures, or None once ``limit`` is reached."""
+        if attempts >= limit:
+            return None
+        return now + datetime.timedelta(seconds=self.backoff(attempts))
+
+    def health(self) -> dict:
+        return self.runner.health()
