@@ -296,7 +296,7 @@ def build(raw: Any, environ: Mapping[str, str] = os.environ,
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
     sections = {}
     for key, value in raw.items():
-        name = str(key).lstrip(":")
+        name = str(key).strip(":")
         if name in sections:
             problems.append(f"{name}: given twice (with and without the leading colon)")
         if name in IGNORED_SECTIONS:
@@ -338,7 +338,7 @@ def _mapping(value, where: str, problems: list) -> dict:
 def _providers(section, classes, problems, warnings) -> dict:
     providers = {}
     for name, options in _mapping(section, "providers", problems).items():
-        name = str(name)
+        name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
         options = _mapping(options, f"providers.{name}", problems)
         class_name = str(options.get("provider_class", name))
         cls = classes.get(class_name)
@@ -391,9 +391,10 @@ def _pool(raw, where, settings, default_provider, providers, classes, problems, 
     name, template = raw.get("name"), raw.get("template")
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(f"{where}.name: required, letters, digits, '.', '_' or '-' (got {name!r})")
+    else:
+        where = f"pools[{name}]"
     if not isinstance(template, str) or not template:
         problems.append(f"{where}.template: required, a non-empty string (got {template!r})")
-    where = f"pools[{name}]" if isinstance(name, str) else where
     size = _check_setting(Setting("size", "int", None, "", minimum=0), raw.get("size"), f"{where}.size", problems)
     if size is None:
         problems.append(f"{where}.size: required, an integer >= 0")

@@ -15,8 +15,8 @@ FAST = {"check_loop_delay_min": 0.01, "vm_checktime": 0.0005, "retry_backoff": 0
 
 
 def fast_config(pools, settings=None, dummy=None, **sections):
-    return make_config(pools=pools, settings={**FAST, **(settings or {})},
-                       providers={"dummy": dict(dummy or {})}, **sections)
+    sections.setdefault("providers", {"dummy": dict(dummy or {})})
+    return make_config(pools=pools, settings={**FAST, **(settings or {})}, **sections)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,95 @@
+"""The state layer under concurrency: guarded transitions make every race have one winner."""
+import threading
+
+import pytest
+
+from tests.conftest import add_vm, make_config
+from tests.manager.helpers import events, rows
+from vmpooler.db import checkout as checkout_module
+from vmpooler.db import transitions
+from vmpooler.db.checkout import Owner, Shortfall, Want
+from vmpooler.db.database import utcnow
+
+
+@pytest.fixture
+def pool():
+    return make_config(pools=[{"name": "p", "template": "t", "size": 20},
+                              {"name": "q", "template": "t", "size": 5}]).pools
+
+
+def _checkout(db, wants):
+    return checkout_module.checkout(db, wants, utcnow(), 24)
+
+
+def test_fifty_threads_checking_out_twenty_vms_get_each_exactly_once(db, pool):
+    for _ in range(20):
+        add_vm(db, pool[0], "ready")
+    barrier = threading.Barrier(50)
+    won, lost, errors = [], [], []
+
+    def client():
+        barrier.wait()
+        try:
+            won.append(_checkout(db, [Want("p", ("p",), 1)])["p"][0])
+        except Shortfall:
+            lost.append(1)
+        except Exception as error:  # anything else is a bug
+            errors.append(error)
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(won) == 20 and len(set(won)) == 20
+    assert len(lost) == 30
+    assert {r.state for r in rows(db)} == {"running"}
+    # one event per checkout, never two for the same VM
+    assert sum(e.to_state == "running" for e in events(db)) == 20
+
+
+def test_checkout_is_all_or_nothing(db, pool):
+    add_vm(db, pool[0], "ready")
+    add_vm(db, pool[0], "ready")
+    add_vm(db, pool[1], "ready")
+    with pytest.raises(Shortfall):
+        _checkout(db, [Want("p", ("p",), 2), Want("q", ("q",), 2)])
+    assert {r.state for r in rows(db)} == {"ready"}
+    assert not any(e.to_state == "running" for e in events(db))
+    taken = _checkout(db, [Want("p", ("p",), 2), Want("q", ("q",), 1)])
+    assert len(taken["p"]) == 2 and len(taken["q"]) == 1
+
+
+def test_checkout_records_owner_lifetime_and_expiry(db, pool):
+    add_vm(db, pool[0], "ready")
+    now = utcnow()
+    checkout_module.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
+    vm = rows(db)[0]
+    assert (vm.token_user, vm.token_hash, vm.lifetime) == ("jdoe", "h" * 64, 2)
+    assert round((vm.expires_at - vm.checkout_at).total_seconds()) == 7200
+
+
+def test_manager_and_client_racing_on_one_vm_have_one_winner(db, pool):
+    name = add_vm(db, pool[0], "ready")
+    stale = rows(db, name=name)[0]  # what the manager read before the checkout
+    assert _checkout(db, [Want("p", ("p",), 1)])["p"] == [name]
+    assert transitions.complete(db, stale, "ready_ttl", utcnow()) is False
+    assert rows(db, name=name)[0].state == "running"
+
+
+def test_delete_twice_changes_state_once(db, pool):
+    name = add_vm(db, pool[0], "running")
+    vm = rows(db, name=name)[0]
+    assert checkout_module.delete(db, vm, utcnow()) is True
+    assert checkout_module.delete(db, vm, utcnow()) is False
+    assert [e.to_state for e in events(db, name)].count("completed") == 1
+
+
+def test_a_live_hostname_cannot_be_used_twice_but_can_after_destroy(db, pool):
+    name = add_vm(db, pool[0], "ready")
+    assert transitions.new_vm(db, pool[0], name, utcnow()) is None
+    vm = rows(db, name=name)[0]
+    transitions.complete(db, vm, "test", utcnow())
+    transitions.destroyed(db, rows(db, name=name)[0], utcnow())
+    assert transitions.new_vm(db, pool[0], name, utcnow()) is not None

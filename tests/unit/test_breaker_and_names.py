@@ -1,0 +1,57 @@
+from vmpooler.manager import hostnames
+from vmpooler.manager.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_breaker_opens_after_threshold_and_closes_after_trial_successes():
+    clock = Clock()
+    breaker = CircuitBreaker("p", threshold=3, timeout=10, half_open_successes=2, clock=clock)
+    for _ in range(2):
+        breaker.failure()
+    assert breaker.state == CLOSED and breaker.allow()
+    breaker.failure()
+    assert breaker.state == OPEN and not breaker.allow()
+    clock.now = 10
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    breaker.success()
+    assert breaker.state == HALF_OPEN
+    breaker.success()
+    assert breaker.state == CLOSED
+
+
+def test_breaker_failure_while_half_open_reopens():
+    clock = Clock()
+    breaker = CircuitBreaker("p", threshold=1, timeout=5, clock=clock)
+    breaker.failure()
+    clock.now = 5
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state == OPEN and not breaker.allow()
+
+
+def test_success_while_closed_resets_the_count():
+    breaker = CircuitBreaker("p", threshold=2)
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    assert breaker.state == CLOSED
+
+
+def test_disabled_breaker_always_allows():
+    breaker = CircuitBreaker("p", threshold=1, enabled=False)
+    breaker.failure()
+    assert breaker.allow()
+
+
+def test_hostnames_are_readable_short_and_prefixed():
+    names = [hostnames.generate() for _ in range(500)]
+    assert all(len(n) <= 15 and n.count("-") >= 1 for n in names)
+    assert len(set(names)) > 450
+    assert hostnames.generate("ci-").startswith("ci-")
