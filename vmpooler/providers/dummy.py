@@ -57,6 +57,9 @@ class DummyProvider(Provider):
         self._random = random.Random(self.options.get("seed"))
         self._lock = threading.Lock()
         self._vms: dict = self._load()
+        self._folders: dict = {}  # folder -> set of names, so a pool's listing is not a full scan
+        for name, record in self._vms.items():
+            self._folders.setdefault(record["folder"], set()).add(name)
 
     # -- persistence ---------------------------------------------------------------------
     def _load(self) -> dict:
@@ -108,22 +111,17 @@ class DummyProvider(Provider):
     # -- the interface -------------------------------------------------------------------
     def list_vms(self, pool) -> list:
         self._maybe_fail("listvms_fail_percent", "inventory")
-        folder = self._folder(pool)
         with self._lock:
-            return [self._info(n, r) for n, r in self._vms.items() if r["folder"] == folder]
+            return [self._info(name, self._vms[name]) for name in self._folders.get(self._folder(pool), ())]
 
     def create_vm(self, pool, name: str) -> VMInfo:
         self._delay("createvm_max_time")
         self._maybe_fail("createvm_fail_percent", "clone")
-        now = time.time()
-        record = {"folder": self._folder(pool), "pool": pool.name, "template": pool.template,
-                  "created": now, "boot_at": now + self._random.uniform(0, self.knobs["boot_max_time"]),
-                  "powered_on": True, "ip": "127.0.0.1", "hostname": name, "snapshots": [], "disks": []}
+        record = self._new_record(pool, name, time.time() + self._random.uniform(0, self.knobs["boot_max_time"]))
         with self._lock:
             if name in self._vms:
                 raise TransientError(f"dummy: a VM named {name!r} exists already")
-            self._vms[name] = record
-            self._save()
+            self._add(name, record)
         return self._info(name, record)
 
     def is_ready(self, pool, name: str) -> bool:
@@ -154,8 +152,7 @@ class DummyProvider(Provider):
         self._delay("destroyvm_max_time")
         self._maybe_fail("destroyvm_fail_percent", "destroy")
         with self._lock:
-            if self._vms.pop(name, None) is not None:
-                self._save()
+            self._discard(name)
 
     def create_snapshot(self, pool, name: str, snapshot: str) -> None:
         self._delay("createsnapshot_max_time")
@@ -188,16 +185,29 @@ class DummyProvider(Provider):
     def inject(self, pool, name: str) -> None:
         """Create a VM behind the manager's back, as an operator clicking in vCenter would."""
         with self._lock:
-            self._vms[name] = {"folder": self._folder(pool), "pool": pool.name, "template": pool.template,
-                               "created": time.time(), "boot_at": 0, "powered_on": True, "ip": "127.0.0.1",
-                               "hostname": name, "snapshots": [], "disks": []}
-            self._save()
+            self._add(name, self._new_record(pool, name, boot_at=0))
 
     def remove(self, name: str) -> None:
         """Delete a VM behind the manager's back."""
         with self._lock:
-            if self._vms.pop(name, None) is not None:
-                self._save()
+            self._discard(name)
+
+    # -- the inventory (callers hold the lock) ---------------------------------------------
+    def _new_record(self, pool, name: str, boot_at: float) -> dict:
+        return {"folder": self._folder(pool), "pool": pool.name, "template": pool.template, "created": time.time(),
+                "boot_at": boot_at, "powered_on": True, "ip": "127.0.0.1", "hostname": name,
+                "snapshots": [], "disks": []}
+
+    def _add(self, name: str, record: dict) -> None:
+        self._vms[name] = record
+        self._folders.setdefault(record["folder"], set()).add(name)
+        self._save()
+
+    def _discard(self, name: str) -> None:
+        record = self._vms.pop(name, None)
+        if record is not None:
+            self._folders.get(record["folder"], set()).discard(name)
+            self._save()
 
     def health(self):
         with self._lock:

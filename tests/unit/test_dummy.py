@@ -1,0 +1,76 @@
+"""The dummy provider implements the whole interface, with the original's knobs."""
+import pytest
+
+from tests.conftest import make_config
+from vmpooler.providers.base import TransientError, VMNotFound
+from vmpooler.providers.dummy import DummyProvider
+
+
+@pytest.fixture
+def pool():
+    return make_config(pools=[{"name": "p", "template": "t", "size": 1}]).pools[0]
+
+
+def provider(**options):
+    return DummyProvider("dummy", options, {})
+
+
+def test_clone_list_get_ready_destroy(pool):
+    dummy = provider()
+    info = dummy.create_vm(pool, "vm1")
+    assert info.name == "vm1" and info.powered_on and info.template == "t"
+    assert [i.name for i in dummy.list_vms(pool)] == ["vm1"]
+    assert dummy.is_ready(pool, "vm1")
+    assert dummy.get_vm(pool, "vm1").hostname == "vm1"
+    dummy.destroy_vm(pool, "vm1")
+    dummy.destroy_vm(pool, "vm1")  # already gone: still fine
+    assert dummy.get_vm(pool, "vm1") is None and dummy.list_vms(pool) == []
+    assert not dummy.is_ready(pool, "vm1")
+
+
+def test_snapshots_and_disks(pool):
+    dummy = provider()
+    dummy.create_vm(pool, "vm1")
+    dummy.create_snapshot(pool, "vm1", "s1")
+    dummy.revert_snapshot(pool, "vm1", "s1")
+    with pytest.raises(VMNotFound):
+        dummy.revert_snapshot(pool, "vm1", "s2")
+    dummy.create_disk(pool, "vm1", 8)
+    assert dummy.get_vm(pool, "vm1").extra == {"snapshots": ["s1"], "disks": ["+8gb"]}
+    with pytest.raises(VMNotFound):
+        dummy.create_snapshot(pool, "nope", "s1")
+
+
+def test_failure_knobs_raise_transient_errors(pool):
+    dummy = provider(createvm_fail_percent=100, seed=1)
+    with pytest.raises(TransientError):
+        dummy.create_vm(pool, "vm1")
+    dummy.knobs["createvm_fail_percent"] = 0
+    dummy.create_vm(pool, "vm1")
+    dummy.knobs["destroyvm_fail_percent"] = 100
+    with pytest.raises(TransientError):
+        dummy.destroy_vm(pool, "vm1")
+
+
+def test_boot_time_delays_readiness(pool):
+    dummy = provider(boot_max_time=3600, seed=3)
+    dummy.create_vm(pool, "vm1")
+    assert not dummy.is_ready(pool, "vm1")
+
+
+def test_inventory_file_survives_a_new_instance(pool, tmp_path):
+    path = str(tmp_path / "inv.json")
+    first = provider(filename=path)
+    first.create_vm(pool, "vm1")
+    first.create_snapshot(pool, "vm1", "s1")
+    second = provider(filename=path)
+    assert [i.name for i in second.list_vms(pool)] == ["vm1"]
+    assert second.get_vm(pool, "vm1").extra["snapshots"] == ["s1"]
+
+
+def test_option_validation_names_the_key():
+    problems = DummyProvider.validate_options({"createvm_fail_percent": 150, "boot_max_time": "slow",
+                                               "filename": 3})
+    assert any(p.startswith("createvm_fail_percent") for p in problems)
+    assert any(p.startswith("boot_max_time") for p in problems)
+    assert any(p.startswith("filename") for p in problems)
