@@ -1,0 +1,188 @@
+"""Shared fixtures of the API tests: a real server on a free port (its own IOLoop in a thread),
+a plain HTTP client that can send anything, and seeded VMs."""
+import asyncio
+import base64
+import concurrent.futures
+import dataclasses
+import http.client
+import json
+import threading
+
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.netutil import bind_sockets
+
+from tests.conftest import add_vm, make_config
+from vmpooler.api.routes import make_app
+from vmpooler.auth import build_auth_store, hash_password
+from vmpooler.context import Context
+
+PASSWORD = "s3cret-pw"
+#: a users store with two users (cheap bcrypt rounds keep the tests fast)
+USERS_AUTH = {"provider": "users", "users": {"jdoe": hash_password(PASSWORD, rounds=4),
+                                              "other": hash_password(PASSWORD, rounds=4)}}
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    headers: dict
+    text: str
+
+    def json(self):
+        return json.loads(self.text)
+
+
+class Client:
+    def __init__(self, port: int):
+        self.port = port
+
+    def request(self, method, path, body=None, headers=None, token=None, user=None, password=PASSWORD,
+                timeout=30) -> Response:
+        headers = dict(headers or {})
+        if token is not None:
+            headers["X-AUTH-TOKEN"] = token
+        if user is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            answer = conn.getresponse()
+            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()},
+                            answer.read().decode("utf-8"))
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+class Server:
+    """The application served on 127.0.0.1:<free port> by an IOLoop in a thread."""
+
+    def __init__(self, app):
+        self.app, self.ready = app, threading.Event()
+        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self.thread.start()
+        self.ready.wait(10)
+
+    async def _main(self):
+        server = HTTPServer(self.app, max_body_size=1 << 24)
+        sockets = bind_sockets(0, "127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        server.add_sockets(sockets)
+        self.loop, self.stopped = IOLoop.current(), asyncio.Event()
+        self.ready.set()
+        await self.stopped.wait()
+        server.stop()
+        await server.close_all_connections()
+
+    def stop(self):
+        self.loop.add_callback(self.stopped.set)
+        self.thread.join(10)
+
+
+@dataclasses.dataclass
+class Api:
+    """A running API: its client, context and database, and helpers to seed VMs."""
+
+    client: Client
+    context: Context
+    wakes: list
+
+    @property
+    def db(self):
+        return self.context.db
+
+    @property
+    def config(self):
+        return self.context.config
+
+    def add(self, pool="debian-7-i386", state="ready", name=None):
+        return add_vm(self.db, self.config.pools_by_name[pool], state, name)
+
+    def token(self, user="jdoe"):
+        return self.client.post("/api/v1/token", user=user).json()["token"]
+
+    def __getattr__(self, name):  # api.get(...), api.post(...) go to the client
+        return getattr(self.client, name)
+
+
+ALIAS_POOLS = [
+    {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5, "alias": ["debian", "linux"]},
+    {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3, "alias": ["linux"]},
+    {"name": "centos-6-x86_64", "template": "centos-6-x86_64", "size": 2, "alias": "centos"},
+]
+
+
+@pytest.fixture
+def start_api(db):
+    """start_api(pools=None, settings=None, auth=None, **sections) -> Api (stopped after the test)."""
+    servers, executors = [], []
+
+    def start(pools=None, settings=None, auth=None, **sections):
+        if auth is not None:
+            sections["auth"] = auth
+        config = make_config(pools, settings, **sections)
+        executor = concurrent.futures.ThreadPoolExecutor(2)
+        wakes = []
+        context = Context(config=config, db=db, auth=build_auth_store(config), executor=executor,
+                          wake=lambda: wakes.append(1))
+        server = Server(make_app(context))
+        servers.append(server)
+        executors.append(executor)
+        return Api(Client(server.port), context, wakes)
+
+    yield start
+    for server in servers:
+        server.stop()
+    for executor in executors:
+        executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def api(start_api):
+    """No auth, the two example pools, domain company.com."""
+    return start_api(settings={"domain": "company.com"})
+
+
+@pytest.fixture
+def auth_api(start_api):
+    """A users auth store (jdoe, other), domain company.com."""
+    return start_api(settings={"domain": "company.com", "vm_lifetime_auth": 48}, auth=USERS_AUTH)
+
+
+def vm_row(api, name):
+    from vmpooler.db import queries
+
+    with api.db.read() as conn:
+        return queries.latest_vm(conn, name)
+
+
+def states(api, names):
+    return {name: vm_row(api, name).state for name in names}
+
+
+def assert_error(response, status, with_message=True):
+    """A JSON error: the status, Content-Type application/json, ok false (and an error text)."""
+    assert response.status == status, (response.status, response.text)
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["ok"] is False
+    if with_message:
+        assert isinstance(body.get("error"), str) and body["error"]
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Basic realm="Authentication required"'
+    return body

@@ -1,0 +1,29 @@
+"""GET /poolstat?pool=a,b (size and ready count of pools, by name or alias) and GET /totalrunning."""
+from __future__ import annotations
+
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.status import alias_as_configured
+from vmpooler.db import queries
+
+
+class PoolstatHandler(BaseHandler):
+    def get(self) -> None:
+        wanted = set(self.get_argument("pool", "").split(","))
+        with self.context.db.read() as conn:
+            counts = queries.pool_counts(conn)
+        result = {}
+        for pool in self.config.pools:
+            if pool.name in wanted or wanted.intersection(pool.alias):
+                entry = {"max": pool.size}
+                if pool.alias:
+                    entry["alias"] = alias_as_configured(pool)
+                entry["ready"] = counts.get(pool.name, {}).get("ready", 0)
+                result[pool.name] = entry
+        self.reply({"pools": result})
+
+
+class TotalRunningHandler(BaseHandler):
+    def get(self) -> None:
+        with self.context.db.read() as conn:
+            counts = queries.pool_counts(conn)
+        self.reply({"running": sum(counts.get(pool.name, {}).get("running", 0) for pool in self.config.pools)})

@@ -1,0 +1,86 @@
+"""The route table and ``make_app``: every route under /api/v1, the original's unversioned
+aliases, a JSON 404 for anything else, and the OpenAPI document at /api/v1/openapi.json."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+
+import tornado.web
+
+from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
+from vmpooler.api.ratelimit import AuthFailureLimiter
+from vmpooler.api.status import StatusHandler
+from vmpooler.api.summary import SummaryHandler
+from vmpooler.api.tokens import TokenHandler, TokensHandler
+from vmpooler.api.vm import VmHandler
+from vmpooler.api.vm_tasks import DiskHandler, RevertHandler, SnapshotHandler
+from vmpooler.api.vms import VmsHandler
+from vmpooler.context import Context
+
+PREFIX = "/api/v1"
+OPENAPI_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+access_log = logging.getLogger("vmpooler.access")
+
+
+class OpenApiHandler(BaseHandler):
+    def get(self) -> None:
+        self.reply(self.application.settings["openapi"])
+
+
+# (path under /api/v1 in OpenAPI's notation, handler, whether the unversioned path works too).
+# The original's Reroute aliases these unversioned paths; POST /vm/<h>/disk/<size> is aliased as
+# well (the original mapped PUT there, a route that does not exist).
+ROUTES = [
+    ("/vm", VmsHandler, True),
+    ("/vm/{hostname}", VmHandler, True),
+    ("/vm/{hostname}/snapshot", SnapshotHandler, True),
+    ("/vm/{hostname}/snapshot/{snapshot}", RevertHandler, True),
+    ("/vm/{hostname}/disk/{size}", DiskHandler, True),
+    ("/token", TokensHandler, True),
+    ("/token/{token}", TokenHandler, True),
+    ("/status", StatusHandler, True),
+    ("/summary", SummaryHandler, True),
+    ("/summary/{section}", SummaryHandler, True),
+    ("/summary/{section}/{key}", SummaryHandler, True),
+    ("/poolstat", PoolstatHandler, False),
+    ("/totalrunning", TotalRunningHandler, False),
+    ("/openapi.json", OpenApiHandler, False),
+]
+
+
+def _pattern(path: str) -> str:
+    """``/vm/{hostname}`` -> ``^/vm/([^/]+)/?$`` (a trailing slash is accepted, as Sinatra does)."""
+    return "^" + re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(path)) + "/?$"
+
+
+def rules() -> list:
+    result = []
+    for path, handler, aliased in ROUTES:
+        for full in [PREFIX + path] + ([path] if aliased else []):
+            result.append(tornado.web.url(_pattern(full), handler, name=full))
+    return result
+
+
+def _log_request(every: bool):
+    """Tornado's access log, with tokens cut from paths; every request only with request_logger."""
+
+    def log(handler) -> None:
+        status = handler.get_status()
+        level = logging.ERROR if status >= 500 else logging.INFO if every else logging.DEBUG
+        summary = handler._request_summary() if isinstance(handler, BaseHandler) else handler.request.method
+        access_log.log(level, "%d %s %.2fms", status, summary, 1000.0 * handler.request.request_time())
+
+    return log
+
+
+def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
+    settings = context.config.settings
+    limiter = AuthFailureLimiter(settings["auth_failures_per_minute"], 60.0, enabled=settings["rate_limiting_enabled"])
+    with open(OPENAPI_FILE, encoding="utf-8") as handle:
+        openapi = json.load(handle)
+    tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
+    return tornado.web.Application(rules(), default_handler_class=NotFoundHandler, vmpooler=ApiState(context, limiter),
+                                   openapi=openapi, **tornado_settings)

@@ -1,0 +1,93 @@
+"""GET /status: capacity, today's clone and boot times, queues, pools, providers, health.
+
+Computed with a fixed number of queries (three) whatever the number of pools, and reused for
+``status_cache_seconds`` when that is set.
+"""
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import Optional
+
+from vmpooler.api.base import BaseHandler, ruby_time
+from vmpooler.api.summary import task_json
+from vmpooler.db import queries
+from vmpooler.db.database import utcnow
+
+SECTIONS = ("boot", "capacity", "clone", "pools", "providers", "queue", "status")
+QUEUE = ("pending", "cloning", "booting", "ready", "running", "completed")
+
+
+def requested_sections(query: str) -> frozenset:
+    """The sections ``?view=a,b`` asks for, plus status. No ``view`` or a bare ``?view``: all;
+    ``?view=`` : status only; unknown names are ignored (as the original)."""
+    view: Optional[str] = None
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if urllib.parse.unquote_plus(name) == "view":
+            view = urllib.parse.unquote_plus(value) if equals else None
+    if view is None:
+        return frozenset(SECTIONS)
+    return frozenset(name for name in view.split(",") if name in SECTIONS) | {"status"}
+
+
+def alias_as_configured(pool):
+    """A pool's alias as written in the configuration (a string or a list), None without one."""
+    return pool.options.get("alias") if pool.alias else None
+
+
+def build_status(context, sections: frozenset) -> dict:
+    config, now = context.config, utcnow()
+    day = now.strftime("%Y-%m-%d")
+    with context.db.read() as conn:
+        counts = queries.pool_counts(conn)
+        samples = queries.duration_stats(conn, day, day)
+        boots = queries.last_boots(conn)
+    pools = {pool.name: counts.get(pool.name) or queries.empty_counts() for pool in config.pools}
+    body = {}
+    for kind in ("boot", "clone"):
+        if kind in sections:
+            total = queries.Stats()
+            for _day, sample_kind, _pool, stats in samples:
+                if sample_kind == kind:
+                    total = total.add(stats)
+            body[kind] = task_json(total)
+    if "capacity" in sections:
+        current, size = sum(c["ready"] for c in pools.values()), sum(p.size for p in config.pools)
+        body["capacity"] = {"current": current, "total": size,
+                            "percent": round(current / size * 100, 1) if size else 0}
+    if "pools" in sections:
+        body["pools"] = {}
+        for pool in config.pools:
+            entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
+            entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
+            if pool.alias:
+                entry["alias"] = alias_as_configured(pool)
+            body["pools"][pool.name] = entry
+    if "providers" in sections:
+        body["providers"] = context.provider_health()
+    if "queue" in sections:
+        queue = {key: sum(c[key] for c in pools.values()) for key in QUEUE}
+        queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
+        body["queue"] = queue
+    status = {"ok": True, "message": "Battle station fully armed and operational."}
+    empty = [pool.name for pool in config.pools if pool.size and not pools[pool.name]["ready"]]
+    if "pools" in sections and empty:
+        status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
+    status["uptime"] = round(time.time() - context.started_at, 1)
+    body["status"] = status
+    return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
+
+
+class StatusHandler(BaseHandler):
+    def get(self) -> None:
+        sections = requested_sections(self.request.query)
+        seconds = self.setting("status_cache_seconds")
+        cache = self.state.status_cache
+        cached = cache.get(sections)
+        if seconds and cached is not None and cached[0] > time.monotonic():
+            return self.reply(cached[1])
+        body = build_status(self.context, sections)
+        if seconds:
+            cache[sections] = (time.monotonic() + seconds, body)
+        self.reply(body)

@@ -1,0 +1,148 @@
+"""/vm/<name>: POST checks out pools (``a+a+b``); GET, PUT and DELETE act on one VM."""
+from __future__ import annotations
+
+import datetime
+import json
+
+from vmpooler.api.base import ApiError, BaseHandler, rfc3339, shown, whole_number
+from vmpooler.api.vms import CheckoutMixin, parse_path
+from vmpooler.db import checkout, queries
+from vmpooler.db.database import utcnow
+from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+
+#: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
+SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
+               DESTROYED: "destroyed", GONE: "destroyed", FAILED: "completed"}
+#: a PUT lifetime above this is refused even without max_lifetime_upper_limit (ten years)
+MAX_LIFETIME = 87600
+MAX_TAG_NAME, MAX_TAG_VALUE = 255, 1024
+
+
+def _hours(delta: datetime.timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 2)
+
+
+def _number(value):
+    return int(value) if float(value).is_integer() else value
+
+
+def details(vm, extras: queries.VMExtras, config, now: datetime.datetime) -> dict:
+    """The body of GET /vm/<host> for one VM row, in the original's key order."""
+    lifetime = vm.lifetime if vm.lifetime is not None else config.settings["vm_lifetime"]
+    info = {"template": vm.pool, "lifetime": _number(lifetime)}
+    state = SHOWN_STATE.get(vm.state, vm.state)
+    if vm.checkout_at is not None:
+        ended = now if state == "running" else (vm.destroyed_at or vm.completed_at or vm.state_changed_at)
+        info["running"] = _hours(ended - vm.checkout_at)
+        if state == "running":
+            if vm.expires_at is not None:  # absent when the lifetime is 0 (never expires)
+                info["remaining"] = _hours(vm.expires_at - now)
+            info["start_time"] = rfc3339(vm.checkout_at)
+            if vm.expires_at is not None:
+                info["end_time"] = rfc3339(vm.expires_at)
+    info["state"] = state
+    if extras.tags:
+        info["tags"] = extras.tags
+    if extras.snapshots:
+        info["snapshots"] = extras.snapshots
+    if extras.disks:
+        info["disk"] = [f"+{size}gb" for size in extras.disks]
+    info["ip"] = vm.ip or ""
+    if config.domain:
+        info["domain"] = config.domain
+    return info
+
+
+def validate_changes(body: dict, config) -> tuple:
+    """(lifetime or None, tags or None, failures) for a PUT body, as the original words them."""
+    lifetime, tags, failures = None, None, []
+    for key, value in body.items():
+        if key == "lifetime":
+            lifetime = whole_number(value)
+            limit = config.settings["max_lifetime_upper_limit"]
+            if lifetime is None or lifetime <= 0:
+                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
+            elif limit and lifetime >= limit:
+                failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
+            elif lifetime > MAX_LIFETIME:
+                failures.append(f"You provided a lifetime ({lifetime}) that exceeds the maximum of {MAX_LIFETIME}.")
+        elif key == "tags":
+            tags = _validate_tags(value, config, failures)
+        else:
+            failures.append(f"Unknown argument {shown(key)}.")
+    return lifetime, tags, failures
+
+
+def _validate_tags(tags, config, failures: list) -> dict:
+    if not isinstance(tags, dict):
+        failures.append(f"You provided tags ({shown(tags)}) as something other than a hash.")
+        return {}
+    allowed = config.settings["allowed_tags"]
+    unsupported = {k: v for k, v in tags.items() if allowed and k not in allowed}
+    if unsupported:
+        failures.append(f"You provided unsuppored tags ({json.dumps(unsupported)[:200]}).")
+    result = {}
+    for name, value in tags.items():
+        if not 0 < len(name) <= MAX_TAG_NAME:
+            failures.append(f"A tag name must be 1 to {MAX_TAG_NAME} characters long ({shown(name)}).")
+        elif isinstance(value, (dict, list, bool)):
+            failures.append(f"The value of tag {shown(name)} must be a string.")
+        elif value is not None:
+            value = str(value)
+            pattern = config.tagfilter.get(name)
+            match = pattern.search(value) if pattern is not None else None
+            if match is not None:
+                value = "".join(group or "" for group in match.groups())
+            if len(value) > MAX_TAG_VALUE:
+                failures.append(f"The value of tag {shown(name)} is longer than {MAX_TAG_VALUE} characters.")
+            elif value:  # empty values are skipped
+                result[name] = value
+    return result
+
+
+class VmLookup:
+    """For handlers of /vm/<host>...: the VM the path names."""
+
+    def find(self: BaseHandler, raw: str, states=None):
+        """The newest row of the VM named in the path, else 404 (also when it is not in ``states``,
+        or was destroyed more than data_ttl hours ago)."""
+        name = self.hostname(raw)
+        with self.context.db.read() as conn:
+            vm = queries.latest_vm(conn, name)
+        ttl = datetime.timedelta(hours=self.setting("data_ttl"))
+        if vm is None or (states and vm.state not in states) or (
+                vm.destroyed_at is not None and utcnow() - vm.destroyed_at > ttl):
+            raise ApiError(404, f"no such VM: {name}" if states is None else f"no such VM in a state that allows "
+                           f"this: {name}")
+        return vm
+
+
+class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
+    def post(self, names: str) -> None:
+        self.checkout(parse_path(names))
+
+    def get(self, raw: str) -> None:
+        vm = self.find(raw)
+        with self.context.db.read() as conn:
+            extras = queries.vm_extras(conn, vm.id)
+        self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
+
+    def put(self, raw: str) -> None:
+        vm = self.find(raw, LIVE_STATES)
+        body = self.json_body()
+        # With an auth store a lifetime needs a token (a tags-only change does not), as the original.
+        self.authorize_vm(vm, token_needed=self.context.auth is not None and "lifetime" in body)
+        lifetime, tags, failures = validate_changes(body, self.config)
+        if failures:
+            raise ApiError(400, "; ".join(failures), failure=failures)
+        if not checkout.modify(self.context.db, vm, utcnow(), self.setting("vm_lifetime"), lifetime, tags):
+            raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
+        self.reply({"ok": True})
+
+    def delete(self, raw: str) -> None:
+        vm = self.find(raw, (RUNNING,))
+        self.authorize_vm(vm, token_needed=False)
+        if not checkout.delete(self.context.db, vm, utcnow()):
+            raise ApiError(404, f"{vm.name} is no longer running")
+        self.context.wake()
+        self.reply({"ok": True})

@@ -1,0 +1,53 @@
+"""Work the manager does on a VM in the background: snapshot, revert, add a disk (answers 202)."""
+from __future__ import annotations
+
+import re
+
+from vmpooler.api.base import ApiError, BaseHandler, shown
+from vmpooler.api.vm import VmLookup
+from vmpooler.auth.tokens import random_name
+from vmpooler.db import checkout, queries
+from vmpooler.db.database import utcnow
+from vmpooler.db.models import LIVE_STATES
+
+MAX_DISK_GB = 2048
+
+
+class _TaskHandler(VmLookup, BaseHandler):
+    def target(self, raw: str):
+        """The VM to work on, once the request may: with an auth store a token is needed (401
+        before the VM is looked up, as the original), and a VM's own token wherever it has one."""
+        row = self.token(required=True) if self.context.auth is not None else None
+        vm = self.find(raw, LIVE_STATES)
+        self.authorize_vm(vm, token_needed=False, row=row)
+        return vm
+
+    def queue(self, vm, kind: str, arg: str, body: dict) -> None:
+        checkout.queue_task(self.context.db, vm, kind, arg, utcnow())
+        self.context.wake()
+        self.reply(body, status=202)
+
+
+class SnapshotHandler(_TaskHandler):
+    def post(self, raw: str) -> None:
+        vm = self.target(raw)
+        name = random_name()
+        self.queue(vm, "snapshot", name, {"ok": True, vm.name: {"snapshot": name}})
+
+
+class RevertHandler(_TaskHandler):
+    def post(self, raw: str, snapshot: str) -> None:
+        vm = self.target(raw)
+        with self.context.db.read() as conn:
+            if not queries.has_snapshot(conn, vm.id, snapshot):
+                raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
+        self.queue(vm, "revert", snapshot, {"ok": True})
+
+
+class DiskHandler(_TaskHandler):
+    def post(self, raw: str, size: str) -> None:
+        vm = self.target(raw)
+        if not re.fullmatch(r"\d{1,4}", size) or not 1 <= int(size) <= MAX_DISK_GB:
+            raise ApiError(400, f"the disk size must be a whole number of GB from 1 to {MAX_DISK_GB}, "
+                           f"not {shown(size)}")
+        self.queue(vm, "disk", str(int(size)), {"ok": True, vm.name: {"disk": f"+{int(size)}gb"}})

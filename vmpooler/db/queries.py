@@ -1,0 +1,134 @@
+"""Read models for the API: a VM's details, pool counts, duration and tag aggregates, tokens.
+
+Everything here only reads. Aggregates are computed by the database (GROUP BY), so the number
+of queries does not grow with the number of pools and no raw sample rows reach Python. Only
+portable SQL (SQLite now, PostgreSQL later).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Optional
+
+from sqlalchemy import case, func, select
+
+from vmpooler.db.models import (DONE, LIVE_STATES, PENDING, RUNNING, durations, pools, tasks, tokens, vm_tags,
+                                vms)
+
+DURATION_KINDS = ("boot", "clone")
+
+
+# --- VMs ------------------------------------------------------------------------------------
+def latest_vm(conn, name: str):
+    """The newest row of the VM called ``name`` (names are reused once a VM is gone)."""
+    return conn.execute(select(vms).where(vms.c.name == name).order_by(vms.c.id.desc()).limit(1)).first()
+
+
+@dataclasses.dataclass
+class VMExtras:
+    tags: dict
+    snapshots: list
+    disks: list
+
+
+def vm_extras(conn, vm_id: int) -> VMExtras:
+    """Tags, finished snapshots and finished disk additions of one VM, oldest first."""
+    tags = {row.name: row.value for row in conn.execute(
+        select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == vm_id).order_by(vm_tags.c.id))}
+    done = conn.execute(select(tasks.c.kind, tasks.c.arg).where(
+        tasks.c.vm_id == vm_id, tasks.c.state == DONE, tasks.c.kind.in_(("snapshot", "disk"))).order_by(tasks.c.id))
+    snapshots, disks = [], []
+    for row in done:
+        (snapshots if row.kind == "snapshot" else disks).append(row.arg)
+    return VMExtras(tags, snapshots, disks)
+
+
+def has_snapshot(conn, vm_id: int, name: str) -> bool:
+    """Whether a snapshot of that name was taken (its task finished) on the VM."""
+    return conn.execute(select(tasks.c.id).where(tasks.c.vm_id == vm_id, tasks.c.kind == "snapshot",
+                                                 tasks.c.arg == name, tasks.c.state == DONE).limit(1)).first() is not None
+
+
+# --- pools ----------------------------------------------------------------------------------
+_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed")
+
+
+def pool_counts(conn) -> dict:
+    """{pool: {pending, cloning, booting, ready, running, completed}} over live VMs, in ONE
+    grouped query. cloning = pending without cloned_at; booting = the other pending ones."""
+    cloning = case((vms.c.cloned_at.is_(None), 1), else_=0).label("cloning")
+    rows = conn.execute(select(vms.c.pool, vms.c.state, cloning, func.count().label("n"))
+                        .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.pool, vms.c.state, cloning))
+    counts = {}
+    for row in rows:
+        pool = counts.setdefault(row.pool, dict.fromkeys(_COUNTED, 0))
+        pool[row.state] += row.n
+        if row.state == PENDING:
+            pool["cloning" if row.cloning else "booting"] += row.n
+    return counts
+
+
+def empty_counts() -> dict:
+    return dict.fromkeys(_COUNTED, 0)
+
+
+def last_boots(conn) -> dict:
+    """{pool: when its last VM became ready} for the pools that ever had one."""
+    return {row.name: row.last_boot_at for row in conn.execute(
+        select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None)))}
+
+
+# --- durations and tags ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Stats:
+    """count, total, min and max of a set of duration samples (all 0 when there are none)."""
+
+    count: int = 0
+    total: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+
+    def add(self, other: "Stats") -> "Stats":
+        if not other.count:
+            return self
+        if not self.count:
+            return dataclasses.replace(other)
+        return Stats(self.count + other.count, self.total + other.total, min(self.low, other.low),
+                     max(self.high, other.high))
+
+
+def duration_stats(conn, first_day: str, last_day: str) -> Iterable:
+    """One row (day, kind, pool, Stats) per day, kind and pool with samples in the range."""
+    rows = conn.execute(
+        select(durations.c.day, durations.c.kind, durations.c.pool, func.count().label("n"),
+               func.sum(durations.c.seconds).label("total"), func.min(durations.c.seconds).label("low"),
+               func.max(durations.c.seconds).label("high"))
+        .where(durations.c.kind.in_(DURATION_KINDS), durations.c.day >= first_day, durations.c.day <= last_day)
+        .group_by(durations.c.day, durations.c.kind, durations.c.pool))
+    return [(row.day, row.kind, row.pool, Stats(row.n, row.total, row.low, row.high)) for row in rows]
+
+
+def tag_counts(conn, first_day: str, last_day: str, name: Optional[str] = None) -> Iterable:
+    """Rows (day, tag name, value, count) of the tags set in the range."""
+    query = (select(vm_tags.c.day, vm_tags.c.name, vm_tags.c.value, func.count().label("n"))
+             .where(vm_tags.c.day >= first_day, vm_tags.c.day <= last_day)
+             .group_by(vm_tags.c.day, vm_tags.c.name, vm_tags.c.value))
+    if name is not None:
+        query = query.where(vm_tags.c.name == name)
+    return list(conn.execute(query))
+
+
+# --- tokens ---------------------------------------------------------------------------------
+def token_by_hash(conn, digest: str):
+    return conn.execute(select(tokens).where(tokens.c.token_hash == digest)).first()
+
+
+def tokens_of_user(conn, user: str, prefix: Optional[str] = None) -> list:
+    query = select(tokens).where(tokens.c.user == user).order_by(tokens.c.id)
+    if prefix is not None:
+        query = query.where(tokens.c.prefix == prefix)
+    return list(conn.execute(query))
+
+
+def running_vms_of_token(conn, digest: str) -> list:
+    return [row.name for row in conn.execute(select(vms.c.name).where(
+        vms.c.token_hash == digest, vms.c.state == RUNNING).order_by(vms.c.checkout_at, vms.c.id))]
