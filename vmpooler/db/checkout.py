@@ -84,6 +84,8 @@ def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime):
 
 def delete(db: Database, vm, now) -> bool:
     """A client is done with a running VM: the destroy loop removes it."""
+    if vm.state != RUNNING:
+        return False
     with db.write() as conn:
         changed = change(conn, vm, COMPLETED, "deleted by the client", now, completed_at=now, expires_at=None)
     if changed:

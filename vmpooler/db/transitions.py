@@ -14,8 +14,8 @@ from typing import Optional
 from sqlalchemy import exc, insert, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, durations,
-                                pools, vm_events, vms)
+from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
+                                durations, pools, vm_events, vms)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -41,7 +41,11 @@ def log_change(vm, to_state: str, reason: str) -> None:
     log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
 
 
-def _single(db: Database, vm, to_state: str, reason: str, now, **values) -> bool:
+def _single(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, **values) -> bool:
+    """One guarded change in its own transaction; refused outright when ``vm`` was not read in
+    one of the ``allowed`` states."""
+    if vm.state not in allowed:
+        return False
     with db.write() as conn:
         changed = change(conn, vm, to_state, reason, now, **values)
     if changed:
@@ -92,8 +96,9 @@ def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.
     given up and completed, so that whatever half-made clone exists is destroyed."""
     attempts = vm.clone_attempts + 1
     if retry_at is None:
-        return _single(db, vm, COMPLETED, f"clone failed {attempts} times, giving up: {error}", now,
-                       clone_attempts=attempts, last_error=error, completed_at=now, next_attempt_at=None)
+        reason = f"clone failed {attempts} times, giving up: {error}"
+        return _single(db, vm, COMPLETED, reason, now, allowed=(PENDING,), clone_attempts=attempts,
+                       last_error=error, completed_at=now, next_attempt_at=None)
     with db.write() as conn:
         result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == PENDING,
                                                 vms.c.cloned_at.is_(None))
@@ -129,11 +134,12 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
     if error is not None:
         values["last_error"] = error
-    return _single(db, vm, COMPLETED, reason, now, **values)
+    return _single(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
 
 
 def destroyed(db: Database, vm, now, reason: str = "destroyed") -> bool:
-    return _single(db, vm, DESTROYED, reason, now, destroyed_at=now, live_name=None, next_attempt_at=None)
+    return _single(db, vm, DESTROYED, reason, now, allowed=(COMPLETED,), destroyed_at=now, live_name=None,
+                   next_attempt_at=None)
 
 
 def destroy_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.datetime]) -> bool:
@@ -159,8 +165,8 @@ def destroy_failed(db: Database, vm, error: str, now, retry_at: Optional[datetim
 
 def gone(db: Database, vm, reason: str, now) -> bool:
     """The provider no longer has the VM: forget it (a phantom otherwise)."""
-    return _single(db, vm, GONE, reason, now, destroyed_at=now, live_name=None, next_attempt_at=None,
-                   expires_at=None)
+    return _single(db, vm, GONE, reason, now, allowed=LIVE_STATES + (FAILED,), destroyed_at=now, live_name=None,
+                   next_attempt_at=None, expires_at=None)
 
 
 def discovered(db: Database, pool, name: str, now) -> Optional[int]:
@@ -183,7 +189,8 @@ def revive(db: Database, vm, now) -> bool:
     """A VM we had written off as destroyed or gone is in the provider after all: destroy it."""
     reason = f"reappeared in the provider after being {vm.state}"
     try:
-        return _single(db, vm, COMPLETED, reason, now, live_name=vm.name, completed_at=now, destroyed_at=None)
+        return _single(db, vm, COMPLETED, reason, now, allowed=(DESTROYED, GONE), live_name=vm.name,
+                       completed_at=now, destroyed_at=None)
     except exc.IntegrityError:
         return False
 
