@@ -77,7 +77,9 @@ async def _clone(manager, pool, vm) -> None:
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
-    if not transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None)):
+    if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None)):
+        manager.wake()  # probe the new VM now rather than at the next scheduled pass
+    else:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
 
 
