@@ -2,9 +2,11 @@
 to its class; the manager builds one instance per ``:providers:`` entry."""
 from vmpooler.providers.base import Provider
 from vmpooler.providers.dummy import DummyProvider
+from vmpooler.providers.vsphere import VSphereProvider
 
 PROVIDER_CLASSES = {
     "dummy": DummyProvider,
+    "vsphere": VSphereProvider,
 }
 
 

@@ -1,0 +1,163 @@
+"""Helpers for the vSphere provider's tests: building and running govmomi's vCenter simulator
+(tests/vcsim/main.go, built with Debian's golang-go and golang-github-vmware-govmomi-dev),
+pools and settings for it, and playing VMware Tools' part in a guest that does not exist."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from pyVmomi import vim
+
+from vmpooler.config import SETTINGS, PoolConfig
+from vmpooler.providers.vsphere.tasks import wait_for_task
+
+GOPATH = "/usr/share/gocode"
+GOVMOMI_SIMULATOR = Path(GOPATH, "src/github.com/vmware/govmomi/simulator")
+MAIN_GO = Path(__file__).resolve().parent.parent / "vcsim" / "main.go"
+INSTALL_HINT = ("apt-get install -y golang-go golang-github-vmware-govmomi-dev "
+                "(or set VMPOOLER_SKIP_VSPHERE=1 to skip the vSphere simulator tests)")
+
+# The simulator's VPX model
+DATACENTER = "DC0"
+TEMPLATE = "DC0_C0_RP0_VM0"
+DATASTORE = "LocalDS_0"
+CLUSTER = "DC0_C0"
+
+
+class SimulatorUnavailable(Exception):
+    """Go or govmomi is missing, or the build failed; the message says what to install."""
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("VMPOOLER_TEST_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vmpooler-tests"
+
+
+def build_simulator() -> Path:
+    """The simulator program, built once per version of main.go into a cache outside the tree."""
+    go = shutil.which("go")
+    if go is None:
+        raise SimulatorUnavailable(f"the vSphere tests need Go to build the simulator: {INSTALL_HINT}")
+    if not GOVMOMI_SIMULATOR.is_dir():
+        raise SimulatorUnavailable(f"govmomi's simulator is not in {GOPATH}: {INSTALL_HINT}")
+    cache = cache_dir()
+    binary = cache / f"vcsim-{hashlib.sha256(MAIN_GO.read_bytes()).hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{binary.name}.{os.getpid()}.partial"
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="")
+    env.setdefault("GOCACHE", str(cache / "go-build"))
+    built = subprocess.run([go, "build", "-o", str(partial), str(MAIN_GO)], env=env,
+                           capture_output=True, text=True, timeout=900)
+    if built.returncode != 0:
+        raise SimulatorUnavailable(f"building the simulator failed:\n{built.stdout}{built.stderr}")
+    os.replace(partial, binary)  # atomic: a concurrent run sees the whole binary or none
+    return binary
+
+
+class Simulator:
+    """One simulator process on 127.0.0.1; ``restart`` brings a fresh model back on the same port."""
+
+    def __init__(self, binary: Path, username: str = "", password: str = ""):
+        self.binary, self.username, self.password = binary, username, password
+        self.port = 0
+        self.process = None
+        self._log = tempfile.TemporaryFile()
+
+    @property
+    def server(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> "Simulator":
+        """Start and return once it listens (it prints its URL only after binding the port)."""
+        # -watch-stdin: the simulator exits when this process dies and the pipe closes
+        args = [str(self.binary), "-watch-stdin", "-port", str(self.port)]
+        if self.username:
+            args += ["-username", self.username, "-password", self.password]
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                        text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.stop()
+            self._log.seek(0)
+            raise RuntimeError(f"the simulator did not start: {self._log.read().decode(errors='replace')}")
+        self.port = urllib.parse.urlsplit(line.strip()).port
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+    def options(self, **overrides) -> dict:
+        """A ``:providers: vsphere:`` section for this simulator."""
+        return {"server": self.server, "username": self.username or "vmpooler",
+                "password": self.password or "secret-pw", "insecure": True, "datacenter": DATACENTER,
+                **overrides}
+
+
+def fast_settings(**overrides) -> dict:
+    """The global settings with their defaults, quick retries, and folders created on demand."""
+    settings = {setting.key: setting.default for setting in SETTINGS}
+    settings.update(max_tries=2, retry_factor=0.01, create_folders=True)
+    settings.update(overrides)
+    return settings
+
+
+_pool_numbers = itertools.count(1)
+
+
+def make_pool(name=None, base="vmpooler", **overrides) -> PoolConfig:
+    """A vSphere pool with a fresh name, and so a fresh folder ``<base>/<name>``, unless given.
+    Keyword arguments set PoolConfig fields; ``options`` adds provider-specific pool keys."""
+    name = name or f"pool{next(_pool_numbers)}"
+    extra = overrides.pop("options", {})
+    fields = dict(name=name, template=TEMPLATE, size=1, provider="vsphere", folder=f"{base}/{name}",
+                  datastore=DATASTORE, datacenter=None, clone_target=CLUSTER)
+    fields.update(overrides)
+    raw = {key: value for key, value in fields.items() if value is not None}
+    return PoolConfig(options={**raw, **extra}, **fields)
+
+
+def vm_at(content, pool: PoolConfig, name: str):
+    return content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}/{name}")
+
+
+def run_task(content, task):
+    return wait_for_task(content, task, 30, "test task")
+
+
+def set_guest_ip(content, pool: PoolConfig, name: str, ip: str = "127.0.0.1", hostname: str = "") -> None:
+    """Play VMware Tools: the simulator reports ``SET.guest.*`` extraConfig keys as guest properties
+    of a powered-on VM."""
+    reported = {"ipAddress": ip, "hostName": hostname}
+    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=f"SET.guest.{key}", value=value)
+                                          for key, value in reported.items() if value])
+    run_task(content, vm_at(content, pool, name).ReconfigVM_Task(spec))

@@ -1,0 +1,274 @@
+"""The vSphere provider: pools of VMs cloned from templates through vCenter (pyVmomi)."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import socket
+import threading
+from typing import Optional
+
+from pyVmomi import vim, vmodl
+
+from vmpooler.config import PoolConfig
+from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMInfo, VMNotFound
+from vmpooler.providers.vsphere import clone, devices, errors, inventory, purge, schema
+from vmpooler.providers.vsphere.connection import ConnectionPool, login
+from vmpooler.providers.vsphere.tasks import wait_for_task
+
+log = logging.getLogger(__name__)
+
+READY_CHECK_TIMEOUT = 1.0  # seconds; readiness is polled again soon, so a slow answer is a "no"
+
+
+def port_open(host: str, port: int, timeout: float = READY_CHECK_TIMEOUT) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class VSphereProvider(Provider):
+    PROVIDER_KEYS = schema.PROVIDER_KEYS
+    POOL_KEYS = schema.POOL_KEYS
+
+    def __init__(self, name, options, settings, connect=login):
+        super().__init__(name, options, settings)
+        problems = schema.validate_options(self.options)
+        if problems:
+            raise PermanentError(f"providers.{name}: " + "; ".join(problems))
+        self.config = schema.ProviderOptions.parse(self.options, self.settings)
+        self._connections = ConnectionPool(self.config, connect)
+        self._layered_templates: set = set()
+        self._layering = threading.Lock()
+        self._last_error: Optional[tuple] = None
+
+    @classmethod
+    def validate_options(cls, options) -> list:
+        return schema.validate_options(options)
+
+    @classmethod
+    def validate_pool(cls, pool) -> list:
+        return schema.validate_pool(pool)
+
+    # -- plumbing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self, what: str, not_found: Optional[type] = None):
+        """The service content of a live session, with every error raised in the block mapped
+        to a ProviderError naming ``what``, and remembered for health()."""
+        try:
+            with errors.translated(what, not_found), self._connections.connection() as connection:
+                yield connection.content
+        except ProviderError as exc:
+            if not isinstance(exc, VMNotFound):
+                self._last_error = (str(exc), datetime.datetime.now(datetime.timezone.utc))
+            raise
+
+    def _wait(self, content, task, what: str, timeout: Optional[float] = None):
+        return wait_for_task(content, task, timeout or self.config.vsphere_timeout, what)
+
+    def _datacenter(self, pool: PoolConfig) -> str:
+        datacenter = pool.datacenter or self.config.datacenter
+        if not datacenter:
+            raise PermanentError(f"pool {pool.name}: no datacenter (set datacenter on the pool or the provider)")
+        return datacenter
+
+    def _folder_path(self, pool: PoolConfig) -> str:
+        if not pool.folder:
+            raise PermanentError(f"pool {pool.name}: folder is not set")
+        return f"{self._datacenter(pool)}/vm/{pool.folder.strip('/')}"
+
+    def _required(self, content, path: str, kind: str, error: type = PermanentError):
+        found = inventory.find(content, path)
+        if found is None:
+            raise error(f"{kind} {path} not found")
+        return found
+
+    def _vm(self, content, pool: PoolConfig, name: str):
+        return self._required(content, f"{self._folder_path(pool)}/{name}", "VM", VMNotFound)
+
+    def _vm_properties(self, content, vm, *names) -> dict:
+        props = inventory.properties(content, vm, vim.VirtualMachine, names)
+        if props is None:
+            raise VMNotFound(f"VM {vm} vanished")
+        return props
+
+    # -- inventory -----------------------------------------------------------------------
+    def list_vms(self, pool: PoolConfig) -> list:
+        with self._session(f"listing pool {pool.name}", not_found=PermanentError) as content:
+            folder = inventory.find(content, self._folder_path(pool))
+            if folder is None:
+                self._required(content, self._datacenter(pool), "datacenter")
+                return []
+            found = inventory.contents(content, folder, vim.VirtualMachine, inventory.VM_PROPERTIES)
+        return [inventory.vm_info(props) for _vm, props in found]
+
+    def get_vm(self, pool: PoolConfig, name: str) -> Optional[VMInfo]:
+        try:
+            with self._session(f"reading VM {name}") as content:
+                props = self._vm_properties(content, self._vm(content, pool, name), *inventory.VM_PROPERTIES)
+        except VMNotFound:
+            return None
+        return inventory.vm_info(props)
+
+    def is_ready(self, pool: PoolConfig, name: str) -> bool:
+        with self._session(f"checking VM {name}") as content:
+            props = self._vm_properties(content, self._vm(content, pool, name), "runtime.powerState",
+                                        "guest.ipAddress")
+        ip = inventory.usable_ip(props.get("guest.ipAddress"))
+        if props.get("runtime.powerState") != "poweredOn" or ip is None:
+            return False
+        port = schema.ready_check_port(pool.options)
+        # The session is given back before probing: a booting guest must not hold a connection.
+        return port == 0 or port_open(f"{name}.{self.config.domain}" if self.config.domain else ip, port)
+
+    # -- life cycle ----------------------------------------------------------------------
+    def create_vm(self, pool: PoolConfig, name: str) -> VMInfo:
+        what = f"cloning {pool.template} as {name}"
+        datacenter = self._datacenter(pool)
+        with self._session(what, not_found=PermanentError) as content:
+            template = self._required(content, f"{datacenter}/vm/{pool.template}", "template")
+            folder_path = self._folder_path(pool)
+            folder = inventory.ensure_folder(content, datacenter, pool.folder.strip("/"), self.config.create_folders)
+            if folder is None:
+                raise PermanentError(f"folder {folder_path} not found (and create_folders is off)")
+            datastore = (self._required(content, f"{datacenter}/datastore/{pool.datastore}", "datastore")
+                         if pool.datastore else None)
+            resource_pool = self._resource_pool(content, datacenter, template, pool)
+            linked = schema.linked_clone(pool.options, self.config.create_linked_clones)
+            if linked and self.config.create_template_delta_disks:
+                self._add_delta_disks(content, template, f"{datacenter}/vm/{pool.template}")
+            spec = clone.clone_spec(name, clone.annotation(pool.name, pool.template, self.config.username),
+                                    datastore, resource_pool, linked)
+            # A clone may take as long as the pool lets a VM be pending, not just one API call.
+            vm = self._wait(content, template.CloneVM_Task(folder=folder, name=name, spec=spec), what,
+                            max(self.config.vsphere_timeout, pool.timeout * 60))
+            # CloneSpec.powerOn is not honoured everywhere (the simulator ignores it).
+            if self._vm_properties(content, vm, "runtime.powerState").get("runtime.powerState") != "poweredOn":
+                self._wait(content, vm.PowerOnVM_Task(), f"powering on {name}")
+        return VMInfo(name=name, powered_on=True, template=pool.template)
+
+    def _resource_pool(self, content, datacenter: str, template, pool: PoolConfig):
+        """The clone_target cluster's root resource pool, else the template's (or its host's)."""
+        if pool.clone_target:
+            host_folder = self._required(content, f"{datacenter}/host", "datacenter")
+            target = inventory.find_compute_resource(content, host_folder, pool.clone_target)
+            if target is None:
+                raise PermanentError(f"clone_target {pool.clone_target} not found in datacenter {datacenter}")
+            return target["resourcePool"]
+        props = self._vm_properties(content, template, "resourcePool", "runtime.host")
+        if props.get("resourcePool") is not None:
+            return props["resourcePool"]
+        host = props.get("runtime.host")  # a real template has no resource pool; use its host's
+        return host.parent.resourcePool if host is not None else None
+
+    def _add_delta_disks(self, content, template, path: str) -> None:
+        """Once per template and process: give its disks a delta layer (see clone.delta_disk_layer)."""
+        with self._layering:
+            if path in self._layered_templates:
+                return
+            spec = clone.delta_disk_layer(self._vm_properties(content, template, "config.hardware.device")
+                                          .get("config.hardware.device", []))
+            if spec is not None:
+                self._wait(content, template.ReconfigVM_Task(spec), f"adding delta disks to template {path}")
+            self._layered_templates.add(path)
+
+    def destroy_vm(self, pool: PoolConfig, name: str) -> None:
+        with self._session(f"destroying VM {name}") as content:
+            vm = inventory.find(content, f"{self._folder_path(pool)}/{name}")
+            if vm is not None:
+                self._destroy(content, vm, name)
+
+    def _destroy(self, content, vm, name: str, power_state: Optional[str] = None) -> None:
+        """Power off (when on) and delete ``vm``; one that disappears meanwhile counts as deleted."""
+        try:
+            if power_state is None:
+                power_state = self._vm_properties(content, vm, "runtime.powerState").get("runtime.powerState")
+            if power_state == "poweredOn":
+                self._wait(content, vm.PowerOffVM_Task(), f"powering off {name}")
+            self._wait(content, vm.Destroy_Task(), f"destroying {name}")
+        except (VMNotFound, vmodl.fault.ManagedObjectNotFound):
+            log.info("VM %s was already gone", name)
+
+    # -- snapshots and disks -------------------------------------------------------------
+    def create_snapshot(self, pool: PoolConfig, name: str, snapshot: str) -> None:
+        what = f"taking snapshot {snapshot} of {name}"
+        with self._session(what) as content:
+            vm = self._vm(content, pool, name)
+            if inventory.find_snapshot(self._vm_properties(content, vm, "snapshot").get("snapshot"), snapshot):
+                raise PermanentError(f"{what}: {name} already has a snapshot of that name")
+            # A memory snapshot brings the guest back running; it needs no quiescing.
+            self._wait(content, vm.CreateSnapshot_Task(name=snapshot, description="vmpooler", memory=True,
+                                                       quiesce=False), what)
+
+    def revert_snapshot(self, pool: PoolConfig, name: str, snapshot: str) -> None:
+        what = f"reverting {name} to snapshot {snapshot}"
+        with self._session(what) as content:
+            vm = self._vm(content, pool, name)
+            found = inventory.find_snapshot(self._vm_properties(content, vm, "snapshot").get("snapshot"), snapshot)
+            if found is None:
+                raise VMNotFound(f"{what}: {name} has no snapshot of that name")
+            self._wait(content, found.RevertToSnapshot_Task(), what)
+
+    def create_disk(self, pool: PoolConfig, name: str, size_gb: int) -> None:
+        what = f"adding a {size_gb} GB disk to {name}"
+        if not isinstance(size_gb, int) or size_gb < 1:
+            raise PermanentError(f"{what}: the size must be a whole number of GB, at least 1")
+        if not pool.datastore:
+            raise PermanentError(f"{what}: pool {pool.name} has no datastore")
+        with self._session(what) as content:
+            vm = self._vm(content, pool, name)
+            hardware = self._vm_properties(content, vm, "config.hardware.device").get("config.hardware.device", [])
+            slot = devices.free_scsi_slot(hardware)
+            if slot is None:
+                raise PermanentError(f"{what}: no SCSI controller has a free unit")
+            path = devices.new_disk_path(pool.datastore, name, hardware)
+            datacenter = self._required(content, self._datacenter(pool), "datacenter")
+            disks = content.virtualDiskManager
+            self._wait(content, disks.CreateVirtualDisk_Task(name=path, datacenter=datacenter,
+                                                             spec=devices.thin_disk_file(size_gb)), what)
+            try:
+                self._wait(content, vm.ReconfigVM_Task(devices.attach_disk(path, size_gb, *slot)), what)
+            except Exception:
+                with contextlib.suppress(Exception):  # best effort: do not leave the file behind
+                    self._wait(content, disks.DeleteVirtualDisk_Task(name=path, datacenter=datacenter), what)
+                raise
+
+    # -- housekeeping --------------------------------------------------------------------
+    def purge_unconfigured(self, pools: list) -> list:
+        if not self.config.purge_unconfigured:
+            return []
+        mine = [pool for pool in pools if pool.provider == self.name]
+        templates = {pool.template.rsplit("/", 1)[-1] for pool in mine}
+        removed = []
+        for base in purge.base_folders(mine, self._datacenter):
+            with self._session(f"purging unconfigured folders under {base.path}") as content:
+                for path, folder in purge.unconfigured_folders(content, base, self.config.folder_whitelist):
+                    removed.extend(self._purge_folder(content, path, folder, templates))
+        return removed
+
+    def _purge_folder(self, content, path: str, folder, templates) -> list:
+        removed = []
+        try:
+            doomed, keep_folder = purge.vms_to_destroy(content, folder, templates)
+            for vm, props in doomed:
+                self._destroy(content, vm, props["name"], props.get("runtime.powerState"))
+                removed.append(props["name"])
+            if keep_folder:
+                log.warning("not removing folder %s: it holds a template", path)
+            else:
+                self._wait(content, folder.Destroy_Task(), f"destroying folder {path}")
+                removed.append(path)
+        except Exception as exc:  # one stubborn folder must not stop the rest; the next pass retries
+            log.warning("purging folder %s: %s", path, errors.describe(exc))
+        return removed
+
+    # -- service -------------------------------------------------------------------------
+    def health(self) -> dict:
+        message, when = self._last_error or (None, None)
+        return {"server": self.config.server, "connections": self._connections.stats(),
+                "last_error": message, "last_error_at": when.isoformat(timespec="seconds") if when else None}
+
+    def close(self) -> None:
+        self._connections.close()
