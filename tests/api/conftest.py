@@ -101,6 +101,12 @@ class Api:
     client: Client
     context: Context
     wakes: list
+    app: object
+
+    @property
+    def state(self):
+        """The application's shared state (limiter, status cache)."""
+        return self.app.settings["vmpooler"]
 
     @property
     def db(self):
@@ -140,10 +146,11 @@ def start_api(db):
         wakes = []
         context = Context(config=config, db=db, auth=build_auth_store(config), executor=executor,
                           wake=lambda: wakes.append(1))
-        server = Server(make_app(context))
+        app = make_app(context)
+        server = Server(app)
         servers.append(server)
         executors.append(executor)
-        return Api(Client(server.port), context, wakes)
+        return Api(Client(server.port), context, wakes, app)
 
     yield start
     for server in servers:

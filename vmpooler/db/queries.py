@@ -103,7 +103,7 @@ def duration_stats(conn, first_day: str, last_day: str) -> Iterable:
                func.sum(durations.c.seconds).label("total"), func.min(durations.c.seconds).label("low"),
                func.max(durations.c.seconds).label("high"))
         .where(durations.c.kind.in_(DURATION_KINDS), durations.c.day >= first_day, durations.c.day <= last_day)
-        .group_by(durations.c.day, durations.c.kind, durations.c.pool))
+        .group_by(durations.c.kind, durations.c.day, durations.c.pool))  # the index's order
     return [(row.day, row.kind, row.pool, Stats(row.n, row.total, row.low, row.high)) for row in rows]
 
 
