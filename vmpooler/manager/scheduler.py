@@ -23,6 +23,8 @@ from vmpooler.manager.runner import ProviderRunner
 log = logging.getLogger("vmpooler.manager")
 
 LOOPS = (checks, destroy, replenish, tasks)
+#: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
+WAKE_INTERVAL = 0.05
 
 
 class Manager:
@@ -38,6 +40,7 @@ class Manager:
         self.next_reconcile = 0.0
         self._callback = None
         self._wake_pending = False
+        self._last_tick = 0.0
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -70,15 +73,18 @@ class Manager:
         self.runner.shutdown(wait=False)
 
     def wake(self) -> None:
-        """Ask for a pass soon (after a checkout or delete), at most one queued at a time."""
+        """Ask for a pass soon (after a checkout, a delete or a finished clone): at most one
+        queued at a time, and not sooner than WAKE_INTERVAL after the last pass."""
         if self._callback is None or self._wake_pending or self._stopping:
             return
         self._wake_pending = True
-        IOLoop.current().add_callback(self.tick)
+        delay = max(0.0, self._last_tick + WAKE_INTERVAL - time.monotonic())
+        IOLoop.current().call_later(delay, self.tick)
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
         self._wake_pending = False
+        self._last_tick = time.monotonic()
         if self._stopping:
             return
         now = utcnow()
