@@ -119,6 +119,12 @@ class Api:
     def add(self, pool="debian-7-i386", state="ready", name=None):
         return add_vm(self.db, self.config.pools_by_name[pool], state, name)
 
+    def checkout(self, pool="debian-7-i386", **kw):
+        """Seed a ready VM and check it out through the API (``token=`` passes one); its name."""
+        name = self.add(pool)
+        assert self.client.post(f"/api/v1/vm/{pool}", **kw).status == 200
+        return name
+
     def token(self, user="jdoe"):
         return self.client.post("/api/v1/token", user=user).json()["token"]
 

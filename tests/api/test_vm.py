@@ -13,14 +13,8 @@ from vmpooler.db.models import DONE, tasks, vms
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 
 
-def checkout_one(api, **kw):
-    name = api.add()
-    assert api.post("/api/v1/vm/debian-7-i386", **kw).status == 200
-    return name
-
-
 def test_get_running_vm(api):
-    name = checkout_one(api)
+    name = api.checkout()
     response = api.get(f"/api/v1/vm/{name}")
     assert response.status == 200 and response.headers["content-type"] == "application/json"
     info = response.json()[name]
@@ -35,7 +29,7 @@ def test_get_running_vm(api):
 
 
 def test_get_by_fqdn_and_unknown(api):
-    name = checkout_one(api)
+    name = api.checkout()
     assert api.get(f"/api/v1/vm/{name}.company.com").json()["ok"] is True
     assert_error(api.get("/api/v1/vm/nosuchvm"), 404)
     assert_error(api.get(f"/api/v1/vm/{name}.other.com"), 404)
@@ -52,7 +46,7 @@ def test_get_pending_and_ready(api, state):
 
 def test_get_completed_destroyed_gone_and_data_ttl(start_api):
     api = start_api(settings={"data_ttl": 1})
-    name = checkout_one(api)
+    name = api.checkout()
     assert api.delete(f"/api/v1/vm/{name}").status == 200
     assert api.get(f"/api/v1/vm/{name}").json()[name]["state"] == "completed"
     transitions.destroyed(api.db, vm_row(api, name), utcnow())
@@ -67,7 +61,7 @@ def test_get_completed_destroyed_gone_and_data_ttl(start_api):
 
 
 def test_get_shows_tags_snapshots_disks_only_when_done(api):
-    name = checkout_one(api)
+    name = api.checkout()
     vm = vm_row(api, name)
     now = utcnow()
     with api.db.write() as conn:
@@ -82,14 +76,14 @@ def test_get_shows_tags_snapshots_disks_only_when_done(api):
 
 def test_lifetime_zero_never_expires(start_api):
     api = start_api(settings={"vm_lifetime": 0})
-    name = checkout_one(api)
+    name = api.checkout()
     info = api.get(f"/api/v1/vm/{name}").json()[name]
     assert info["lifetime"] == 0 and "end_time" not in info and "remaining" not in info
 
 
 # --- PUT ----------------------------------------------------------------------------------
 def test_put_lifetime_uses_effective_lifetime(api):
-    name = checkout_one(api)
+    name = api.checkout()
     assert api.put(f"/api/v1/vm/{name}", {"lifetime": "2"}).json() == {"ok": True}
     info = api.get(f"/api/v1/vm/{name}").json()[name]
     assert info["lifetime"] == 2 and 1.9 < info["remaining"] <= 2
@@ -100,7 +94,7 @@ def test_put_lifetime_uses_effective_lifetime(api):
 
 def test_put_tags_with_filter_and_empty_values(start_api):
     api = start_api(tagfilter={"url": r"(.*)\/"})
-    name = checkout_one(api)
+    name = api.checkout()
     body = {"tags": {"department": "engineering", "url": "foo.com/x.html", "empty": "", "none": None, "n": 3}}
     assert api.put(f"/api/v1/vm/{name}", body).status == 200
     tags = api.get(f"/api/v1/vm/{name}").json()[name]["tags"]
@@ -120,14 +114,14 @@ def test_put_tags_with_filter_and_empty_values(start_api):
 ])
 def test_put_failures(start_api, body, message):
     api = start_api(settings={"max_lifetime_upper_limit": 10, "allowed_tags": ["user", "department"]})
-    name = checkout_one(api)
+    name = api.checkout()
     answer = assert_error(api.put(f"/api/v1/vm/{name}", body), 400)
     assert any(message in failure for failure in answer["failure"])
 
 
 def test_put_lists_every_failure_and_applies_nothing(start_api):
     api = start_api(settings={"max_lifetime_upper_limit": 10, "allowed_tags": ["user"]})
-    name = checkout_one(api)
+    name = api.checkout()
     body = {"lifetime": 10, "tags": {"user": "ok", "bad": "x"}, "extra": 1}
     answer = assert_error(api.put(f"/api/v1/vm/{name}", body), 400)
     assert len(answer["failure"]) == 3
@@ -138,13 +132,13 @@ def test_put_lists_every_failure_and_applies_nothing(start_api):
 
 
 def test_put_huge_lifetime_is_refused_without_limit(api):
-    name = checkout_one(api)
+    name = api.checkout()
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 10 ** 8}), 400)
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 10 ** 30}), 400)
 
 
 def test_put_bodies(api):
-    name = checkout_one(api)
+    name = api.checkout()
     assert api.put(f"/api/v1/vm/{name}", {}).json() == {"ok": True}
     for body in ["not json", "[]", "", "[1,2]"]:
         assert_error(api.put(f"/api/v1/vm/{name}", body), 400)
@@ -154,7 +148,7 @@ def test_put_bodies(api):
 
 def test_put_auth(auth_api):
     api = auth_api
-    name = checkout_one(api)
+    name = api.checkout()
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 2}), 401)
     assert api.put(f"/api/v1/vm/{name}", {"tags": {"a": "b"}}).status == 200  # tags only: open
     token = api.token()
@@ -165,7 +159,7 @@ def test_put_auth(auth_api):
 def test_put_and_delete_ownership(auth_api):
     api = auth_api
     mine, theirs = api.token("jdoe"), api.token("other")
-    name = checkout_one(api, token=mine)
+    name = api.checkout(token=mine)
     for request in (lambda **kw: api.put(f"/api/v1/vm/{name}", {"tags": {"a": "b"}}, **kw),
                     lambda **kw: api.delete(f"/api/v1/vm/{name}", **kw)):
         assert_error(request(), 401)
@@ -176,7 +170,7 @@ def test_put_and_delete_ownership(auth_api):
 
 # --- DELETE -------------------------------------------------------------------------------
 def test_delete_running_vm(api):
-    name = checkout_one(api)
+    name = api.checkout()
     api.wakes.clear()
     assert api.delete(f"/api/v1/vm/{name}.company.com").json() == {"ok": True}
     assert vm_row(api, name).state == "completed" and api.wakes
@@ -192,11 +186,11 @@ def test_delete_non_running_is_404(api, state):
 
 
 def test_delete_open_without_owner_under_auth(auth_api):
-    name = checkout_one(auth_api)
+    name = auth_api.checkout()
     assert auth_api.delete(f"/api/v1/vm/{name}").status == 200
 
 
 def test_modify_race_is_409(api, monkeypatch):
-    name = checkout_one(api)
+    name = api.checkout()
     monkeypatch.setattr(checkout, "modify", lambda *a, **k: False)
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 3}), 409)

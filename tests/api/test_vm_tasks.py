@@ -20,14 +20,8 @@ def finish_all(api):
         conn.execute(update(tasks).values(state=DONE))
 
 
-def running_vm(api, **kw):
-    name = api.add()
-    assert api.post("/api/v1/vm/debian-7-i386", **kw).status == 200
-    return name
-
-
 def test_snapshot_then_revert(api):
-    name = running_vm(api)
+    name = api.checkout()
     response = api.post(f"/api/v1/vm/{name}/snapshot")
     assert response.status == 202
     snapshot = response.json()[name]["snapshot"]
@@ -45,7 +39,7 @@ def test_snapshot_then_revert(api):
 
 
 def test_disk(api):
-    name = running_vm(api)
+    name = api.checkout()
     response = api.post(f"/api/v1/vm/{name}/disk/8")
     assert response.status == 202 and response.json() == {"ok": True, name: {"disk": "+8gb"}}
     assert queued(api) == [("disk", "8", "queued")]
@@ -55,7 +49,7 @@ def test_disk(api):
 
 @pytest.mark.parametrize("size", ["0", "2049", "abc", "8gb", "-1", "99999999999"])
 def test_bad_disk_size(api, size):
-    name = running_vm(api)
+    name = api.checkout()
     assert_error(api.post(f"/api/v1/vm/{name}/disk/{size}"), 400)
     assert queued(api) == []
 
@@ -67,7 +61,7 @@ def test_unknown_vm_is_404(api, path):
 
 def test_tasks_need_a_token_under_auth(auth_api):
     api = auth_api
-    name = running_vm(api)
+    name = api.checkout()
     for path in ("/snapshot", "/disk/8", "/snapshot/abc"):
         assert_error(api.post(f"/api/v1/vm/{name}{path}"), 401)
         assert_error(api.post(f"/api/v1/vm/nosuchvm{path}"), 401)  # 401 before the lookup
@@ -81,7 +75,7 @@ def test_tasks_need_a_token_under_auth(auth_api):
 def test_tasks_respect_ownership(auth_api):
     api = auth_api
     mine, theirs = api.token("jdoe"), api.token("other")
-    name = running_vm(api, token=mine)
+    name = api.checkout(token=mine)
     assert_error(api.post(f"/api/v1/vm/{name}/snapshot", token=theirs), 403)
     assert_error(api.post(f"/api/v1/vm/{name}/disk/8", token=theirs), 403)
     assert queued(api) == []
