@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from tests.api.conftest import assert_error
+from vmpooler.db import queries
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import durations
 
@@ -97,9 +98,10 @@ def test_future_to_is_allowed(api):
     assert len(api.get(f"/api/v1/summary?from={day(-1)}&to={day(1)}").json()["daily"]) == 3
 
 
-def test_fast_over_a_million_samples(api):
-    """1,000,000 samples over a year, aggregated by the database. About 1.5 s here with the index
-    (kind, day); an index covering (kind, day, pool, seconds) would make it about 0.15 s."""
+def test_fast_over_a_million_samples(api, monkeypatch):
+    """1,000,000 samples over a year are aggregated by the database: Python sees one row per day,
+    kind and pool, never the samples. About 1.5 s on an idle machine with the index (kind, day);
+    an index covering (kind, day, pool, seconds) makes it about 0.15 s."""
     start = TODAY - datetime.timedelta(days=365)
     with api.db.write() as conn:
         conn.execute(text(
@@ -107,10 +109,14 @@ def test_fast_over_a_million_samples(api):
             "INSERT INTO durations (kind, pool, vm_name, seconds, at, day) "
             "SELECT CASE i % 2 WHEN 0 THEN 'boot' ELSE 'clone' END, 'pool' || (i % 20), 'vm', (i % 300) + 0.5, "
             ":now, date(:start, '+' || (i % 366) || ' days') FROM n"), {"now": utcnow(), "start": start.isoformat()})
+    fetched = []
+    original = queries.duration_stats
+    monkeypatch.setattr(queries, "duration_stats", lambda *a: fetched.extend(original(*a)) or fetched)
     began = time.monotonic()
     body = api.get(f"/api/v1/summary?from={start.isoformat()}").json()
     elapsed = time.monotonic() - began
-    assert body["boot"]["count"]["total"] + body["clone"]["count"]["total"] == 1_000_000
-    assert len(body["daily"]) == 366
     print(f"summary over 1,000,000 samples: {elapsed:.3f}s")
-    assert elapsed < 3.0, elapsed
+    assert body["boot"]["count"]["total"] + body["clone"]["count"]["total"] == 1_000_000
+    assert body["boot"]["duration"]["max"] == 298.5 and len(body["daily"]) == 366
+    assert len(fetched) <= 366 * 2 * 20
+    assert elapsed < 10, elapsed  # generous: CI machines are shared
