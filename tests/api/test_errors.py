@@ -136,7 +136,9 @@ def test_fuzz_no_5xx_no_traceback(fuzz_targets, method, path, parts, body, heade
     if body is not None and method in ("GET", "HEAD", "DELETE", "OPTIONS") and len(body) > 100:
         body = body[:100]
     response = fuzz_targets[which].client.request(method, path, body=body, headers=headers)
-    assert response.status < 500, (method, path, response.status, response.text)
+    # 503 is the documented answer of a checkout the pools cannot fill (the fuzz empties them)
+    shortfall = response.status == 503 and "not enough ready VMs" in response.text
+    assert response.status < 500 or shortfall, (method, path, response.status, response.text)
     assert "Traceback" not in response.text and "<html" not in response.text.lower()
     if method != "HEAD":
         assert response.headers["content-type"] == "application/json"
