@@ -69,7 +69,7 @@ def test_tasks_need_a_token_under_auth(auth_api):
     token = api.token()
     assert api.post(f"/api/v1/vm/{name}/snapshot", token=token).status == 202
     assert api.post(f"/api/v1/vm/{name}/disk/8", token=token).status == 202
-    assert_error(api.post(f"/api/v1/vm/nosuchvm/disk/8", token=token), 404)
+    assert_error(api.post("/api/v1/vm/nosuchvm/disk/8", token=token), 404)
 
 
 def test_tasks_respect_ownership(auth_api):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import Optional
 
 from vmpooler.api.base import ApiError, BaseHandler, shown
 from vmpooler.db import queries
@@ -16,7 +17,7 @@ MAX_DAYS = 366 * 5
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def task_json(stats: queries.Stats, pools: dict = None, daily_counts: list = None) -> dict:
+def task_json(stats: queries.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
     """{"duration": {average, min, max, total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
     duration = {"average": round(stats.total / stats.count, 1) if stats.count else 0, "min": round(stats.low, 2),
                 "max": round(stats.high, 2), "total": round(stats.total, 2)}
@@ -60,7 +61,7 @@ def _tally(tags: dict, name: str, value: str, count: int) -> None:
     counts["total"] += count
 
 
-def build_summary(db, days: list, tag_name: str = None) -> dict:
+def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
     with db.read() as conn:
         samples = queries.duration_stats(conn, days[0], days[-1])
         tag_rows = queries.tag_counts(conn, days[0], days[-1], tag_name)
@@ -93,7 +94,7 @@ def build_summary(db, days: list, tag_name: str = None) -> dict:
 
 
 class SummaryHandler(BaseHandler):
-    def get(self, section: str = None, key: str = None) -> None:
+    def get(self, section: Optional[str] = None, key: Optional[str] = None) -> None:
         if section not in (None, "tag") + KINDS or (section in KINDS and key not in (None, "duration", "count")):
             raise ApiError(404)
         days = day_range(self.get_argument("from", None), self.get_argument("to", None), utcnow().date())

@@ -31,11 +31,11 @@ class AuthStore(abc.ABC):
 class UsersStore(AuthStore):
     """``:auth: {provider: users, users: {jdoe: '<bcrypt hash>'}}``."""
 
-    # Checked against when the user is unknown, so that the answer takes as long as for a known user.
-    _DECOY = bcrypt.hashpw(b"decoy", bcrypt.gensalt(4))
-
     def __init__(self, users: Mapping[str, str]):
         self.users = {str(user): str(digest).encode("ascii", "replace") for user, digest in users.items()}
+        # Checked against when the user is unknown, so that the answer takes as long as for a known
+        # user (a configured hash has the configured cost).
+        self._decoy = next(iter(self.users.values()), None) or bcrypt.hashpw(b"decoy", bcrypt.gensalt(4))
 
     def authenticate(self, user: str, password: str) -> bool:
         secret = password.encode("utf-8", "replace")
@@ -43,7 +43,7 @@ class UsersStore(AuthStore):
             return False
         digest = self.users.get(user)
         try:
-            return bcrypt.checkpw(secret, digest or self._DECOY) and digest is not None
+            return bcrypt.checkpw(secret, digest or self._decoy) and digest is not None
         except ValueError:  # a malformed hash in the configuration
             return False
 
