@@ -1,6 +1,5 @@
 """GET /summary[/<section>[/<key>]]."""
 import datetime
-import time
 
 import pytest
 from sqlalchemy import insert, text
@@ -98,25 +97,20 @@ def test_future_to_is_allowed(api):
     assert len(api.get(f"/api/v1/summary?from={day(-1)}&to={day(1)}").json()["daily"]) == 3
 
 
-def test_fast_over_a_million_samples(api, monkeypatch):
-    """1,000,000 samples over a year are aggregated by the database: Python sees one row per day,
-    kind and pool, never the samples. About 1.5 s on an idle machine with the index (kind, day);
-    an index covering (kind, day, pool, seconds) makes it about 0.15 s."""
+def test_aggregated_by_the_database(api, monkeypatch):
+    """Samples over a year are aggregated by the database: Python sees one row per day, kind and
+    pool, never the samples. (Its speed over 1,000,000 samples is measured by benchmarks/.)"""
     start = TODAY - datetime.timedelta(days=365)
     with api.db.write() as conn:
         conn.execute(text(
-            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999) "
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99999) "
             "INSERT INTO durations (kind, pool, vm_name, seconds, at, day) "
             "SELECT CASE i % 2 WHEN 0 THEN 'boot' ELSE 'clone' END, 'pool' || (i % 20), 'vm', (i % 300) + 0.5, "
             ":now, date(:start, '+' || (i % 366) || ' days') FROM n"), {"now": utcnow(), "start": start.isoformat()})
     fetched = []
     original = queries.duration_stats
     monkeypatch.setattr(queries, "duration_stats", lambda *a: fetched.extend(original(*a)) or fetched)
-    began = time.monotonic()
     body = api.get(f"/api/v1/summary?from={start.isoformat()}").json()
-    elapsed = time.monotonic() - began
-    print(f"summary over 1,000,000 samples: {elapsed:.3f}s")
-    assert body["boot"]["count"]["total"] + body["clone"]["count"]["total"] == 1_000_000
+    assert body["boot"]["count"]["total"] + body["clone"]["count"]["total"] == 100_000
     assert body["boot"]["duration"]["max"] == 298.5 and len(body["daily"]) == 366
     assert len(fetched) <= 366 * 2 * 20
-    assert elapsed < 10, elapsed  # generous: CI machines are shared
