@@ -4,7 +4,11 @@ setup(
     name="vmpooler-py",
     version="0.1.0",
     description="Pools of ready virtual machines behind the vmpooler API v1, in one Python process",
-    packages=find_packages(include=["vmpooler", "vmpooler.*"]),
+    packages=find_packages(include=["vmpooler", "vmpooler.*"]) + ["vmpooler._migrations",
+                                                                  "vmpooler._migrations.versions"],
+    # the Alembic history lives at the top of the repository and is installed inside the package
+    package_dir={"vmpooler._migrations": "migrations"},
+    package_data={"vmpooler.api": ["openapi.json"], "vmpooler._migrations": ["script.py.mako"]},
     python_requires=">=3.9",
     install_requires=[
         "tornado>=6.1",
@@ -16,7 +20,7 @@ setup(
         "coolname>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6"],
+        "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7"],
     },
     entry_points={"console_scripts": ["vmpooler = vmpooler.cli:main"]},
 )

@@ -40,7 +40,7 @@ class Service:
         self.db.upgrade()
         # Tornado's own cap is a backstop; the API answers 413 for bodies over max_body_size.
         self.server = HTTPServer(self.app, max_body_size=max(self.config.settings["max_body_size"] * 4, 1 << 20),
-                                 xheaders=False)
+                                 xheaders=self.config.settings["behind_proxy"])
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)

@@ -75,6 +75,8 @@ SETTINGS = [
     Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
             "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
+    Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
+            "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
     Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
     Setting("status_cache_seconds", "number", 0, "Seconds a /status answer may be reused (0: never).", None, 0),
     Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",

@@ -16,6 +16,6 @@ def test_upgrade_twice_is_harmless_and_sqlite_runs_in_wal(db):
     db.upgrade()
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     assert {"vms", "vm_events", "tokens", "vm_tags", "durations", "tasks", "pools"} <= set(
         inspect(db.engine).get_table_names())

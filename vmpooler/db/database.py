@@ -14,7 +14,14 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def migrations_dir() -> str:
+    """Alembic's scripts: installed inside the package as ``vmpooler/_migrations`` (setup.py maps
+    the top-level migrations/ there), or the repository's migrations/ in a checkout."""
+    installed = os.path.join(PACKAGE, "_migrations")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), "migrations")
 
 
 class StoreUnavailable(Exception):
@@ -69,8 +76,8 @@ class Database:
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
-        config = AlembicConfig(os.path.join(ROOT, "alembic.ini"))
-        config.set_main_option("script_location", os.path.join(ROOT, "migrations"))
+        config = AlembicConfig()
+        config.set_main_option("script_location", migrations_dir())
         config.attributes["engine"] = self.engine
         command.upgrade(config, "head")
 

@@ -93,8 +93,10 @@ vm_tags = Table(
     Column("name", String(255), nullable=False),
     Column("value", String(1024), nullable=False),
     Column("tagged_at", DateTime, nullable=False),
-    Column("day", String(10), nullable=False, index=True),
+    Column("day", String(10), nullable=False),
     UniqueConstraint("vm_id", "name", name="uq_vm_tags_vm_id_name"),
+    # covering the summary's tag counts GROUP BY day, name, value
+    Index("ix_vm_tags_day_name_value", "day", "name", "value"),
 )
 
 durations = Table(
@@ -106,7 +108,8 @@ durations = Table(
     Column("seconds", Float, nullable=False),
     Column("at", DateTime, nullable=False),
     Column("day", String(10), nullable=False),
-    Index("ix_durations_kind_day", "kind", "day"),
+    # covering the summary's GROUP BY kind, day, pool with min/max/sum(seconds): an index-only scan
+    Index("ix_durations_kind_day_pool_seconds", "kind", "day", "pool", "seconds"),
 )
 
 # Queued work on a VM that the manager carries out: snapshot, revert, disk.

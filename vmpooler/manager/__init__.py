@@ -1,0 +1,1 @@
+"""The pool manager: periodic passes on the IOLoop, one module per loop."""
