@@ -102,3 +102,12 @@ def test_serve_with_the_embedded_default_fills_pools_and_stops_cleanly(tmp_path,
     assert (tmp_path / "vmpooler.db").exists()
     assert "INFO vmpooler.state: [debian-7-i386]" in log and "pending -> ready" in log
     assert "Traceback" not in log
+
+
+def test_every_package_is_installed_by_setup_py():
+    """A folder of modules without __init__.py is left out of `pip install .` (it happened)."""
+    for folder, _dirs, files in os.walk(os.path.join(ROOT, "vmpooler")):
+        if any(f.endswith(".py") for f in files) and "__pycache__" not in folder:
+            assert "__init__.py" in files, f"{folder} is not a package"
+    setup = open(os.path.join(ROOT, "setup.py")).read()
+    assert '"vmpooler._migrations": "migrations"' in setup and "openapi.json" in setup
