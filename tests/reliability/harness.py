@@ -1,0 +1,220 @@
+"""Running the whole service for the reliability scenarios, two ways:
+
+- ``ServerProcess``: a real ``python -m vmpooler serve`` subprocess on 127.0.0.1 with a YAML config
+  file, the dummy provider's inventory in a JSON file, its log in a file; it can be killed with
+  SIGKILL, restarted, and measured (RSS, open file descriptors) from /proc.
+- ``InProcessService``: the same ``vmpooler.app.Service`` on its own IOLoop in a thread of the test
+  process, so a test can turn the dummy provider's knobs or hook the database engine while it runs.
+
+Both are reached over HTTP with ``tests.api.conftest.Client`` and both bind loopback only.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from tornado.ioloop import IOLoop
+
+from tests.api.conftest import Client
+from tests.test_cli import ROOT, free_port
+from vmpooler import config as config_module
+from vmpooler.app import Service
+from vmpooler.db.database import Database
+
+#: the manager's timers for these scenarios: passes every 50 ms, quick retries and reconciles
+FAST_SETTINGS = {"check_loop_delay_min": 0.05, "vm_checktime": 0.01, "retry_backoff": 0.02,
+                 "retry_backoff_max": 0.2, "reconcile_interval": 0.2, "shutdown_grace": 2}
+
+
+def raw_config(pools, settings=None, dummy=None, database=None, **sections) -> dict:
+    """A configuration mapping in the YAML file's shape: the dummy provider and ``pools``."""
+    raw = {":providers:": {":dummy:": dict(dummy or {})}, ":pools:": pools,
+           ":config:": {**FAST_SETTINGS, **(settings or {})}}
+    if database:
+        raw[":database:"] = {"url": database}
+    raw.update({f":{name}:": value for name, value in sections.items()})
+    return raw
+
+
+def service_config(directory, pools, settings=None, dummy=None, **sections):
+    """A validated Config for ``InProcessService``: its database is ``directory``/vmpooler.db."""
+    raw = raw_config(pools, settings, dummy, f"sqlite:///{Path(directory) / 'vmpooler.db'}", **sections)
+    return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
+    """Poll ``predicate`` (exceptions count as not yet) until it returns a true value."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError) as error:
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+def pools_full(client: Client, pools) -> bool:
+    """Every pool at its size with nothing cloning, booting or being destroyed."""
+    status = client.get("/api/v1/status").json()
+    queue, by_pool = status["queue"], status["pools"]
+    return (queue["pending"] == 0 and queue["completed"] == 0
+            and all(by_pool[p["name"]]["ready"] == p["size"] for p in pools))
+
+
+def breaker_state(client: Client, provider: str = "dummy") -> str:
+    return client.get("/api/v1/status?view=providers").json()["providers"][provider]["circuit_breaker"]["state"]
+
+
+def inventory_file(path) -> set:
+    """The names in a dummy provider's inventory file."""
+    with open(path, encoding="utf-8") as handle:
+        return set(json.load(handle)["vms"])
+
+
+class ServerProcess:
+    """``python -m vmpooler serve --config <file>`` in ``workdir`` with database ``vmpooler.db``
+    and dummy inventory ``inventory.json`` there; its stderr log in ``server.log``."""
+
+    def __init__(self, workdir: Path, pools, settings=None, dummy=None, log_level="INFO", **sections):
+        self.workdir = Path(workdir)
+        self.pools = pools
+        self.port = free_port()
+        self.database_path = self.workdir / "vmpooler.db"
+        self.inventory_path = self.workdir / "inventory.json"
+        self.log_path = self.workdir / "server.log"
+        self.config_path = self.workdir / "vmpooler.yaml"
+        dummy = {"filename": str(self.inventory_path), **(dummy or {})}
+        raw = raw_config(pools, settings, dummy, f"sqlite:///{self.database_path}", **sections)
+        self.config_path.write_text(yaml.safe_dump(raw))
+        config_module.build(yaml.safe_load(self.config_path.read_text()), environ={})  # fail early if invalid
+        self.log_level = log_level
+        self.process = None
+        self.client = Client(self.port)
+        self.starts = 0
+
+    # -- life ------------------------------------------------------------------------------
+    def start(self, timeout: float = 20) -> "ServerProcess":
+        """Start and return once the API answers."""
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("VMPOOLER_CONFIG", "VMPOOLER_CONFIG_FILE", "DATABASE_URL")}
+        env["PYTHONPATH"] = ROOT
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"---- start {self.starts}\n")
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vmpooler", "--log-level", self.log_level, "serve", "--config",
+                 str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        self.starts += 1
+        wait_until(self._answers, timeout, f"the server on port {self.port} to answer")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        return self.client.get("/api/v1/vm", timeout=2).status == 200
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM, the clean stop; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("the server did not stop within 20s of SIGTERM")
+
+    # -- looking at it -----------------------------------------------------------------------
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def database(self) -> Database:
+        """A connection of the test's own to the server's database (dispose it after use)."""
+        return Database(f"sqlite:///{self.database_path}")
+
+    def inventory(self) -> set:
+        return inventory_file(self.inventory_path) if self.inventory_path.exists() else set()
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS in /proc/<pid>/status")
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def fd_targets(self) -> list:
+        """What the server's file descriptors point at (files, sockets, pipes), for messages."""
+        directory = f"/proc/{self.process.pid}/fd"
+        targets = []
+        for fd in os.listdir(directory):
+            try:
+                targets.append(os.readlink(os.path.join(directory, fd)))
+            except OSError:
+                pass
+        return sorted(targets)
+
+
+class InProcessService:
+    """``Service(config)`` (API and manager) listening on 127.0.0.1:<free port>, its IOLoop in a
+    daemon thread. ``dummy`` is its dummy provider; ``db`` its Database."""
+
+    def __init__(self, config, start_timeout: float = 20):
+        self.config = config
+        self.service = Service(config)
+        self.ready, self.error = threading.Event(), None
+        self.loop = self.stopped = None
+        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self.thread.start()
+        if not self.ready.wait(start_timeout) or self.error is not None:
+            raise AssertionError(f"the service did not start: {self.error!r}")
+        self.client = Client(self.service.port)
+
+    async def _main(self):
+        self.loop, self.stopped = IOLoop.current(), asyncio.Event()
+        try:
+            await self.service.start("127.0.0.1", 0)
+        except Exception as error:  # reported by __init__
+            self.error = error
+            self.ready.set()
+            return
+        self.ready.set()
+        await self.stopped.wait()
+        await self.service.stop()
+
+    @property
+    def db(self) -> Database:
+        return self.service.db
+
+    @property
+    def dummy(self):
+        return self.service.manager.runner.providers["dummy"]
+
+    def reconcile_now(self) -> None:
+        """Make the manager's next pass a reconcile pass."""
+        self.loop.add_callback(setattr, self.service.manager, "next_reconcile", 0)
+
+    def stop(self) -> None:
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.add_callback(self.stopped.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the service did not stop within 30s"

@@ -1,0 +1,155 @@
+"""Crash and restart: a real server killed with SIGKILL at random moments of HTTP load and pool
+refill, restarted, and checked against what it acknowledged.
+
+Replay a failure with the seed the test prints: VMPOOLER_CRASH_SEED=<seed> (and optionally
+VMPOOLER_CRASH_ROUNDS=<n>) python -m pytest tests/reliability/test_crash_restart.py -s
+"""
+import http.client
+import os
+import random
+import threading
+
+from tests.api.conftest import USERS_AUTH
+from tests.reliability.harness import ServerProcess, pools_full, wait_until
+from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
+                                          assert_no_name_live_twice)
+
+POOLS = [{"name": "a", "template": "t", "size": 3}, {"name": "b", "template": "t", "size": 2}]
+#: slow enough that kills land in the middle of clones and destroys
+DUMMY = {"createvm_max_time": 0.03, "destroyvm_max_time": 0.03, "boot_max_time": 0.02}
+USERS = ("jdoe", "other")
+
+
+class Worker:
+    """One HTTP client doing checkout / PUT tags / PUT lifetime / DELETE / token create and delete,
+    recording in ``ledger`` what the server acknowledged, until the server dies or ``stop``."""
+
+    def __init__(self, client, ledger, rng, tag):
+        self.client, self.ledger, self.rng, self.tag = client, ledger, rng, tag
+        self.unexpected = []
+        self.stop = threading.Event()
+
+    def run(self):
+        step = 0
+        while not self.stop.is_set():
+            step += 1
+            try:
+                self.step(step)
+            except (OSError, http.client.HTTPException):
+                return  # killed: the request in flight is uncertain (see step)
+
+    def expect(self, response, *statuses):
+        if response.status not in statuses:
+            self.unexpected.append((response.status, response.text[:300]))
+        return response.status == 200
+
+    def step(self, step):
+        ledger, rng = self.ledger, self.rng
+        tokens = sorted(ledger.tokens)
+        held = sorted(ledger.held)
+        choice = rng.random()
+        if choice < 0.35 or not held:
+            pool = rng.choice("ab")
+            token = rng.choice(tokens + [None])
+            response = self.client.post(f"/api/v1/vm/{pool}", token=token, timeout=5)
+            if self.expect(response, 200, 503):
+                ledger.checked_out(response.json()[pool]["hostname"], token)
+        elif choice < 0.55:
+            self.modify(rng.choice(held), {"tags": {"round": self.tag, "step": str(step)}})
+        elif choice < 0.7:
+            self.modify(rng.choice(held), {"lifetime": rng.randint(2, 48)})
+        elif choice < 0.9:
+            hostname = rng.choice(held)
+            token = self.token_for(hostname)
+            ticket = ledger.held.pop(hostname)  # unusable from now on, whatever happens
+            response = self.client.delete(f"/api/v1/vm/{hostname}", token=token, timeout=5)
+            if self.expect(response, 200):
+                ledger.deleted.add(ticket)
+        elif choice < 0.95 or not tokens:
+            user = rng.choice(USERS)
+            response = self.client.post("/api/v1/token", user=user, timeout=5)
+            if self.expect(response, 200):
+                ledger.tokens[response.json()["token"]] = user
+        else:
+            owners = {ledger.token_of(hostname) for hostname in ledger.held}
+            spare = [t for t in tokens if t not in owners][:len(tokens) - 1]  # keep one for anonymous VMs
+            if spare:
+                token = rng.choice(spare)
+                user = ledger.tokens.pop(token)  # unusable from now on, whatever happens
+                response = self.client.delete(f"/api/v1/token/{token}", user=user, timeout=5)
+                if self.expect(response, 200):
+                    ledger.deleted_tokens.add(token)
+
+    def token_for(self, hostname):
+        return self.ledger.token_of(hostname) or next(iter(sorted(self.ledger.tokens)), None)
+
+    def modify(self, hostname, body):
+        """PUT one kind of change. Until one is acknowledged, an unanswered one may have been
+        applied; an acknowledged one overrides every earlier (each PUT sets the same keys)."""
+        kind, ticket = next(iter(body)), self.ledger.held[hostname]
+        self.ledger.uncertain.add((ticket, kind))
+        response = self.client.put(f"/api/v1/vm/{hostname}", body, token=self.token_for(hostname), timeout=5)
+        if self.expect(response, 200):
+            self.ledger.uncertain.discard((ticket, kind))
+            if kind == "tags":
+                self.ledger.tags.setdefault(ticket, {}).update(body["tags"])
+            else:
+                self.ledger.lifetimes[ticket] = body["lifetime"]
+
+
+def check_database(server, ledger, inventory_too):
+    db = server.database()
+    try:
+        ledger.verify(db)
+        assert_each_vm_checked_out_at_most_once(db)
+        assert_no_name_live_twice(db)
+        if inventory_too:
+            assert_live_set_is(db, server.inventory())
+    finally:
+        db.dispose()
+
+
+def test_kill_9_at_random_moments_loses_nothing(tmp_path):
+    seed = int(os.environ.get("VMPOOLER_CRASH_SEED") or random.randrange(2 ** 32))
+    rounds = int(os.environ.get("VMPOOLER_CRASH_ROUNDS") or 20)
+    print(f"\ncrash-restart seed {seed}; replay with VMPOOLER_CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    server = ServerProcess(tmp_path, POOLS, settings={"reconcile_interval": 0.1}, dummy={**DUMMY, "seed": seed},
+                           auth=USERS_AUTH)
+    ledger = Ledger()
+    unexpected = []
+    try:
+        for round_number in range(rounds):
+            server.start()
+            # After a restart and its reconcile pass every pool converges back to its size, and
+            # the database's live VMs are exactly the provider's inventory.
+            wait_until(lambda: pools_full(server.client, POOLS), 20, f"pools to refill (round {round_number})")
+            check_database(server, ledger, inventory_too=True)
+            if not ledger.tokens:
+                response = server.client.post("/api/v1/token", user="jdoe")
+                ledger.tokens[response.json()["token"]] = "jdoe"
+            worker = Worker(server.client, ledger, random.Random(rng.random()), f"r{round_number}")
+            thread = threading.Thread(target=worker.run)
+            thread.start()
+            threading.Event().wait(rng.uniform(0.05, 0.6))
+            server.kill()
+            worker.stop.set()
+            thread.join(10)
+            unexpected += worker.unexpected
+            check_database(server, ledger, inventory_too=False)
+        server.start()
+        wait_until(lambda: pools_full(server.client, POOLS), 20, "pools to refill after the last restart")
+        check_database(server, ledger, inventory_too=True)
+        assert server.stop() == 0
+        check_database(server, ledger, inventory_too=True)
+    except AssertionError:
+        print(f"crash-restart seed {seed}; server log tail:\n{server.log()[-4000:]}")
+        raise
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+    print(f"{len(ledger.checkouts)} checkouts, {len(ledger.deleted)} deletes, {len(ledger.tags)} VMs tagged, "
+          f"{len(ledger.lifetimes)} lifetimes, {len(ledger.tokens) + len(ledger.deleted_tokens)} tokens acknowledged")
+    assert unexpected == [], f"unexpected answers (seed {seed}): {unexpected[:5]}"
+    assert len(ledger.checkouts) >= rounds, f"too little load to prove anything: {len(ledger.checkouts)} checkouts"
+    assert "Traceback" not in server.log()
