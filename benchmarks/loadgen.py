@@ -1,0 +1,204 @@
+"""A closed-loop HTTP/1.1 keep-alive load generator in pure Python.
+
+Worker processes (forked, so they compete with the server like any client would) each drive a
+share of the clients over raw sockets with one selector loop: no thread per client, no HTTP
+library on the hot path. A *script* is a generator function ``script(client_index, **params)``
+that yields requests ``(method, path, body, tag)`` (or ``("SLEEP", seconds)``) and receives
+``(status, body)``; whatever it returns is handed back to the caller. Every run is bounded by
+count (the script ends) and by time (``duration``), so it always stops by itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import selectors
+import socket
+import time
+from typing import Callable
+
+HOST = "127.0.0.1"
+#: a response that takes longer than this aborts the run (the server is stuck)
+STUCK_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class LoadResult:
+    requests: int  # completed after the warm-up
+    seconds: float  # from the end of the warm-up to the last completion
+    latencies: dict  # tag -> sorted list of seconds
+    statuses: dict  # (tag, status) -> count
+    returned: list  # what each client's script returned, by client index
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, tag=None, status=None) -> int:
+        return sum(n for (t, s), n in self.statuses.items()
+                   if (tag is None or t == tag) and (status is None or s == status))
+
+    def percentile(self, q: float, tag=None) -> float:
+        """The q-th percentile latency in ms (nearest rank), over one tag or all."""
+        values = self.latencies.get(tag) if tag is not None else sorted(
+            v for vs in self.latencies.values() for v in vs)
+        if not values:
+            return float("nan")
+        index = min(len(values) - 1, max(0, int(round(q / 100.0 * len(values) + 0.5)) - 1))
+        return values[index] * 1000.0
+
+
+class _Client:
+    def __init__(self, sock, script):
+        self.sock, self.script = sock, script
+        self.buffer = bytearray()
+        self.tag, self.sent_at, self.wake_at = None, 0.0, None
+        self.result, self.done = None, False
+
+    def advance(self, answer):
+        """Feed the last answer to the script and send what it asks next (or finish)."""
+        try:
+            step = self.script.send(answer)
+        except StopIteration as stop:
+            self.result, self.done = stop.value, True
+            return
+        if step[0] == "SLEEP":
+            self.wake_at = time.monotonic() + step[1]
+            return
+        method, path, body, self.tag = step
+        body = body or b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+        if body or method in ("POST", "PUT"):
+            head += f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
+        self.sent_at = time.monotonic()
+        self.sock.sendall(head.encode() + b"\r\n" + body)
+
+    def response(self):
+        """(status, body) once a whole response is buffered, else None."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                raise RuntimeError("chunked responses are not supported by the load generator")
+        if len(self.buffer) < end + 4 + length:
+            return None
+        body = bytes(self.buffer[end + 4:end + 4 + length])
+        del self.buffer[:end + 4 + length]
+        return int(head[0].split(" ", 2)[1]), body
+
+
+def _worker(port, script, params, indexes, start, duration, warmup, queue):
+    try:
+        queue.put(("ok", _drive(port, script, params, indexes, start, duration, warmup)))
+    except BaseException as error:  # reported to the caller, which raises it
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def _drive(port, script, params, indexes, start, duration, warmup):
+    selector = selectors.DefaultSelector()
+    clients = []
+    for index in indexes:
+        sock = socket.create_connection((HOST, port), timeout=STUCK_SECONDS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = _Client(sock, script(index, **params))
+        clients.append(client)
+        selector.register(sock, selectors.EVENT_READ, client)
+    start.wait(STUCK_SECONDS)
+    began = time.monotonic()
+    measured_from, deadline = began + warmup, began + warmup + duration
+    latencies, statuses, requests, last = {}, {}, 0, measured_from
+    for client in clients:  # start each script: it sends its first request
+        client.advance(None)
+    while True:
+        now = time.monotonic()
+        live = [c for c in clients if not c.done]
+        if not live:
+            break
+        sleeping = [c for c in live if c.wake_at is not None]
+        timeout = max(0.0, min(c.wake_at for c in sleeping) - now) if sleeping else 1.0
+        if now > deadline + STUCK_SECONDS:
+            raise RuntimeError("the server stopped answering")
+        for key, _mask in selector.select(timeout):
+            client = key.data
+            chunk = client.sock.recv(262144)
+            if not chunk:
+                raise RuntimeError("the server closed a keep-alive connection")
+            client.buffer += chunk
+            answer = client.response()
+            if answer is None:
+                continue
+            done_at = time.monotonic()
+            if done_at >= measured_from:
+                requests += 1
+                last = done_at
+                latencies.setdefault(client.tag, []).append(done_at - client.sent_at)
+                statuses[(client.tag, answer[0])] = statuses.get((client.tag, answer[0]), 0) + 1
+            if done_at >= deadline:
+                client.script.close()
+                client.done = True
+            else:
+                client.advance(answer)
+        now = time.monotonic()
+        for client in sleeping:
+            if not client.done and client.wake_at <= now:
+                client.wake_at = None
+                if now >= deadline:
+                    client.script.close()
+                    client.done = True
+                else:
+                    client.advance(("SLEPT", b""))
+    for client in clients:
+        client.sock.close()
+    return {"requests": requests, "from": measured_from, "last": last, "latencies": latencies,
+            "statuses": statuses, "returned": {i: c.result for i, c in zip(indexes, clients)}}
+
+
+def run(port: int, script: Callable, clients: int, duration: float, warmup: float = 0.0,
+        processes: int = 2, **params) -> LoadResult:
+    """Run ``clients`` copies of ``script`` against 127.0.0.1:``port`` from ``processes`` worker
+    processes, for at most ``warmup + duration`` seconds (less when every script ends)."""
+    context = multiprocessing.get_context("fork")
+    processes = max(1, min(processes, clients))
+    start, queue = context.Event(), context.Queue()
+    shares = [list(range(clients))[p::processes] for p in range(processes)]
+    workers = [context.Process(target=_worker, args=(port, script, params, share, start, duration, warmup, queue),
+                               daemon=True) for share in shares]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.05)
+    start.set()
+    outcomes = [queue.get(timeout=warmup + duration + 2 * STUCK_SECONDS) for _ in workers]
+    for worker in workers:
+        worker.join(5)
+    errors = [detail for kind, detail in outcomes if kind == "error"]
+    if errors:
+        raise RuntimeError("load generator: " + "; ".join(errors))
+    parts = [detail for _kind, detail in outcomes]
+    latencies, statuses, returned = {}, {}, [None] * clients
+    for part in parts:
+        for tag, values in part["latencies"].items():
+            latencies.setdefault(tag, []).extend(values)
+        for key, n in part["statuses"].items():
+            statuses[key] = statuses.get(key, 0) + n
+        for index, value in part["returned"].items():
+            returned[index] = value
+    for values in latencies.values():
+        values.sort()
+    began = min(part["from"] for part in parts)
+    ended = max(part["last"] for part in parts)
+    return LoadResult(sum(p["requests"] for p in parts), max(ended - began, 1e-9), latencies, statuses, returned)
+
+
+# --- scripts ---------------------------------------------------------------------------------
+def repeat(index, paths, method="GET", tag=None):
+    """Request ``paths`` in turn (each client starting at its own offset), until time is up."""
+    position = index * 7919
+    while True:
+        yield method, paths[position % len(paths)], None, tag or method
+        position += 1

@@ -1,0 +1,189 @@
+"""The servers the benchmarks measure, each in a process of its own on 127.0.0.1:
+
+    python benchmarks/server.py vmpooler CONFIG.yaml [--no-manager]   the service (vmpooler.app.Service)
+    python benchmarks/server.py floor [--db FILE]       the floor: a bare Tornado app
+
+Each prints one JSON line ({"port", "pid", "start_seconds"}) once it listens, and stops on
+SIGTERM or when its standard input closes (so it never outlives the benchmark).
+
+The service gets two extra routes under /_bench/ (benchmark only): ``tick`` runs the manager's
+pass in this process and reports its CPU time (time.process_time), ``in_flight`` counts provider
+work still running. VMs the benchmark seeded into the database are given to the dummy provider
+(``inject``) before the service starts, so the first reconcile finds them all.
+
+The floor answers GET /floor with a small JSON object; with --db it also does, with the sqlite3
+module and nothing else, what the service's hot paths need from the database: GET /count (the
+per-pool, per-state count of /status), POST /api/v1/vm/<pool> (one transaction taking the
+longest-ready VM) and DELETE /api/v1/vm/<name> (one transaction giving it back).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import signal
+import sqlite3
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import tornado.web  # noqa: E402
+from tornado.httpserver import HTTPServer  # noqa: E402
+from tornado.netutil import bind_sockets  # noqa: E402
+
+COUNT_SQL = ("SELECT pool, state, count(*) FROM vms WHERE state IN ('pending', 'ready', 'running', 'completed') "
+             "GROUP BY pool, state")
+
+
+# --- the floor ---------------------------------------------------------------------------------
+class FloorHandler(tornado.web.RequestHandler):
+    def get(self):
+        self.write({"ok": True})
+
+
+class CountHandler(tornado.web.RequestHandler):
+    def get(self):
+        counts = {}
+        for pool, state, n in self.settings["db"].execute(COUNT_SQL):
+            counts.setdefault(pool, {})[state] = n
+        self.write({"ok": True, "pools": counts})
+
+
+class CheckoutHandler(tornado.web.RequestHandler):
+    def post(self, pool):
+        db = self.settings["db"]
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute("SELECT id, name FROM vms WHERE pool = ? AND state = 'ready' ORDER BY ready_at, id LIMIT 1",
+                         (pool,)).fetchone()
+        if row is None:
+            db.execute("ROLLBACK")
+            self.set_status(503)
+            return self.write({"ok": False})
+        db.execute("UPDATE vms SET state = 'running', checkout_at = ? WHERE id = ? AND state = 'ready'",
+                   (time.time(), row[0]))
+        db.execute("COMMIT")
+        self.write({"ok": True, pool: {"hostname": row[1]}})
+
+    def delete(self, name):
+        db = self.settings["db"]
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("UPDATE vms SET state = 'ready' WHERE live_name = ? AND state = 'running'", (name,))
+        db.execute("COMMIT")
+        self.write({"ok": True})
+
+
+def floor_app(db_path):
+    routes = [(r"/floor", FloorHandler)]
+    settings = {}
+    if db_path:
+        db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        routes += [(r"/count", CountHandler), (r"/api/v1/vm/([^/]+)", CheckoutHandler)]
+        settings["db"] = db
+    return tornado.web.Application(routes, **settings)
+
+
+# --- the service -------------------------------------------------------------------------------
+class TickHandler(tornado.web.RequestHandler):
+    """GET /_bench/tick?passes=N[&profile=1]: run the manager's pass N times here and now."""
+
+    def get(self):
+        manager = self.settings["manager"]
+        passes = int(self.get_argument("passes", "5"))
+        cpu, wall = [], []
+        for _ in range(passes):
+            c0, w0 = time.process_time(), time.perf_counter()
+            manager.tick()
+            cpu.append((time.process_time() - c0) * 1000)
+            wall.append((time.perf_counter() - w0) * 1000)
+        report = None
+        if self.get_argument("profile", "0") == "1":
+            profiler = cProfile.Profile()
+            profiler.runcall(manager.tick)
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+            report = text.getvalue()
+        self.write({"cpu_ms": cpu, "wall_ms": wall, "profile": report})
+
+
+class InFlightHandler(tornado.web.RequestHandler):
+    def get(self):
+        self.write({"in_flight": len(self.settings["manager"].in_flight)})
+
+
+def inject_seeded(service):
+    """Give the dummy providers the live VMs found in the database (seeded by the benchmark)."""
+    from sqlalchemy import select
+
+    from vmpooler.db.models import LIVE_STATES, vms
+
+    providers = service.manager.runner.providers
+    pools = service.config.pools_by_name
+    with service.db.read() as conn:
+        rows = list(conn.execute(select(vms.c.name, vms.c.pool).where(vms.c.state.in_(LIVE_STATES))))
+    for name, pool in rows:
+        provider = providers.get(pools[pool].provider) if pool in pools else None
+        if provider is not None and hasattr(provider, "inject"):
+            provider.inject(pools[pool], name)
+    return len(rows)
+
+
+async def serve(mode, args):
+    began = time.perf_counter()
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1(65536) or stopped.set())
+    info = {"pid": os.getpid()}
+    if mode == "floor":
+        server = HTTPServer(floor_app(args.db))
+        sockets = bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        info["port"] = sockets[0].getsockname()[1]
+        service = None
+    else:
+        from vmpooler import config as config_module
+        from vmpooler.app import Service
+
+        service = Service(config_module.load(args.config), manage=not args.no_manager)
+        service.db.upgrade()  # start() does it too; the seeded VMs are read before
+        if service.manager is not None:
+            info["injected"] = inject_seeded(service)
+            service.app.add_handlers(r".*", [(r"/_bench/tick", TickHandler, {}),
+                                             (r"/_bench/in_flight", InFlightHandler, {})])
+            service.app.settings["manager"] = service.manager
+        await service.start("127.0.0.1", 0)
+        info["port"] = service.port
+    info["start_seconds"] = time.perf_counter() - began
+    print(json.dumps(info), flush=True)
+    await stopped.wait()
+    if service is not None:
+        await service.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=("vmpooler", "floor"))
+    parser.add_argument("config", nargs="?")
+    parser.add_argument("--db")
+    parser.add_argument("--no-manager", action="store_true", help="the API alone (a diagnostic: no refill)")
+    args = parser.parse_args()
+    # As `vmpooler serve` logs (vmpooler/cli.py): INFO to stderr, which the benchmark sends to a file.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    asyncio.run(serve(args.mode, args))
+
+
+if __name__ == "__main__":
+    main()
