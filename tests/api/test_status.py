@@ -1,13 +1,14 @@
 """GET /status, /poolstat and /totalrunning."""
+import datetime
 import re
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event
 
 from tests.api.conftest import ALIAS_POOLS, vm_row
 from vmpooler.db import transitions
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import durations
+from vmpooler.db.transitions import record_duration
 
 RUBY_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \+0000$")
 
@@ -43,9 +44,10 @@ def test_status_shape_and_counts(start_api):
 def test_durations_today_only(api):
     now = utcnow()
     with api.db.write() as conn:
-        for seconds, day in [(2.5, now.strftime("%Y-%m-%d")), (7.5, now.strftime("%Y-%m-%d")), (99, "2000-01-01")]:
-            conn.execute(insert(durations).values(kind="clone", pool="debian-7-i386", vm_name="x", seconds=seconds,
-                                                  at=now, day=day))
+        today = now.strftime("%Y-%m-%d")
+        for seconds, day in [(2.5, today), (7.5, today), (99, "2000-01-01")]:
+            record_duration(conn, "clone", "debian-7-i386", "x", seconds,
+                            datetime.datetime.fromisoformat(day) if day != today else now)
     clone = api.get("/api/v1/status").json()["clone"]
     assert clone == {"duration": {"average": 5.0, "min": 2.5, "max": 7.5, "total": 10.0}, "count": {"total": 2}}
     assert api.get("/status").json()["boot"] == {"duration": {"average": 0, "min": 0, "max": 0, "total": 0},

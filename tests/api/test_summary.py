@@ -2,12 +2,12 @@
 import datetime
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from tests.api.conftest import assert_error
 from vmpooler.db import queries
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import durations
+from vmpooler.db.transitions import record_duration
 
 TODAY = utcnow().date()
 
@@ -21,16 +21,15 @@ def seed(api):
     for tags in ({"department": "engineering", "user": "jdoe"}, {"department": "IT"}, {"department": "IT"}):
         name = api.add(state="running")
         assert api.put(f"/api/v1/vm/{name}", {"tags": tags}).status == 200
-    now = utcnow()
     with api.db.write() as conn:
         conn.execute(text("DELETE FROM durations"))  # the seeded VMs' own samples
+        conn.execute(text("DELETE FROM duration_days"))
         for kind, pool, seconds, when in [("boot", "debian-7-i386", 100.0, day(-1)),
                                           ("boot", "debian-7-i386", 120.0, day(-1)),
                                           ("boot", "debian-7-x86_64", 83.0, day(-1)),
                                           ("boot", "debian-7-i386", 50.0, day()),
                                           ("clone", "debian-7-i386", 4.0, day())]:
-            conn.execute(insert(durations).values(kind=kind, pool=pool, vm_name="x", seconds=seconds, at=now,
-                                                  day=when))
+            record_duration(conn, kind, pool, "x", seconds, datetime.datetime.fromisoformat(when))
 
 
 def test_today_by_default(api):
@@ -107,6 +106,9 @@ def test_aggregated_by_the_database(api, monkeypatch):
             "INSERT INTO durations (kind, pool, vm_name, seconds, at, day) "
             "SELECT CASE i % 2 WHEN 0 THEN 'boot' ELSE 'clone' END, 'pool' || (i % 20), 'vm', (i % 300) + 0.5, "
             ":now, date(:start, '+' || (i % 366) || ' days') FROM n"), {"now": utcnow(), "start": start.isoformat()})
+        conn.execute(text(  # the daily totals the service keeps beside each sample
+            "INSERT INTO duration_days (kind, day, pool, count, total, low, high) SELECT kind, day, pool, count(*), "
+            "sum(seconds), min(seconds), max(seconds) FROM durations GROUP BY kind, day, pool"))
     fetched = []
     original = queries.duration_stats
     monkeypatch.setattr(queries, "duration_stats", lambda *a: fetched.extend(original(*a)) or fetched)

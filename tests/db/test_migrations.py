@@ -16,6 +16,29 @@ def test_upgrade_twice_is_harmless_and_sqlite_runs_in_wal(db):
     db.upgrade()
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     assert {"vms", "vm_events", "tokens", "vm_tags", "durations", "tasks", "pools"} <= set(
         inspect(db.engine).get_table_names())
+
+
+def test_upgrade_to_0003_rolls_existing_samples_up_by_day(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from vmpooler.db.database import Database, migrations_dir
+
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", migrations_dir())
+    config.attributes["engine"] = database.engine
+    command.upgrade(config, "0002")
+    with database.write() as conn:
+        for seconds, day in [(1.0, "2026-01-01"), (3.0, "2026-01-01"), (5.0, "2026-01-02")]:
+            conn.execute(text("INSERT INTO durations (kind, pool, vm_name, seconds, at, day) "
+                              "VALUES ('clone', 'p', 'vm', :s, '2026-01-01 00:00:00', :d)"), {"s": seconds, "d": day})
+    database.upgrade()
+    with database.read() as conn:
+        rows = [tuple(r) for r in conn.execute(text(
+            "SELECT day, count, total, low, high FROM duration_days ORDER BY day"))]
+    assert rows == [("2026-01-01", 2, 4.0, 1.0, 3.0), ("2026-01-02", 1, 5.0, 5.0, 5.0)]
+    database.dispose()

@@ -60,7 +60,10 @@ vms = Table(
     Column("next_attempt_at", DateTime),
     Column("last_error", Text),
     Column("ip", String(64)),
-    Index("ix_vms_pool_state", "pool", "state"),
+    # checkout: the longest-ready VM of a pool, straight from the index
+    Index("ix_vms_pool_state_ready", "pool", "state", "ready_at", "id"),
+    # pool counts (status, the manager's pass): an index-only GROUP BY
+    Index("ix_vms_state_pool_counts", "state", "pool", "cloned_at", "next_attempt_at"),
     Index("ix_vms_state_expires", "state", "expires_at"),
 )
 
@@ -110,6 +113,19 @@ durations = Table(
     Column("day", String(10), nullable=False),
     # covering the summary's GROUP BY kind, day, pool with min/max/sum(seconds): an index-only scan
     Index("ix_durations_kind_day_pool_seconds", "kind", "day", "pool", "seconds"),
+)
+
+# Daily totals of ``durations`` per kind and pool, kept in the same transaction as each sample,
+# so that /summary over a year reads a few thousand rows instead of a million samples.
+duration_days = Table(
+    "duration_days", metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("pool", String(100), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
 )
 
 # Queued work on a VM that the manager carries out: snapshot, revert, disk.

@@ -11,11 +11,11 @@ import datetime
 import logging
 from typing import Optional
 
-from sqlalchemy import exc, insert, select, update
+from sqlalchemy import case, exc, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                                durations, pools, vm_events, vms)
+                                duration_days, durations, pools, vm_events, vms)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -86,7 +86,7 @@ def cloned(db: Database, vm, now, ip: Optional[str] = None) -> bool:
         if result.rowcount != 1:
             return False
         record_event(conn, vm, PENDING, PENDING, reason, now)
-        _record_duration(conn, "clone", vm, seconds, now)
+        record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
     log.info("[%s] %s: %s", vm.pool, vm.name, reason)
     return True
 
@@ -116,7 +116,7 @@ def became_ready(db: Database, vm, now) -> bool:
     with db.write() as conn:
         if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now):
             return False
-        _record_duration(conn, "boot", vm, seconds, now)
+        record_duration(conn, "boot", vm.pool, vm.name, seconds, now)
         conn.execute(update(pools).where(pools.c.name == vm.pool).values(last_boot_at=now))
     log_change(vm, READY, reason)
     return True
@@ -195,9 +195,19 @@ def revive(db: Database, vm, now) -> bool:
         return False
 
 
-def _record_duration(conn, kind: str, vm, seconds: float, now) -> None:
-    conn.execute(insert(durations).values(kind=kind, pool=vm.pool, vm_name=vm.name, seconds=seconds,
-                                          at=now, day=now.strftime("%Y-%m-%d")))
+def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at) -> None:
+    """Append a clone or boot sample and fold it into its day's totals (update, else insert:
+    portable, and safe because the caller's write transaction serialises writers)."""
+    day = at.strftime("%Y-%m-%d")
+    conn.execute(insert(durations).values(kind=kind, pool=pool, vm_name=vm_name, seconds=seconds, at=at, day=day))
+    key = (duration_days.c.kind == kind) & (duration_days.c.day == day) & (duration_days.c.pool == pool)
+    updated = conn.execute(update(duration_days).where(key).values(
+        count=duration_days.c.count + 1, total=duration_days.c.total + seconds,
+        low=case((duration_days.c.low > seconds, seconds), else_=duration_days.c.low),
+        high=case((duration_days.c.high < seconds, seconds), else_=duration_days.c.high)))
+    if updated.rowcount == 0:
+        conn.execute(insert(duration_days).values(kind=kind, day=day, pool=pool, count=1, total=seconds,
+                                                  low=seconds, high=seconds))
 
 
 def sync_pools(db: Database, pool_configs, now) -> None:
@@ -214,4 +224,4 @@ def sync_pools(db: Database, pool_configs, now) -> None:
 
 __all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "cloned", "clone_failed",
            "became_ready", "checked", "complete", "destroyed", "destroy_failed", "gone", "discovered",
-           "revive", "sync_pools", "fetch"]
+           "revive", "sync_pools", "fetch", "record_duration"]
