@@ -93,3 +93,11 @@ def test_a_live_hostname_cannot_be_used_twice_but_can_after_destroy(db, pool):
     transitions.complete(db, vm, "test", utcnow())
     transitions.destroyed(db, rows(db, name=name)[0], utcnow())
     assert transitions.new_vm(db, pool[0], name, utcnow()) is not None
+
+
+def test_a_destroyed_vms_name_stays_reserved_for_the_given_hours(db, pool):
+    name = add_vm(db, pool[0], "ready")
+    transitions.complete(db, rows(db, name=name)[0], "test", utcnow())
+    transitions.destroyed(db, rows(db, name=name)[0], utcnow())
+    assert transitions.new_vm(db, pool[0], name, utcnow(), reserve_hours=1) is None
+    assert transitions.new_vm(db, pool[0], "another", utcnow(), reserve_hours=1) is not None

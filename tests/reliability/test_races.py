@@ -90,29 +90,30 @@ def test_clients_racing_each_other_and_the_manager(tmp_path):
     assert len(handed_out) > 50, f"too few checkouts to race: {len(handed_out)}"
 
 
-@pytest.mark.xfail(strict=True, reason="hostnames are reused as soon as their VM is destroyed (replenish._start_clone "
-                   "/ transitions.new_vm only avoid live names), so a late DELETE from the job whose VM expired "
-                   "completes the next job's VM of the same name")
 def test_a_late_delete_after_expiry_cannot_hit_the_next_vm_of_that_name(tmp_path, monkeypatch):
-    names = itertools.cycle(["reused-x", "reused-y"])  # a tiny name space makes the reuse certain
-    monkeypatch.setattr(hostnames, "generate", lambda prefix="": next(names))
+    """The name generator offers the expired VM's name again first, every time: the manager must
+    refuse it (reserved for data_ttl after the VM is gone) and take a fresh one, so job 1's late
+    DELETE finds its own destroyed VM (404) and never another job's."""
+    fresh = itertools.count()
+    offers = itertools.cycle([True, False])
+    monkeypatch.setattr(hostnames, "generate",
+                        lambda prefix="": "reused-x" if next(offers) else f"fresh-{next(fresh)}")
     pools = [{"name": "a", "template": "t", "size": 1}]
     service = InProcessService(service_config(tmp_path, pools, settings={"vm_lifetime": 0.0003}))
     client = service.client
     try:
         wait_until(lambda: pools_full(client, pools), 10, "the pool to fill")
         first = client.post("/api/v1/vm/a").json()["a"]["hostname"]  # job 1; its lifetime is ~1s
+        assert first == "reused-x"
         wait_until(lambda: client.get(f"/api/v1/vm/{first}").json()[first]["state"] == "destroyed", 10,
                    "job 1's VM to expire and be destroyed")
-        second = None
-        for _ in range(4):  # jobs 2, 3...: until one gets a VM named like job 1's
+        seconds = []
+        for _ in range(3):  # jobs 2, 3, 4: each refill was offered "reused-x" first
             wait_until(lambda: pools_full(client, pools), 10, "the pool to refill")
-            second = client.post("/api/v1/vm/a").json()["a"]["hostname"]
-            if second == first:
-                break
-        assert second == first, "the name was not reused"
-        client.delete(f"/api/v1/vm/{first}")  # job 1 cleaning up, late
-        assert client.get(f"/api/v1/vm/{second}").json()[second]["state"] == "running", \
-            "job 1's late DELETE completed another job's VM"
+            seconds.append(client.post("/api/v1/vm/a").json()["a"]["hostname"])
+        assert first not in seconds and all(name.startswith("fresh-") for name in seconds)
+        assert client.delete(f"/api/v1/vm/{first}").status == 404  # job 1 cleaning up, late
+        second = seconds[-1]
+        assert client.get(f"/api/v1/vm/{second}").json()[second]["state"] == "running"
     finally:
         service.stop()

@@ -179,9 +179,6 @@ def test_fill_check_out_snapshot_revert_and_delete(vcsim, vc, start_service, ser
     assert filled < 15, f"filling a pool of {pool.size} took {filled:.1f}s"
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: a vSphere VM's IP is never recorded (vms.ip is set only "
-                   "from create_vm's VMInfo.ip, which a fresh clone cannot know; the boot probe and the ready "
-                   "check learn it but drop it), so GET /vm/<host> always shows ip ''")
 def test_checked_out_vm_shows_the_ip_vmware_tools_reported(vcsim, vc, start_service, service_db, guest_port):
     config = service_config(vcsim, service_db.url, pool_section(guest_port, size=1))
     service = start_service(config)
@@ -258,8 +255,6 @@ def test_restart_destroys_unknown_vms_and_marks_vanished_ones_gone(vcsim, vc, ma
     assert kept in agreed and len(agreed) == pool.size
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: nothing in vmpooler/manager calls Provider.purge_unconfigured, "
-                   "so purge_unconfigured_folders (documented in docs/configuration.md) has no effect")
 def test_purge_unconfigured_folders_removes_a_folder_no_pool_uses(vcsim, vc, make_provider, start_service,
                                                                    service_db, guest_port):
     section = pool_section(guest_port, size=1, base="vmpooler-e2e-purge")

@@ -169,6 +169,10 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the request body must be a JSON object")
+        try:  # JSON's \ud800 escapes decode to lone surrogates, which no database can store
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
         return data
 
     def hostname(self, raw: str) -> str:

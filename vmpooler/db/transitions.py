@@ -58,11 +58,18 @@ def fetch(conn, vm_id: int):
 
 
 # --- the pool manager's transitions ---------------------------------------------------------
-def new_vm(db: Database, pool, name: str, now) -> Optional[int]:
+def new_vm(db: Database, pool, name: str, now, reserve_hours: float = 0) -> Optional[int]:
     """Record a clone about to start, before the provider is asked, so that a crash during the
-    clone leaves a row to reconcile. None when the name is taken by a live VM."""
+    clone leaves a row to reconcile. None when the name is taken: by a live VM, or by one gone
+    less than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can
+    never reach the next VM of that name)."""
+    reserved_since = now - datetime.timedelta(hours=reserve_hours)
     try:
         with db.write() as conn:
+            recent = conn.execute(select(vms.c.id).where(
+                vms.c.name == name, vms.c.live_name.is_(None), vms.c.destroyed_at > reserved_since).limit(1)).first()
+            if recent is not None:
+                return None
             vm_id = conn.execute(insert(vms).values(
                 name=name, live_name=name, pool=pool.name, provider=pool.provider, template=pool.template,
                 state=PENDING, state_changed_at=now, created_at=now, clone_attempts=0,
@@ -110,11 +117,11 @@ def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.
     return True
 
 
-def became_ready(db: Database, vm, now) -> bool:
+def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     seconds = max((now - vm.created_at).total_seconds(), 0.0)
     reason = f"booted in {seconds:.2f}s"
     with db.write() as conn:
-        if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now):
+        if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now, ip=ip or vm.ip):
             return False
         record_duration(conn, "boot", vm.pool, vm.name, seconds, now)
         conn.execute(update(pools).where(pools.c.name == vm.pool).values(last_boot_at=now))
@@ -122,11 +129,11 @@ def became_ready(db: Database, vm, now) -> bool:
     return True
 
 
-def checked(db: Database, vm, now) -> bool:
-    """A ready VM passed its periodic check."""
+def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
+    """A ready VM passed its periodic check (``ip``: the address it reports now)."""
     with db.write() as conn:
         return conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == READY)
-                            .values(checked_at=now)).rowcount == 1
+                            .values(checked_at=now, ip=ip or vm.ip)).rowcount == 1
 
 
 def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:

@@ -2,8 +2,10 @@
 VMs (ready_ttl, hostname, power, readiness) and the lifetime of running VMs."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import time
 
 from vmpooler.db import transitions, worklist
 from vmpooler.db.database import utcnow
@@ -35,13 +37,21 @@ def _pending(manager, now) -> None:
 
 
 async def _probe_boot(manager, pool, vm) -> None:
+    """Probe a booting VM a few times within one pass interval (a short, growing pause between
+    probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
+    the address the provider reports."""
+    pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
     try:
-        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+        while not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+            if time.monotonic() + pause >= deadline:
+                return
+            await asyncio.sleep(pause)
+            pause *= 2
+        info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    if ready:
-        transitions.became_ready(manager.db, vm, utcnow())
+    transitions.became_ready(manager.db, vm, utcnow(), ip=info.ip if info else None)
 
 
 def _ready(manager, now) -> None:
@@ -75,7 +85,7 @@ async def _check_ready(manager, pool, vm) -> None:
     elif problem is not None:
         transitions.complete(manager.db, vm, problem, now, error=problem)
     else:
-        transitions.checked(manager.db, vm, now)
+        transitions.checked(manager.db, vm, now, ip=info.ip)
 
 
 def _problem(pool, vm, info):

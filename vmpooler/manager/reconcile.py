@@ -48,3 +48,16 @@ async def reconcile_pool(manager, pool) -> bool:
         else:
             transitions.discovered(manager.db, pool, name, utcnow())
     return True
+
+
+async def purge_provider(manager, provider_name: str) -> None:
+    """Let a provider remove what lies in its pools' base folders but belongs to no pool (it
+    does so only when purge_unconfigured_folders is on for it)."""
+    pools = [pool for pool in manager.pools.values() if pool.provider == provider_name]
+    try:
+        removed = await manager.runner.call(provider_name, "purge_unconfigured", pools)
+    except ProviderError as error:
+        log.warning("provider %s: purge of unconfigured folders failed: %s", provider_name, error)
+        return
+    for name in removed or ():
+        log.info("provider %s: purged %s (no pool uses it)", provider_name, name)

@@ -59,7 +59,8 @@ def _shrink(manager, counts, now) -> None:
 
 def _start_clone(manager, pool, now) -> bool:
     for _ in range(NAME_ATTEMPTS):
-        vm_id = transitions.new_vm(manager.db, pool, hostnames.generate(manager.settings["prefix"]), now)
+        vm_id = transitions.new_vm(manager.db, pool, hostnames.generate(manager.settings["prefix"]), now,
+                                   reserve_hours=manager.settings["data_ttl"])
         if vm_id is not None:
             with manager.db.read() as conn:
                 vm = transitions.fetch(conn, vm_id)

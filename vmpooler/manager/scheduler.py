@@ -25,6 +25,8 @@ log = logging.getLogger("vmpooler.manager")
 LOOPS = (checks, destroy, replenish, tasks)
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
+#: seconds without passes after the database was found unavailable (locked, full, read-only)
+STORE_PAUSE = 2.0
 
 
 class Manager:
@@ -38,6 +40,7 @@ class Manager:
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
         self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
+        self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
         self._wake_pending = False
         self._last_tick = 0.0
@@ -51,6 +54,7 @@ class Manager:
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
+        await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
         self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
         self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
         self._callback.start()
@@ -85,14 +89,16 @@ class Manager:
     def tick(self) -> None:
         self._wake_pending = False
         self._last_tick = time.monotonic()
-        if self._stopping:
+        if self._stopping or self._last_tick < self.paused_until:
             return
         now = utcnow()
         for loop in LOOPS:
             try:
                 loop.run(self, now)
             except StoreUnavailable as error:
-                log.warning("%s pass skipped: %s", loop.__name__.rsplit(".", 1)[-1], error)
+                # every query would wait out the busy timeout on the IOLoop: give the API the loop
+                self.paused_until = time.monotonic() + STORE_PAUSE
+                log.warning("%s pass skipped, pausing %ss: %s", loop.__name__.rsplit(".", 1)[-1], STORE_PAUSE, error)
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
@@ -100,6 +106,8 @@ class Manager:
             self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
             for pool in self.pools.values():
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
+            for name in self.runner.providers:
+                self.launch(("purge", name), reconcile.purge_provider(self, name))
 
     def launch(self, key, coroutine) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
@@ -114,6 +122,7 @@ class Manager:
         try:
             await coroutine
         except StoreUnavailable as error:
+            self.paused_until = time.monotonic() + STORE_PAUSE
             log.warning("%s: %s; will retry", key, error)
         except asyncio.CancelledError:
             raise
