@@ -5,7 +5,6 @@ import datetime
 import pytest
 from sqlalchemy import update
 
-from tests.conftest import add_vm
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db.models import vms
 from vmpooler.providers import build_providers

@@ -10,7 +10,6 @@ import random
 import threading
 import time
 
-import pytest
 
 from tests.reliability.harness import InProcessService, pools_full, service_config, wait_until
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,

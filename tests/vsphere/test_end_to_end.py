@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import time
 
-import pytest
 from pyVmomi import vim, vmodl
 from sqlalchemy import select
 
