@@ -40,7 +40,7 @@ def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     with context.db.read() as conn:
-        counts = queries.pool_counts(conn)
+        counts = queries.pool_counts(conn, now)
         samples = queries.duration_stats(conn, day, day)
         boots = queries.last_boots(conn)
     pools = {pool.name: counts.get(pool.name) or queries.empty_counts() for pool in config.pools}

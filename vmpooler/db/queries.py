@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from vmpooler.db.models import (DONE, LIVE_STATES, PENDING, RUNNING, duration_days, pools, tasks, tokens, vm_tags,
                                 vms)
@@ -49,21 +49,27 @@ def has_snapshot(conn, vm_id: int, name: str) -> bool:
 
 
 # --- pools ----------------------------------------------------------------------------------
-_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed")
+_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots")
 
 
-def pool_counts(conn) -> dict:
-    """{pool: {pending, cloning, booting, ready, running, completed}} over live VMs, in ONE
-    grouped query. cloning = pending without cloned_at; booting = the other pending ones."""
-    cloning = case((vms.c.cloned_at.is_(None), 1), else_=0).label("cloning")
-    rows = conn.execute(select(vms.c.pool, vms.c.state, cloning, func.count().label("n"))
-                        .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.pool, vms.c.state, cloning))
+def pool_counts(conn, now) -> dict:
+    """{pool: {pending, cloning, booting, ready, running, completed, clone_slots}} over live VMs,
+    in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning = pending
+    without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
+    waiting out a retry backoff (clones running now or due to (re)start)."""
+    cloning = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
+    waiting = and_(cloning, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > now)
+    rows = conn.execute(select(vms.c.pool, vms.c.state, func.count(), func.sum(case((cloning, 1), else_=0)),
+                               func.sum(case((waiting, 1), else_=0)))
+                        .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
     counts = {}
-    for row in rows:
-        pool = counts.setdefault(row.pool, dict.fromkeys(_COUNTED, 0))
-        pool[row.state] += row.n
-        if row.state == PENDING:
-            pool["cloning" if row.cloning else "booting"] += row.n
+    for pool, state, count, cloning_count, waiting_count in rows:
+        entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
+        entry[state] = count
+        if state == PENDING:
+            entry["cloning"] = int(cloning_count or 0)
+            entry["booting"] = count - entry["cloning"]
+            entry["clone_slots"] = entry["cloning"] - int(waiting_count or 0)
     return counts
 
 

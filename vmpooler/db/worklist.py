@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import or_, select
 
+from vmpooler.db import queries
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import (COMPLETED, DESTROYED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING,
                                 tasks, vms)
 
 
 def pool_counts(db: Database) -> dict:
-    """{pool: {"pending": n, "ready": n, "cloning": n, "clone_slots": n}} for live pools.
-    ``clone_slots`` counts clones running now or due to (re)start: cloning rows that are not
-    waiting out a retry backoff. It is derived from rows, so it cannot drift."""
-    now = utcnow()
-    cloning = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
-    waiting = and_(cloning, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > now)
+    """Per pool: pending, ready, cloning and clone_slots (see queries.pool_counts)."""
     with db.read() as conn:
-        rows = conn.execute(
-            select(vms.c.pool, vms.c.state, func.count(),
-                   func.sum(_flag(cloning)), func.sum(_flag(waiting)))
-            .where(vms.c.state.in_((PENDING, READY))).group_by(vms.c.pool, vms.c.state))
-        counts = {}
-        for pool, state, count, cloning_count, waiting_count in rows:
-            entry = counts.setdefault(pool, {"pending": 0, "ready": 0, "cloning": 0, "clone_slots": 0})
-            entry[state] = count
-            if state == PENDING:
-                entry["cloning"] = int(cloning_count or 0)
-                entry["clone_slots"] = int(cloning_count or 0) - int(waiting_count or 0)
-        return counts
-
-
-def _flag(condition):
-    return case((condition, 1), else_=0)
+        return queries.pool_counts(conn, utcnow())
 
 
 def pending(db: Database) -> list:
