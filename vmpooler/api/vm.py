@@ -103,12 +103,14 @@ def _validate_tags(tags, config, failures: list) -> dict:
 class VmLookup:
     """For handlers of /vm/<host>...: the VM the path names."""
 
-    def find(self: BaseHandler, raw: str, states=None):
+    def find(self: BaseHandler, raw: str, states=None, conn=None):
         """The newest row of the VM named in the path, else 404 (also when it is not in ``states``,
-        or was destroyed more than data_ttl hours ago)."""
+        or was destroyed more than data_ttl hours ago). Reads in ``conn`` when given."""
+        if conn is None:
+            with self.context.db.read() as conn:
+                return self.find(raw, states, conn)
         name = self.hostname(raw)
-        with self.context.db.read() as conn:
-            vm = queries.latest_vm(conn, name)
+        vm = queries.latest_vm(conn, name)
         ttl = datetime.timedelta(hours=self.setting("data_ttl"))
         if vm is None or (states and vm.state not in states) or (
                 vm.destroyed_at is not None and utcnow() - vm.destroyed_at > ttl):
@@ -122,8 +124,8 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
         self.checkout(parse_path(names))
 
     def get(self, raw: str) -> None:
-        vm = self.find(raw)
-        with self.context.db.read() as conn:
+        with self.context.db.read() as conn:  # one consistent read for the row and its extras
+            vm = self.find(raw, conn=conn)
             extras = queries.vm_extras(conn, vm.id)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 

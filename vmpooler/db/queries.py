@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 
 from vmpooler.db.models import (DONE, LIVE_STATES, PENDING, RUNNING, duration_days, pools, tasks, tokens, vm_tags,
                                 vms)
@@ -18,9 +18,17 @@ DURATION_KINDS = ("boot", "clone")
 
 
 # --- VMs ------------------------------------------------------------------------------------
+# Hot reads are built once: building a statement costs more than SQLite running it.
+_LATEST_VM = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
+_VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
+_VM_DONE_TASKS = (select(tasks.c.kind, tasks.c.arg)
+                  .where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.state == DONE,
+                         tasks.c.kind.in_(("snapshot", "disk"))).order_by(tasks.c.id))
+
+
 def latest_vm(conn, name: str):
     """The newest row of the VM called ``name`` (names are reused once a VM is gone)."""
-    return conn.execute(select(vms).where(vms.c.name == name).order_by(vms.c.id.desc()).limit(1)).first()
+    return conn.execute(_LATEST_VM, {"name": name}).first()
 
 
 @dataclasses.dataclass
@@ -32,10 +40,8 @@ class VMExtras:
 
 def vm_extras(conn, vm_id: int) -> VMExtras:
     """Tags, finished snapshots and finished disk additions of one VM, oldest first."""
-    tags = {row.name: row.value for row in conn.execute(
-        select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == vm_id).order_by(vm_tags.c.id))}
-    done = conn.execute(select(tasks.c.kind, tasks.c.arg).where(
-        tasks.c.vm_id == vm_id, tasks.c.state == DONE, tasks.c.kind.in_(("snapshot", "disk"))).order_by(tasks.c.id))
+    tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm_id})}
+    done = conn.execute(_VM_DONE_TASKS, {"vm_id": vm_id})
     snapshots, disks = [], []
     for row in done:
         (snapshots if row.kind == "snapshot" else disks).append(row.arg)
