@@ -10,7 +10,7 @@ import datetime
 from typing import Optional
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import COMPLETED, QUEUED, READY, RUNNING, tasks, vm_tags, vms
@@ -63,12 +63,16 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
     return taken
 
 
+# The longest-ready VM of some pools; built once (see transitions._GUARDED_UPDATE).
+_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY)
+                 .order_by(vms.c.ready_at, vms.c.id).limit(1))
+
+
 def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime):
     """Move the longest-ready VM of the wanted pools to running. The guarded UPDATE makes this
     safe even where another writer could interleave (PostgreSQL): a lost race tries the next."""
     for _attempt in range(5):
-        vm = conn.execute(select(vms).where(vms.c.pool.in_(want.pools), vms.c.state == READY)
-                          .order_by(vms.c.ready_at, vms.c.id).limit(1)).first()
+        vm = conn.execute(_OLDEST_READY, {"pools": list(want.pools)}).first()
         if vm is None:
             return None
         lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime

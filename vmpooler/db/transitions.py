@@ -11,7 +11,7 @@ import datetime
 import logging
 from typing import Optional
 
-from sqlalchemy import case, exc, insert, select, update
+from sqlalchemy import bindparam, case, exc, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
@@ -20,12 +20,18 @@ from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES,
 log = logging.getLogger("vmpooler.state")
 
 
+# Built once: the SET clause of an UPDATE without .values() comes from the parameters given to
+# execute(), so one statement serves every transition (building one costs more than running it).
+_GUARDED_UPDATE = update(vms).where(vms.c.id == bindparam("guard_id"), vms.c.state == bindparam("guard_state"))
+_INSERT_EVENT = insert(vm_events)
+
+
 def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
     """Move ``vm`` (a row with id, name, pool, state) to ``to_state`` if it is still in the state
     it was read in. Returns whether this call made the change. Runs inside the caller's
     transaction; the caller logs once it has committed (see ``log_change``)."""
-    result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == vm.state)
-                          .values(state=to_state, state_changed_at=now, **values))
+    result = conn.execute(_GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, "state": to_state,
+                                            "state_changed_at": now, **values})
     if result.rowcount != 1:
         return False
     record_event(conn, vm, vm.state, to_state, reason, now)
@@ -33,8 +39,8 @@ def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **value
 
 
 def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:
-    conn.execute(insert(vm_events).values(vm_id=vm.id, vm_name=vm.name, pool=vm.pool, at=now,
-                                          from_state=from_state, to_state=to_state, reason=reason))
+    conn.execute(_INSERT_EVENT, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
+                                 "from_state": from_state, "to_state": to_state, "reason": reason})
 
 
 def log_change(vm, to_state: str, reason: str) -> None:
