@@ -17,7 +17,7 @@ def make_config(pools=None, settings=None, **sections):
            "pools": pools if pools is not None else [
                {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5},
                {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3}],
-           "config": dict(settings or {})}
+           "config": {"status_cache_seconds": 0, **(settings or {})}}
     raw.update(sections)
     return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
 

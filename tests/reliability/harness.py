@@ -31,7 +31,8 @@ from vmpooler.db.database import Database
 
 #: the manager's timers for these scenarios: passes every 50 ms, quick retries and reconciles
 FAST_SETTINGS = {"check_loop_delay_min": 0.05, "vm_checktime": 0.01, "retry_backoff": 0.02,
-                 "retry_backoff_max": 0.2, "reconcile_interval": 0.2, "shutdown_grace": 2}
+                 "retry_backoff_max": 0.2, "reconcile_interval": 0.2, "shutdown_grace": 2,
+                 "status_cache_seconds": 0}  # the scenarios poll /status and act on what it says
 
 
 def raw_config(pools, settings=None, dummy=None, database=None, **sections) -> dict:

@@ -55,3 +55,11 @@ def test_hostnames_are_readable_short_and_prefixed():
     assert all(len(n) <= 15 and n.count("-") >= 1 for n in names)
     assert len(set(names)) > 450
     assert hostnames.generate("ci-").startswith("ci-")
+
+
+def test_a_late_success_of_a_call_from_before_the_opening_does_not_reset_an_open_breaker():
+    breaker = CircuitBreaker("p", threshold=2, timeout=60)
+    breaker.failure()
+    breaker.failure()
+    breaker.success()
+    assert breaker.state == OPEN and breaker.failures == 2 and not breaker.allow()

@@ -145,7 +145,7 @@ E2E_SETTINGS = {
     "check_loop_delay_min": 0.1, "vm_checktime": 0.005, "retry_backoff": 0.1, "retry_backoff_max": 0.5,
     "reconcile_interval": 0.5, "circuit_breaker_failure_threshold": 3, "circuit_breaker_timeout": 0.5,
     "circuit_breaker_half_open_attempts": 2, "max_tries": 1, "retry_factor": 0.01, "shutdown_grace": 5,
-    "create_folders": True,
+    "create_folders": True, "status_cache_seconds": 0,
 }
 
 

@@ -58,18 +58,20 @@ def has_snapshot(conn, vm_id: int, name: str) -> bool:
 _COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots")
 
 
+_CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
+_WAITING = and_(_CLONING, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > bindparam("now"))
+_POOL_COUNTS = (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
+                       func.sum(case((_WAITING, 1), else_=0)))
+                .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
+
+
 def pool_counts(conn, now) -> dict:
     """{pool: {pending, cloning, booting, ready, running, completed, clone_slots}} over live VMs,
     in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning = pending
     without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
     waiting out a retry backoff (clones running now or due to (re)start)."""
-    cloning = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
-    waiting = and_(cloning, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > now)
-    rows = conn.execute(select(vms.c.pool, vms.c.state, func.count(), func.sum(case((cloning, 1), else_=0)),
-                               func.sum(case((waiting, 1), else_=0)))
-                        .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
     counts = {}
-    for pool, state, count, cloning_count, waiting_count in rows:
+    for pool, state, count, cloning_count, waiting_count in conn.execute(_POOL_COUNTS, {"now": now}):
         entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
         entry[state] = count
         if state == PENDING:
@@ -83,10 +85,12 @@ def empty_counts() -> dict:
     return dict.fromkeys(_COUNTED, 0)
 
 
+_LAST_BOOTS = select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None))
+
+
 def last_boots(conn) -> dict:
     """{pool: when its last VM became ready} for the pools that ever had one."""
-    return {row.name: row.last_boot_at for row in conn.execute(
-        select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None)))}
+    return dict(conn.execute(_LAST_BOOTS).all())
 
 
 # --- durations and tags ---------------------------------------------------------------------
@@ -108,13 +112,16 @@ class Stats:
                      max(self.high, other.high))
 
 
+_DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_days.c.pool, duration_days.c.count,
+                         duration_days.c.total, duration_days.c.low, duration_days.c.high)
+                  .where(duration_days.c.kind.in_(DURATION_KINDS), duration_days.c.day >= bindparam("first"),
+                         duration_days.c.day <= bindparam("last")))
+
+
 def duration_stats(conn, first_day: str, last_day: str) -> Iterable:
     """One row (day, kind, pool, Stats) per day, kind and pool with samples in the range, from
     the daily totals kept beside the samples (a year is a few thousand rows, not a million)."""
-    table = duration_days
-    rows = conn.execute(
-        select(table.c.day, table.c.kind, table.c.pool, table.c.count, table.c.total, table.c.low, table.c.high)
-        .where(table.c.kind.in_(DURATION_KINDS), table.c.day >= first_day, table.c.day <= last_day))
+    rows = conn.execute(_DURATION_DAYS, {"first": first_day, "last": last_day})
     return [(day, kind, pool, Stats(count, total, low, high)) for day, kind, pool, count, total, low, high in rows]
 
 

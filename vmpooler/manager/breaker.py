@@ -32,6 +32,8 @@ class CircuitBreaker:
         return self.state == HALF_OPEN
 
     def success(self) -> None:
+        if self.state == OPEN:
+            return  # a call let through before the breaker opened: it proves nothing now
         if self.state == HALF_OPEN:
             self.successes += 1
             if self.successes >= self.half_open_successes:
