@@ -23,7 +23,22 @@ log = logging.getLogger("vmpooler.state")
 # Built once: the SET clause of an UPDATE without .values() comes from the parameters given to
 # execute(), so one statement serves every transition (building one costs more than running it).
 _GUARDED_UPDATE = update(vms).where(vms.c.id == bindparam("guard_id"), vms.c.state == bindparam("guard_state"))
+_CLONING_UPDATE = _GUARDED_UPDATE.where(vms.c.cloned_at.is_(None))  # guard_state: pending
 _INSERT_EVENT = insert(vm_events)
+_INSERT_VM = insert(vms)
+_FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
+_RECENTLY_GONE = select(vms.c.id).where(vms.c.name == bindparam("name"), vms.c.live_name.is_(None),
+                                        vms.c.destroyed_at > bindparam("since")).limit(1)
+_LAST_BOOT = update(pools).where(pools.c.name == bindparam("pool_name"))
+_INSERT_DURATION = insert(durations)
+_INSERT_DURATION_DAY = insert(duration_days)
+_SAMPLE = bindparam("sample")
+_ADD_TO_DURATION_DAY = (update(duration_days)
+                        .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),
+                               duration_days.c.pool == bindparam("b_pool"))
+                        .values(count=duration_days.c.count + 1, total=duration_days.c.total + _SAMPLE,
+                                low=case((duration_days.c.low > _SAMPLE, _SAMPLE), else_=duration_days.c.low),
+                                high=case((duration_days.c.high < _SAMPLE, _SAMPLE), else_=duration_days.c.high)))
 
 
 def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
@@ -60,7 +75,7 @@ def _single(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STAT
 
 
 def fetch(conn, vm_id: int):
-    return conn.execute(select(vms).where(vms.c.id == vm_id)).first()
+    return conn.execute(_FETCH, {"vm_id": vm_id}).first()
 
 
 # --- the pool manager's transitions ---------------------------------------------------------
@@ -72,16 +87,13 @@ def new_vm(db: Database, pool, name: str, now, reserve_hours: float = 0) -> Opti
     reserved_since = now - datetime.timedelta(hours=reserve_hours)
     try:
         with db.write() as conn:
-            recent = conn.execute(select(vms.c.id).where(
-                vms.c.name == name, vms.c.live_name.is_(None), vms.c.destroyed_at > reserved_since).limit(1)).first()
-            if recent is not None:
+            if conn.execute(_RECENTLY_GONE, {"name": name, "since": reserved_since}).first() is not None:
                 return None
-            vm_id = conn.execute(insert(vms).values(
-                name=name, live_name=name, pool=pool.name, provider=pool.provider, template=pool.template,
-                state=PENDING, state_changed_at=now, created_at=now, clone_attempts=0,
-                destroy_attempts=0)).inserted_primary_key[0]
-            vm = fetch(conn, vm_id)
-            record_event(conn, vm, None, PENDING, "clone requested", now)
+            vm_id = conn.execute(_INSERT_VM, {
+                "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+                "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
+                "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
+            record_event(conn, fetch(conn, vm_id), None, PENDING, "clone requested", now)
     except exc.IntegrityError:
         return None
     log.info("[%s] %s: cloning from %s", pool.name, name, pool.template)
@@ -93,9 +105,8 @@ def cloned(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     seconds = max((now - vm.created_at).total_seconds(), 0.0)
     reason = f"cloned in {seconds:.2f}s"
     with db.write() as conn:
-        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == PENDING,
-                                                vms.c.cloned_at.is_(None))
-                              .values(cloned_at=now, ip=ip, next_attempt_at=None, state_changed_at=now))
+        result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now,
+                                                "ip": ip, "next_attempt_at": None, "state_changed_at": now})
         if result.rowcount != 1:
             return False
         record_event(conn, vm, PENDING, PENDING, reason, now)
@@ -113,9 +124,9 @@ def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.
         return _single(db, vm, COMPLETED, reason, now, allowed=(PENDING,), clone_attempts=attempts,
                        last_error=error, completed_at=now, next_attempt_at=None)
     with db.write() as conn:
-        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == PENDING,
-                                                vms.c.cloned_at.is_(None))
-                              .values(clone_attempts=attempts, last_error=error, next_attempt_at=retry_at))
+        result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING,
+                                                "clone_attempts": attempts, "last_error": error,
+                                                "next_attempt_at": retry_at})
         if result.rowcount != 1:
             return False
         record_event(conn, vm, PENDING, PENDING, f"clone attempt {attempts} failed, retrying: {error}", now)
@@ -130,7 +141,7 @@ def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
         if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now, ip=ip or vm.ip):
             return False
         record_duration(conn, "boot", vm.pool, vm.name, seconds, now)
-        conn.execute(update(pools).where(pools.c.name == vm.pool).values(last_boot_at=now))
+        conn.execute(_LAST_BOOT, {"pool_name": vm.pool, "last_boot_at": now})
     log_change(vm, READY, reason)
     return True
 
@@ -138,8 +149,8 @@ def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
 def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     """A ready VM passed its periodic check (``ip``: the address it reports now)."""
     with db.write() as conn:
-        return conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == READY)
-                            .values(checked_at=now, ip=ip or vm.ip)).rowcount == 1
+        return conn.execute(_GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": READY, "checked_at": now,
+                                              "ip": ip or vm.ip}).rowcount == 1
 
 
 def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
@@ -167,8 +178,9 @@ def destroy_failed(db: Database, vm, error: str, now, retry_at: Optional[datetim
             log.error("[%s] %s: %s", vm.pool, vm.name, reason)
         return changed
     with db.write() as conn:
-        result = conn.execute(update(vms).where(vms.c.id == vm.id, vms.c.state == vm.state)
-                              .values(destroy_attempts=attempts, last_error=error, next_attempt_at=retry_at))
+        result = conn.execute(_GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state,
+                                                "destroy_attempts": attempts, "last_error": error,
+                                                "next_attempt_at": retry_at})
         if result.rowcount != 1:
             return False
         record_event(conn, vm, vm.state, vm.state, f"destroy attempt {attempts} failed, retrying: {error}", now)
@@ -212,15 +224,12 @@ def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at
     """Append a clone or boot sample and fold it into its day's totals (update, else insert:
     portable, and safe because the caller's write transaction serialises writers)."""
     day = at.strftime("%Y-%m-%d")
-    conn.execute(insert(durations).values(kind=kind, pool=pool, vm_name=vm_name, seconds=seconds, at=at, day=day))
-    key = (duration_days.c.kind == kind) & (duration_days.c.day == day) & (duration_days.c.pool == pool)
-    updated = conn.execute(update(duration_days).where(key).values(
-        count=duration_days.c.count + 1, total=duration_days.c.total + seconds,
-        low=case((duration_days.c.low > seconds, seconds), else_=duration_days.c.low),
-        high=case((duration_days.c.high < seconds, seconds), else_=duration_days.c.high)))
+    conn.execute(_INSERT_DURATION, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
+                                    "day": day})
+    updated = conn.execute(_ADD_TO_DURATION_DAY, {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds})
     if updated.rowcount == 0:
-        conn.execute(insert(duration_days).values(kind=kind, day=day, pool=pool, count=1, total=seconds,
-                                                  low=seconds, high=seconds))
+        conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1, "total": seconds,
+                                            "low": seconds, "high": seconds})
 
 
 def sync_pools(db: Database, pool_configs, now) -> None:
