@@ -11,7 +11,7 @@ import datetime
 import logging
 from typing import Optional
 
-from sqlalchemy import bindparam, case, exc, insert, select, update
+from sqlalchemy import bindparam, case, exc, insert, or_, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
@@ -27,8 +27,8 @@ _CLONING_UPDATE = _GUARDED_UPDATE.where(vms.c.cloned_at.is_(None))  # guard_stat
 _INSERT_EVENT = insert(vm_events)
 _INSERT_VM = insert(vms)
 _FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
-_RECENTLY_GONE = select(vms.c.id).where(vms.c.name == bindparam("name"), vms.c.live_name.is_(None),
-                                        vms.c.destroyed_at > bindparam("since")).limit(1)
+_NAMES_TAKEN = select(vms.c.name).where(vms.c.name.in_(bindparam("names", expanding=True)),
+                                        or_(vms.c.live_name.is_not(None), vms.c.destroyed_at > bindparam("since")))
 _LAST_BOOT = update(pools).where(pools.c.name == bindparam("pool_name"))
 _INSERT_DURATION = insert(durations)
 _INSERT_DURATION_DAY = insert(duration_days)
@@ -80,24 +80,38 @@ def fetch(conn, vm_id: int):
 
 # --- the pool manager's transitions ---------------------------------------------------------
 def new_vm(db: Database, pool, name: str, now, reserve_hours: float = 0) -> Optional[int]:
-    """Record a clone about to start, before the provider is asked, so that a crash during the
-    clone leaves a row to reconcile. None when the name is taken: by a live VM, or by one gone
-    less than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can
-    never reach the next VM of that name)."""
-    reserved_since = now - datetime.timedelta(hours=reserve_hours)
+    """Record one clone about to start (see ``new_vms``); its id, or None when the name is taken."""
+    created = new_vms(db, [(pool, name)], now, reserve_hours)
+    return created[0].id if created else None
+
+
+def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
+    """Record clones about to start, ``wanted`` being (pool, name) pairs, in ONE transaction and
+    before any provider is asked, so that a crash during a clone leaves a row to reconcile.
+    Returns the new rows; a name is skipped when it is taken: by a live VM, or by one gone less
+    than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can never
+    reach the next VM of that name)."""
+    since = now - datetime.timedelta(hours=reserve_hours)
+    created = []
     try:
         with db.write() as conn:
-            if conn.execute(_RECENTLY_GONE, {"name": name, "since": reserved_since}).first() is not None:
-                return None
-            vm_id = conn.execute(_INSERT_VM, {
-                "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
-                "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
-                "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
-            record_event(conn, fetch(conn, vm_id), None, PENDING, "clone requested", now)
-    except exc.IntegrityError:
-        return None
-    log.info("[%s] %s: cloning from %s", pool.name, name, pool.template)
-    return vm_id
+            names = [name for _pool, name in wanted]
+            taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
+            for pool, name in wanted:
+                if name in taken:
+                    continue
+                taken.add(name)
+                vm_id = conn.execute(_INSERT_VM, {
+                    "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+                    "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
+                    "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
+                created.append(fetch(conn, vm_id))
+                record_event(conn, created[-1], None, PENDING, "clone requested", now)
+    except exc.IntegrityError:  # another writer took a name meanwhile (not with SQLite): next pass
+        return []
+    for vm in created:
+        log.info("[%s] %s: cloning from %s", vm.pool, vm.name, vm.template)
+    return created
 
 
 def cloned(db: Database, vm, now, ip: Optional[str] = None) -> bool:
@@ -244,6 +258,6 @@ def sync_pools(db: Database, pool_configs, now) -> None:
                 conn.execute(insert(pools).values(name=pool.name, **values))
 
 
-__all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "cloned", "clone_failed",
+__all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "new_vms", "cloned", "clone_failed",
            "became_ready", "checked", "complete", "destroyed", "destroy_failed", "gone", "discovered",
            "revive", "sync_pools", "fetch", "record_duration"]

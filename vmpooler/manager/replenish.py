@@ -26,17 +26,23 @@ def run(manager, now) -> None:
         missing = pool.size - entry.get("pending", 0) - entry.get("ready", 0)
         if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
             wanted[pool.name] = missing
+    _start_clones(manager, _share(wanted, slots), now)
+
+
+def _share(wanted: dict, slots: int) -> list:
+    """Hand out ``slots`` clones round-robin over the pools that want some, so one big or
+    failing pool cannot take every slot: a list of pool names, one per clone."""
+    order = []
     while slots > 0 and wanted:
         for name in list(wanted):
             if slots <= 0:
                 break
-            if not _start_clone(manager, manager.pools[name], now):
-                del wanted[name]
-                continue
+            order.append(name)
             slots -= 1
             wanted[name] -= 1
             if wanted[name] == 0:
                 del wanted[name]
+    return order
 
 
 def _retry_due(manager, now) -> None:
@@ -57,17 +63,26 @@ def _shrink(manager, counts, now) -> None:
                 transitions.complete(manager.db, vm, f"pool {pool.name} is over its size of {pool.size}", now)
 
 
-def _start_clone(manager, pool, now) -> bool:
-    for _ in range(NAME_ATTEMPTS):
-        vm_id = transitions.new_vm(manager.db, pool, hostnames.generate(manager.settings["prefix"]), now,
-                                   reserve_hours=manager.settings["data_ttl"])
-        if vm_id is not None:
-            with manager.db.read() as conn:
-                vm = transitions.fetch(conn, vm_id)
-            manager.launch(("vm", vm.name), _clone(manager, pool, vm))
-            return True
-    log.error("[%s] no free hostname after %d attempts", pool.name, NAME_ATTEMPTS)
-    return False
+def _start_clones(manager, pool_names: list, now) -> None:
+    """Record the new VMs in one transaction, then launch their clones. A name that is taken
+    is skipped; the next pass makes up for it."""
+    if not pool_names:
+        return
+    names = set()
+    wanted = []
+    for pool_name in pool_names:
+        name = hostnames.generate(manager.settings["prefix"])
+        for _ in range(NAME_ATTEMPTS):
+            if name not in names:
+                break
+            name = hostnames.generate(manager.settings["prefix"])
+        names.add(name)
+        wanted.append((manager.pools[pool_name], name))
+    created = transitions.new_vms(manager.db, wanted, now, reserve_hours=manager.settings["data_ttl"])
+    if len(created) < len(wanted):
+        log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
+    for vm in created:
+        manager.launch(("vm", vm.name), _clone(manager, manager.pools[vm.pool], vm))
 
 
 async def _clone(manager, pool, vm) -> None:
