@@ -72,6 +72,8 @@ def _log_request(every: bool):
         # 503 is expected (an empty pool, the database busy): worth a warning, not an error
         level = (logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status == 503
                  else logging.INFO if every else logging.DEBUG)
+        if not access_log.isEnabledFor(level):
+            return  # the summary (with its token redaction) costs more than the rest of a fast request
         summary = handler._request_summary() if isinstance(handler, BaseHandler) else handler.request.method
         access_log.log(level, "%d %s %.2fms", status, summary, 1000.0 * handler.request.request_time())
 
