@@ -78,6 +78,16 @@ def whole_number(value, max_digits: int = 9) -> Optional[int]:
     return None
 
 
+#: answers up to this size are indented for people reading curl's output, as the original's are;
+#: larger ones (a year of /summary) are sent compact: indenting megabytes costs more than the query
+PRETTY_LIMIT = 64 * 1024
+
+
+def encode(body) -> str:
+    text = json.dumps(body)
+    return (json.dumps(body, indent=2) if len(text) <= PRETTY_LIMIT else text) + "\n"
+
+
 def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
 
@@ -123,7 +133,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def reply(self, body, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(body, indent=2) + "\n")
+        self.finish(encode(body))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
@@ -144,7 +154,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header(*next(iter(WWW_AUTHENTICATE.items())))
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body, indent=2) + "\n")
+        self.finish(encode(body))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, (ApiError, tornado.web.HTTPError)):

@@ -121,7 +121,7 @@ _DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_day
 def duration_stats(conn, first_day: str, last_day: str) -> Iterable:
     """One row (day, kind, pool, Stats) per day, kind and pool with samples in the range, from
     the daily totals kept beside the samples (a year is a few thousand rows, not a million)."""
-    rows = conn.execute(_DURATION_DAYS, {"first": first_day, "last": last_day})
+    rows = conn.execute(_DURATION_DAYS, {"first": first_day, "last": last_day}).all()  # fetchall: one call
     return [(day, kind, pool, Stats(count, total, low, high)) for day, kind, pool, count, total, low, high in rows]
 
 
@@ -132,7 +132,7 @@ def tag_counts(conn, first_day: str, last_day: str, name: Optional[str] = None) 
              .group_by(vm_tags.c.day, vm_tags.c.name, vm_tags.c.value))
     if name is not None:
         query = query.where(vm_tags.c.name == name)
-    return list(conn.execute(query))
+    return conn.execute(query).all()
 
 
 # --- tokens ---------------------------------------------------------------------------------
