@@ -7,10 +7,14 @@
   process, so a test can turn the dummy provider's knobs or hook the database engine while it runs.
 
 Both are reached over HTTP with ``tests.api.conftest.Client`` and both bind loopback only.
+
+``Worker`` is one HTTP client of the crash scenarios: a seeded mix of checkouts, PUTs, DELETEs and
+token changes, each acknowledged answer recorded in an ``invariants.Ledger``.
 """
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -33,6 +37,8 @@ from vmpooler.db.database import Database
 FAST_SETTINGS = {"check_loop_delay_min": 0.05, "vm_checktime": 0.01, "retry_backoff": 0.02,
                  "retry_backoff_max": 0.2, "reconcile_interval": 0.2, "shutdown_grace": 2,
                  "status_cache_seconds": 0}  # the scenarios poll /status and act on what it says
+#: the users of ``tests.api.conftest.USERS_AUTH``, who make tokens in ``Worker``
+USERS = ("jdoe", "other")
 
 
 def raw_config(pools, settings=None, dummy=None, database=None, **sections) -> dict:
@@ -86,7 +92,9 @@ def inventory_file(path) -> set:
 
 class ServerProcess:
     """``python -m vmpooler serve --config <file>`` in ``workdir`` with database ``vmpooler.db``
-    and dummy inventory ``inventory.json`` there; its stderr log in ``server.log``."""
+    and dummy inventory ``inventory.json`` there; its stderr log in ``server.log``. Further
+    keyword arguments are sections of the file (``auth=...``); ``providers=`` replaces the dummy
+    provider (a ``vsphere`` section, say)."""
 
     def __init__(self, workdir: Path, pools, settings=None, dummy=None, log_level="INFO", **sections):
         self.workdir = Path(workdir)
@@ -219,3 +227,81 @@ class InProcessService:
             self.loop.add_callback(self.stopped.set)
         self.thread.join(30)
         assert not self.thread.is_alive(), "the service did not stop within 30s"
+
+
+class Worker:
+    """One HTTP client doing checkout / PUT tags / PUT lifetime / DELETE / token create and delete,
+    recording in ``ledger`` (see ``invariants.Ledger``) what the server acknowledged, until the
+    server dies or ``stop``. Checkouts pick one of ``pools``; tokens belong to ``USERS``."""
+
+    def __init__(self, client, ledger, rng, tag, pools=("a", "b")):
+        self.client, self.ledger, self.rng, self.tag, self.pools = client, ledger, rng, tag, pools
+        self.unexpected = []
+        self.stop = threading.Event()
+
+    def run(self):
+        step = 0
+        while not self.stop.is_set():
+            step += 1
+            try:
+                self.step(step)
+            except (OSError, http.client.HTTPException):
+                return  # killed: the request in flight is uncertain (see step)
+
+    def expect(self, response, *statuses):
+        if response.status not in statuses:
+            self.unexpected.append((response.status, response.text[:300]))
+        return response.status == 200
+
+    def step(self, step):
+        ledger, rng = self.ledger, self.rng
+        tokens = sorted(ledger.tokens)
+        held = sorted(ledger.held)
+        choice = rng.random()
+        if choice < 0.35 or not held:
+            pool = rng.choice(self.pools)
+            token = rng.choice(tokens + [None])
+            response = self.client.post(f"/api/v1/vm/{pool}", token=token, timeout=5)
+            if self.expect(response, 200, 503):
+                ledger.checked_out(response.json()[pool]["hostname"], token)
+        elif choice < 0.55:
+            self.modify(rng.choice(held), {"tags": {"round": self.tag, "step": str(step)}})
+        elif choice < 0.7:
+            self.modify(rng.choice(held), {"lifetime": rng.randint(2, 48)})
+        elif choice < 0.9:
+            hostname = rng.choice(held)
+            token = self.token_for(hostname)
+            ticket = ledger.held.pop(hostname)  # unusable from now on, whatever happens
+            response = self.client.delete(f"/api/v1/vm/{hostname}", token=token, timeout=5)
+            if self.expect(response, 200):
+                ledger.deleted.add(ticket)
+        elif choice < 0.95 or not tokens:
+            user = rng.choice(USERS)
+            response = self.client.post("/api/v1/token", user=user, timeout=5)
+            if self.expect(response, 200):
+                ledger.tokens[response.json()["token"]] = user
+        else:
+            owners = {ledger.token_of(hostname) for hostname in ledger.held}
+            spare = [t for t in tokens if t not in owners][:len(tokens) - 1]  # keep one for anonymous VMs
+            if spare:
+                token = rng.choice(spare)
+                user = ledger.tokens.pop(token)  # unusable from now on, whatever happens
+                response = self.client.delete(f"/api/v1/token/{token}", user=user, timeout=5)
+                if self.expect(response, 200):
+                    ledger.deleted_tokens.add(token)
+
+    def token_for(self, hostname):
+        return self.ledger.token_of(hostname) or next(iter(sorted(self.ledger.tokens)), None)
+
+    def modify(self, hostname, body):
+        """PUT one kind of change. Until one is acknowledged, an unanswered one may have been
+        applied; an acknowledged one overrides every earlier (each PUT sets the same keys)."""
+        kind, ticket = next(iter(body)), self.ledger.held[hostname]
+        self.ledger.uncertain.add((ticket, kind))
+        response = self.client.put(f"/api/v1/vm/{hostname}", body, token=self.token_for(hostname), timeout=5)
+        if self.expect(response, 200):
+            self.ledger.uncertain.discard((ticket, kind))
+            if kind == "tags":
+                self.ledger.tags.setdefault(ticket, {}).update(body["tags"])
+            else:
+                self.ledger.lifetimes[ticket] = body["lifetime"]

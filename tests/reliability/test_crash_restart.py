@@ -4,98 +4,18 @@ refill, restarted, and checked against what it acknowledged.
 Replay a failure with the seed the test prints: VMPOOLER_CRASH_SEED=<seed> (and optionally
 VMPOOLER_CRASH_ROUNDS=<n>) python -m pytest tests/reliability/test_crash_restart.py -s
 """
-import http.client
 import os
 import random
 import threading
 
 from tests.api.conftest import USERS_AUTH
-from tests.reliability.harness import ServerProcess, pools_full, wait_until
+from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 
 POOLS = [{"name": "a", "template": "t", "size": 3}, {"name": "b", "template": "t", "size": 2}]
 #: slow enough that kills land in the middle of clones and destroys
 DUMMY = {"createvm_max_time": 0.03, "destroyvm_max_time": 0.03, "boot_max_time": 0.02}
-USERS = ("jdoe", "other")
-
-
-class Worker:
-    """One HTTP client doing checkout / PUT tags / PUT lifetime / DELETE / token create and delete,
-    recording in ``ledger`` what the server acknowledged, until the server dies or ``stop``."""
-
-    def __init__(self, client, ledger, rng, tag):
-        self.client, self.ledger, self.rng, self.tag = client, ledger, rng, tag
-        self.unexpected = []
-        self.stop = threading.Event()
-
-    def run(self):
-        step = 0
-        while not self.stop.is_set():
-            step += 1
-            try:
-                self.step(step)
-            except (OSError, http.client.HTTPException):
-                return  # killed: the request in flight is uncertain (see step)
-
-    def expect(self, response, *statuses):
-        if response.status not in statuses:
-            self.unexpected.append((response.status, response.text[:300]))
-        return response.status == 200
-
-    def step(self, step):
-        ledger, rng = self.ledger, self.rng
-        tokens = sorted(ledger.tokens)
-        held = sorted(ledger.held)
-        choice = rng.random()
-        if choice < 0.35 or not held:
-            pool = rng.choice("ab")
-            token = rng.choice(tokens + [None])
-            response = self.client.post(f"/api/v1/vm/{pool}", token=token, timeout=5)
-            if self.expect(response, 200, 503):
-                ledger.checked_out(response.json()[pool]["hostname"], token)
-        elif choice < 0.55:
-            self.modify(rng.choice(held), {"tags": {"round": self.tag, "step": str(step)}})
-        elif choice < 0.7:
-            self.modify(rng.choice(held), {"lifetime": rng.randint(2, 48)})
-        elif choice < 0.9:
-            hostname = rng.choice(held)
-            token = self.token_for(hostname)
-            ticket = ledger.held.pop(hostname)  # unusable from now on, whatever happens
-            response = self.client.delete(f"/api/v1/vm/{hostname}", token=token, timeout=5)
-            if self.expect(response, 200):
-                ledger.deleted.add(ticket)
-        elif choice < 0.95 or not tokens:
-            user = rng.choice(USERS)
-            response = self.client.post("/api/v1/token", user=user, timeout=5)
-            if self.expect(response, 200):
-                ledger.tokens[response.json()["token"]] = user
-        else:
-            owners = {ledger.token_of(hostname) for hostname in ledger.held}
-            spare = [t for t in tokens if t not in owners][:len(tokens) - 1]  # keep one for anonymous VMs
-            if spare:
-                token = rng.choice(spare)
-                user = ledger.tokens.pop(token)  # unusable from now on, whatever happens
-                response = self.client.delete(f"/api/v1/token/{token}", user=user, timeout=5)
-                if self.expect(response, 200):
-                    ledger.deleted_tokens.add(token)
-
-    def token_for(self, hostname):
-        return self.ledger.token_of(hostname) or next(iter(sorted(self.ledger.tokens)), None)
-
-    def modify(self, hostname, body):
-        """PUT one kind of change. Until one is acknowledged, an unanswered one may have been
-        applied; an acknowledged one overrides every earlier (each PUT sets the same keys)."""
-        kind, ticket = next(iter(body)), self.ledger.held[hostname]
-        self.ledger.uncertain.add((ticket, kind))
-        response = self.client.put(f"/api/v1/vm/{hostname}", body, token=self.token_for(hostname), timeout=5)
-        if self.expect(response, 200):
-            self.ledger.uncertain.discard((ticket, kind))
-            if kind == "tags":
-                self.ledger.tags.setdefault(ticket, {}).update(body["tags"])
-            else:
-                self.ledger.lifetimes[ticket] = body["lifetime"]
-
 
 def check_database(server, ledger, inventory_too):
     db = server.database()

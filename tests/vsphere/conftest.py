@@ -9,13 +9,11 @@ accepts connections for as long as the test runs (``guest_port``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import threading
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 
 from vmpooler import config as config_module
 from vmpooler.app import Service
@@ -23,7 +21,7 @@ from vmpooler.db.database import Database
 from vmpooler.providers.vsphere import VSphereProvider
 from tests.api.conftest import Client
 from tests.vsphere.helpers import (CLUSTER, DATASTORE, TEMPLATE, Simulator, SimulatorUnavailable, build_simulator,
-                                   fast_settings, make_pool)
+                                   fast_settings, make_pool, session)
 
 
 @pytest.fixture(scope="session")
@@ -77,18 +75,6 @@ def provider(make_provider):
 @pytest.fixture
 def pool():
     return make_pool()
-
-
-@contextlib.contextmanager
-def session(simulator):
-    """The service content of a session of the test's own on ``simulator`` (logged out on exit)."""
-    service_instance = SmartConnect(host="127.0.0.1", port=simulator.port, user="test", pwd="test",
-                                    disableSslCertValidation=True)
-    try:
-        yield service_instance.RetrieveContent()
-    finally:
-        with contextlib.suppress(Exception):  # the simulator may have been stopped meanwhile
-            Disconnect(service_instance)
 
 
 @pytest.fixture

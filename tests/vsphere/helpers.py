@@ -3,6 +3,7 @@
 pools and settings for it, and playing VMware Tools' part in a guest that does not exist."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -10,10 +11,12 @@ import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 from pathlib import Path
 
-from pyVmomi import vim
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
 
 from vmpooler.config import SETTINGS, PoolConfig
 from vmpooler.providers.vsphere.tasks import wait_for_task
@@ -161,3 +164,95 @@ def set_guest_ip(content, pool: PoolConfig, name: str, ip: str = "127.0.0.1", ho
     spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=f"SET.guest.{key}", value=value)
                                           for key, value in reported.items() if value])
     run_task(content, vm_at(content, pool, name).ReconfigVM_Task(spec))
+
+
+@contextlib.contextmanager
+def session(simulator):
+    """The service content of a session of the test's own on ``simulator`` (logged out on exit)."""
+    service_instance = SmartConnect(host="127.0.0.1", port=simulator.port, user="test", pwd="test",
+                                    disableSslCertValidation=True)
+    try:
+        yield service_instance.RetrieveContent()
+    finally:
+        with contextlib.suppress(Exception):  # the simulator may have been stopped meanwhile
+            Disconnect(service_instance)
+
+
+def _by_name(entities) -> dict:
+    """{name: VM} of the VMs among ``entities``, leaving out those destroyed while we read."""
+    found = {}
+    for entity in entities:
+        if isinstance(entity, vim.VirtualMachine):
+            try:
+                found[entity.name] = entity
+            except vmodl.fault.ManagedObjectNotFound:
+                pass
+    return found
+
+
+def folder_vms(content, pool) -> dict:
+    """{name: VM} of the pool's folder in the simulator (empty while the folder does not exist)."""
+    folder = content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}")
+    return _by_name(folder.childEntity) if folder is not None else {}
+
+
+def anywhere(content, name: str) -> bool:
+    """Whether a VM of that name exists anywhere in the simulator's inventory."""
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        return name in _by_name(view.view)
+    finally:
+        view.DestroyView()
+
+
+def play_tools(content, pool) -> None:
+    """VMware Tools in every powered-on guest of the folder: report its IP and hostname."""
+    for name, vm in folder_vms(content, pool).items():
+        try:
+            if vm.runtime.powerState == "poweredOn" and not vm.guest.ipAddress:
+                set_guest_ip(content, pool, name, hostname=name)
+        except (vmodl.fault.ManagedObjectNotFound, vim.fault.InvalidState, AttributeError):
+            pass  # destroyed or powered off meanwhile (AttributeError: its path found nothing)
+
+
+class ToolsPlayer:
+    """A daemon thread playing VMware Tools (``play_tools``) in the folders of ``pools`` every
+    ``interval`` seconds through a session of its own, until ``stop`` (or the end of a ``with``).
+    It outlives whatever happens to the service; errors (a VM destroyed under it, a task the
+    simulator refused) are counted in ``errors`` and the next round carries on."""
+
+    def __init__(self, simulator: Simulator, pools, interval: float = 0.05):
+        self.simulator, self.pools, self.interval = simulator, list(pools), interval
+        self.errors: list = []
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vmware-tools", daemon=True)
+
+    def __enter__(self) -> "ToolsPlayer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            assert not self._thread.is_alive(), "the VMware Tools thread did not stop"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with session(self.simulator) as content:
+                    while not self._stop.is_set():
+                        for pool in self.pools:
+                            try:
+                                play_tools(content, pool)
+                            except vmodl.MethodFault as error:  # a task refused: try again next round
+                                self.errors.append(repr(error)[:200])
+                        self.rounds += 1
+                        self._stop.wait(self.interval)
+            except Exception as error:  # the session broke: log in again
+                self.errors.append(repr(error)[:200])
+                self._stop.wait(self.interval)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import itertools
 import time
 
-from pyVmomi import vim, vmodl
 from sqlalchemy import select
 
 from vmpooler.db.models import LIVE_STATES, vm_events, vms
-from tests.vsphere.conftest import service_config, session
-from tests.vsphere.helpers import DATACENTER, make_pool, set_guest_ip
+from tests.vsphere.conftest import service_config
+from tests.vsphere.helpers import anywhere, folder_vms, make_pool, play_tools, session
 
 _pools = itertools.count(1)
 
@@ -27,44 +26,6 @@ def pool_section(guest_port: int, size: int = 2, base: str = "vmpooler-e2e") -> 
     """A pool with a fresh name and folder, ready once its guests accept TCP on ``guest_port``."""
     name = f"e2e{next(_pools)}"
     return {"name": name, "size": size, "folder": f"{base}/{name}", "ready_check_port": guest_port}
-
-
-# -- the simulator's side ---------------------------------------------------------------------
-def _by_name(entities) -> dict:
-    """{name: VM} of the VMs among ``entities``, leaving out those destroyed while we read."""
-    found = {}
-    for entity in entities:
-        if isinstance(entity, vim.VirtualMachine):
-            try:
-                found[entity.name] = entity
-            except vmodl.fault.ManagedObjectNotFound:
-                pass
-    return found
-
-
-def folder_vms(content, pool) -> dict:
-    """{name: VM} of the pool's folder in the simulator (empty while the folder does not exist)."""
-    folder = content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}")
-    return _by_name(folder.childEntity) if folder is not None else {}
-
-
-def anywhere(content, name: str) -> bool:
-    """Whether a VM of that name exists anywhere in the simulator's inventory."""
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return name in _by_name(view.view)
-    finally:
-        view.DestroyView()
-
-
-def play_tools(content, pool) -> None:
-    """VMware Tools in every powered-on guest of the folder: report its IP and hostname."""
-    for name, vm in folder_vms(content, pool).items():
-        try:
-            if vm.runtime.powerState == "poweredOn" and not vm.guest.ipAddress:
-                set_guest_ip(content, pool, name, hostname=name)
-        except (vmodl.fault.ManagedObjectNotFound, vim.fault.InvalidState, AttributeError):
-            pass  # destroyed or powered off meanwhile (AttributeError: its path found nothing)
 
 
 # -- the service's side -----------------------------------------------------------------------
