@@ -27,17 +27,17 @@ async def reconcile_pool(manager, pool) -> bool:
     except ProviderError as error:
         log.warning("[%s] inventory failed, nothing reconciled: %s", pool.name, error)
         return False
-    listed = {info.name for info in inventory}
+    listed = {info.name: info for info in inventory}
     rows = {row.name: row for row in worklist.live_in_pool(manager.db, pool.name)}
     for name, row in rows.items():
         if manager.busy(name) or row.state_changed_at >= started:
             continue
         cloning = row.state == PENDING and row.cloned_at is None
         if name in listed and cloning:
-            transitions.cloned(manager.db, row, utcnow())
+            _resolve_interrupted_clone(manager, row, listed[name])
         elif name not in listed and not cloning:
             transitions.gone(manager.db, row, "no longer in the provider", utcnow())
-    unknown = listed - set(rows)
+    unknown = set(listed) - set(rows)
     dead = worklist.latest_dead(manager.db, pool.name, unknown)
     for name in sorted(unknown):
         if manager.busy(name):
@@ -48,6 +48,16 @@ async def reconcile_pool(manager, pool) -> bool:
         else:
             transitions.discovered(manager.db, pool, name, utcnow())
     return True
+
+
+def _resolve_interrupted_clone(manager, row, info) -> None:
+    """A clone cut short by a stop left its VM: take it as cloned when it is powered on; one
+    stopped before its power-on would never boot, so it is retired (destroyed and replaced)."""
+    if info.powered_on:
+        transitions.cloned(manager.db, row, utcnow())
+    else:
+        transitions.complete(manager.db, row, "clone interrupted before its power-on", utcnow(),
+                             error="clone interrupted before its power-on")
 
 
 async def purge_provider(manager, provider_name: str) -> None:

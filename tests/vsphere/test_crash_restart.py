@@ -15,14 +15,13 @@ import random
 import threading
 import time
 
-import pytest
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
 from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
-from tests.vsphere.conftest import E2E_SETTINGS, guest_port, vcsim, vcsim_binary  # noqa: F401 (fixtures)
+from tests.vsphere.conftest import E2E_SETTINGS
 from tests.vsphere.helpers import (CLUSTER, DATASTORE, ToolsPlayer, fast_settings, folder_vms, make_pool, run_task,
                                    session, vm_at)
 from vmpooler.db import transitions
@@ -36,11 +35,10 @@ SETTINGS = {**E2E_SETTINGS, "reconcile_interval": 0.5}
 #: seconds of load before the kill: long enough for checkouts to start refill clones and deletes
 #: to start destroys, so kills land in the middle of both
 KILL_AFTER = (0.1, 1.5)
-#: minutes a VM may stay pending. Short because of the bug that the xfail test below shows: a kill
-#: between a clone and its power-on leaves a powered-off VM that stays pending until this timeout
-#: (15 minutes by default); 6 s keeps the rounds quick and leaves clone and boot (well under a
-#: second here) a wide margin.
-PENDING_TIMEOUT = 0.1
+#: minutes a VM may stay pending: 1 minute, far above clone and boot here (well under a second), so
+#: the rounds show that no VM is left waiting out a timeout (a kill between a clone and its power-on
+#: once left one pending until it; see the test below)
+PENDING_TIMEOUT = 1
 
 
 def pool_config(name="crash", size=3, timeout=PENDING_TIMEOUT):
@@ -143,7 +141,7 @@ def settled_check(server, ledger, content, pool, refill_timeout: float = 30) -> 
     assert len(folder) >= pool.size
 
 
-def test_kill_9_against_the_vsphere_simulator_loses_nothing(tmp_path, vcsim, guest_port):  # noqa: F811
+def test_kill_9_against_the_vsphere_simulator_loses_nothing(tmp_path, vcsim, guest_port):
     seed = int(os.environ.get("VMPOOLER_VSPHERE_CRASH_SEED") or random.randrange(2 ** 32))
     rounds = int(os.environ.get("VMPOOLER_VSPHERE_CRASH_ROUNDS") or ROUNDS)
     print(f"\nvSphere crash-restart seed {seed}; replay with VMPOOLER_VSPHERE_CRASH_SEED={seed}")
@@ -190,17 +188,14 @@ def test_kill_9_against_the_vsphere_simulator_loses_nothing(tmp_path, vcsim, gue
     print(f"{rounds} kills in {time.monotonic() - started:.1f}s (restart to settled: {timings} s); in flight at "
           f"each kill: {in_flight}; {len(ledger.checkouts)} checkouts, {len(ledger.deleted)} deletes, "
           f"{len(ledger.tags)} VMs tagged, {len(ledger.lifetimes)} lifetimes acknowledged; VMware Tools: "
-          f"{tools.rounds} rounds, {len(tools.errors)} errors {tools.errors[:3]}; given up pending (the xfail "
-          f"below): {given_up_pending(server)}")
+          f"{tools.rounds} rounds, {len(tools.errors)} errors {tools.errors[:3]}; given up pending: "
+          f"{given_up_pending(server)}")
     assert unexpected == [], f"unexpected answers (seed {seed}): {unexpected[:5]}"
     assert len(ledger.checkouts) >= rounds, f"too little load to prove anything: {len(ledger.checkouts)} checkouts"
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: a clone killed between CloneVM_Task and its power-on is taken as cloned at "
-                          "restart and stays pending, powered off, until the pool's timeout")
-def test_a_clone_killed_before_its_power_on_does_not_stay_pending(tmp_path, vcsim, guest_port):  # noqa: F811
+def test_a_clone_killed_before_its_power_on_does_not_stay_pending(tmp_path, vcsim, guest_port):
     """What a SIGKILL inside ``VSphereProvider.create_vm`` after the clone task and before the
     power-on leaves (the random rounds above hit it about one kill in eight): the pending row with no
     ``cloned_at``, and the clone in the folder, powered off. A restarted service must not leave the
