@@ -111,3 +111,19 @@ def test_written_off_vm_that_reappears_is_destroyed(db):
             await wait_for(lambda: name not in dummy.names())
     asyncio.run(scenario())
     assert rows(db, name=name)[0].state == "destroyed"
+
+
+def test_clone_interrupted_before_its_power_on_is_replaced(db):
+    config = fast_config([{**POOL, "size": 1}])
+    pool = config.pools[0]
+    providers = build_providers(config)
+    half = add_vm(db, pool, "pending")  # the row written before the clone
+    providers["dummy"].inject(pool, half)
+    providers["dummy"]._vms[half]["powered_on"] = False  # killed before the power-on
+
+    async def scenario():
+        async with running(config, db, providers) as (manager, dummy):
+            await wait_for(lambda: half not in dummy.names() and states(db).get("ready") == 1)
+    asyncio.run(scenario())
+    assert rows(db, name=half)[0].state == "destroyed"
+    assert any("before its power-on" in e.reason for e in events(db, half))
