@@ -3,8 +3,9 @@
 - ``ServerProcess``: a real ``python -m vmpooler serve`` subprocess on 127.0.0.1 with a YAML config
   file, the dummy provider's inventory in a JSON file, its log in a file; it can be killed with
   SIGKILL, restarted, and measured (RSS, open file descriptors) from /proc.
-- ``InProcessService``: the same ``vmpooler.app.Service`` on its own IOLoop in a thread of the test
-  process, so a test can turn the dummy provider's knobs or hook the database engine while it runs.
+- ``tests.service.InProcessService``: the same ``vmpooler.app.Service`` on its own IOLoop in a
+  thread of the test process, so a test can turn the dummy provider's knobs or hook the database
+  engine while it runs; ``service_config`` below makes its configuration.
 
 Both are reached over HTTP with ``tests.api.conftest.Client`` and both bind loopback only.
 
@@ -13,7 +14,6 @@ token changes, each acknowledged answer recorded in an ``invariants.Ledger``.
 """
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -25,12 +25,10 @@ import time
 from pathlib import Path
 
 import yaml
-from tornado.ioloop import IOLoop
 
 from tests.api.conftest import Client
 from tests.test_cli import ROOT, free_port
 from vmpooler import config as config_module
-from vmpooler.app import Service
 from vmpooler.db.database import Database
 
 #: the manager's timers for these scenarios: passes every 50 ms, quick retries and reconciles
@@ -181,52 +179,6 @@ class ServerProcess:
             except OSError:
                 pass
         return sorted(targets)
-
-
-class InProcessService:
-    """``Service(config)`` (API and manager) listening on 127.0.0.1:<free port>, its IOLoop in a
-    daemon thread. ``dummy`` is its dummy provider; ``db`` its Database."""
-
-    def __init__(self, config, start_timeout: float = 20):
-        self.config = config
-        self.service = Service(config)
-        self.ready, self.error = threading.Event(), None
-        self.loop = self.stopped = None
-        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
-        self.thread.start()
-        if not self.ready.wait(start_timeout) or self.error is not None:
-            raise AssertionError(f"the service did not start: {self.error!r}")
-        self.client = Client(self.service.port)
-
-    async def _main(self):
-        self.loop, self.stopped = IOLoop.current(), asyncio.Event()
-        try:
-            await self.service.start("127.0.0.1", 0)
-        except Exception as error:  # reported by __init__
-            self.error = error
-            self.ready.set()
-            return
-        self.ready.set()
-        await self.stopped.wait()
-        await self.service.stop()
-
-    @property
-    def db(self) -> Database:
-        return self.service.db
-
-    @property
-    def dummy(self):
-        return self.service.manager.runner.providers["dummy"]
-
-    def reconcile_now(self) -> None:
-        """Make the manager's next pass a reconcile pass."""
-        self.loop.add_callback(setattr, self.service.manager, "next_reconcile", 0)
-
-    def stop(self) -> None:
-        if self.loop is not None and self.thread.is_alive():
-            self.loop.add_callback(self.stopped.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the service did not stop within 30s"
 
 
 class Worker:

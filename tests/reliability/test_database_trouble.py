@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import event
 
 from tests.manager.helpers import fast_config, running, states, wait_for
-from tests.reliability.harness import InProcessService, pools_full, service_config, wait_until
+from tests.reliability.harness import pools_full, service_config, wait_until
+from tests.service import InProcessService
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,
                                           assert_every_checkout_recorded_once, assert_no_name_live_twice)
 

@@ -8,7 +8,8 @@ import time
 from sqlalchemy import select
 
 from tests.manager.helpers import fast_config, rows, running, states, wait_for
-from tests.reliability.harness import InProcessService, breaker_state, pools_full, service_config, wait_until
+from tests.reliability.harness import breaker_state, pools_full, service_config, wait_until
+from tests.service import InProcessService
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,
                                           assert_every_checkout_recorded_once, assert_no_name_live_twice)
 from vmpooler.db import checkout as api

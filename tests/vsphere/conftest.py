@@ -8,7 +8,6 @@ accepts connections for as long as the test runs (``guest_port``).
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import threading
@@ -16,10 +15,9 @@ import threading
 import pytest
 
 from vmpooler import config as config_module
-from vmpooler.app import Service
 from vmpooler.db.database import Database
 from vmpooler.providers.vsphere import VSphereProvider
-from tests.api.conftest import Client
+from tests.service import InProcessService
 from tests.vsphere.helpers import (CLUSTER, DATASTORE, TEMPLATE, Simulator, SimulatorUnavailable, build_simulator,
                                    fast_settings, make_pool, session)
 
@@ -147,61 +145,6 @@ def service_config(simulator, database_url: str, pool: dict, **settings):
     return config_module.build(raw, environ={})
 
 
-class RunningService:
-    """``vmpooler.app.Service`` on 127.0.0.1:<free port>, run by an IOLoop of its own in a thread so
-    that the test can block (HTTP, pyVmomi, database reads) without stalling the service."""
-
-    def __init__(self, config):
-        self.config = config
-        self.service = None
-        self.port = None
-        self._error = None
-        self._started = threading.Event()
-        self._loop = self._stopping = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="vmpooler-service",
-                                        daemon=True)
-
-    def start(self, timeout: float = 30) -> "RunningService":
-        self._thread.start()
-        if not self._started.wait(timeout):
-            raise RuntimeError(f"the service did not start within {timeout}s")
-        if self._error is not None:
-            raise RuntimeError("the service did not start") from self._error
-        return self
-
-    async def _main(self) -> None:
-        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
-        try:
-            self.service = Service(self.config)
-            await self.service.start("127.0.0.1", 0)
-            self.port = self.service.port
-        except BaseException as exc:  # reported to start()
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        await self._stopping.wait()
-        await self.service.stop()
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop as SIGTERM would (Service.stop) and wait for the thread; idempotent."""
-        if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-            assert not self._thread.is_alive(), "the service did not stop"
-
-    # the API, over HTTP: paths below /api/v1
-    def get(self, path: str):
-        return Client(self.port).get(f"/api/v1{path}")
-
-    def post(self, path: str):
-        return Client(self.port).post(f"/api/v1{path}")
-
-    def delete(self, path: str):
-        return Client(self.port).delete(f"/api/v1{path}")
-
-
 @pytest.fixture
 def service_db(tmp_path):
     """The SQLite database the services of a test share, and a handle of the test's own to read it."""
@@ -213,13 +156,12 @@ def service_db(tmp_path):
 
 @pytest.fixture
 def start_service(service_db):
-    """start_service(config) -> RunningService, started; every service is stopped after the test."""
+    """start_service(config) -> InProcessService, started; every service is stopped after the test."""
     services = []
 
     def start(config):
-        service = RunningService(config)
-        services.append(service)
-        return service.start()
+        services.append(InProcessService(config))
+        return services[-1]
 
     yield start
     for service in services:
