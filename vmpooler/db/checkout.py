@@ -63,9 +63,11 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
     return taken
 
 
-# The longest-ready VM of some pools; built once (see transitions._GUARDED_UPDATE).
+# The longest-ready VM of some pools; built once (see transitions._GUARDED_UPDATE). FOR UPDATE
+# SKIP LOCKED makes concurrent checkouts on PostgreSQL pick different rows instead of queueing on
+# one; SQLite, whose write transactions are serialised anyway, compiles it to nothing.
 _OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY)
-                 .order_by(vms.c.ready_at, vms.c.id).limit(1))
+                 .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
 
 
 def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime):
