@@ -20,7 +20,10 @@ setup(
         "coolname>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7"],
+        "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
+                 "psycopg[binary]>=3.1"],
+        # for a PostgreSQL database (:database: url: postgresql://...)
+        "postgresql": ["psycopg[binary]>=3.1"],
     },
     entry_points={"console_scripts": ["vmpooler = vmpooler.cli:main"]},
 )

@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a fresh Debian machine, then runs the whole suite.
-# Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/api -x`).
+# Installs everything the tests need on a fresh Debian machine, starts the services they use,
+# then runs the whole suite. Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/api -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Go and govmomi's simulator library: the vSphere tests build a vCenter simulator from them.
-if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+
+# Debian packages: Go and govmomi's simulator library (the vSphere tests build a vCenter simulator
+# from them) and PostgreSQL (the state layer's tests also run on it, to keep the code portable).
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] \
+   || ! command -v pg_lsclusters >/dev/null 2>&1; then
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-vmware-govmomi-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-vmware-govmomi-dev \
+    postgresql >/dev/null
 fi
+
+# PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
+$sudo service postgresql start >/dev/null
+for _ in $(seq 30); do as_postgres "psql -tAc 'SELECT 1'" >/dev/null 2>&1 && break; sleep 1; done
+as_postgres "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'vmpooler_test'\"" | grep -q 1 \
+  || as_postgres "psql -qc \"CREATE ROLE vmpooler_test LOGIN PASSWORD 'vmpooler_test'\""
+as_postgres "psql -tAc \"SELECT 1 FROM pg_database WHERE datname = 'vmpooler_test'\"" | grep -q 1 \
+  || as_postgres "createdb -O vmpooler_test vmpooler_test"
+export VMPOOLER_TEST_POSTGRES_URL="postgresql://vmpooler_test:vmpooler_test@127.0.0.1/vmpooler_test"
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

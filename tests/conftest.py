@@ -1,8 +1,10 @@
 """Fixtures shared by every test: a fresh database, configurations, and ready-made VMs."""
 import itertools
 import logging
+import os
 
 import pytest
+from sqlalchemy import text
 
 from vmpooler import config as config_module
 from vmpooler.db import transitions
@@ -22,9 +24,22 @@ def make_config(pools=None, settings=None, **sections):
     return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'vmpooler.db'}")
+#: the databases the state layer's tests run on: SQLite always, and PostgreSQL when
+#: $VMPOOLER_TEST_POSTGRES_URL names one (scripts/test.sh starts one and sets it), so that the code
+#: stays portable to it
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("VMPOOLER_TEST_POSTGRES_URL") else [])
+
+
+@pytest.fixture(params=DATABASES)
+def db(request, tmp_path):
+    """A fresh, upgraded database: an SQLite file, or the emptied PostgreSQL database."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'vmpooler.db'}")
+    else:
+        database = Database(os.environ["VMPOOLER_TEST_POSTGRES_URL"])
+        with database.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     database.upgrade()
     yield database
     database.dispose()

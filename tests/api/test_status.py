@@ -99,7 +99,7 @@ def count_selects(api, path):
     return len(statements)
 
 
-def test_fixed_number_of_queries(start_api, db):
+def test_fixed_number_of_queries(start_api):
     few = start_api(pools=[{"name": f"p{i}", "template": "t", "size": 1} for i in range(2)])
     many = start_api(pools=[{"name": f"q{i}", "template": "t", "size": 1} for i in range(60)])
     for i in range(60):
