@@ -9,6 +9,7 @@ from sqlalchemy import text
 from vmpooler import config as config_module
 from vmpooler.db import transitions
 from vmpooler.db.database import Database, utcnow
+from vmpooler.db.models import metadata
 
 _names = itertools.count()
 
@@ -37,9 +38,9 @@ def db(request, tmp_path):
         database = Database(f"sqlite:///{tmp_path / 'vmpooler.db'}")
     else:
         database = Database(os.environ["VMPOOLER_TEST_POSTGRES_URL"])
-        with database.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        with database.engine.begin() as conn:  # what the previous test left
+            metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     database.upgrade()
     yield database
     database.dispose()
