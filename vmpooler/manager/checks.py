@@ -47,11 +47,14 @@ async def _probe_boot(manager, pool, vm) -> None:
                 return
             await asyncio.sleep(pause)
             pause *= 2
-        info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+        ip = vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
+        if not ip:
+            info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+            ip = info.ip if info else None
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    transitions.became_ready(manager.db, vm, utcnow(), ip=info.ip if info else None)
+    transitions.became_ready(manager.db, vm, utcnow(), ip=ip)
 
 
 def _ready(manager, now) -> None:
