@@ -72,6 +72,12 @@ def test_passwd_prints_a_bcrypt_hash_that_the_users_store_accepts(tmp_path):
     assert "s3cret" not in result.stdout + result.stderr
 
 
+def test_passwd_refuses_a_password_bcrypt_would_truncate():
+    long = "x" * 73
+    result = vmpooler("passwd", input=f"{long}\n{long}\n")
+    assert result.returncode == 1 and "72 bytes" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_with_the_embedded_default_fills_pools_and_stops_cleanly(tmp_path, signum):
     port = free_port()

@@ -65,7 +65,11 @@ def cmd_passwd(args) -> int:
     if getpass.getpass("Again: ") != password:
         print("vmpooler: the passwords differ", file=sys.stderr)
         return 1
-    digest = hash_password(password)
+    try:
+        digest = hash_password(password)
+    except ValueError as error:  # longer than bcrypt reads
+        print(f"vmpooler: {error}", file=sys.stderr)
+        return 1
     print(f"{args.user}: '{digest}'" if args.user else digest)
     return 0
 
