@@ -114,19 +114,31 @@ def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
     return created
 
 
-def cloned(db: Database, vm, now, ip: Optional[str] = None) -> bool:
-    """The provider finished the clone: the VM is booting. Records the clone duration."""
+def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False) -> bool:
+    """The provider finished the clone: the VM is booting, and with ``ready`` (it answered its
+    readiness probe at once) also ready, in the same transaction. Records the durations."""
+    with db.write() as conn:
+        reason = _mark_cloned(conn, vm, now, ip)
+        if reason is None:
+            return False
+        ready_reason = _mark_ready(conn, vm, now, ip) if ready else None
+    log.info("[%s] %s: %s", vm.pool, vm.name, reason)
+    if ready_reason:
+        log_change(vm, READY, ready_reason)
+    return True
+
+
+def _mark_cloned(conn, vm, now, ip) -> Optional[str]:
+    """Set cloned_at on a cloning VM; the event's reason, or None when it was no longer cloning."""
     seconds = max((now - vm.created_at).total_seconds(), 0.0)
     reason = f"cloned in {seconds:.2f}s"
-    with db.write() as conn:
-        result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now,
-                                                "ip": ip, "next_attempt_at": None, "state_changed_at": now})
-        if result.rowcount != 1:
-            return False
-        record_event(conn, vm, PENDING, PENDING, reason, now)
-        record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
-    log.info("[%s] %s: %s", vm.pool, vm.name, reason)
-    return True
+    result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now,
+                                            "ip": ip, "next_attempt_at": None, "state_changed_at": now})
+    if result.rowcount != 1:
+        return None
+    record_event(conn, vm, PENDING, PENDING, reason, now)
+    record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
+    return reason
 
 
 def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.datetime]) -> bool:
@@ -149,15 +161,24 @@ def clone_failed(db: Database, vm, error: str, now, retry_at: Optional[datetime.
 
 
 def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
-    seconds = max((now - vm.created_at).total_seconds(), 0.0)
-    reason = f"booted in {seconds:.2f}s"
     with db.write() as conn:
-        if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now, ip=ip or vm.ip):
-            return False
-        record_duration(conn, "boot", vm.pool, vm.name, seconds, now)
-        conn.execute(_LAST_BOOT, {"pool_name": vm.pool, "last_boot_at": now})
+        reason = _mark_ready(conn, vm, now, ip)
+    if reason is None:
+        return False
     log_change(vm, READY, reason)
     return True
+
+
+def _mark_ready(conn, vm, now, ip) -> Optional[str]:
+    """Move a booting VM (as read: pending) to ready and record its boot duration and the pool's
+    last boot; the event's reason, or None when it was no longer pending."""
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason = f"booted in {seconds:.2f}s"
+    if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now, ip=ip or vm.ip):
+        return None
+    record_duration(conn, "boot", vm.pool, vm.name, seconds, now)
+    conn.execute(_LAST_BOOT, {"pool_name": vm.pool, "last_boot_at": now})
+    return reason
 
 
 def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:

@@ -93,8 +93,13 @@ async def _clone(manager, pool, vm) -> None:
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
-    if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None)):
-        manager.wake()  # probe the new VM now rather than at the next scheduled pass
+    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
+        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+    except ProviderError:
+        ready = False
+    if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+        if not ready:
+            manager.wake()  # probe the new VM at the next pass, soon
     else:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
 
