@@ -69,6 +69,16 @@ def _row(db, vm_id):
         return transitions.fetch(conn, vm_id)
 
 
+class FakeClock:
+    """A clock for the time-based pieces (rate limiter, circuit breaker): ``now`` is set by hand."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture(autouse=True)
 def _quiet_sqlalchemy():
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -2,16 +2,8 @@
 import pytest
 
 from tests.api.conftest import USERS_AUTH, assert_error
+from tests.conftest import FakeClock as Clock
 from vmpooler.api.ratelimit import AuthFailureLimiter
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
 
 def test_limiter_sliding_window():
     clock = Clock()

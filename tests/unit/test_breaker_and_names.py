@@ -1,17 +1,10 @@
+from tests.conftest import FakeClock
 from vmpooler.manager import hostnames
 from vmpooler.manager.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_breaker_opens_after_threshold_and_closes_after_trial_successes():
-    clock = Clock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker("p", threshold=3, timeout=10, half_open_successes=2, clock=clock)
     for _ in range(2):
         breaker.failure()
@@ -27,7 +20,7 @@ def test_breaker_opens_after_threshold_and_closes_after_trial_successes():
 
 
 def test_breaker_failure_while_half_open_reopens():
-    clock = Clock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker("p", threshold=1, timeout=5, clock=clock)
     breaker.failure()
     clock.now = 5
