@@ -5,6 +5,7 @@ from tests.api.conftest import USERS_AUTH, assert_error
 from tests.conftest import FakeClock as Clock
 from vmpooler.api.ratelimit import AuthFailureLimiter
 
+
 def test_limiter_sliding_window():
     clock = Clock()
     limiter = AuthFailureLimiter(3, 60, clock=clock)
