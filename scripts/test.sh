@@ -18,7 +18,12 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/vm
 fi
 
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
-$sudo service postgresql start >/dev/null
+if command -v service >/dev/null 2>&1; then
+  $sudo service postgresql start >/dev/null
+else
+  read -r pg_version pg_cluster _ < <(pg_lsclusters -h | head -n 1)
+  $sudo pg_ctlcluster "$pg_version" "$pg_cluster" start || true  # "already running" is fine
+fi
 for _ in $(seq 30); do as_postgres "psql -tAc 'SELECT 1'" >/dev/null 2>&1 && break; sleep 1; done
 as_postgres "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'vmpooler_test'\"" | grep -q 1 \
   || as_postgres "psql -qc \"CREATE ROLE vmpooler_test LOGIN PASSWORD 'vmpooler_test'\""
