@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import getpass
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 
 from vmpooler import __version__
@@ -79,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
         prog="vmpooler",
         description="Pools of ready virtual machines behind the vmpooler API v1, in one process.")
     top.add_argument("--version", action="version", version=f"vmpooler-py {__version__}")
-    top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO"),
+    top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO").upper(), type=str.upper,
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     config_help = ("YAML configuration file (default: $VMPOOLER_CONFIG as YAML text, then "
@@ -113,9 +117,23 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def setup_logging(level: str) -> None:
+    """Log lines go to stderr from a thread of their own: a slow reader of stderr (a pipe to a
+    journal) then never blocks the IOLoop. The queue is drained at exit."""
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter(LOG_FORMAT))
+    lines = queue.SimpleQueue()
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    root.handlers[:] = [logging.handlers.QueueHandler(lines)]
+    listener = logging.handlers.QueueListener(lines, stream)
+    listener.start()
+    atexit.register(listener.stop)
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    setup_logging(args.log_level)
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
