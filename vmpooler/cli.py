@@ -83,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         description="Pools of ready virtual machines behind the vmpooler API v1, in one process.")
     top.add_argument("--version", action="version", version=f"vmpooler-py {__version__}")
     top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO").upper(), type=str.upper,
-                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     choices=LOG_LEVELS,
                      help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     config_help = ("YAML configuration file (default: $VMPOOLER_CONFIG as YAML text, then "
@@ -131,8 +131,13 @@ def setup_logging(level: str) -> None:
     atexit.register(listener.stop)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # a default from $VMPOOLER_LOG_LEVEL is not checked by argparse
+        parser().error(f"$VMPOOLER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}")
     setup_logging(args.log_level)
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
