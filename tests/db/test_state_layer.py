@@ -101,3 +101,16 @@ def test_a_destroyed_vms_name_stays_reserved_for_the_given_hours(db, pool):
     transitions.destroyed(db, rows(db, name=name)[0], utcnow())
     assert transitions.new_vm(db, pool[0], name, utcnow(), reserve_hours=1) is None
     assert transitions.new_vm(db, pool[0], "another", utcnow(), reserve_hours=1) is not None
+
+
+def test_cached_reads_are_reused_until_the_next_write(db, pool):
+    loads = []
+
+    def load(conn):
+        loads.append(1)
+        return len(rows(db))
+
+    assert db.cached("count", load) == 0 and db.cached("count", load) == 0
+    assert len(loads) == 1  # the second read came from the cache
+    add_vm(db, pool[0], "ready")  # writes: the cached count is stale now
+    assert db.cached("count", load) == 1 and len(loads) == 2

@@ -100,6 +100,11 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
+def _vm_and_extras(conn, name: str) -> tuple:
+    vm = queries.latest_vm(conn, name)
+    return vm, (queries.vm_extras(conn, vm.id) if vm is not None else None)
+
+
 class VmLookup:
     """For handlers of /vm/<host>...: the VM the path names."""
 
@@ -110,7 +115,10 @@ class VmLookup:
             with self.context.db.read() as conn:
                 return self.find(raw, states, conn)
         name = self.hostname(raw)
-        vm = queries.latest_vm(conn, name)
+        return self.found(queries.latest_vm(conn, name), name, states)
+
+    def found(self: BaseHandler, vm, name: str, states=None):
+        """``vm``, unless it is None, not in ``states`` or destroyed more than data_ttl hours ago (404)."""
         ttl = datetime.timedelta(hours=self.setting("data_ttl"))
         if vm is None or (states and vm.state not in states) or (
                 vm.destroyed_at is not None and utcnow() - vm.destroyed_at > ttl):
@@ -124,9 +132,10 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
         self.checkout(parse_path(names))
 
     def get(self, raw: str) -> None:
-        with self.context.db.read() as conn:  # one consistent read for the row and its extras
-            vm = self.find(raw, conn=conn)
-            extras = queries.vm_extras(conn, vm.id)
+        name = self.hostname(raw)
+        # one consistent read of the row and its extras, reused until the next write: clients poll this
+        vm, extras = self.context.db.cached(("vm", name), lambda conn: _vm_and_extras(conn, name))
+        vm = self.found(vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
     def put(self, raw: str) -> None:

@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
+#: reads kept by Database.cached before the cache starts afresh
+CACHE_ENTRIES = 10000
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -43,13 +45,34 @@ class Database:
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
             _prepare_sqlite(self.engine, busy_timeout_ms)
+        #: counts write transactions; a read cached under an older count may be stale
+        self.generation = 0
+        self._cache: dict = {}
 
     @contextlib.contextmanager
     def write(self) -> Connection:
         """One write transaction: committed when the block ends, rolled back on any error."""
-        with self._translated():
-            with self.engine.begin() as connection:
-                yield connection
+        try:
+            with self._translated():
+                with self.engine.begin() as connection:
+                    yield connection
+        finally:
+            self.generation += 1  # after the commit: a read cached before it is now stale
+
+    def cached(self, key, load):
+        """``load(conn)`` in a read transaction, reused for ``key`` until the next write transaction
+        of this process commits. Exact because every write goes through ``write()`` and one service
+        process owns the database; for hot reads that many clients repeat (GET /vm/<host>)."""
+        generation = self.generation
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        with self.read() as conn:
+            value = load(conn)
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (generation, value)
+        return value
 
     @contextlib.contextmanager
     def read(self) -> Connection:
