@@ -108,14 +108,12 @@ def _vm_and_extras(conn, name: str) -> tuple:
 class VmLookup:
     """For handlers of /vm/<host>...: the VM the path names."""
 
-    def find(self: BaseHandler, raw: str, states=None, conn=None):
-        """The newest row of the VM named in the path, else 404 (also when it is not in ``states``,
-        or was destroyed more than data_ttl hours ago). Reads in ``conn`` when given."""
-        if conn is None:
-            with self.context.db.read() as conn:
-                return self.find(raw, states, conn)
+    def find(self: BaseHandler, raw: str, states=None):
+        """The newest row of the VM named in the path, else 404 (see ``found``)."""
         name = self.hostname(raw)
-        return self.found(queries.latest_vm(conn, name), name, states)
+        with self.context.db.read() as conn:
+            vm = queries.latest_vm(conn, name)
+        return self.found(vm, name, states)
 
     def found(self: BaseHandler, vm, name: str, states=None):
         """``vm``, unless it is None, not in ``states`` or destroyed more than data_ttl hours ago (404)."""
