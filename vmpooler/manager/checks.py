@@ -76,6 +76,9 @@ async def _check_ready(manager, pool, vm) -> None:
     """The periodic check of a ready VM; a VM that fails it is recycled, not handed out."""
     try:
         info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+        if info is None:
+            transitions.gone(manager.db, vm, "vanished from the provider", utcnow())
+            return
         problem = _problem(pool, vm, info)
         if problem is None and not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
             problem = "failed its ready check"
@@ -83,17 +86,14 @@ async def _check_ready(manager, pool, vm) -> None:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
         return
     now = utcnow()
-    if info is None:
-        transitions.gone(manager.db, vm, "vanished from the provider", now)
-    elif problem is not None:
+    if problem is not None:
         transitions.complete(manager.db, vm, problem, now, error=problem)
     else:
         transitions.checked(manager.db, vm, now, ip=info.ip)
 
 
 def _problem(pool, vm, info):
-    if info is None:
-        return "vanished from the provider"
+    """Why a ready VM the provider reports must not be handed out, or None."""
     if not info.powered_on:
         return "powered off"
     if (pool.check_hostname_for_mismatch and info.hostname and info.hostname != vm.name
