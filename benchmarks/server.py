@@ -153,8 +153,9 @@ async def serve(mode, args):
     else:
         from vmpooler import config as config_module
         from vmpooler.app import Service
+        from vmpooler.providers.registry import REGISTRY
 
-        service = Service(config_module.load(args.config), manage=not args.no_manager)
+        service = Service(config_module.load(args.config, os.environ, REGISTRY), manage=not args.no_manager)
         service.db.upgrade()  # start() does it too; the seeded VMs are read before
         if service.manager is not None:
             info["injected"] = inject_seeded(service)

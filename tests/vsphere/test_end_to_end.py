@@ -167,7 +167,7 @@ def test_simulator_outage_recovers_without_leaks(private_vcsim, start_service, s
     assert during in before and during != running
 
     private_vcsim.start()  # the same port, a fresh inventory: every VM of the pool is gone
-    assert private_vcsim.port == int(config.providers["vsphere"]["server"].rsplit(":", 1)[1])
+    assert private_vcsim.port == config.providers["vsphere"].options.port
     with session(private_vcsim) as content:
         fill(service, content, pool, timeout=30)
         wait_until(lambda: breaker(service) == "closed", "the circuit breaker to close")

@@ -14,7 +14,7 @@ import logging
 
 from vmpooler.db import transitions, worklist
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import PENDING
+from vmpooler.model import PENDING
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")

@@ -6,7 +6,7 @@ import logging
 from vmpooler.db import tasks as task_store
 from vmpooler.db import worklist
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import LIVE_STATES
+from vmpooler.model import LIVE_STATES
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
