@@ -123,7 +123,8 @@ def inject_seeded(service):
     """Give the dummy providers the live VMs found in the database (seeded by the benchmark)."""
     from sqlalchemy import select
 
-    from vmpooler.db.models import LIVE_STATES, vms
+    from vmpooler.db.models import vms
+    from vmpooler.model import LIVE_STATES
 
     providers = service.manager.runner.providers
     pools = service.config.pools_by_name

@@ -15,7 +15,8 @@ import time
 
 from sqlalchemy import select
 
-from vmpooler.db.models import LIVE_STATES, vm_events, vms
+from vmpooler.db.models import vm_events, vms
+from vmpooler.model import LIVE_STATES
 from tests.vsphere.conftest import service_config
 from tests.vsphere.helpers import anywhere, folder_vms, make_pool, play_tools, session
 
