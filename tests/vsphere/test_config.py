@@ -111,7 +111,7 @@ def test_the_loader_gives_vsphere_its_global_keys_and_keeps_them_out_of_the_core
 
 
 def test_vsphere_keys_without_a_vsphere_provider_are_warned_about():
-    loaded = config.build({":config:": {"create_folders": True}, ":pools:": [{"name": "p", "template": "t", "size": 1}]},
-                          {}, REGISTRY)
+    raw = {":config:": {"create_folders": True}, ":pools:": [{"name": "p", "template": "t", "size": 1}]}
+    loaded = config.build(raw, {}, REGISTRY)
     assert loaded.warnings == ["config.create_folders is read by the vsphere provider, which no provider here uses; "
                                "ignored"]
