@@ -2,6 +2,8 @@
 SQLite and PostgreSQL, checked against a brute-force replay of the same timelines."""
 import datetime
 
+from sqlalchemy import event
+
 from tests.conftest import make_config
 from vmpooler.db import history, queries, transitions
 from vmpooler.db.database import utcnow
@@ -63,11 +65,13 @@ def test_history_replays_the_event_log(db):
         counts = queries.pool_counts(conn, end)
         past = history.state_history(conn, window, counts)
     assert set(past) == {"debian-7-i386", "debian-7-x86_64"}
+    assert window.start <= end - 59 * MINUTE and window.start.second == 0
+    # the end of each step: whole minutes, the last step being the one under way
+    ends = [window.start + (i + 1) * MINUTE for i in range(window.steps - 1)] + [end + MINUTE]
     for pool_name in past:
         for state in ("ready", RUNNING):
-            expected = [sum(1 for (name, p), timeline in timelines.items() if p.name == pool_name
-                            and state_at(timeline, window.start + (i + 1) * MINUTE) == state)
-                        for i in range(window.steps)]
+            expected = [sum(1 for (name, p), timeline in timelines.items()
+                            if p.name == pool_name and state_at(timeline, moment) == state) for moment in ends]
             assert past[pool_name][state] == expected, (pool_name, state)
             assert expected[-1] == counts[pool_name][state]
     # d alone an hour ago; d, a, b and f 17 minutes ago
@@ -91,3 +95,33 @@ def test_events_after_the_window_end_land_in_its_last_step(db):
     with db.read() as conn:
         past = history.state_history(conn, history.Window(end), queries.pool_counts(conn, utcnow()))
     assert past["debian-7-i386"]["ready"] == [0] * 59 + [1]
+
+
+def test_the_cache_scans_the_window_once_and_adds_what_came_since(db):
+    pool = make_config().pools_by_name["debian-7-i386"]
+    end = utcnow()
+    play(db, pool, "early", [("pending", end - 40 * MINUTE), ("ready", end - 30 * MINUTE)])
+    scans = []
+    event.listen(db.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: scans.append(statement) if "vm_events.at <" in statement
+                 else None)
+    cache = history.ChangeCache(ttl=60)
+
+    def both():
+        window = history.Window(utcnow())
+        with db.read() as conn:
+            counts = queries.pool_counts(conn, window.end)
+            return (history.state_history(conn, window, counts, cache),
+                    history.state_history(conn, window, counts))
+
+    cached, fresh = both()
+    assert cached == fresh and len(scans) == 1
+    now = utcnow()
+    play(db, pool, "late", [("pending", now), ("ready", now)])
+    play(db, pool, "taken", [("pending", now), ("ready", now), (RUNNING, now)])
+    cached, fresh = both()
+    assert cached == fresh and len(scans) == 1, "the window was scanned again within the ttl"
+    assert cached["debian-7-i386"]["ready"][-1] == 2 and cached["debian-7-i386"][RUNNING][-1] == 1
+    cache.ttl = datetime.timedelta(0)
+    assert both()[0] == fresh and len(scans) == 2
+

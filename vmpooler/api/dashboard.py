@@ -9,6 +9,9 @@ import hashlib
 import html
 import os
 import re
+from typing import Optional
+
+from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import ApiError, BaseHandler
 from vmpooler.db import history, queries
@@ -75,12 +78,13 @@ def _series(past: dict, pool: str, state: str, count_now: int) -> list:
     return past.get(pool, {}).get(state) or [count_now] * history.Window.steps
 
 
-def _counts_and_history(context, with_history: bool):
-    """({pool: counts}, {pool: {"ready": [...], "running": [...]}} or None), read together."""
+def _read(db, cache: Optional[history.ChangeCache]):
+    """({pool: counts}, {pool: {"ready": [...], "running": [...]}} or None without a cache), read
+    together."""
     now = utcnow()
-    with context.db.read() as conn:
+    with db.read() as conn:
         counts = queries.pool_counts(conn, now)
-        past = history.state_history(conn, history.Window(now), counts) if with_history else None
+        past = history.state_history(conn, history.Window(now), counts, cache) if cache else None
     return counts, past
 
 
@@ -92,8 +96,14 @@ class DashboardHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def wants_history(self) -> bool:
-        return self.get_argument("history", None) is not None
+    async def counts_and_history(self):
+        """The counts, read on the IOLoop as /status does (one grouped count); with the history
+        (``?history``), in the executor: scanning an hour of events at heavy churn takes a while."""
+        if self.get_argument("history", None) is None:
+            return _read(self.context.db, None)
+        # one cache per application, shared by its handlers and the executor's threads
+        cache = self.application.settings.setdefault("vmpooler_dashboard_changes", history.ChangeCache())
+        return await IOLoop.current().run_in_executor(self.context.executor, _read, self.context.db, cache)
 
 
 class RootHandler(DashboardHandler):
@@ -123,8 +133,8 @@ class PoolStatsHandler(DashboardHandler):
     """{"<pool>": {"size": N, "ready": N[, "history": [ready, ...]]}}: the history holds the ready
     count at the end of each minute of the past hour, oldest first, each repeated 8 times."""
 
-    def get(self) -> None:
-        counts, past = _counts_and_history(self.context, self.wants_history())
+    async def get(self) -> None:
+        counts, past = await self.counts_and_history()
         body = {}
         for pool in self.config.pools:
             entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, {}).get("ready", 0)}
@@ -138,8 +148,8 @@ class RunningStatsHandler(DashboardHandler):
     """{"<platform>": {"running": N[, "history": [running, ...]]}}, summed over the pools whose
     names start with ``<platform>-``; the history is one count per minute of the past hour."""
 
-    def get(self) -> None:
-        counts, past = _counts_and_history(self.context, self.wants_history())
+    async def get(self) -> None:
+        counts, past = await self.counts_and_history()
         body = {}
         for pool in self.config.pools:
             entry = body.setdefault(major(pool.name), {"running": 0})
