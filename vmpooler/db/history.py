@@ -37,7 +37,9 @@ def _net_change(state: str):
 def _changes_statement(bounded: bool):
     """Net changes of the tracked states per pool and step, for events at or after ``since``
     (and before ``until`` when ``bounded``). Steps are whole seconds since the epoch (naive UTC
-    on both databases) divided by ``step``: non-negative, so integer division is floor."""
+    on both databases) divided by ``step``: non-negative, so integer division is floor. SQLite
+    drops the fraction of a second and PostgreSQL rounds it, so there an event in a minute's last
+    half second counts in the next minute."""
     step = (cast(extract("epoch", vm_events.c.at), Integer) // bindparam("step", type_=Integer)).label("step_index")
     conditions = [vm_events.c.at >= bindparam("since"),
                   or_(vm_events.c.to_state.in_(TRACKED), vm_events.c.from_state.in_(TRACKED))]
