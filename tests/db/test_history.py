@@ -7,7 +7,7 @@ from sqlalchemy import event
 from tests.conftest import make_config
 from vmpooler.db import history, queries, transitions
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import RUNNING
+from vmpooler.model import RUNNING
 
 MINUTE = datetime.timedelta(minutes=1)
 

@@ -16,7 +16,8 @@ from typing import Optional
 
 from sqlalchemy import Integer, and_, bindparam, case, cast, extract, func, or_, select
 
-from vmpooler.db.models import READY, RUNNING, vm_events
+from vmpooler.db.models import vm_events
+from vmpooler.model import READY, RUNNING
 
 TRACKED = (READY, RUNNING)
 
