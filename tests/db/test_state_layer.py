@@ -1,4 +1,5 @@
 """The state layer under concurrency: guarded transitions make every race have one winner."""
+import datetime
 import threading
 
 import pytest
@@ -6,8 +7,8 @@ import pytest
 from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
 from vmpooler.db import vms as vm_store
-from vmpooler.db.vms import Owner, Shortfall, Want
 from vmpooler.db.database import utcnow
+from vmpooler.db.vms import Owner, Shortfall, Want
 
 
 @pytest.fixture
@@ -113,3 +114,28 @@ def test_cached_reads_are_reused_until_the_next_write(db, pool):
     assert len(loads) == 1  # the second read came from the cache
     add_vm(db, pool[0], "ready")  # writes: the cached count is stale now
     assert db.cached("count", load) == 1 and len(loads) == 2
+
+
+def test_every_change_of_a_vm_row_has_an_event(db, pool):
+    """Retries, waits for a breaker and a new address are events; a periodic check alone is not."""
+    name = add_vm(db, pool[0], "pending")
+    vm = rows(db, name=name)[0]
+    later = utcnow() + datetime.timedelta(seconds=5)
+    assert vm_store.attempt_failed(db, vm, "clone", "boom", utcnow(), 1, later)
+    vm = rows(db, name=name)[0]
+    assert vm_store.attempt_failed(db, vm, "clone", "breaker open", utcnow(), 1, later)
+    vm = rows(db, name=name)[0]
+    assert vm.clone_attempts == 1 and vm.last_error == "breaker open"
+    assert vm_store.modify(db, vm, utcnow(), tags={"user": "x"})
+    reasons = [e.reason for e in events(db, name)]
+    assert reasons[1:] == ["clone attempt 1 failed, retrying: boom",
+                           f"clone waits for the provider's circuit breaker until {later:%H:%M:%S}",
+                           "tag user: (none) -> 'x'"]
+    ready = add_vm(db, pool[0], "ready")
+    vm = rows(db, name=ready)[0]
+    before = len(events(db, ready))
+    assert vm_store.checked(db, vm, utcnow())
+    assert len(events(db, ready)) == before
+    assert vm_store.checked(db, rows(db, name=ready)[0], utcnow(), ip="10.0.0.9")
+    assert events(db, ready)[-1].reason == f"address {vm.ip or '(none)'} -> 10.0.0.9"
+    assert rows(db, name=ready)[0].ip == "10.0.0.9"
