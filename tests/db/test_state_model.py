@@ -12,8 +12,9 @@ from sqlalchemy import select
 from tests.conftest import make_config, new_vm
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
-from vmpooler.db.models import LIVE_STATES, metadata, vm_events, vms
+from vmpooler.db.models import metadata, vm_events, vms
 from vmpooler.db.vms import Shortfall, Want
+from vmpooler.model import LIVE_STATES
 
 POOLS = make_config(pools=[{"name": "p", "template": "t", "size": 3},
                            {"name": "q", "template": "t", "size": 3}]).pools

@@ -6,9 +6,10 @@ from sqlalchemy import event, select
 
 from tests.conftest import add_vm
 from tests.manager.helpers import fast_config, rows
-from vmpooler.db.models import PENDING, vms
+from vmpooler.db.models import vms
+from vmpooler.model import PENDING
 from vmpooler.manager.scheduler import Manager
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 PENDING_READ = str(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
 
@@ -28,7 +29,7 @@ def test_each_pass_reads_the_pending_vms_once(db):
     event.listen(db.engine, "before_execute", count)
 
     async def scenario():
-        manager = Manager(config, db, build_providers(config))
+        manager = Manager(config, db, REGISTRY.build(config))
         for passes in range(1, 4):
             manager.tick()
             assert len(reads) == passes

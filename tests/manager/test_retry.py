@@ -70,15 +70,29 @@ def outage(manager):
     refused = collections.Counter()
     call = manager.runner.call
 
-    async def counting(provider, method, *args):
+    async def counting(provider, operation):
         try:
-            return await call(provider, method, *args)
+            return await call(provider, operation)
         except CircuitOpen:
-            refused[method] += 1
+            refused[_method(operation)] += 1
             raise
     manager.runner.call = counting
     breaker.failure()
     return clock, refused
+
+
+class _Recorder:
+    """Stands in for a provider to learn which method an operation calls, calling nothing."""
+
+    def __getattr__(self, name):
+        self.called = name
+        return lambda *args: None
+
+
+def _method(operation) -> str:
+    recorder = _Recorder()
+    operation(recorder)
+    return recorder.called
 
 
 def _task(db, task_id):

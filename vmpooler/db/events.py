@@ -11,7 +11,8 @@ from typing import Optional
 from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import LIVE_STATES, vm_events, vms
+from vmpooler.db.models import vm_events, vms
+from vmpooler.model import LIVE_STATES
 
 log = logging.getLogger("vmpooler.state")
 

@@ -14,7 +14,8 @@ from typing import Iterable, Optional
 from sqlalchemy import and_, bindparam, case, func, insert, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import LIVE_STATES, PENDING, duration_days, durations, pools, vm_tags, vms
+from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
+from vmpooler.model import LIVE_STATES, PENDING
 
 DURATION_KINDS = ("boot", "clone")
 _COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots")

@@ -9,7 +9,8 @@ from typing import Optional
 from sqlalchemy import bindparam, insert, or_, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, tasks, vms
+from vmpooler.db.models import tasks, vms
+from vmpooler.model import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, TaskKind
 
 # Built once (see db/vms.py): the SET clause comes from the parameters given to execute().
 _GUARDED_UPDATE = update(tasks).where(tasks.c.id == bindparam("guard_id"), tasks.c.state == bindparam("guard_state"))
@@ -19,7 +20,7 @@ _DUE = (select(tasks, vms.c.name.label("vm_name"), vms.c.pool.label("vm_pool"), 
         .where(tasks.c.state == QUEUED,
                or_(tasks.c.next_attempt_at.is_(None), tasks.c.next_attempt_at <= bindparam("now")))
         .order_by(tasks.c.id))
-_SNAPSHOT_TAKEN = (select(tasks.c.id).where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.kind == "snapshot",
+_SNAPSHOT_TAKEN = (select(tasks.c.id).where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.kind == TaskKind.SNAPSHOT,
                                             tasks.c.arg == bindparam("name"), tasks.c.state == DONE).limit(1))
 
 

@@ -8,7 +8,8 @@ from typing import Optional
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import RUNNING, tokens, vms
+from vmpooler.db.models import tokens, vms
+from vmpooler.model import RUNNING
 
 # Built once: a token is looked up and touched on every authenticated request.
 _BY_HASH = select(tokens).where(tokens.c.token_hash == bindparam("digest"))

@@ -19,8 +19,9 @@ from sqlalchemy import bindparam, delete, exc, insert, or_, select
 from vmpooler.db import stats
 from vmpooler.db.database import Database
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, fetch, log_change, record_event, transition
-from vmpooler.db.models import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                                tasks, vm_tags, vms)
+from vmpooler.db.models import tasks, vm_tags, vms
+from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
+                            TaskKind)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -41,7 +42,7 @@ _INSERT_TAG = insert(vm_tags)
 _LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
 _DONE_TASKS = (select(tasks.c.kind, tasks.c.arg)
                .where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.state == DONE,
-                      tasks.c.kind.in_(("snapshot", "disk"))).order_by(tasks.c.id))
+                      tasks.c.kind.in_((TaskKind.SNAPSHOT, TaskKind.DISK))).order_by(tasks.c.id))
 _PENDING = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
 _READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
                                                          vms.c.checked_at <= bindparam("checked_before"),
@@ -349,7 +350,7 @@ def _latest_with_extras(conn, name: str) -> tuple:
     tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm.id})}
     snapshots, disks = [], []
     for row in conn.execute(_DONE_TASKS, {"vm_id": vm.id}):  # finished snapshots and disk additions
-        (snapshots if row.kind == "snapshot" else disks).append(row.arg)
+        (snapshots if row.kind == TaskKind.SNAPSHOT else disks).append(row.arg)
     return vm, VMExtras(tags, snapshots, disks)
 
 

@@ -21,7 +21,7 @@ def run(manager, work) -> None:
 
 async def _destroy(manager, pool, vm) -> None:
     try:
-        await manager.runner.call(pool.provider, "destroy_vm", pool, vm.name)
+        await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
     except VMNotFound:
         pass  # already gone: as good as destroyed
     except ProviderError as error:
