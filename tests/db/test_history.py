@@ -4,8 +4,10 @@ import datetime
 
 from sqlalchemy import event
 
-from tests.conftest import make_config
-from vmpooler.db import history, queries, transitions
+from tests.conftest import make_config, new_vm
+from vmpooler.db import events, history
+from vmpooler.db import stats as stat_store
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.model import RUNNING
 
@@ -14,25 +16,25 @@ MINUTE = datetime.timedelta(minutes=1)
 
 def live(db, vm_id):
     with db.read() as conn:
-        return transitions.fetch(conn, vm_id)
+        return events.fetch(conn, vm_id)
 
 
 def play(db, pool, name, timeline):
     """Walk a VM through ``timeline`` [(state, at)], starting pending, with the real transitions."""
-    vm_id = transitions.new_vm(db, pool, name, timeline[0][1])
+    vm_id = new_vm(db, pool, name, timeline[0][1])
     for state, at in timeline[1:]:
         vm = live(db, vm_id)
         if state == "retry":  # an event from a state to itself changes no count
-            assert transitions.clone_failed(db, vm, "simulated", at, at)
+            assert vm_store.attempt_failed(db, vm, "clone", "simulated", at, vm.clone_attempts + 1, at)
         elif state == "cloned":
-            assert transitions.cloned(db, vm, at)
+            assert vm_store.cloned(db, vm, at)
         elif state == "ready":
-            assert transitions.became_ready(db, vm, at)
+            assert vm_store.became_ready(db, vm, at)
         elif state == RUNNING:
             with db.write() as conn:
-                assert transitions.change(conn, vm, RUNNING, "checked out (test)", at, checkout_at=at)
+                assert events.change(conn, vm, RUNNING, "checked out (test)", at, checkout_at=at)
         else:
-            assert transitions.complete(db, vm, "done (test)", at)
+            assert vm_store.complete(db, vm, "done (test)", at)
 
 
 def state_at(timeline, moment):
@@ -61,9 +63,8 @@ def test_history_replays_the_event_log(db):
     for (name, pool_config), timeline in timelines.items():
         play(db, pool_config, name, timeline)
     window = history.Window(end)
-    with db.read() as conn:
-        counts = queries.pool_counts(conn, end)
-        past = history.state_history(conn, window, counts)
+    counts = stat_store.pool_counts(db, end)
+    past = history.state_history(db, window, counts)
     assert set(past) == {"debian-7-i386", "debian-7-x86_64"}
     assert window.start <= end - 59 * MINUTE and window.start.second == 0
     # the end of each step: whole minutes, the last step being the one under way
@@ -82,8 +83,7 @@ def test_a_pool_without_events_in_the_window_stays_flat(db):
     pool = make_config().pools_by_name["debian-7-i386"]
     end = utcnow().replace(microsecond=0)
     play(db, pool, "old", [("pending", end - 3 * 60 * MINUTE), ("ready", end - 2 * 60 * MINUTE)])
-    with db.read() as conn:
-        past = history.state_history(conn, history.Window(end), queries.pool_counts(conn, end))
+    past = history.state_history(db, history.Window(end), stat_store.pool_counts(db, end))
     assert past["debian-7-i386"] == {"ready": [1] * 60, RUNNING: [0] * 60}
 
 
@@ -92,8 +92,7 @@ def test_events_after_the_window_end_land_in_its_last_step(db):
     pool = make_config().pools_by_name["debian-7-i386"]
     end = utcnow().replace(microsecond=0) - 5 * MINUTE
     play(db, pool, "late", [("pending", end - 2 * MINUTE), ("ready", end + MINUTE)])
-    with db.read() as conn:
-        past = history.state_history(conn, history.Window(end), queries.pool_counts(conn, utcnow()))
+    past = history.state_history(db, history.Window(end), stat_store.pool_counts(db, utcnow()))
     assert past["debian-7-i386"]["ready"] == [0] * 59 + [1]
 
 
@@ -109,10 +108,8 @@ def test_the_cache_scans_the_window_once_and_adds_what_came_since(db):
 
     def both():
         window = history.Window(utcnow())
-        with db.read() as conn:
-            counts = queries.pool_counts(conn, window.end)
-            return (history.state_history(conn, window, counts, cache),
-                    history.state_history(conn, window, counts))
+        counts = stat_store.pool_counts(db, window.end)
+        return history.state_history(db, window, counts, cache), history.state_history(db, window, counts)
 
     cached, fresh = both()
     assert cached == fresh and len(scans) == 1

@@ -14,7 +14,8 @@ from typing import Optional
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import ApiError, BaseHandler
-from vmpooler.db import history, queries
+from vmpooler.db import history
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "dashboard")
@@ -79,13 +80,10 @@ def _series(past: dict, pool: str, state: str, count_now: int) -> list:
 
 
 def _read(db, cache: Optional[history.ChangeCache]):
-    """({pool: counts}, {pool: {"ready": [...], "running": [...]}} or None without a cache), read
-    together."""
+    """({pool: counts}, {pool: {"ready": [...], "running": [...]}} or None without a cache)."""
     now = utcnow()
-    with db.read() as conn:
-        counts = queries.pool_counts(conn, now)
-        past = history.state_history(conn, history.Window(now), counts, cache) if cache else None
-    return counts, past
+    counts = stat_store.pool_counts(db, now)
+    return counts, history.state_history(db, history.Window(now), counts, cache) if cache else None
 
 
 class DashboardHandler(BaseHandler):

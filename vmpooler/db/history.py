@@ -16,6 +16,7 @@ from typing import Optional
 
 from sqlalchemy import Integer, and_, bindparam, case, cast, extract, func, or_, select
 
+from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events
 from vmpooler.model import READY, RUNNING
 
@@ -75,7 +76,7 @@ class Window:
         return datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=self.first_step * self.step)
 
 
-def read_changes(conn, window: Window, since: datetime.datetime,
+def _read_changes(conn, window: Window, since: datetime.datetime,
                  until: Optional[datetime.datetime] = None) -> dict:
     """{pool: {step: (ready change, running change)}} of the events in [since, until)."""
     statement, values = _CHANGES_SINCE, {"since": since, "step": window.step}
@@ -116,15 +117,17 @@ class ChangeCache:
         kept = self._kept
         if kept is None or kept[0] != window.step or kept[1] > window.start or window.end - kept[2] > self.ttl:
             until = window.end - self.margin
-            kept = self._kept = (window.step, window.start, until, read_changes(conn, window, window.start, until))
-        return merged(kept[3], read_changes(conn, window, kept[2]))
+            kept = self._kept = (window.step, window.start, until, _read_changes(conn, window, window.start, until))
+        return merged(kept[3], _read_changes(conn, window, kept[2]))
 
 
-def state_history(conn, window: Window, current: dict, cache: Optional[ChangeCache] = None) -> dict:
+def state_history(db: Database, window: Window, current: dict, cache: Optional[ChangeCache] = None) -> dict:
     """{pool: {"ready": [...], "running": [...]}}: the count at the end of each step of the
-    window, oldest first, the last being ``current`` ({pool: {state: count}}, read in the same
-    transaction). A pool without events in the window keeps its current count throughout."""
-    changes = cache.changes(conn, window) if cache else read_changes(conn, window, window.start)
+    window, oldest first, the last being ``current`` ({pool: {state: count}}, as stats.pool_counts
+    read it just before). A pool without events in the window keeps its current count throughout.
+    A change committed between the two reads shifts one past step by one until the next read."""
+    with db.read() as conn:
+        changes = cache.changes(conn, window) if cache else _read_changes(conn, window, window.start)
     first, last = window.first_step, window.last_step
     result = {}
     for pool in set(current) | set(changes):
