@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from vmpooler.auth_config import parse_auth
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
                                Setting, check_setting, coerce)
 
@@ -31,7 +32,6 @@ class ConfigError(Exception):
 POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "clone_target",
              "folder", "datastore", "datacenter", "check_loop_delay_min", "check_loop_delay_max",
              "check_loop_delay_decay", "check_hostname_for_mismatch", "dns_plugin"}
-AUTH_PROVIDERS = {"users", "dummy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +139,7 @@ def build(raw: Any, environ: Mapping[str, str] = os.environ,
     settings = _settings(sections.get("config"), environ, problems, warnings)
     providers = _providers(sections.get("providers"), provider_classes, problems, warnings)
     pools = _pools(sections.get("pools"), settings, providers, provider_classes, problems, warnings)
-    auth = _auth(sections.get("auth"), environ, problems)
+    auth = parse_auth(sections.get("auth"), environ, problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     if problems:
@@ -289,27 +289,6 @@ def _pool(raw, where, settings, default_provider, providers, classes, problems, 
                                      if mismatch is None else mismatch),
         options=dict(raw),
     )
-
-
-def _auth(section, environ, problems) -> Optional[dict]:
-    if not section and not environ.get("AUTH_PROVIDER"):
-        return None
-    auth = dict(_mapping(section, "auth", problems))
-    if environ.get("AUTH_PROVIDER"):
-        auth["provider"] = environ["AUTH_PROVIDER"]
-    provider = auth.get("provider")
-    if provider not in AUTH_PROVIDERS:
-        problems.append(f"auth.provider: {provider!r} is not supported (supported: {', '.join(sorted(AUTH_PROVIDERS))})")
-    elif provider == "dummy" and not environ.get("VMPOOLER_DEBUG"):
-        problems.append("auth.provider: 'dummy' accepts any password and is refused unless VMPOOLER_DEBUG is set")
-    elif provider == "users":
-        users = _mapping(auth.get("users"), "auth.users", problems)
-        if not users:
-            problems.append("auth.users: the users provider needs at least one user: '<bcrypt hash>'")
-        for user, digest in users.items():
-            if not isinstance(digest, str) or not digest.startswith(("$2a$", "$2b$", "$2y$")):
-                problems.append(f"auth.users.{user}: must be a bcrypt hash (see 'vmpooler passwd')")
-    return auth
 
 
 def _tagfilter(section, problems) -> dict:

@@ -18,6 +18,7 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.ratelimit import AuthFailureLimiter
+from vmpooler.auth import AuthUnavailable
 from vmpooler.auth import tokens as token_store
 from vmpooler.context import Context
 from vmpooler.db import queries
@@ -239,8 +240,12 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(401, "this request needs HTTP basic authentication")
         self.guard_rate()
         credentials = _basic_credentials(header)
-        valid = credentials is not None and await IOLoop.current().run_in_executor(
-            self.context.executor, self.context.auth.authenticate, *credentials)
+        try:
+            valid = credentials is not None and await IOLoop.current().run_in_executor(
+                self.context.executor, self.context.auth.authenticate, *credentials)
+        except AuthUnavailable:
+            raise ApiError(503, "the authentication directory is unavailable; try again later",
+                           headers={"Retry-After": "5"}) from None
         if not valid:
             self.auth_failed("the user name or password is not valid")
         return credentials[0]
