@@ -118,7 +118,7 @@ def parse_ldap(section, environ: Mapping[str, str], problems: list) -> Optional[
 
 def _key(key) -> str:
     """A key as the original may spell it: ``:method`` and ``method`` are one key."""
-    return str(key).lstrip(":")
+    return str(key).strip(":")
 
 
 def _section(value, where: str, known: set, problems: list) -> dict:
