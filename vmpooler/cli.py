@@ -1,4 +1,4 @@
-"""The whole command line: ``vmpooler serve | check-config | db upgrade | db backup | passwd | history``."""
+"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | passwd | history``."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,37 @@ def cmd_db_upgrade(args) -> int:
     config = _load(args.config)
     Database(config.database_url).upgrade()
     print("database schema is up to date")
+    return 0
+
+
+def cmd_db_copy(args) -> int:
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    from vmpooler.db.copy import CopyRefused, copy_database
+    from vmpooler.db.database import Database, StoreUnavailable
+
+    config = _load(args.config)
+    try:
+        target = Database(args.to)
+    except (ArgumentError, NoSuchModuleError) as error:
+        print(f"vmpooler: --to must be an SQLAlchemy URL such as postgresql://user:pw@host/db: {error}",
+              file=sys.stderr)
+        return 2
+    source = Database(config.database_url)
+    try:
+        copied = copy_database(source, target)
+    except (CopyRefused, StoreUnavailable) as error:
+        print(f"vmpooler: nothing copied: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:  # the target cannot be reached or written
+        print(f"vmpooler: nothing copied: {getattr(error, 'orig', None) or error}", file=sys.stderr)
+        return 1
+    finally:
+        source.dispose()
+        target.dispose()
+    for table in copied:
+        print(f"{table.table}: {table.rows} rows")
+    print("copied; every table's count matches the source")
     return 0
 
 
@@ -127,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
              "runs", "Copy the SQLite database to FILE with SQLite's online backup (a consistent snapshot; the "
              "service may keep running). FILE is replaced atomically. PostgreSQL: use pg_dump.",
              positional="FILE", config_help=config_help)
+
+    copy = _command(database_commands, "copy", cmd_db_copy,
+                    "copy every table into another, empty database (e.g. SQLite to PostgreSQL)",
+                    "Copy every table of the configured database into the empty database at --to, check that "
+                    "the counts match, and refuse a target that holds any data.", config_help=config_help)
+    copy.add_argument("--to", required=True, metavar="URL", help="the target, e.g. postgresql://user:pw@host/db")
 
     _command(commands, "history", cmd_history, "print a VM's whole life from the audit trail",
              "Print every VM that had HOSTNAME: its checkout (user, token prefix, lifetime), tags, and every "
