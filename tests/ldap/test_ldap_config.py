@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_config
-from vmpooler import cli
+from tests.test_cli import vmpooler
 from vmpooler.auth import build_auth_store
 from vmpooler.auth.ldap import LdapStore
 from vmpooler.auth_config import LdapConfig, TlsOptions
@@ -88,13 +88,12 @@ def test_problems_name_their_key(section, named):
     assert len(raised.value.problems) == len(named), raised.value.problems
 
 
-def test_a_bad_section_stops_start_up_and_check_config_lists_it(tmp_path, capsys):
+def test_a_bad_section_stops_start_up_and_check_config_lists_it(tmp_path):
     path = tmp_path / "vmpooler.yaml"
     path.write_text(yaml.safe_dump({"pools": [{"name": "p", "template": "t", "size": 1}],
                                     ":auth": {"provider": "ldap", ":ldap": {"host": "h", "base": "dc=x"}}}))
-    assert cli.main(["check-config", str(path)]) == 1
-    assert "auth.ldap.user_object" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(["serve", "--config", str(path), "--port", "0"])
-    assert stopped.value.code == 2
-    assert "auth.ldap.user_object" in capsys.readouterr().err
+    checked = vmpooler("check-config", str(path))
+    assert checked.returncode == 1 and "auth.ldap.user_object" in checked.stdout
+    served = vmpooler("serve", "--config", str(path), "--port", "0", cwd=tmp_path)
+    assert served.returncode == 2 and "auth.ldap.user_object" in served.stderr
+    assert "Traceback" not in served.stderr and not (tmp_path / "vmpooler.db").exists()

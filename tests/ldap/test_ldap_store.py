@@ -90,8 +90,11 @@ def test_a_stopped_directory_is_unavailable_until_it_is_back(directory, service)
     assert not ldap.authenticate("alice", "wrong")
 
 
-def test_a_paused_directory_fails_within_the_timeouts_and_one_caller_probes(directory):
-    ldap = store(directory, receive_timeout=1)
+@pytest.mark.parametrize("method", ["plain", "start_tls", "simple_tls"])
+def test_a_paused_directory_fails_within_the_timeouts_and_one_caller_probes(directory, method):
+    port = directory.tls_port if method == "simple_tls" else directory.port
+    ldap = store(directory, port=port, receive_timeout=1,
+                 encryption={"method": method, "tls_options": {"ca_file": directory.ca_file}})
     directory.pause()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         attempts = [pool.submit(ldap.authenticate, "alice", "alice-pw") for _ in range(8)]

@@ -34,10 +34,9 @@ log = logging.getLogger("vmpooler.auth.ldap")
 UNAVAILABLE_RESULTS = {51, 52}
 # What a TLS floor of TLSv1_3 turns off (lower floors are the system OpenSSL's own, TLSv1.2 today).
 _TLS_FLOORS = {"TLSv1_3": ("OP_NO_TLSv1", "OP_NO_TLSv1_1", "OP_NO_TLSv1_2")}
-# Failures of the connection itself, whatever ldap3 wraps them in.
-_UNREACHABLE = (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPStartTLSError,
-                ldap_errors.LDAPCertificateError, ldap_errors.LDAPSSLConfigurationError,
-                ldap_errors.LDAPResponseTimeoutError, ssl.SSLError, OSError)
+# Failures of the connection (refused, timed out, TLS), whatever ldap3 wraps them in, and any
+# other error of ldap3's: the directory could not answer the question, which is not the user's fault.
+_UNREACHABLE = (ldap_errors.LDAPException, ssl.SSLError, OSError)
 
 
 class LdapStore(AuthStore):
@@ -66,18 +65,17 @@ class LdapStore(AuthStore):
             if self._down and self._probing:
                 raise AuthUnavailable("the LDAP directory is unavailable")
             probing = self._probing = self._down
+        reached = False
         try:
             yield
-        except AuthUnavailable:
-            self._down = True
-            raise
-        else:
-            if self._down:
-                log.warning("LDAP directory %s:%d answers again", self.config.host, self.config.port)
-            self._down = False
+            reached = True
         finally:
-            if probing:
-                self._probing = False
+            with self._lock:
+                if reached and self._down:
+                    log.warning("LDAP directory %s:%d answers again", self.config.host, self.config.port)
+                self._down = not reached
+                if probing:
+                    self._probing = False
 
     def _search_and_bind(self, user: str, password: str) -> bool:
         """Bind as the service account, find the user's entry, bind as it."""
@@ -87,9 +85,13 @@ class LdapStore(AuthStore):
                 log.error("LDAP service account %s cannot bind: %s", self.config.service_dn,
                           service.result.get("description"))
                 raise AuthUnavailable("the LDAP service account cannot bind")
-            entries = [dn for base in self.config.bases for user_object in self.config.user_objects
-                       for dn in [self._find(service, base, f"({user_object}={escape_filter_chars(user)})")] if dn]
-        return any(self._bind(dn, password) for dn in entries)
+            found = []
+            for base in self.config.bases:
+                for user_object in self.config.user_objects:
+                    dn = self._find(service, base, f"({user_object}={escape_filter_chars(user)})")
+                    if dn is not None:
+                        found.append(dn)
+        return any(self._bind(dn, password) for dn in found)
 
     def _find(self, service, base: str, search: str) -> Optional[str]:
         """The DN of the one entry under ``base`` matching ``search``; None for none or several."""
