@@ -3,10 +3,15 @@ state (pending, ready, running, completed, destroyed) in the real service."""
 import re
 
 from tests.api.conftest import PASSWORD, USERS_AUTH
+from tests.conftest import add_vm, make_config
 from tests.reliability.harness import service_config, wait_until
 from tests.service import InProcessService
 from tests.test_cli import vmpooler
-from vmpooler.db import queries
+from vmpooler.auth import tokens as token_store
+from vmpooler.db import checkout, queries, transitions
+from vmpooler.db.database import utcnow
+from vmpooler.db.history import vm_history
+from vmpooler.operations import format_life
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 1}]
 
@@ -59,3 +64,28 @@ def test_history_of_an_unknown_vm_or_database(tmp_path):
     assert vmpooler("db", "upgrade", env={"DATABASE_URL": url}).returncode == 0
     unknown = vmpooler("history", "nobody", env={"DATABASE_URL": url})
     assert unknown.returncode == 1 and "no VM named 'nobody'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_every_vm_that_had_the_name_oldest_first(db):
+    """On SQLite and PostgreSQL: a reused name gives one life per VM; a deleted token shows as such."""
+    pool = make_config().pools[0]
+    token = token_store.create(db, "jdoe", utcnow())
+    add_vm(db, pool, "ready", name="twice")
+    owner = checkout.Owner(token_store.token_hash(token), "jdoe")
+    checkout.checkout(db, [checkout.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
+    with db.read() as conn:
+        first = queries.latest_vm(conn, "twice")
+    transitions.complete(db, first, "deleted by the client", utcnow())
+    with db.read() as conn:
+        transitions.destroyed(db, queries.latest_vm(conn, "twice"), utcnow())
+        token_id = queries.token_by_hash(conn, token_store.token_hash(token)).id
+    token_store.remove(db, token_id)
+    add_vm(db, pool, "pending", name="twice")
+    with db.read() as conn:
+        lives = vm_history(conn, "twice")
+        assert vm_history(conn, "never") == []
+    assert [life.vm.state for life in lives] == ["destroyed", "pending"]
+    assert [event.to_state for event in lives[0].events][-3:] == ["running", "completed", "destroyed"]
+    assert lives[0].token_prefix is None and lives[0].vm.token_user == "jdoe"
+    assert "by jdoe with a token deleted since" in format_life(lives[0])
+    assert [event.to_state for event in lives[1].events] == ["pending"]
