@@ -8,7 +8,9 @@ from tests.test_cli import vmpooler
 from vmpooler.auth import build_auth_store
 from vmpooler.auth.ldap import LdapStore
 from vmpooler.auth_config import LdapConfig, TlsOptions
+from vmpooler import config as config_module
 from vmpooler.config import ConfigError
+from vmpooler.providers.registry import REGISTRY
 
 ORIGINAL_EXAMPLE = """
 :auth:
@@ -31,10 +33,8 @@ ORIGINAL_EXAMPLE = """
 
 
 def ldap_config(auth, environ=None):
-    from vmpooler import config as config_module
-
     raw = {"pools": [{"name": "p", "template": "t", "size": 1}], "auth": auth}
-    return config_module.build(raw, environ=environ or {}).auth
+    return config_module.build(raw, environ or {}, REGISTRY).auth
 
 
 def test_the_original_example_with_ruby_symbols():

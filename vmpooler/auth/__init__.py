@@ -6,11 +6,11 @@ the IOLoop. A store whose backend cannot be asked raises ``AuthUnavailable`` (th
 """
 from __future__ import annotations
 
-import abc
 from typing import Mapping, Optional
 
 import bcrypt
 
+from vmpooler.auth.base import AuthStore, AuthUnavailable
 from vmpooler.auth.tokens import PREFIX_LENGTH, TOKEN_LENGTH, generate_token, random_name, token_hash
 
 __all__ = ["AuthStore", "AuthUnavailable", "UsersStore", "DummyStore", "build_auth_store", "hash_password",
@@ -18,20 +18,6 @@ __all__ = ["AuthStore", "AuthUnavailable", "UsersStore", "DummyStore", "build_au
 
 # bcrypt only reads 72 bytes; longer passwords are refused rather than silently truncated.
 MAX_PASSWORD_BYTES = 72
-
-
-class AuthUnavailable(Exception):
-    """The store cannot tell now (its directory is down or does not answer): nobody is
-    authenticated, and the client may try again later."""
-
-
-class AuthStore(abc.ABC):
-    """Checks a user's password. Blocking; never raises for bad input (answers False); raises
-    AuthUnavailable when it cannot check."""
-
-    @abc.abstractmethod
-    def authenticate(self, user: str, password: str) -> bool:
-        ...
 
 
 class UsersStore(AuthStore):

@@ -25,7 +25,7 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
-from vmpooler.auth import AuthStore, AuthUnavailable
+from vmpooler.auth.base import AuthStore, AuthUnavailable
 from vmpooler.auth_config import LdapConfig
 
 log = logging.getLogger("vmpooler.auth.ldap")
