@@ -9,6 +9,8 @@ a leading colon is ignored on every key and on the encryption method. Problems a
 from __future__ import annotations
 
 import dataclasses
+import os
+import ssl
 from typing import Mapping, Optional
 
 AUTH_PROVIDERS = ("users", "ldap", "dummy")
@@ -182,9 +184,26 @@ def _encryption(value, problems: list) -> tuple:
                                .replace("openssl::ssl::", ""))
     if verify is None:
         problems.append(f"{where}.verify_mode: must be peer (1) or none (0), not {options['verify_mode']!r}")
+    _check_files(options, where, problems)
     fields = {key: options.get(key) for key in ("ca_file", "ca_path", "cert_file", "key_file", "ciphers")}
     return method, TlsOptions(ssl_version=str(version).lstrip(":") if version else None, verify=bool(verify),
                               **fields)
+
+
+def _check_files(options: dict, where: str, problems: list) -> None:
+    """The TLS files exist and the cipher list means something to OpenSSL (a login would fail, or
+    silently use the defaults, otherwise)."""
+    for key, exists in (("ca_file", os.path.isfile), ("cert_file", os.path.isfile), ("key_file", os.path.isfile),
+                        ("ca_path", os.path.isdir)):
+        if isinstance(options.get(key), str) and not exists(options[key]):
+            problems.append(f"{where}.{key}: {options[key]!r} does not exist")
+    if options.get("key_file") and not options.get("cert_file"):
+        problems.append(f"{where}.key_file: given without cert_file")
+    if isinstance(options.get("ciphers"), str):
+        try:
+            ssl.create_default_context().set_ciphers(options["ciphers"])
+        except ssl.SSLError:
+            problems.append(f"{where}.ciphers: {options['ciphers']!r} selects no cipher OpenSSL knows")
 
 
 def _service_account(value, problems: list) -> tuple:

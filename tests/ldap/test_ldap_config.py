@@ -74,6 +74,11 @@ def test_defaults_strings_split_and_the_environment():
         "ssl_version": "SSLv3", "verify_mode": "maybe", "ca_fil": "x"}}},
      ["auth.ldap.encryption.tls_options.ssl_version", "auth.ldap.encryption.tls_options.verify_mode",
       "auth.ldap.encryption.tls_options.ca_fil"]),
+    ({"host": "h", "base": "dc=x", "user_object": "uid", "encryption": {"tls_options": {
+        "ca_file": "/nonexistent/ca.pem", "ca_path": "/nonexistent", "key_file": "/etc/hostname",
+        "ciphers": "NO-SUCH-CIPHER"}}},
+     ["auth.ldap.encryption.tls_options.ca_file", "auth.ldap.encryption.tls_options.ca_path",
+      "auth.ldap.encryption.tls_options.key_file", "auth.ldap.encryption.tls_options.ciphers"]),
     ({"host": "h", "base": "dc=x", "user_object": "uid", "service_account_hash": {"user_dn": "cn=s"}},
      ["auth.ldap.service_account_hash.password"]),
     ({"host": "h", "base": "dc=x", "user_object": "uid", "receive_timeout": 0}, ["auth.ldap.receive_timeout"]),

@@ -115,10 +115,11 @@ class LdapStore(AuthStore):
     def _connection(self, dn: str, password: str) -> Iterator[ldap3.Connection]:
         """An open (TLS when configured) connection not yet bound; any failure to reach the
         directory, there or in the block, is AuthUnavailable."""
-        connection = ldap3.Connection(self._server(), user=dn, password=password, authentication=ldap3.SIMPLE,
-                                      receive_timeout=self.config.receive_timeout, read_only=True,
-                                      auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False)
+        connection = None
         try:
+            connection = ldap3.Connection(self._server(), user=dn, password=password, authentication=ldap3.SIMPLE,
+                                          receive_timeout=self.config.receive_timeout, read_only=True,
+                                          auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False)
             connection.open()
             if self.config.encryption == "start_tls" and not connection.start_tls():
                 raise AuthUnavailable("the LDAP directory refused StartTLS")
@@ -127,8 +128,9 @@ class LdapStore(AuthStore):
             log.warning("LDAP directory %s:%d unavailable: %s", self.config.host, self.config.port, error)
             raise AuthUnavailable("the LDAP directory is unavailable") from error
         finally:
-            with contextlib.suppress(Exception):
-                connection.unbind()
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.unbind()
 
     def _server(self) -> ldap3.Server:
         """A new Server each time: ldap3 keeps per-server connection state we do not share
