@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, new_vm
 from tests.test_cli import ROOT
-from vmpooler.auth import tokens as token_store
-from vmpooler.db import checkout, transitions
+from vmpooler.auth.tokens import issue, token_hash
+from vmpooler.db import events
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 3},
@@ -35,23 +36,23 @@ class Seeder:
 
     def row(self, vm_id):
         with self.db.read() as conn:
-            return transitions.fetch(conn, vm_id)
+            return events.fetch(conn, vm_id)
 
     def ready(self, pool, name, created, ready):
-        vm_id = transitions.new_vm(self.db, self.config.pools_by_name[pool], name, created)
-        transitions.cloned(self.db, self.row(vm_id), created + datetime.timedelta(minutes=1))
-        transitions.became_ready(self.db, self.row(vm_id), ready)
+        vm_id = new_vm(self.db, self.config.pools_by_name[pool], name, created)
+        vm_store.cloned(self.db, self.row(vm_id), created + datetime.timedelta(minutes=1))
+        vm_store.became_ready(self.db, self.row(vm_id), ready)
         return vm_id
 
     def check_out(self, pool, token, user, now):
-        owner = checkout.Owner(token_store.token_hash(token), user)
-        taken = checkout.checkout(self.db, [checkout.Want(pool, (pool,), 1)], now, 12, owner=owner)
+        owner = vm_store.Owner(token_hash(token), user)
+        taken = vm_store.checkout(self.db, [vm_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
         return taken[pool][0]
 
     def returned(self, vm_id, now, reason="deleted by the client", destroy=True):
-        transitions.complete(self.db, self.row(vm_id), reason, now)
+        vm_store.complete(self.db, self.row(vm_id), reason, now)
         if destroy:
-            transitions.destroyed(self.db, self.row(vm_id), now + datetime.timedelta(minutes=1))
+            vm_store.destroyed(self.db, self.row(vm_id), now + datetime.timedelta(minutes=1))
 
 
 @pytest.fixture
@@ -60,8 +61,8 @@ def seeded(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'vmpooler.db'}")
     db.upgrade()
     seed = Seeder(db)
-    jdoe = token_store.create(db, "jdoe", at("07:00"))
-    other = token_store.create(db, "other", at("07:00"))
+    jdoe = issue(db, "jdoe", at("07:00"))
+    other = issue(db, "other", at("07:00"))
     brisk = seed.ready("debian-7-i386", "brisk-otter", at("08:00"), at("08:02"))
     idle = seed.ready("debian-7-i386", "idle-wren", at("08:00"), at("08:03"))
     assert seed.check_out("debian-7-i386", jdoe, "jdoe", at("09:00")) == "brisk-otter"
@@ -75,14 +76,14 @@ def seeded(tmp_path):
     assert seed.check_out("debian-7-i386", other, "other", at("09:00", day=3)) == "brisk-otter"
     seed.ready("debian-7-i386", "fresh-newt", at("12:00"), at("12:05"))
     # centos: a clone that failed twice, and a VM whose destroy was given up
-    calm = transitions.new_vm(db, seed.config.pools_by_name["centos-7-x86_64"], "calm-heron", at("08:00"))
-    transitions.clone_failed(db, seed.row(calm), "template not found", at("08:01"), retry_at=at("08:02"))
-    transitions.clone_failed(db, seed.row(calm), "template not found", at("08:05"), retry_at=None)
-    transitions.destroyed(db, seed.row(calm), at("08:06"))
+    calm = new_vm(db, seed.config.pools_by_name["centos-7-x86_64"], "calm-heron", at("08:00"))
+    vm_store.attempt_failed(db, seed.row(calm), "clone", "template not found", at("08:01"), 1, retry_at=at("08:02"))
+    vm_store.attempt_failed(db, seed.row(calm), "clone", "template not found", at("08:05"), 2, retry_at=None)
+    vm_store.destroyed(db, seed.row(calm), at("08:06"))
     slow = seed.ready("centos-7-x86_64", "slow-mole", at("08:00"), at("08:10"))
     assert seed.check_out("centos-7-x86_64", other, "other", at("12:00")) == "slow-mole"
     seed.returned(slow, at("13:00"), destroy=False)
-    transitions.destroy_failed(db, seed.row(slow), "NoPermission", at("13:05"), retry_at=None)
+    vm_store.attempt_failed(db, seed.row(slow), "destroy", "NoPermission", at("13:05"), 1, retry_at=None)
     db.dispose()
     with sqlite3.connect(tmp_path / "vmpooler.db") as raw:
         yield raw, {"jdoe": jdoe, "other": other}

@@ -6,12 +6,11 @@ import time
 
 from sqlalchemy import insert
 
-from tests.conftest import make_config
+from tests.conftest import make_config, new_vm
 from tests.test_cli import vmpooler
-from vmpooler.db import transitions
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import vm_events
-from vmpooler.db.queries import latest_vm
 
 ROUNDS = 3
 MAX_WRITES = 20000  # the writer's bound, whatever the machine's speed
@@ -29,7 +28,7 @@ class Writer(threading.Thread):
     def run(self):
         while not self.stop.is_set() and len(self.acknowledged) < MAX_WRITES:
             name = f"b{len(self.acknowledged):05d}"
-            transitions.new_vm(self.db, self.pool, name, utcnow())
+            new_vm(self.db, self.pool, name, utcnow())
             self.acknowledged.append(name)
 
 
@@ -78,8 +77,7 @@ def check_copy(path, acknowledged):
     assert unmatched == 0 and orphans == 0
     copy = Database(f"sqlite:///{path}")  # opens as a database of ours, schema and all
     try:
-        with copy.read() as conn:
-            assert latest_vm(conn, acknowledged[-1]).state == "pending"
+        assert vm_store.latest(copy, acknowledged[-1]).state == "pending"
     finally:
         copy.dispose()
 

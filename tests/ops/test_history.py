@@ -7,8 +7,9 @@ from tests.conftest import add_vm, make_config
 from tests.reliability.harness import service_config, wait_until
 from tests.service import InProcessService
 from tests.test_cli import vmpooler
-from vmpooler.auth import tokens as token_store
-from vmpooler.db import checkout, queries, transitions
+from vmpooler.auth.tokens import issue, token_hash
+from vmpooler.db import tokens as token_rows
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.history import vm_history
 from vmpooler.operations import format_life
@@ -29,10 +30,7 @@ def live_one_life(tmp_path):
         assert changed.status == 200, changed.text
         assert service.client.delete(f"/api/v1/vm/{name}", token=token).status == 200
 
-        def destroyed():
-            with service.db.read() as conn:
-                return queries.latest_vm(conn, name).state == "destroyed"
-        wait_until(destroyed, 30, f"{name} destroyed")
+        wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
     finally:
         service.stop()
     return name, token
@@ -55,6 +53,8 @@ def test_history_tells_a_whole_life(tmp_path):
         "ready -> running") < changes.index("running -> completed") < changes.index("completed -> destroyed")
     assert any("checked out by jdoe" in line for line in events)
     assert any("deleted by the client" in line for line in events)
+    # the PUT's lifetime and tag change, as the state layer records it
+    assert any("running  " in line and "6h" in line and "audit" in line for line in events), out
 
 
 def test_history_of_an_unknown_vm_or_database(tmp_path):
@@ -69,17 +69,13 @@ def test_history_of_an_unknown_vm_or_database(tmp_path):
 def test_every_vm_that_had_the_name_oldest_first(db):
     """On SQLite and PostgreSQL: a reused name gives one life per VM; a deleted token shows as such."""
     pool = make_config().pools[0]
-    token = token_store.create(db, "jdoe", utcnow())
+    token = issue(db, "jdoe", utcnow())
     add_vm(db, pool, "ready", name="twice")
-    owner = checkout.Owner(token_store.token_hash(token), "jdoe")
-    checkout.checkout(db, [checkout.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
-    with db.read() as conn:
-        first = queries.latest_vm(conn, "twice")
-    transitions.complete(db, first, "deleted by the client", utcnow())
-    with db.read() as conn:
-        transitions.destroyed(db, queries.latest_vm(conn, "twice"), utcnow())
-        token_id = queries.token_by_hash(conn, token_store.token_hash(token)).id
-    token_store.remove(db, token_id)
+    owner = vm_store.Owner(token_hash(token), "jdoe")
+    vm_store.checkout(db, [vm_store.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
+    vm_store.complete(db, vm_store.latest(db, "twice"), "deleted by the client", utcnow())
+    vm_store.destroyed(db, vm_store.latest(db, "twice"), utcnow())
+    token_rows.remove(db, token_rows.by_hash(db, token_hash(token)).id)
     add_vm(db, pool, "pending", name="twice")
     with db.read() as conn:
         lives = vm_history(conn, "twice")
