@@ -12,7 +12,7 @@ from sqlalchemy import exc
 
 from vmpooler.db.backup import BackupError, backup, missing_file
 from vmpooler.db.database import Database, StoreUnavailable
-from vmpooler.db.history import VmLife, vm_history
+from vmpooler.db.audit import VmLife, vm_history
 
 
 def backup_command(config, target: str, out: TextIO, err: TextIO) -> int:

@@ -11,7 +11,7 @@ from vmpooler.auth.tokens import issue, token_hash
 from vmpooler.db import tokens as token_rows
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.history import vm_history
+from vmpooler.db.audit import vm_history
 from vmpooler.operations import format_life
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 1}]
