@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from vmpooler.api.base import ApiError, BaseHandler, ruby_time
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import ruby_time
 from vmpooler.auth import tokens as token_store
 from vmpooler.db import queries
 from vmpooler.db.database import utcnow
@@ -25,7 +27,7 @@ class _TokenBase(BaseHandler):
 
 class TokensHandler(_TokenBase):
     async def get(self) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         with self.context.db.read() as conn:
             rows = queries.tokens_of_user(conn, user)
         if not rows:
@@ -37,7 +39,7 @@ class TokensHandler(_TokenBase):
         self.reply(body)
 
     async def post(self) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         token = token_store.create(self.context.db, user, utcnow())
         log.info("token %s... created for %s", token[:token_store.PREFIX_LENGTH], user)
         self.reply({"ok": True, "token": token})
@@ -45,13 +47,12 @@ class TokensHandler(_TokenBase):
 
 class TokenHandler(_TokenBase):
     def get(self, token: str) -> None:
-        # No credentials are needed (as the original), so guessing is limited like a failed login.
-        self.guard_rate()
+        # No credentials are needed (as the original): an unknown token counts as a wrong one.
         with self.context.db.read() as conn:
             row = queries.token_by_hash(conn, token_store.token_hash(token))
             running = queries.running_vms_of_token(conn, row.token_hash) if row is not None else []
         if row is None:
-            self.auth_failed("no such token", status=404)
+            self.credentials.wrong_token(self.request, "no such token", status=404)
         info = {"user": row.user, "created": ruby_time(row.created_at)}
         if row.last_used_at is not None:
             info["last"] = ruby_time(row.last_used_at)
@@ -60,7 +61,7 @@ class TokenHandler(_TokenBase):
         self.reply({"ok": True, token: info})
 
     async def delete(self, token: str) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         with self.context.db.read() as conn:
             if len(token) == token_store.PREFIX_LENGTH:
                 rows = queries.tokens_of_user(conn, user, prefix=token)
