@@ -1,8 +1,8 @@
 """The handler every route shares: JSON answers, errors as JSON, the JSON body, hostnames.
 
 Any error reaches the client as JSON ``{"ok": false, ...}`` with a 4xx status (503 when the
-database cannot serve); no traceback or HTML ever does. Handlers raise ``ApiError``; credentials
-are checked by ``auth``.
+database cannot serve); no traceback or HTML ever does. Handlers raise ``ApiError``. Bodies over
+``max_body_size`` never reach a handler (``bodylimit``); credentials are checked by ``auth``.
 """
 from __future__ import annotations
 
@@ -73,10 +73,6 @@ class BaseHandler(tornado.web.RequestHandler):
     # --- answers ----------------------------------------------------------------------------
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
-
-    def prepare(self) -> None:
-        if len(self.request.body or b"") > self.setting("max_body_size"):
-            raise ApiError(413, f"the request body is larger than {self.setting('max_body_size')} bytes")
 
     def head(self, *args, **kwargs):
         return self.get(*args, **kwargs)

@@ -11,6 +11,7 @@ import tornado.web
 
 from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.bodylimit import LimitedApplication
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
 from vmpooler.api.summary import SummaryHandler
@@ -85,5 +86,6 @@ def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
     tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
-    return tornado.web.Application(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
-                                   vmpooler=ApiState(context, Credentials.for_context(context)), **tornado_settings)
+    return LimitedApplication(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
+                              vmpooler=ApiState(context, Credentials.for_context(context)),
+                              max_body_size=settings["max_body_size"], **tornado_settings)
