@@ -49,7 +49,7 @@ def whole_number(value, max_digits: int = 9) -> Optional[int]:
 
 def alias_as_configured(pool):
     """A pool's alias as written in the configuration (a string or a list), None without one."""
-    return pool.options.get("alias") if pool.alias else None
+    return pool.raw.get("alias") if pool.alias else None
 
 
 def _duration_json(stats: queries.Stats) -> dict:

@@ -12,7 +12,7 @@ from vmpooler.api.vmlookup import find_vm, found
 from vmpooler.db import checkout as store
 from vmpooler.db import queries
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
