@@ -8,12 +8,14 @@ import pytest
 
 import vmpooler.api
 from vmpooler.api import checkout as api_checkout
+from vmpooler.api import dashboard
 from vmpooler.api.errors import ApiError
 from vmpooler.api.routes import ROUTES
 
 API_DIR = pathlib.Path(vmpooler.api.__file__).parent
 #: the modules whose handlers serve routes (routes.py itself is the table, not a resource)
-RESOURCES = {handler.__module__ for _path, handler, _aliased in ROUTES} - {"vmpooler.api.routes"}
+RESOURCES = ({handler.__module__ for _path, handler, _aliased in ROUTES}
+             | {handler.__module__ for _name, _pattern, handler in dashboard.ROUTES}) - {"vmpooler.api.routes"}
 
 
 def imported_modules(path: pathlib.Path) -> set:

@@ -9,7 +9,7 @@ from tests.api.conftest import PASSWORD, USERS_AUTH, assert_error
 from tests.conftest import FakeClock as Clock
 from vmpooler.api.auth import LAST_USED_RESOLUTION, FailureWindow
 from vmpooler.auth import hash_password, token_hash
-from vmpooler.db import queries
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import tokens
 
@@ -140,8 +140,7 @@ def test_disabled(start_api):
 
 
 def _last_used(api, token):
-    with api.db.read() as conn:
-        return queries.token_by_hash(conn, token_hash(token)).last_used_at
+    return token_store.by_hash(api.db, token_hash(token)).last_used_at
 
 
 def test_a_token_use_is_written_at_most_once_per_resolution(start_api):

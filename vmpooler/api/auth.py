@@ -28,9 +28,9 @@ from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.errors import ApiError
-from vmpooler.auth import tokens as token_store
+from vmpooler.auth.tokens import token_hash
 from vmpooler.context import Context
-from vmpooler.db import queries
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow
 
 log = logging.getLogger("vmpooler.api")
@@ -115,8 +115,7 @@ class Credentials:
             if required:
                 raise ApiError(401, "this request needs a token in the X-AUTH-TOKEN header")
             return None
-        with self.context.db.read() as conn:
-            row = queries.token_by_hash(conn, token_store.token_hash(value.strip()))
+        row = token_store.by_hash(self.context.db, token_hash(value.strip()))
         if row is None:
             self.wrong_token(request, "the token in X-AUTH-TOKEN is not valid")
         self._record_use(row)

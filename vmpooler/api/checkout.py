@@ -7,7 +7,7 @@ from typing import Optional
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shown, whole_number
 from vmpooler.context import Context
-from vmpooler.db import checkout as store
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 
 #: most VMs one request may take (the original had no bound)
@@ -41,7 +41,7 @@ def wants(config, requested: dict) -> list:
         problems.append(f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
     if problems:
         raise ApiError(400, "; ".join(problems))
-    return [store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
+    return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
 def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
@@ -49,11 +49,11 @@ def checkout(context: Context, requested: dict, token: Optional[object]) -> dict
     503 when a pool has too few ready VMs."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested)
-    owner = store.Owner(token.token_hash, token.user) if token is not None else None
+    owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
-        taken = store.checkout(context.db, wanted, utcnow(), settings["vm_lifetime"], owner,
+        taken = vm_store.checkout(context.db, wanted, utcnow(), settings["vm_lifetime"], owner,
                                settings["vm_lifetime_auth"])
-    except store.Shortfall as shortfall:
+    except vm_store.Shortfall as shortfall:
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     if wanted:
         context.wake()

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Optional
 
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 
 #: answers up to this size are indented for people reading curl's output, as the original's are;
 #: larger ones (a year of /summary) are sent compact: indenting megabytes costs more than the query
@@ -52,12 +52,12 @@ def alias_as_configured(pool):
     return pool.raw.get("alias") if pool.alias else None
 
 
-def _duration_json(stats: queries.Stats) -> dict:
+def _duration_json(stats: stat_store.Stats) -> dict:
     return {"average": round(stats.total / stats.count, 1) if stats.count else 0, "min": round(stats.low, 2),
             "max": round(stats.high, 2), "total": round(stats.total, 2)}
 
 
-def task_json(stats: queries.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
+def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
     """Clone or boot times as /status and /summary show them: {"duration": {average, min, max,
     total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
     duration = _duration_json(stats)

@@ -10,7 +10,7 @@ from typing import Optional
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shown, task_json
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 KINDS = ("boot", "clone")
@@ -49,9 +49,8 @@ def _tally(tags: dict, name: str, value: str, count: int) -> None:
 
 
 def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
-    with db.read() as conn:
-        samples = queries.duration_stats(conn, days[0], days[-1])
-        tag_rows = queries.tag_counts(conn, days[0], days[-1], tag_name)
+    samples = stat_store.duration_stats(db, days[0], days[-1])
+    tag_rows = stat_store.tag_counts(db, days[0], days[-1], tag_name)
     # day -> kind -> pool -> Stats
     by_day = {day: {kind: {} for kind in KINDS} for day in days}
     for day, kind, pool, stats in samples:
@@ -62,13 +61,13 @@ def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
         _tally(tags, name, value, count)
     body, daily = {}, [{"date": day} for day in days]
     for kind in KINDS:
-        overall, pools, counts = queries.Stats(), {}, []
+        overall, pools, counts = stat_store.Stats(), {}, []
         for entry in daily:
             day_pools = by_day[entry["date"]][kind]
-            day_total = queries.Stats()
+            day_total = stat_store.Stats()
             for pool, stats in day_pools.items():
                 day_total = day_total.add(stats)
-                pools[pool] = pools.get(pool, queries.Stats()).add(stats)
+                pools[pool] = pools.get(pool, stat_store.Stats()).add(stats)
             entry[kind] = task_json(day_total, day_pools)
             overall = overall.add(day_total)
             counts.append(day_total.count)

@@ -11,8 +11,8 @@ import logging
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import ruby_time
-from vmpooler.auth import tokens as token_store
-from vmpooler.db import queries
+from vmpooler.auth.tokens import PREFIX_LENGTH, issue, token_hash
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow
 
 log = logging.getLogger("vmpooler.api")
@@ -28,8 +28,7 @@ class _TokenBase(BaseHandler):
 class TokensHandler(_TokenBase):
     async def get(self) -> None:
         user = await self.credentials.basic_user(self.request)
-        with self.context.db.read() as conn:
-            rows = queries.tokens_of_user(conn, user)
+        rows = token_store.of_user(self.context.db, user)
         if not rows:
             raise ApiError(404, f"{user} has no tokens")
         body = {"ok": True}
@@ -40,17 +39,16 @@ class TokensHandler(_TokenBase):
 
     async def post(self) -> None:
         user = await self.credentials.basic_user(self.request)
-        token = token_store.create(self.context.db, user, utcnow())
-        log.info("token %s... created for %s", token[:token_store.PREFIX_LENGTH], user)
+        token = issue(self.context.db, user, utcnow())
+        log.info("token %s... created for %s", token[:PREFIX_LENGTH], user)
         self.reply({"ok": True, "token": token})
 
 
 class TokenHandler(_TokenBase):
     def get(self, token: str) -> None:
         # No credentials are needed (as the original): an unknown token counts as a wrong one.
-        with self.context.db.read() as conn:
-            row = queries.token_by_hash(conn, token_store.token_hash(token))
-            running = queries.running_vms_of_token(conn, row.token_hash) if row is not None else []
+        row = token_store.by_hash(self.context.db, token_hash(token))
+        running = token_store.running_vms(self.context.db, row.token_hash) if row is not None else []
         if row is None:
             self.credentials.wrong_token(self.request, "no such token", status=404)
         info = {"user": row.user, "created": ruby_time(row.created_at)}
@@ -62,11 +60,10 @@ class TokenHandler(_TokenBase):
 
     async def delete(self, token: str) -> None:
         user = await self.credentials.basic_user(self.request)
-        with self.context.db.read() as conn:
-            if len(token) == token_store.PREFIX_LENGTH:
-                rows = queries.tokens_of_user(conn, user, prefix=token)
-            else:
-                rows = [row for row in [queries.token_by_hash(conn, token_store.token_hash(token))] if row]
+        if len(token) == PREFIX_LENGTH:
+            rows = token_store.of_user(self.context.db, user, prefix=token)
+        else:
+            rows = [row for row in [token_store.by_hash(self.context.db, token_hash(token))] if row]
         if len(rows) > 1:
             raise ApiError(409, "several of your tokens start with that prefix; give the whole token")
         if not rows or not token_store.remove(self.context.db, rows[0].id):

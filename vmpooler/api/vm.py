@@ -9,8 +9,7 @@ from vmpooler.api.checkout import checkout, parse_path
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.vmlookup import find_vm, found
-from vmpooler.db import checkout as store
-from vmpooler.db import queries
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
 
@@ -30,7 +29,7 @@ def _number(value):
     return int(value) if float(value).is_integer() else value
 
 
-def details(vm, extras: queries.VMExtras, config, now: datetime.datetime) -> dict:
+def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> dict:
     """The body of GET /vm/<host> for one VM row, in the original's key order."""
     lifetime = vm.lifetime if vm.lifetime is not None else config.settings["vm_lifetime"]
     info = {"template": vm.pool, "lifetime": _number(lifetime)}
@@ -104,11 +103,6 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
-def _vm_and_extras(conn, name: str) -> tuple:
-    vm = queries.latest_vm(conn, name)
-    return vm, (queries.vm_extras(conn, vm.id) if vm is not None else None)
-
-
 class VmHandler(BaseHandler):
     def post(self, names: str) -> None:
         requested = parse_path(names)
@@ -117,7 +111,7 @@ class VmHandler(BaseHandler):
     def get(self, raw: str) -> None:
         name = self.hostname(raw)
         # one consistent read of the row and its extras, reused until the next write: clients poll this
-        vm, extras = self.context.db.cached(("vm", name), lambda conn: _vm_and_extras(conn, name))
+        vm, extras = vm_store.latest_with_extras(self.context.db, name)
         vm = found(self.context, vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
@@ -130,14 +124,14 @@ class VmHandler(BaseHandler):
         lifetime, tags, failures = validate_changes(body, self.config)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
-        if not store.modify(self.context.db, vm, utcnow(), self.setting("vm_lifetime"), lifetime, tags):
+        if not vm_store.modify(self.context.db, vm, utcnow(), lifetime, tags):
             raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
         self.reply({"ok": True})
 
     def delete(self, raw: str) -> None:
         vm = find_vm(self.context, self.hostname(raw), (RUNNING,))
         self.credentials.authorize_vm(self.request, vm, token_needed=False)
-        if not store.delete(self.context.db, vm, utcnow()):
+        if not vm_store.delete(self.context.db, vm, utcnow()):
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()
         self.reply({"ok": True})

@@ -5,14 +5,13 @@ import datetime
 
 from vmpooler.api.errors import ApiError
 from vmpooler.context import Context
-from vmpooler.db import queries
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 
 
 def find_vm(context: Context, name: str, states=None):
     """The newest row of the VM ``name``, else 404 (see ``found``)."""
-    with context.db.read() as conn:
-        vm = queries.latest_vm(conn, name)
+    vm = vm_store.latest(context.db, name)
     return found(context, vm, name, states)
 
 
