@@ -39,11 +39,11 @@ class Service:
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings["behind_proxy"])
+        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
-        log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings["site_name"],
+        log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings.site_name,
                  host, self.port, _safe_url(self.db.url))
         if self.manager is not None:
             await self.manager.start()

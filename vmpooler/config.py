@@ -17,7 +17,7 @@ import yaml
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
@@ -37,7 +37,8 @@ POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_
 
 @dataclasses.dataclass
 class Config:
-    settings: dict
+    #: the core :config: keys, typed and frozen: ``config.settings.task_limit``
+    settings: Settings
     pools: list
     #: name under :providers: -> model.ProviderConfig (its class and typed options)
     providers: dict
@@ -60,7 +61,7 @@ class Config:
 
     @property
     def domain(self) -> Optional[str]:
-        return self.settings.get("domain")
+        return self.settings.domain
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
                                 warnings)
     section = _mapping(sections.get("config"), "config", problems)
-    settings = read_settings(SETTINGS, section, problems, "config.", environ)
+    settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
     for name, (class_name, schema, options) in entries.items():
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
@@ -279,9 +280,9 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         return None
     return PoolConfig(
         name=name, template=template, size=size, provider=provider, alias=alias,
-        timeout=settings["timeout"] if core["timeout"] is None else core["timeout"],
-        ready_ttl=settings["ready_ttl"] if core["ready_ttl"] is None else core["ready_ttl"],
-        check_hostname_for_mismatch=(settings["check_ready_vm_hostname_for_mismatch"]
+        timeout=settings.timeout if core["timeout"] is None else core["timeout"],
+        ready_ttl=settings.ready_ttl if core["ready_ttl"] is None else core["ready_ttl"],
+        check_hostname_for_mismatch=(settings.check_ready_vm_hostname_for_mismatch
                                      if core["check_hostname_for_mismatch"] is None
                                      else core["check_hostname_for_mismatch"]),
         provider_options=provider_options, raw=dict(raw),
@@ -289,7 +290,8 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
 
 
 # Pool keys that override a global setting (unset: the global value applies).
-_POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0), Setting("ready_ttl", "number", None, "", minimum=0),
+_POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0),
+                  Setting("ready_ttl", "number", None, "", minimum=0),
                   Setting("check_hostname_for_mismatch", "bool", None, ""))
 
 

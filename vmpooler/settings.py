@@ -171,3 +171,35 @@ def read_settings(rows, mapping, problems: list, where: str = "", environ=None) 
             value = check_setting(setting, mapping.get(setting.key), f"{where}{setting.key}", problems)
         values[setting.key] = setting.default if value is None else value
     return values
+
+
+# -- the typed settings object ---------------------------------------------------------------
+_PYTHON_TYPES = {"int": int, "number": float, "bool": bool, "str": str, "list": tuple, "dict": dict}
+
+
+def _frozen(value):
+    """Lists become tuples, so that a frozen Settings holds nothing that can change under it."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _settings_class(rows) -> type:
+    """A frozen dataclass with one attribute per row, named by its key, defaulting to its default:
+    ``config.settings.task_limit``. A misspelt key is an AttributeError (and a failing test: see
+    tests/unit/test_settings.py), not a KeyError on a rare path."""
+    fields = []
+    for row in rows:
+        default = _frozen(row.default)
+        field = (dataclasses.field(default_factory=lambda default=default: dict(default))
+                 if isinstance(default, dict) else dataclasses.field(default=default))
+        fields.append((row.key, Optional[_PYTHON_TYPES[row.kind]], field))
+    return dataclasses.make_dataclass("Settings", fields, frozen=True, namespace={"__module__": __name__})
+
+
+Settings = _settings_class(SETTINGS)
+
+
+def build_settings(values) -> "Settings":
+    """Settings from ``{key: value}`` (typed values, as read_settings gives them); a missing key
+    takes its default, an unknown one is a TypeError. Tests override with
+    ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
+    return Settings(**{key: _frozen(value) for key, value in values.items()})

@@ -67,9 +67,6 @@ class BaseHandler(tornado.web.RequestHandler):
     def config(self):
         return self.context.config
 
-    def setting(self, key: str):
-        return self.config.settings[key]
-
     # --- answers ----------------------------------------------------------------------------
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")

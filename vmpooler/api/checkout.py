@@ -51,8 +51,8 @@ def checkout(context: Context, requested: dict, token: Optional[object]) -> dict
     wanted = wants(config, requested)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
-        taken = vm_store.checkout(context.db, wanted, utcnow(), settings["vm_lifetime"], owner,
-                               settings["vm_lifetime_auth"])
+        taken = vm_store.checkout(context.db, wanted, utcnow(), settings.vm_lifetime, owner,
+                               settings.vm_lifetime_auth)
     except vm_store.Shortfall as shortfall:
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     if wanted:

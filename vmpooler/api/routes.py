@@ -88,7 +88,7 @@ def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     settings = context.config.settings
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
-    tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
+    tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
     return LimitedApplication(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
                               vmpooler=ApiState(context, Credentials.for_context(context)),
-                              max_body_size=settings["max_body_size"], **tornado_settings)
+                              max_body_size=settings.max_body_size, **tornado_settings)

@@ -76,7 +76,7 @@ def build_status(context, sections: frozenset) -> dict:
 class StatusHandler(BaseHandler):
     def get(self) -> None:
         sections = requested_sections(self.request.query)
-        seconds = self.setting("status_cache_seconds")
+        seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
         cached = cache.get(sections)
         if seconds and cached is not None and cached[0] > time.monotonic():

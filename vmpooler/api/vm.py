@@ -31,7 +31,7 @@ def _number(value):
 
 def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> dict:
     """The body of GET /vm/<host> for one VM row, in the original's key order."""
-    lifetime = vm.lifetime if vm.lifetime is not None else config.settings["vm_lifetime"]
+    lifetime = vm.lifetime if vm.lifetime is not None else config.settings.vm_lifetime
     info = {"template": vm.pool, "lifetime": _number(lifetime)}
     state = SHOWN_STATE.get(vm.state, vm.state)
     if vm.checkout_at is not None:
@@ -62,7 +62,7 @@ def validate_changes(body: dict, config) -> tuple:
     for key, value in body.items():
         if key == "lifetime":
             lifetime = whole_number(value)
-            limit = config.settings["max_lifetime_upper_limit"]
+            limit = config.settings.max_lifetime_upper_limit
             if lifetime is None or lifetime <= 0:
                 failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
             elif limit and lifetime >= limit:
@@ -80,7 +80,7 @@ def _validate_tags(tags, config, failures: list) -> dict:
     if not isinstance(tags, dict):
         failures.append(f"You provided tags ({shown(tags)}) as something other than a hash.")
         return {}
-    allowed = config.settings["allowed_tags"]
+    allowed = config.settings.allowed_tags
     unsupported = {k: v for k, v in tags.items() if allowed and k not in allowed}
     if unsupported:
         failures.append(f"You provided unsuppored tags ({json.dumps(unsupported)[:200]}).")

@@ -42,7 +42,7 @@ async def _probe_boot(manager, pool, vm) -> None:
     """Probe a booting VM a few times within one pass interval (a short, growing pause between
     probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
     the address the provider reports."""
-    pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
+    pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
@@ -62,7 +62,7 @@ async def _probe_boot(manager, pool, vm) -> None:
 def _ready(manager, now) -> None:
     if not manager.pools:
         return
-    checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
+    checktime = datetime.timedelta(minutes=manager.settings.vm_checktime)
     shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
     for vm in vm_store.ready_due(manager.db, now - checktime, now - shortest_ttl):
         pool = manager.pools.get(vm.pool)

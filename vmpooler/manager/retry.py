@@ -42,8 +42,8 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
-        limits = {kind: settings[f"{kind}_attempts"] for kind in KINDS}
-        return cls(settings["retry_backoff"], settings["retry_backoff_max"], limits,
+        limits = {CLONE: settings.clone_attempts, DESTROY: settings.destroy_attempts, TASK: settings.task_attempts}
+        return cls(settings.retry_backoff, settings.retry_backoff_max, limits,
                    lambda provider: breakers[provider].seconds_until_trial())
 
     def backoff(self, attempts: int) -> float:

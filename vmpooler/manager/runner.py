@@ -20,13 +20,13 @@ T = TypeVar("T")
 class ProviderRunner:
     def __init__(self, providers: dict, settings: dict):
         self.providers = providers
-        self.executor = concurrent.futures.ThreadPoolExecutor(settings["provider_threads"],
+        self.executor = concurrent.futures.ThreadPoolExecutor(settings.provider_threads,
                                                               thread_name_prefix="provider")
         self.breakers = {name: CircuitBreaker(
-            name, threshold=settings["circuit_breaker_failure_threshold"],
-            timeout=settings["circuit_breaker_timeout"],
-            half_open_successes=settings["circuit_breaker_half_open_attempts"],
-            enabled=settings["circuit_breaker_enabled"]) for name in providers}
+            name, threshold=settings.circuit_breaker_failure_threshold,
+            timeout=settings.circuit_breaker_timeout,
+            half_open_successes=settings.circuit_breaker_half_open_attempts,
+            enabled=settings.circuit_breaker_enabled) for name in providers}
 
     async def call(self, provider_name: str, operation: Callable[[Provider], T]) -> T:
         """``operation(providers[provider_name])`` in a worker thread, e.g.

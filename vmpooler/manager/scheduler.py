@@ -75,8 +75,8 @@ class Manager:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
         await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
-        self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
-        self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
+        self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        self._callback = PeriodicCallback(self.tick, self.settings.check_loop_delay_min * 1000)
         self._callback.start()
         self.tick()
 
@@ -88,8 +88,8 @@ class Manager:
             self._callback.stop()
         pending = [task for task in self.in_flight.values() if not task.done()]
         if pending:
-            log.info("waiting up to %ss for %d provider calls", self.settings["shutdown_grace"], len(pending))
-            done, still = await asyncio.wait(pending, timeout=self.settings["shutdown_grace"])
+            log.info("waiting up to %ss for %d provider calls", self.settings.shutdown_grace, len(pending))
+            done, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
             for task in still:
                 task.cancel()
             if still:
@@ -123,7 +123,7 @@ class Manager:
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
         if time.monotonic() >= self.next_reconcile:
-            self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+            self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
             for pool in self.pools.values():
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
