@@ -31,7 +31,8 @@ class Service:
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor,
             wake=self.manager.wake if self.manager else (lambda: None),
-            provider_health=self.manager.health if self.manager else dict)
+            provider_health=self.manager.health if self.manager else dict,
+            manager_stalled=self.manager.stalled if self.manager else (lambda: None))
         self.app = make_app(self.context)
         self.server = None
         self.port = None

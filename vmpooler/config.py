@@ -309,7 +309,21 @@ def _auth(section, environ, problems) -> Optional[dict]:
         for user, digest in users.items():
             if not isinstance(digest, str) or not digest.startswith(("$2a$", "$2b$", "$2y$")):
                 problems.append(f"auth.users.{user}: must be a bcrypt hash (see 'vmpooler passwd')")
+    if auth.get("admins") is not None:
+        auth["admins"] = _admins(auth["admins"], problems)
     return auth
+
+
+def _admins(value, problems) -> list:
+    """``:auth: admins``: the users whose tokens may change the pool configuration at run time."""
+    try:
+        admins = coerce("list", value)
+    except ValueError as exc:
+        problems.append(f"auth.admins: {exc}")
+        return []
+    if not admins:
+        problems.append("auth.admins: must name at least one user (leave it out to let every token in)")
+    return admins
 
 
 def _tagfilter(section, problems) -> dict:

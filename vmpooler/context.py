@@ -26,4 +26,6 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: why the pool manager is not doing its work, or None (always None when no manager runs)
+    manager_stalled: Callable[[], Optional[str]] = lambda: None
     started_at: float = dataclasses.field(default_factory=time.time)

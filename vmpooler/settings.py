@@ -72,8 +72,9 @@ SETTINGS = [
             "CREATE_TEMPLATE_DELTA_DISKS"),
     Setting("purge_unconfigured_folders", "bool", False, "Destroy VMs in folders no pool uses.",
             "PURGE_UNCONFIGURED_FOLDERS"),
-    Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
-            "EXPERIMENTAL_FEATURES"),
+    Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "
+            "/config/poolsize, /config/pooltemplate, /config/clonetarget, /poolreset and DELETE "
+            "/config/poolsize|pooltemplate/<pool>); off: they answer 405.", "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.status import alias_as_configured
-from vmpooler.db import queries
+from vmpooler.db import overrides, queries
 from vmpooler.db.database import utcnow
 
 
@@ -13,7 +13,7 @@ class PoolstatHandler(BaseHandler):
         with self.context.db.read() as conn:
             counts = queries.pool_counts(conn, utcnow())
         result = {}
-        for pool in self.config.pools:
+        for pool in overrides.effective_pools(self.context.db, self.config.pools):
             if pool.name in wanted or wanted.intersection(pool.alias):
                 entry = {"max": pool.size}
                 if pool.alias:

@@ -10,6 +10,10 @@ import re
 import tornado.web
 
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
+                                 PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.healthcheck import HealthcheckHandler
+from vmpooler.api.poolreset import PoolResetHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.ratelimit import AuthFailureLimiter
 from vmpooler.api.status import StatusHandler
@@ -48,6 +52,17 @@ ROUTES = [
     ("/poolstat", PoolstatHandler, False),
     ("/totalrunning", TotalRunningHandler, False),
     ("/openapi.json", OpenApiHandler, False),
+    ("/config", ConfigHandler, False),
+    ("/config/poolsize", PoolSizeHandler, False),
+    ("/config/poolsize/{pool}", PoolSizeUndoHandler, False),
+    ("/config/pooltemplate", PoolTemplateHandler, False),
+    ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
+    ("/config/clonetarget", CloneTargetHandler, False),
+    ("/poolreset", PoolResetHandler, False),
+]
+#: routes outside /api/v1, as the original mounts them
+ROOT_ROUTES = [
+    ("/healthcheck", HealthcheckHandler),
 ]
 
 
@@ -61,7 +76,7 @@ def rules() -> list:
     for path, handler, aliased in ROUTES:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
-    return result
+    return result + [tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES]
 
 
 def _log_request(every: bool):

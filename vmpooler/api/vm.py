@@ -8,7 +8,7 @@ from vmpooler.api.base import ApiError, BaseHandler, rfc3339, shown, whole_numbe
 from vmpooler.api.vms import CheckoutMixin, parse_path
 from vmpooler.db import checkout, queries
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
@@ -50,7 +50,23 @@ def details(vm, extras: queries.VMExtras, config, now: datetime.datetime) -> dic
     info["ip"] = vm.ip or ""
     if config.domain:
         info["domain"] = config.domain
+    if extras.tasks:
+        info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
+
+
+def task_status(task) -> dict:
+    """One snapshot, revert or disk task as GET /vm/<host> shows it (beyond the original, which
+    showed nothing of a task that failed)."""
+    shown = {"kind": task.kind, "argument": task.arg, "state": task.state, "attempts": task.attempts,
+             "queued_at": rfc3339(task.created_at)}
+    if task.state == QUEUED and task.next_attempt_at is not None:
+        shown["next_attempt_at"] = rfc3339(task.next_attempt_at)
+    if task.finished_at is not None:
+        shown["finished_at"] = rfc3339(task.finished_at)
+    if task.last_error:
+        shown["error"] = task.last_error
+    return shown
 
 
 def validate_changes(body: dict, config) -> tuple:

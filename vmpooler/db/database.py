@@ -10,7 +10,7 @@ import datetime
 import logging
 import os
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class Database:
                 connection = connection.execution_options(vmpooler_read=True)
                 with connection.begin():
                     yield connection
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless a write transaction can start now (it writes nothing;
+        on SQLite it takes the write lock, so a locked or read-only database fails). Blocking: for
+        GET /healthcheck, which runs it in a thread."""
+        with self._translated():
+            with self.engine.begin() as connection:
+                connection.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
     def _translated(self):

@@ -21,9 +21,9 @@ DURATION_KINDS = ("boot", "clone")
 # Hot reads are built once: building a statement costs more than SQLite running it.
 _LATEST_VM = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
 _VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
-_VM_DONE_TASKS = (select(tasks.c.kind, tasks.c.arg)
-                  .where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.state == DONE,
-                         tasks.c.kind.in_(("snapshot", "disk"))).order_by(tasks.c.id))
+_VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
+                    tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
+             .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
 
 
 def latest_vm(conn, name: str):
@@ -36,16 +36,17 @@ class VMExtras:
     tags: dict
     snapshots: list
     disks: list
+    #: every snapshot, revert and disk task of the VM (rows), oldest first
+    tasks: list = dataclasses.field(default_factory=list)
 
 
 def vm_extras(conn, vm_id: int) -> VMExtras:
-    """Tags, finished snapshots and finished disk additions of one VM, oldest first."""
+    """Tags, tasks, and the finished snapshots and disk additions of one VM, oldest first."""
     tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm_id})}
-    done = conn.execute(_VM_DONE_TASKS, {"vm_id": vm_id})
-    snapshots, disks = [], []
-    for row in done:
-        (snapshots if row.kind == "snapshot" else disks).append(row.arg)
-    return VMExtras(tags, snapshots, disks)
+    all_tasks = conn.execute(_VM_TASKS, {"vm_id": vm_id}).all()
+    snapshots = [row.arg for row in all_tasks if row.kind == "snapshot" and row.state == DONE]
+    disks = [row.arg for row in all_tasks if row.kind == "disk" and row.state == DONE]
+    return VMExtras(tags, snapshots, disks, all_tasks)
 
 
 def has_snapshot(conn, vm_id: int, name: str) -> bool:

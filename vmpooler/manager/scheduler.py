@@ -17,16 +17,19 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from vmpooler.db import tasks as task_store
 from vmpooler.db import transitions
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, overrides, reconcile, replenish, tasks
 from vmpooler.manager.runner import ProviderRunner
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (checks, destroy, replenish, tasks)
+LOOPS = (overrides, checks, destroy, replenish, tasks)
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
 STORE_PAUSE = 2.0
+#: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
+#: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
+STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 
 
 class Manager:
@@ -45,11 +48,13 @@ class Manager:
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
+        self.last_pass_at = time.monotonic()  # when the last pass finished (start counts as one)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
         transitions.sync_pools(self.db, self.config.pools, utcnow())
+        overrides.refresh(self)
         requeued = task_store.requeue_interrupted(self.db)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
@@ -92,6 +97,7 @@ class Manager:
         if self._stopping or self._last_tick < self.paused_until:
             return
         now = utcnow()
+        finished = True
         for loop in LOOPS:
             try:
                 loop.run(self, now)
@@ -102,6 +108,9 @@ class Manager:
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
+                finished = False
+        if finished:
+            self.last_pass_at = time.monotonic()
         if time.monotonic() >= self.next_reconcile:
             self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
             for pool in self.pools.values():
@@ -148,3 +157,12 @@ class Manager:
 
     def health(self) -> dict:
         return self.runner.health()
+
+    def stalled(self):
+        """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
+        interval = self.settings["check_loop_delay_min"]
+        age = time.monotonic() - self.last_pass_at
+        if self._stopping or age <= max(STALL_INTERVALS * interval, STALL_SECONDS):
+            return None
+        return (f"the pool manager has not finished a pass for {age:.0f} seconds (one is due every "
+                f"{interval:g} seconds)")
