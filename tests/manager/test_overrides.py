@@ -6,8 +6,8 @@ import asyncio
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db import overrides
 from vmpooler.db.database import utcnow
-from vmpooler.providers import build_providers
-from vmpooler.providers.dummy import DummyProvider
+from vmpooler.providers.dummy.provider import DummyProvider
+from vmpooler.providers.registry import REGISTRY
 
 POOL = {"name": "a", "template": "t/old", "size": 2}
 WHO = overrides.Actor("jdoe", "127.0.0.1")
@@ -61,20 +61,21 @@ def test_a_new_template_drains_the_pool_and_reclones_it(db):
 
 
 class RecordingDummy(DummyProvider):
-    """The dummy provider, noting the clone target each clone was asked for."""
+    """The dummy provider, noting the clone target of the pool each clone was asked for (the
+    dummy has no clusters; vSphere's reading of it is tested in tests/vsphere/test_overrides.py)."""
 
     def __init__(self, *args):
         super().__init__(*args)
         self.clone_targets = []
 
     def create_vm(self, pool, name):
-        self.clone_targets.append(pool.options.get("clone_target"))
+        self.clone_targets.append(pool.raw.get("clone_target"))
         return super().create_vm(pool, name)
 
 
 def test_a_new_clone_target_reaches_the_provider_and_drains(db):
     config = fast_config([{**POOL, "clone_target": "cluster1"}])
-    providers = {"dummy": RecordingDummy("dummy", {}, config.settings)}
+    providers = {"dummy": RecordingDummy("dummy", config.providers["dummy"].options)}
 
     async def scenario():
         async with running(config, db, providers) as (manager, dummy):
@@ -107,7 +108,7 @@ def test_a_drain_asked_for_before_a_crash_is_carried_out_at_the_next_start(db, t
             await wait_for(lambda: states(db).get("ready") == 2)
 
     async def second_run():
-        async with running(config, db, build_providers(config)) as (manager, dummy):
+        async with running(config, db, REGISTRY.build(config)) as (manager, dummy):
             await wait_for(lambda: ready_templates(db) == ["t/new", "t/new"] and states(db).get("destroyed") == 2)
             assert manager.pools["a"].template == "t/new"
             assert {dummy._vms[name]["template"] for name in dummy.names()} == {"t/new"}

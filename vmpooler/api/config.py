@@ -42,7 +42,7 @@ class ConfigHandler(BaseHandler):
         drains = overrides.pending_drains(self.context.db)
         configuration = []
         for pool in overrides.effective_pools(self.context.db, self.config.pools):
-            entry = _json_safe(pool.options)
+            entry = _json_safe(pool.raw)
             entry.update(size=pool.size, template=pool.template, template_ready=pool.name not in drains)
             configuration.append(entry)
         self.reply({"pool_configuration": configuration, "status": {"ok": True}})

@@ -15,8 +15,9 @@ from typing import Iterable, Optional
 from sqlalchemy import bindparam, delete, insert, select
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import COMPLETED, PENDING, READY, pool_drains, pool_events, pool_overrides, vms
+from vmpooler.db.models import pool_drains, pool_events, pool_overrides, vms
 from vmpooler.db.transitions import change, log_change
+from vmpooler.model import COMPLETED, PENDING, READY
 
 log = logging.getLogger("vmpooler.state")
 
@@ -56,14 +57,22 @@ def overrides(db: Database) -> dict:
         return _load_overrides(conn)
 
 
+def _fields(value) -> set:
+    return {field.name for field in dataclasses.fields(value)} if dataclasses.is_dataclass(value) else set()
+
+
 def apply(pool, changes: dict):
-    """``pool`` (a frozen pool configuration) with ``changes`` applied: to its fields where it has
-    them and always to ``options``, the mapping providers read their pool keys from."""
+    """``pool`` (a model.PoolConfig) with ``changes`` applied: to its own fields (size, template),
+    to its provider's typed pool options where they have the key (vSphere's clone_target), and to
+    ``raw``, the mapping as written that GET /config shows."""
     if not changes:
         return pool
-    fields = {field.name for field in dataclasses.fields(pool)}
-    return dataclasses.replace(pool, options={**pool.options, **changes},
-                               **{key: value for key, value in changes.items() if key in fields})
+    own = {key: value for key, value in changes.items() if key in _fields(pool)}
+    options = pool.provider_options
+    theirs = {key: value for key, value in changes.items() if key not in own and key in _fields(options)}
+    if theirs:
+        options = dataclasses.replace(options, **theirs)
+    return dataclasses.replace(pool, provider_options=options, raw={**pool.raw, **changes}, **own)
 
 
 def effective_pools(db: Database, pools: Iterable) -> list:
@@ -130,11 +139,14 @@ def change_setting(db: Database, configured: dict, setting: str, values: dict, a
 
 
 def effective_value(pool, found: dict, setting: str):
-    """The value of ``setting`` for ``pool`` given its overrides ``found`` (else the field, else
-    the pool option of that name)."""
+    """The value of ``setting`` for ``pool`` given its overrides ``found``; else the pool's own
+    field, else its provider's pool option, else the key as written."""
     if setting in found:
         return found[setting]
-    return getattr(pool, setting, pool.options.get(setting))
+    for holder in (pool, pool.provider_options):
+        if setting in _fields(holder):
+            return getattr(holder, setting)
+    return pool.raw.get(setting)
 
 
 def undo(db: Database, pool, setting: str, actor: Actor, now) -> tuple:

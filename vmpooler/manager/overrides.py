@@ -25,6 +25,7 @@ def refresh(manager) -> None:
     for name, pool in pools.items():
         old = manager.pools.get(name)
         for key in WATCHED:
-            if old is not None and getattr(old, key, None) != getattr(pool, key, None):
-                log.info("[%s] %s is now %s (was %s)", name, key, getattr(pool, key), getattr(old, key))
+            was, now = (None, None) if old is None else (old.raw.get(key), pool.raw.get(key))
+            if was != now:
+                log.info("[%s] %s is now %s (was %s)", name, key, now, was)
     manager.pools = pools

@@ -87,14 +87,14 @@ def _start_clones(manager, pool_names: list, now) -> None:
 
 async def _clone(manager, pool, vm) -> None:
     try:
-        info = await manager.runner.call(pool.provider, "create_vm", pool, vm.name)
+        info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
         _clone_failed(manager, pool, vm, error)
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
