@@ -116,6 +116,18 @@ class Database:
         self.engine.dispose()
 
 
+def upsert(conn: Connection, table, keys: tuple, **values) -> None:
+    """Insert a row of ``table``, or update the one with the same ``keys`` columns, in one
+    statement (INSERT ... ON CONFLICT DO UPDATE, which SQLite and PostgreSQL both speak), so two
+    writers of one row never race into a duplicate key."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(table).values(**values)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
+
+
 def _describe(error: exc.OperationalError) -> str:
     text = str(getattr(error, "orig", error)).lower()
     for needle, meaning in (("locked", "the database is locked by another process"),

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 from sqlalchemy import bindparam, delete, insert, select
 
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, upsert
 from vmpooler.db.models import pool_drains, pool_events, pool_overrides, vms
 from vmpooler.db.transitions import change, log_change
 from vmpooler.model import COMPLETED, PENDING, READY
@@ -37,6 +37,9 @@ class Actor:
 
     user: Optional[str] = None
     address: Optional[str] = None
+
+    def __str__(self) -> str:
+        return self.user or self.address or "anonymous"
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -96,6 +99,10 @@ def events(db: Database, pool: Optional[str] = None) -> list:
 
 
 # --- writes ---------------------------------------------------------------------------------
+def _remove(conn, pool: str, setting: str) -> None:
+    conn.execute(delete(pool_overrides).where(pool_overrides.c.pool == pool, pool_overrides.c.setting == setting))
+
+
 def _record(conn, pool: str, action: str, before, after, actor: Actor, now) -> None:
     conn.execute(insert(pool_events).values(
         pool=pool, at=now, action=action, before=None if before is None else str(before),
@@ -104,16 +111,16 @@ def _record(conn, pool: str, action: str, before, after, actor: Actor, now) -> N
 
 def _request_drain(conn, pool: str, reason: str, now) -> None:
     """Ask for a drain; a request still pending is replaced (one drain serves both)."""
-    conn.execute(delete(pool_drains).where(pool_drains.c.pool == pool))
-    conn.execute(insert(pool_drains).values(pool=pool, reason=reason, requested_at=now))
+    upsert(conn, pool_drains, ("pool",), pool=pool, reason=reason, requested_at=now)
 
 
 def _store(conn, pool, setting: str, value, actor: Actor, now) -> None:
     """Set one override (removed when ``value`` is the configuration file's again)."""
-    conn.execute(delete(pool_overrides).where(pool_overrides.c.pool == pool.name, pool_overrides.c.setting == setting))
-    if value != effective_value(pool, {}, setting):
-        conn.execute(insert(pool_overrides).values(pool=pool.name, setting=setting, value=str(value),
-                                                   user=actor.user, changed_at=now))
+    if value == effective_value(pool, {}, setting):
+        _remove(conn, pool.name, setting)
+    else:
+        upsert(conn, pool_overrides, ("pool", "setting"), pool=pool.name, setting=setting, value=str(value),
+               user=actor.user, changed_at=now)
 
 
 def change_setting(db: Database, configured: dict, setting: str, values: dict, actor: Actor, now) -> list:
@@ -134,7 +141,7 @@ def change_setting(db: Database, configured: dict, setting: str, values: dict, a
                 _request_drain(conn, name, f"{setting} changed from {before} to {value}", now)
             changed.append(name)
     for name in changed:
-        log.info("[%s] %s set to %s by %s", name, setting, values[name], actor.user or actor.address)
+        log.info("[%s] %s set to %s by %s", name, setting, values[name], actor)
     return changed
 
 
@@ -152,28 +159,27 @@ def effective_value(pool, found: dict, setting: str):
 def undo(db: Database, pool, setting: str, actor: Actor, now) -> tuple:
     """Remove the override of ``setting``: (value before, configured value, whether it changed).
     Undoing a template override drains the pool, as setting one does."""
+    configured = effective_value(pool, {}, setting)
     with db.write() as conn:
         before = effective_value(pool, _load_overrides(conn).get(pool.name, {}), setting)
-        configured = effective_value(pool, {}, setting)
-        conn.execute(delete(pool_overrides).where(pool_overrides.c.pool == pool.name,
-                                                  pool_overrides.c.setting == setting))
+        _remove(conn, pool.name, setting)
         changed = before != configured
         if changed:
             _record(conn, pool.name, f"undo {setting}", before, configured, actor, now)
             if setting in DRAINING:
                 _request_drain(conn, pool.name, f"{setting} restored from {before} to {configured}", now)
     if changed:
-        log.info("[%s] %s restored to %s by %s", pool.name, setting, configured, actor.user or actor.address)
+        log.info("[%s] %s restored to %s by %s", pool.name, setting, configured, actor)
     return before, configured, changed
 
 
-def request_reset(db: Database, pool_names: Iterable[str], actor: Actor, now) -> None:
+def request_reset(db: Database, pool_names: list, actor: Actor, now) -> None:
     """POST /poolreset: the manager drains each pool and refills it."""
     with db.write() as conn:
         for name in pool_names:
             _request_drain(conn, name, "pool reset", now)
             _record(conn, name, "reset", None, None, actor, now)
-    log.info("reset of %s requested by %s", ", ".join(pool_names), actor.user or actor.address)
+    log.info("reset of %s requested by %s", ", ".join(pool_names), actor)
 
 
 def drain(db: Database, pool: str, request, now) -> Optional[int]:
