@@ -51,7 +51,7 @@ def test_a_new_template_drains_the_pool_and_reclones_it(db):
                            what="the pool to be re-cloned from t/new")
             assert overrides.pending_drains(db) == {}
             assert not old & dummy.names()
-            assert {dummy._vms[name]["template"] for name in dummy.names()} == {"t/new"}
+            assert {dummy.get_vm(None, name).template for name in dummy.names()} == {"t/new"}
             return old
     old = asyncio.run(scenario())
     for name in old:
@@ -111,7 +111,7 @@ def test_a_drain_asked_for_before_a_crash_is_carried_out_at_the_next_start(db, t
         async with running(config, db, REGISTRY.build(config)) as (manager, dummy):
             await wait_for(lambda: ready_templates(db) == ["t/new", "t/new"] and states(db).get("destroyed") == 2)
             assert manager.pools["a"].template == "t/new"
-            assert {dummy._vms[name]["template"] for name in dummy.names()} == {"t/new"}
+            assert {dummy.get_vm(None, name).template for name in dummy.names()} == {"t/new"}
 
     asyncio.run(first_run())
     # committed while no manager ran (it crashed before its next pass)

@@ -44,7 +44,7 @@ def test_overrides_are_applied_and_survive_a_restart(tmp_path):
         wait_until(lambda: ready(client, "a") == 3, 10, "pool a to be full after the restart")
         assert live_templates(service.db, "a") == ["t/new"] * 3 and live_templates(service.db, "b") == []
         assert service.dummy.names() and all(
-            service.dummy._vms[name]["template"] == "t/new" for name in service.dummy.names())
+            service.dummy.get_vm(None, name).template == "t/new" for name in service.dummy.names())
         # undoing works after the restart too
         undone = client.delete("/api/v1/config/poolsize/b")
         assert undone.status == 201 and undone.json() == {"ok": True, "pool_size_before_reset": 0,

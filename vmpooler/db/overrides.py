@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, insert, select
 
 from vmpooler.db.database import Database, upsert
 from vmpooler.db.models import pool_drains, pool_events, pool_overrides, vms
-from vmpooler.db.transitions import change, log_change
+from vmpooler.db.events import change, log_change
 from vmpooler.model import COMPLETED, PENDING, READY
 
 log = logging.getLogger("vmpooler.state")

@@ -12,11 +12,13 @@ log = logging.getLogger("vmpooler.manager")
 WATCHED = ("size", "template", "clone_target")
 
 
-def run(manager, now) -> None:
+def run(manager, work) -> None:
+    """First of a pass's loops: the drained VMs are completed before the pass reads the pending
+    ones (``work.pending``), and replenishment then refills the pools the new way."""
     refresh(manager)
     for name, request in override_store.pending_drains(manager.db).items():
         if name in manager.pools:
-            override_store.drain(manager.db, name, request, now)
+            override_store.drain(manager.db, name, request, work.now)
 
 
 def refresh(manager) -> None:
