@@ -1,5 +1,6 @@
 """The route table and ``make_app``: every route under /api/v1, the original's unversioned
-aliases, a JSON 404 for anything else, and the OpenAPI document at /api/v1/openapi.json."""
+aliases, the dashboard's routes, a JSON 404 for anything else, and the OpenAPI document at
+/api/v1/openapi.json."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import re
 
 import tornado.web
 
+from vmpooler.api import dashboard
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
@@ -76,7 +78,9 @@ def rules() -> list:
     for path, handler, aliased in ROUTES:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
-    return result + [tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES]
+    result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
+    result.extend(tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES)
+    return result
 
 
 def _log_request(every: bool):
