@@ -3,7 +3,8 @@
 admins`` check, and the ``{"<pool>": value}`` body."""
 from __future__ import annotations
 
-from vmpooler.api.base import ApiError, BaseHandler
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
 from vmpooler.db.overrides import Actor
 
 
@@ -16,7 +17,7 @@ class ChangeMixin:
             raise ApiError(405, "changing the pool configuration at run time needs experimental_features")
         if self.context.auth is None:
             return Actor(None, self.request.remote_ip)
-        row = self.token(required=True)
+        row = self.credentials.token(self.request, required=True)
         admins = self.config.auth.get("admins")
         if admins is not None and row.user not in admins:
             raise ApiError(403, f"only the admins (:auth: admins) may change the pool configuration, "

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 
 from vmpooler.api.admin import ChangeMixin
-from vmpooler.api.base import ApiError, BaseHandler, shown, whole_number
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import shown, whole_number
 from vmpooler.db import overrides
 from vmpooler.db.database import utcnow
 

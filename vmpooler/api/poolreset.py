@@ -3,7 +3,9 @@ and refills it."""
 from __future__ import annotations
 
 from vmpooler.api.admin import ChangeMixin
-from vmpooler.api.base import ApiError, BaseHandler, shown
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import shown
 from vmpooler.db import overrides
 from vmpooler.db.database import utcnow
 
