@@ -212,4 +212,4 @@ def test_admins_are_validated():
         with pytest.raises(ConfigError) as error:
             make_config(auth={**USERS_AUTH, "admins": admins})
         assert "auth.admins" in str(error.value) and words in str(error.value)
-    assert make_config(auth={**USERS_AUTH, "admins": "jdoe"}).auth["admins"] == ["jdoe"]
+    assert make_config(auth={**USERS_AUTH, "admins": "jdoe"}).auth["admins"] == ("jdoe",)
