@@ -31,7 +31,7 @@ def cmd_serve(args) -> int:
     from vmpooler.app import serve
 
     config = _load(args.config)
-    asyncio.run(serve(config, args.host, args.port))
+    asyncio.run(serve(config, args.host, args.port, args.role))
     return 0
 
 
@@ -127,6 +127,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help=config_help)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4567, help="port to listen on (default 4567)")
+    serve.add_argument("--role", choices=("all", "api", "manager"), default="all",
+                       help="all (default): the API and the pool manager; api: the API only; manager: the pool "
+                            "manager only, no HTTP. With several processes on one database, one of those that "
+                            "manage runs the manager at a time; the others stand by")
     serve.set_defaults(func=cmd_serve)
 
     check = commands.add_parser("check-config", help="validate a configuration file",
