@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from vmpooler import quotas
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
                                Setting, check_setting, coerce)
 
@@ -75,6 +76,10 @@ class Config:
         """Pools that can serve a requested name: the pool itself and/or the pools of an alias."""
         names = [requested] if requested in self.pools_by_name else []
         return names + [p for p in self.aliases.get(requested, []) if p not in names]
+
+    def quota(self, user: Optional[str]) -> Optional[int]:
+        """How many VMs ``user``'s tokens may hold at once (None: no limit)."""
+        return quotas.limit_for((self.auth or {}).get("quotas") or {}, user)
 
     @property
     def domain(self) -> Optional[str]:
@@ -309,6 +314,8 @@ def _auth(section, environ, problems) -> Optional[dict]:
         for user, digest in users.items():
             if not isinstance(digest, str) or not digest.startswith(("$2a$", "$2b$", "$2y$")):
                 problems.append(f"auth.users.{user}: must be a bcrypt hash (see 'vmpooler passwd')")
+    auth["quotas"], quota_problems = quotas.parse(auth.get("quotas"))
+    problems.extend(quota_problems)
     return auth
 
 

@@ -10,6 +10,7 @@ import re
 import tornado.web
 
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.ratelimit import AuthFailureLimiter
 from vmpooler.api.status import StatusHandler
@@ -47,6 +48,8 @@ ROUTES = [
     ("/summary/{section}/{key}", SummaryHandler, True),
     ("/poolstat", PoolstatHandler, False),
     ("/totalrunning", TotalRunningHandler, False),
+    ("/ondemandvm", OndemandBodyHandler, False),
+    ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
 ]
 

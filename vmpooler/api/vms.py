@@ -4,6 +4,7 @@ from __future__ import annotations
 from vmpooler.api.base import ApiError, BaseHandler, shown, whole_number
 from vmpooler.db import checkout
 from vmpooler.db.database import utcnow
+from vmpooler.db.quotas import QuotaExceeded
 
 #: most VMs one request may take (the original had no bound)
 MAX_VMS_PER_REQUEST = 100
@@ -34,9 +35,11 @@ class CheckoutMixin:
         owner = checkout.Owner(row.token_hash, row.user) if row is not None else None
         try:
             taken = checkout.checkout(self.context.db, wants, utcnow(), self.setting("vm_lifetime"), owner,
-                                      self.setting("vm_lifetime_auth"))
+                                      self.setting("vm_lifetime_auth"), config.quota(owner.user) if owner else None)
         except checkout.Shortfall as shortfall:
             raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
+        except QuotaExceeded as exceeded:
+            raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
         body = {"ok": True}
         for name, hosts in taken.items():
             body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}

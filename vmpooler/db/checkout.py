@@ -12,6 +12,7 @@ from typing import Optional
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import bindparam, insert, select, update
 
+from vmpooler.db import quotas
 from vmpooler.db.database import Database
 from vmpooler.db.models import COMPLETED, QUEUED, READY, RUNNING, tasks, vm_tags, vms
 from vmpooler.db.transitions import change, log_change
@@ -46,10 +47,13 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
 
 
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
-             owner_lifetime: Optional[float] = None) -> dict:
-    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, having taken none."""
+             owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
+    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, or QuotaExceeded
+    when the owner would hold more than ``quota`` VMs, having taken none."""
     taken, moved = {}, []
     with db.write() as conn:
+        if owner is not None and quota is not None:
+            quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
         for want in wants:
             names = taken.setdefault(want.requested, [])
             for _ in range(want.count):
@@ -66,7 +70,8 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
 # The longest-ready VM of some pools; built once (see transitions._GUARDED_UPDATE). FOR UPDATE
 # SKIP LOCKED makes concurrent checkouts on PostgreSQL pick different rows instead of queueing on
 # one; SQLite, whose write transactions are serialised anyway, compiles it to nothing.
-_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY)
+_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY,
+                                   vms.c.want_id.is_(None))  # on-demand VMs belong to their request
                  .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
 
 
@@ -77,15 +82,21 @@ def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime):
         vm = conn.execute(_OLDEST_READY, {"pools": list(want.pools)}).first()
         if vm is None:
             return None
-        lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
-        values = {"checkout_at": now, "lifetime": lifetime,
-                  "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
-        if owner is not None:
-            values.update(token_hash=owner.token_hash, token_user=owner.user)
         reason = "checked out" + (f" by {owner.user}" if owner else "")
-        if change(conn, vm, RUNNING, reason, now, **values):
+        if change(conn, vm, RUNNING, reason, now, **running_values(vm, now, default_lifetime, owner, owner_lifetime)):
             return vm
     return None
+
+
+def running_values(vm, now, default_lifetime, owner: Optional[Owner], owner_lifetime) -> dict:
+    """The columns a VM handed to a client gets: checkout time, lifetime and expiry (the token
+    lifetime for an owner, when set), and the owner."""
+    lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
+    values = {"checkout_at": now, "lifetime": lifetime,
+              "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
+    if owner is not None:
+        values.update(token_hash=owner.token_hash, token_user=owner.user)
+    return values
 
 
 def delete(db: Database, vm, now) -> bool:

@@ -91,27 +91,37 @@ def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
     Returns the new rows; a name is skipped when it is taken: by a live VM, or by one gone less
     than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can never
     reach the next VM of that name)."""
-    since = now - datetime.timedelta(hours=reserve_hours)
-    created = []
     try:
         with db.write() as conn:
-            names = [name for _pool, name in wanted]
-            taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
-            for pool, name in wanted:
-                if name in taken:
-                    continue
-                taken.add(name)
-                vm_id = conn.execute(_INSERT_VM, {
-                    "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
-                    "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
-                    "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
-                created.append(fetch(conn, vm_id))
-                record_event(conn, created[-1], None, PENDING, "clone requested", now)
+            created = insert_new(conn, wanted, now, reserve_hours)
     except exc.IntegrityError:  # another writer took a name meanwhile (not with SQLite): next pass
         return []
+    log_new(created)
+    return created
+
+
+def insert_new(conn, wanted: list, now, reserve_hours: float, reason: str = "clone requested", **values) -> list:
+    """``new_vms`` inside the caller's transaction (``values``: further columns of every row)."""
+    since = now - datetime.timedelta(hours=reserve_hours)
+    names = [name for _pool, name in wanted]
+    taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
+    created = []
+    for pool, name in wanted:
+        if name in taken:
+            continue
+        taken.add(name)
+        vm_id = conn.execute(_INSERT_VM, {
+            "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+            "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
+            "clone_attempts": 0, "destroy_attempts": 0, "want_id": None, **values}).inserted_primary_key[0]
+        created.append(fetch(conn, vm_id))
+        record_event(conn, created[-1], None, PENDING, reason, now)
+    return created
+
+
+def log_new(created: list) -> None:
     for vm in created:
         log.info("[%s] %s: cloning from %s", vm.pool, vm.name, vm.template)
-    return created
 
 
 def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False) -> bool:
@@ -279,6 +289,6 @@ def sync_pools(db: Database, pool_configs, now) -> None:
                 conn.execute(insert(pools).values(name=pool.name, **values))
 
 
-__all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "new_vms", "cloned", "clone_failed",
+__all__ = ["LIVE_STATES", "change", "record_event", "log_change", "new_vm", "new_vms", "insert_new", "log_new", "cloned", "clone_failed",
            "became_ready", "checked", "complete", "destroyed", "destroy_failed", "gone", "discovered",
            "revive", "sync_pools", "fetch", "record_duration"]

@@ -46,8 +46,8 @@ def to_destroy(db: Database, now: datetime.datetime) -> list:
 def excess(db: Database, pool: str, count: int) -> list:
     """The ``count`` VMs to remove from a shrunk pool: pending before ready, newest first."""
     with db.read() as conn:
-        rows = list(conn.execute(select(vms).where(vms.c.pool == pool, vms.c.state.in_((PENDING, READY)))
-                                 .order_by(vms.c.id.desc())))
+        rows = list(conn.execute(select(vms).where(vms.c.pool == pool, vms.c.state.in_((PENDING, READY)),
+                                                   vms.c.want_id.is_(None)).order_by(vms.c.id.desc())))
     rows.sort(key=lambda row: row.state != PENDING)
     return rows[:count]
 
