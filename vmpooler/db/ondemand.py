@@ -91,15 +91,15 @@ def find(db: Database, request_id: str) -> Optional[Request]:
 def cancel(db: Database, request_id: str, now) -> Optional[bool]:
     """The client deletes its request: False when it was deleted already, None when unknown;
     otherwise it is deleted and its VMs (handed over or not) are completed."""
-    with db.write() as conn:
-        row = conn.execute(_BY_REQUEST_ID, {"request_id": request_id}).first()
+    with db.write() as conn:  # the row locked (PostgreSQL): the manager cannot fill or fail it meanwhile
+        row = conn.execute(_BY_REQUEST_ID.with_for_update(), {"request_id": request_id}).first()
         if row is None:
             return None
         if row.state == OD_DELETED:
             return False
         request = _load(conn, [row])[0]
         changed = _finish(conn, request, OD_DELETED, None, f"on-demand request {request_id} was deleted", now,
-                          vm_states=WAITING + (RUNNING,))
+                          vm_states=WAITING + (RUNNING,), expected=row.state)
     if changed:
         _log(changed)
     return True
@@ -234,21 +234,21 @@ def _touch(conn, row, now) -> bool:
                         .values(state_changed_at=now)).rowcount == 1
 
 
-def _set_state(conn, row, state: str, failure: Optional[str], now) -> bool:
-    """Guarded on the state ``row`` was read in."""
+def _set_state(conn, row, state: str, failure: Optional[str], now, expected: str = OD_PENDING) -> bool:
+    """Guarded on ``expected`` (only a pending request is filled or fails)."""
     values = {"state": state, "state_changed_at": now}
     if failure is not None:
         values["failure"] = failure
     return conn.execute(update(ondemand_requests).where(ondemand_requests.c.id == row.id,
-                                                        ondemand_requests.c.state == row.state)
+                                                        ondemand_requests.c.state == expected)
                         .values(**values)).rowcount == 1
 
 
 def _finish(conn, request: Request, state: str, failure: Optional[str], reason: str, now,
-            vm_states=WAITING) -> Optional[list]:
-    """Move the request to ``state`` and complete its VMs in ``vm_states``: the completed VMs,
-    or None when the request had left the state it was read in."""
-    if not _set_state(conn, request.row, state, failure, now):
+            vm_states=WAITING, expected: str = OD_PENDING) -> Optional[list]:
+    """Move the request from ``expected`` to ``state`` and complete its VMs in ``vm_states``:
+    the completed VMs, or None when the request was no longer ``expected``."""
+    if not _set_state(conn, request.row, state, failure, now, expected):
         return None
     return _complete(conn, [vm for vm in request.vms if vm.state in vm_states], reason, now)
 
