@@ -52,18 +52,17 @@ def test_a_request_is_filled_beside_the_pools_and_handed_over_at_once(db):
 def test_vms_booting_in_the_same_pass_never_fail_a_filled_request(db):
     """The original's race (two VMs of a request ready in one pass: the request failed seconds
     after it was filled, its VMs destroyed) on a ttl that passes while we watch."""
-    config = fast_config([{**POOLS[0], "size": 0}], settings={"ondemand_request_ttl": 0.005})  # 300 ms
+    config = fast_config([{**POOLS[0], "size": 0}], settings={"ondemand_request_ttl": 0.02})  # 1.2 s
 
     async def scenario():
         async with running(config, db):
             request(db, "twins", [("a", "a", 2)])
             await wait_for(lambda: state_of(db, "twins") == "ready", what="the request to be filled")
-            await asyncio.sleep(0.6)  # twice the ttl, dozens of passes
+            await asyncio.sleep(1.5)  # past the ttl, over a hundred passes
     run(scenario())
     assert state_of(db, "twins") == "ready"
     vms = request_vms(db, "twins")
     assert len(vms) == 2 and {vm.state for vm in vms} == {"running"}
-    assert len({vm.ready_at for vm in vms}) <= 2
 
 
 def test_a_request_not_filled_in_time_fails_and_its_vms_are_destroyed(db):
@@ -140,7 +139,8 @@ def test_a_permanent_clone_error_fails_the_request_at_once(db):
             dummy.create_vm = create_vm
             request(db, "broken", [("a", "a", 3)])
             await wait_for(lambda: state_of(db, "broken") == "failed", what="the request to fail")
-            await wait_for(lambda: {vm.state for vm in request_vms(db, "broken")} <= {"destroyed"})
+            # destroyed, or gone (reconcile's word for the one the provider never made)
+            await wait_for(lambda: {vm.state for vm in request_vms(db, "broken")} <= {"destroyed", "gone"})
             return dummy.names()
     assert run(scenario()) == set()
     failed = requests_db.find(db, "broken")
@@ -162,34 +162,33 @@ def test_a_vm_lost_before_the_hand_over_is_replaced(db):
     assert len(vms) >= 2 and sum(vm.state == "running" for vm in vms) == 1
 
 
-def test_ondemand_clone_limit_bounds_ondemand_clones_in_flight(db):
-    config = fast_config([{**POOLS[0], "size": 0}], settings={"ondemand_clone_limit": 2},
-                         dummy={"createvm_max_time": 0.05})
+def peak_clones(db, config, request_id, count, done, ondemand_only):
+    """Most clones in flight (all, or the request's only) seen until ``done()``."""
     peak = 0
 
     async def scenario():
         nonlocal peak
         async with running(config, db):
-            request(db, "many", [("a", "a", 7)])
-            while state_of(db, "many") != "ready":
-                cloning = sum(1 for vm in request_vms(db, "many") if vm.state == "pending" and vm.cloned_at is None)
-                peak = max(peak, cloning)
+            request(db, request_id, [("a", "a", count)])
+            while not done():
+                cloning = [vm for vm in (request_vms(db, request_id) if ondemand_only else rows(db))
+                           if vm.state == "pending" and vm.cloned_at is None]
+                peak = max(peak, len(cloning))
                 await asyncio.sleep(0.005)
     run(scenario())
-    assert 1 <= peak <= 2
+    return peak
+
+
+def test_ondemand_clone_limit_bounds_ondemand_clones_in_flight(db):
+    config = fast_config([{**POOLS[0], "size": 0}], settings={"ondemand_clone_limit": 2},
+                         dummy={"createvm_max_time": 0.05})
+    assert 1 <= peak_clones(db, config, "many", 7, lambda: state_of(db, "many") == "ready", True) <= 2
 
 
 def test_task_limit_bounds_every_clone_in_flight(db):
     config = fast_config([{**POOLS[0], "size": 4}], settings={"task_limit": 3, "ondemand_clone_limit": 3},
                          dummy={"createvm_max_time": 0.05})
-    peak = 0
 
-    async def scenario():
-        nonlocal peak
-        async with running(config, db):
-            request(db, "shared", [("a", "a", 4)])
-            while state_of(db, "shared") != "ready" or len([r for r in rows(db, state="ready")]) < 4:
-                peak = max(peak, sum(1 for r in rows(db, state="pending") if r.cloned_at is None))
-                await asyncio.sleep(0.005)
-    run(scenario())
-    assert 1 <= peak <= 3
+    def done():
+        return state_of(db, "shared") == "ready" and len(rows(db, state="ready")) == 4
+    assert 1 <= peak_clones(db, config, "shared", 4, done, False) <= 3

@@ -5,7 +5,6 @@ completed after the restart, no VM is lost, leaked or given to two requests.
 Replay a failure with the seed the test prints: VMPOOLER_CRASH_SEED=<seed> python -m pytest
 tests/reliability/test_ondemand_crash.py -s
 """
-import http.client
 import os
 import random
 import threading
@@ -13,7 +12,7 @@ import threading
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
-from tests.reliability.harness import ServerProcess, pools_full, wait_until
+from tests.reliability.harness import ClientLoop, ServerProcess, pools_full, wait_until
 from tests.reliability.invariants import (assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
@@ -25,24 +24,14 @@ DUMMY = {"createvm_max_time": 0.03, "destroyvm_max_time": 0.03, "boot_max_time":
 SETTINGS = {"reconcile_interval": 0.1, "ondemand_request_ttl": 30}
 
 
-class Requester:
+class Requester(ClientLoop):
     """POSTs on-demand requests (and DELETEs some) until the server dies, recording what was
     acknowledged: {request_id: {name: count}} and the request_ids whose DELETE was answered."""
 
     def __init__(self, client, token, rng, tag, acknowledged, deleted):
+        super().__init__()
         self.client, self.token, self.rng, self.tag = client, token, rng, tag
         self.acknowledged, self.deleted = acknowledged, deleted
-        self.unexpected = []
-        self.stop = threading.Event()
-
-    def run(self):
-        step = 0
-        while not self.stop.is_set():
-            step += 1
-            try:
-                self.step(step)
-            except (OSError, http.client.HTTPException):
-                return  # killed: the request in flight is uncertain
 
     def step(self, step):
         live = [r for r in self.acknowledged if r not in self.deleted]
