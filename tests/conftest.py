@@ -10,6 +10,7 @@ from vmpooler import config as config_module
 from vmpooler.db import transitions
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata
+from vmpooler.providers.registry import REGISTRY
 
 _names = itertools.count()
 
@@ -22,7 +23,7 @@ def make_config(pools=None, settings=None, **sections):
                {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3}],
            "config": {"status_cache_seconds": 0, **(settings or {})}}
     raw.update(sections)
-    return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
+    return config_module.build(raw, {"VMPOOLER_DEBUG": "1"}, REGISTRY)
 
 
 #: the databases the state layer's tests run on: SQLite always, and PostgreSQL when

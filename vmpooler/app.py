@@ -15,7 +15,7 @@ from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db.database import Database
 from vmpooler.manager.scheduler import Manager
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
 
@@ -23,10 +23,10 @@ log = logging.getLogger("vmpooler")
 class Service:
     """One running pooler. ``start`` upgrades the schema, listens, and starts the manager."""
 
-    def __init__(self, config, manage: bool = True):
+    def __init__(self, config, manage: bool = True, registry=REGISTRY):
         self.config = config
         self.db = Database(config.database_url)
-        self.manager = Manager(config, self.db, build_providers(config)) if manage else None
+        self.manager = Manager(config, self.db, registry.build(config)) if manage else None
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor,

@@ -8,7 +8,8 @@ from sqlalchemy import insert, update
 from tests.api.conftest import assert_error, vm_row
 from vmpooler.db import checkout, transitions
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import DONE, tasks, vms
+from vmpooler.db.models import tasks, vms
+from vmpooler.model import DONE
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 

@@ -14,7 +14,8 @@ from vmpooler.db import checkout as api
 from vmpooler.db import transitions
 from vmpooler.db.checkout import Shortfall, Want
 from vmpooler.db.database import Database, utcnow
-from vmpooler.db.models import LIVE_STATES, metadata, vm_events, vms
+from vmpooler.db.models import metadata, vm_events, vms
+from vmpooler.model import LIVE_STATES
 
 POOLS = make_config(pools=[{"name": "p", "template": "t", "size": 3},
                            {"name": "q", "template": "t", "size": 3}]).pools

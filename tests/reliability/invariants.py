@@ -2,7 +2,8 @@
 from sqlalchemy import func, select
 
 from vmpooler.auth.tokens import token_hash
-from vmpooler.db.models import LIVE_STATES, tokens, vm_events, vm_tags, vms
+from vmpooler.db.models import tokens, vm_events, vm_tags, vms
+from vmpooler.model import LIVE_STATES
 
 
 def live_rows(db):

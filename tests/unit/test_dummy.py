@@ -3,7 +3,8 @@ import pytest
 
 from tests.conftest import make_config
 from vmpooler.providers.base import TransientError, VMNotFound
-from vmpooler.providers.dummy import DummyProvider
+from vmpooler.providers.dummy.config import parse_options
+from vmpooler.providers.dummy.provider import DummyProvider
 
 
 @pytest.fixture
@@ -11,8 +12,11 @@ def pool():
     return make_config(pools=[{"name": "p", "template": "t", "size": 1}]).pools[0]
 
 
-def provider(**options):
-    return DummyProvider("dummy", options, {})
+def provider(**section):
+    problems: list = []
+    options = parse_options(section, problems)
+    assert not problems
+    return DummyProvider("dummy", options)
 
 
 def test_clone_list_get_ready_destroy(pool):
@@ -69,8 +73,22 @@ def test_inventory_file_survives_a_new_instance(pool, tmp_path):
 
 
 def test_option_validation_names_the_key():
-    problems = DummyProvider.validate_options({"createvm_fail_percent": 150, "boot_max_time": "slow",
-                                               "filename": 3})
+    problems: list = []
+    parse_options({"createvm_fail_percent": 150, "boot_max_time": "slow", "filename": 3}, problems)
     assert any(p.startswith("createvm_fail_percent") for p in problems)
     assert any(p.startswith("boot_max_time") for p in problems)
     assert any(p.startswith("filename") for p in problems)
+
+
+def test_folder_is_the_dummy_pools_own_option_defaulting_to_the_pool_name():
+    config = make_config(pools=[{"name": "a", "template": "t", "size": 1, "folder": "shared"},
+                                {"name": "b", "template": "t", "size": 1, "folder": "shared"},
+                                {"name": "c", "template": "t", "size": 1}])
+    assert not config.warnings
+    a, b, c = (config.pools_by_name[name] for name in "abc")
+    assert (a.provider_options.folder, c.provider_options.folder) == ("shared", "c")
+    dummy = provider()
+    dummy.create_vm(a, "vm-a")
+    dummy.create_vm(c, "vm-c")
+    assert [i.name for i in dummy.list_vms(b)] == ["vm-a"]  # same folder, same listing
+    assert [i.name for i in dummy.list_vms(c)] == ["vm-c"]

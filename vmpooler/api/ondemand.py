@@ -17,7 +17,7 @@ from vmpooler.api.vms import parse_path
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.checkout import Owner
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import OD_DELETED, OD_FAILED, OD_READY, READY
+from vmpooler.model import OD_DELETED, OD_FAILED, OD_READY, READY
 from vmpooler.db.quotas import QuotaExceeded
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")

@@ -33,7 +33,7 @@ def requested_sections(query: str) -> frozenset:
 
 def alias_as_configured(pool):
     """A pool's alias as written in the configuration (a string or a list), None without one."""
-    return pool.options.get("alias") if pool.alias else None
+    return pool.raw.get("alias") if pool.alias else None
 
 
 def build_status(context, sections: frozenset) -> dict:

@@ -8,7 +8,7 @@ from vmpooler.api.base import ApiError, BaseHandler, rfc3339, shown, whole_numbe
 from vmpooler.api.vms import CheckoutMixin, parse_path
 from vmpooler.db import checkout, queries
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",

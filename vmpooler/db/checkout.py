@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db import quotas
 from vmpooler.db.database import Database
-from vmpooler.db.models import COMPLETED, QUEUED, READY, RUNNING, tasks, vm_tags, vms
+from vmpooler.db.models import tasks, vm_tags, vms
+from vmpooler.model import COMPLETED, QUEUED, READY, RUNNING
 from vmpooler.db.transitions import change, log_change
 
 

@@ -21,9 +21,9 @@ from sqlalchemy import bindparam, exc, insert, select, update
 from vmpooler.db import quotas
 from vmpooler.db.checkout import Owner, running_values
 from vmpooler.db.database import Database
-from vmpooler.db.models import (COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING,
-                                ondemand_requests, ondemand_wants, vms)
+from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
 from vmpooler.db.transitions import change, insert_new, log_change, log_new
+from vmpooler.model import COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING
 
 #: the VM states a request's VM may be in before it is handed over
 WAITING = (PENDING, READY)

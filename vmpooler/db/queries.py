@@ -11,8 +11,8 @@ from typing import Iterable, Optional
 
 from sqlalchemy import and_, bindparam, case, func, select
 
-from vmpooler.db.models import (DONE, LIVE_STATES, PENDING, READY, RUNNING, duration_days, pools, tasks, tokens, vm_tags,
-                                vms)
+from vmpooler.db.models import duration_days, pools, tasks, tokens, vm_tags, vms
+from vmpooler.model import DONE, LIVE_STATES, PENDING, READY, RUNNING
 
 DURATION_KINDS = ("boot", "clone")
 

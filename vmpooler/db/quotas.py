@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, func, select
 
-from vmpooler.db.models import OD_PENDING, RUNNING, ondemand_requests, ondemand_wants, tokens, vms
+from vmpooler.db.models import ondemand_requests, ondemand_wants, tokens, vms
+from vmpooler.model import OD_PENDING, RUNNING
 
 
 class QuotaExceeded(Exception):

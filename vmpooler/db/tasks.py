@@ -4,7 +4,8 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, tasks
+from vmpooler.db.models import tasks
+from vmpooler.model import DONE, QUEUED, TASK_FAILED, TASK_RUNNING
 
 
 def _move(db: Database, task_id: int, from_state: str, to_state: str, **values) -> bool:

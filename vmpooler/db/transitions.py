@@ -14,8 +14,8 @@ from typing import Optional
 from sqlalchemy import bindparam, case, exc, insert, or_, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import (COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                                duration_days, durations, pools, vm_events, vms)
+from vmpooler.db.models import duration_days, durations, pools, vm_events, vms
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
 
 log = logging.getLogger("vmpooler.state")
 

@@ -8,8 +8,8 @@ from sqlalchemy import or_, select
 
 from vmpooler.db import queries
 from vmpooler.db.database import Database, utcnow
-from vmpooler.db.models import (COMPLETED, DESTROYED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING,
-                                tasks, vms)
+from vmpooler.db.models import tasks, vms
+from vmpooler.model import COMPLETED, DESTROYED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING
 
 
 def pool_counts(db: Database) -> dict:

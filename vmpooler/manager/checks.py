@@ -42,14 +42,14 @@ async def _probe_boot(manager, pool, vm) -> None:
     the address the provider reports."""
     pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
     try:
-        while not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+        while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
                 return
             await asyncio.sleep(pause)
             pause *= 2
         ip = vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
         if not ip:
-            info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+            info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
             ip = info.ip if info else None
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
@@ -75,12 +75,12 @@ def _ready(manager, now) -> None:
 async def _check_ready(manager, pool, vm) -> None:
     """The periodic check of a ready VM; a VM that fails it is recycled, not handed out."""
     try:
-        info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+        info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
         if info is None:
             transitions.gone(manager.db, vm, "vanished from the provider", utcnow())
             return
         problem = _problem(pool, vm, info)
-        if problem is None and not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+        if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             problem = "failed its ready check"
     except ProviderError as error:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)

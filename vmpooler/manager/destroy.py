@@ -19,7 +19,7 @@ def run(manager, now) -> None:
 
 async def _destroy(manager, pool, vm) -> None:
     try:
-        await manager.runner.call(pool.provider, "destroy_vm", pool, vm.name)
+        await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
     except CircuitOpen:
         return  # not an attempt: the provider is being given a rest
     except VMNotFound:

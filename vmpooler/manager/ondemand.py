@@ -20,8 +20,8 @@ import logging
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db import transitions, worklist
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import PENDING
 from vmpooler.manager import hostnames, replenish
+from vmpooler.model import PENDING
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")

@@ -14,7 +14,7 @@ import logging
 
 from vmpooler.db import transitions, worklist
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import PENDING
+from vmpooler.model import PENDING
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -23,7 +23,7 @@ log = logging.getLogger("vmpooler.manager")
 async def reconcile_pool(manager, pool) -> bool:
     started = utcnow()
     try:
-        inventory = await manager.runner.call(pool.provider, "list_vms", pool)
+        inventory = await manager.runner.call(pool.provider, lambda p: p.list_vms(pool))
     except ProviderError as error:
         log.warning("[%s] inventory failed, nothing reconciled: %s", pool.name, error)
         return False
@@ -65,7 +65,7 @@ async def purge_provider(manager, provider_name: str) -> None:
     does so only when purge_unconfigured_folders is on for it)."""
     pools = [pool for pool in manager.pools.values() if pool.provider == provider_name]
     try:
-        removed = await manager.runner.call(provider_name, "purge_unconfigured", pools)
+        removed = await manager.runner.call(provider_name, lambda p: p.purge_unconfigured(pools))
     except ProviderError as error:
         log.warning("provider %s: purge of unconfigured folders failed: %s", provider_name, error)
         return

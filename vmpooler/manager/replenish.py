@@ -94,14 +94,14 @@ async def clone(manager, pool, vm, failed=None) -> None:
     """Clone ``vm`` and record it cloned (and ready when it answers at once); a failure goes to
     ``failed`` (on-demand VMs have their own handling), by default the pool's retry policy."""
     try:
-        info = await manager.runner.call(pool.provider, "create_vm", pool, vm.name)
+        info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
         (failed or _clone_failed)(manager, pool, vm, error)
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):

@@ -6,12 +6,17 @@ import logging
 from vmpooler.db import tasks as task_store
 from vmpooler.db import worklist
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import LIVE_STATES
+from vmpooler.model import LIVE_STATES, TaskKind
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 
-METHODS = {"snapshot": "create_snapshot", "revert": "revert_snapshot", "disk": "create_disk"}
+#: what each kind of task asks of the provider (a disk task's argument is its size in GB)
+OPERATIONS = {
+    TaskKind.SNAPSHOT: lambda provider, pool, name, arg: provider.create_snapshot(pool, name, arg),
+    TaskKind.REVERT: lambda provider, pool, name, arg: provider.revert_snapshot(pool, name, arg),
+    TaskKind.DISK: lambda provider, pool, name, arg: provider.create_disk(pool, name, int(arg)),
+}
 
 
 def run(manager, now) -> None:
@@ -27,9 +32,8 @@ def run(manager, now) -> None:
 async def _run(manager, pool, task) -> None:
     if not task_store.claim(manager.db, task.id):
         return
-    arg = int(task.arg) if task.kind == "disk" else task.arg
     try:
-        await manager.runner.call(pool.provider, METHODS[task.kind], pool, task.vm_name, arg)
+        await manager.runner.call(pool.provider, lambda p: OPERATIONS[task.kind](p, pool, task.vm_name, task.arg))
     except ProviderError as error:
         now = utcnow()
         retry_at = None

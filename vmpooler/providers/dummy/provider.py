@@ -12,49 +12,19 @@ import os
 import random
 import threading
 import time
-from typing import Any, Mapping, Optional
+from typing import Optional
 
-from vmpooler.providers.base import Provider, TransientError, VMInfo, VMNotFound
-
-KNOBS = {
-    "createvm_max_time": 0.0, "createvm_fail_percent": 0.0,
-    "boot_max_time": 0.0, "vmready_fail_percent": 0.0,
-    "destroyvm_max_time": 0.0, "destroyvm_max_shutdown_time": 0.0, "destroyvm_fail_percent": 0.0,
-    "createsnapshot_max_time": 0.0, "createsnapshot_fail_percent": 0.0,
-    "revertsnapshot_max_time": 0.0, "revertsnapshot_fail_percent": 0.0,
-    "createdisk_max_time": 0.0, "createdisk_fail_percent": 0.0,
-    "getvm_poweroff_percent": 0.0, "getvm_rename_percent": 0.0,
-    "listvms_fail_percent": 0.0,
-}
-ACCEPTED = {"filename", "seed", "connection_pool_size", "connection_pool_timeout",
-            "migratevm_couldmove_percent", "migratevm_max_time", "migratevm_fail_percent",
-            "is_ready_timeout", "purge_unconfigured_folders", "folder_whitelist", "provider_class"}
+from vmpooler.model import VMInfo
+from vmpooler.providers.base import Provider, TransientError, VMNotFound
+from vmpooler.providers.dummy.config import DummyOptions
 
 
 class DummyProvider(Provider):
-    PROVIDER_KEYS = frozenset(KNOBS) | frozenset(ACCEPTED)
-
-    @classmethod
-    def validate_options(cls, options: Mapping[str, Any]) -> list:
-        problems = []
-        for key in KNOBS:
-            value = options.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                problems.append(f"{key}: must be a number >= 0, not {value!r}")
-            elif key.endswith("_percent") and value > 100:
-                problems.append(f"{key}: must be at most 100, not {value!r}")
-        filename = options.get("filename")
-        if filename is not None and not isinstance(filename, str):
-            problems.append(f"filename: must be a path, not {filename!r}")
-        return problems
-
-    def __init__(self, name, options, settings):
-        super().__init__(name, options, settings)
-        self.knobs = {key: float(self.options.get(key) or default) for key, default in KNOBS.items()}
-        self.filename: Optional[str] = self.options.get("filename")
-        self._random = random.Random(self.options.get("seed"))
+    def __init__(self, name: str, options: DummyOptions):
+        super().__init__(name, options)
+        self.knobs = dict(options.knobs)
+        self.filename: Optional[str] = options.filename
+        self._random = random.Random(options.seed)
         self._lock = threading.Lock()
         self._vms: dict = self._load()
         self._folders: dict = {}  # folder -> set of names, so a pool's listing is not a full scan
@@ -94,7 +64,7 @@ class DummyProvider(Provider):
 
     @staticmethod
     def _folder(pool) -> str:
-        return pool.folder or pool.name
+        return pool.provider_options.folder
 
     def _record(self, name: str) -> dict:
         record = self._vms.get(name)
