@@ -119,7 +119,7 @@ def test_clone_interrupted_before_its_power_on_is_replaced(db):
     providers = REGISTRY.build(config)
     half = add_vm(db, pool, "pending")  # the row written before the clone
     providers["dummy"].inject(pool, half)
-    providers["dummy"]._vms[half]["powered_on"] = False  # killed before the power-on
+    providers["dummy"].power_off(half)  # killed before the power-on
 
     async def scenario():
         async with running(config, db, providers) as (manager, dummy):
