@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import text
 
 from vmpooler import config as config_module
-from vmpooler.db import transitions
+from vmpooler.db import events
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata
 from vmpooler.providers.registry import REGISTRY
@@ -47,27 +48,31 @@ def db(request, tmp_path):
     database.dispose()
 
 
-def add_vm(db, pool, state="ready", name=None):
-    """Put a VM into ``state`` (pending, ready, running) through the real transitions."""
-    from vmpooler.db.checkout import expiry
+def new_vm(db, pool, name, now, reserve_hours=0):
+    """Record one clone about to start, as replenish does; its id, or None when the name is taken."""
+    created = vm_store.new_vms(db, [(pool, name)], now, reserve_hours)
+    return created[0].id if created else None
 
+
+def add_vm(db, pool, state="ready", name=None):
+    """Put a VM into ``state`` (pending, ready, running) through the real vm_store."""
     name = name or f"vm{next(_names):05d}"
-    vm_id = transitions.new_vm(db, pool, name, utcnow())
+    vm_id = new_vm(db, pool, name, utcnow())
     if state == "pending":
         return name
-    transitions.cloned(db, _row(db, vm_id), utcnow())
-    transitions.became_ready(db, _row(db, vm_id), utcnow())
+    vm_store.cloned(db, _row(db, vm_id), utcnow())
+    vm_store.became_ready(db, _row(db, vm_id), utcnow())
     if state == "running":
         now = utcnow()
         with db.write() as conn:
-            transitions.change(conn, transitions.fetch(conn, vm_id), "running", "checked out (test)", now,
-                               checkout_at=now, expires_at=expiry(now, 24))
+            events.change(conn, events.fetch(conn, vm_id), "running", "checked out (test)", now,
+                          checkout_at=now, expires_at=vm_store.expiry(now, 24))
     return name
 
 
 def _row(db, vm_id):
     with db.read() as conn:
-        return transitions.fetch(conn, vm_id)
+        return events.fetch(conn, vm_id)
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.conftest import ALIAS_POOLS, assert_error, vm_row
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db import transitions
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager.ondemand import ttl_failure
 
@@ -26,7 +26,7 @@ def fill(api, request_id, boot=None):
               for w in request.wants for _ in range(w.count)]
     created = requests_db.add_vms(api.db, request, wanted, utcnow(), 0)
     for vm in created[:len(created) if boot is None else boot]:
-        transitions.cloned(api.db, vm, utcnow(), ready=True)
+        vm_store.cloned(api.db, vm, utcnow(), ready=True)
     request = requests_db.find(api.db, request_id)
     if request.filled():
         assert requests_db.hand_over(api.db, request, utcnow(), api.config.settings["vm_lifetime"],
@@ -246,7 +246,7 @@ def test_a_filled_request_cannot_fail_afterwards(api):
     names = fill(api, request_id, boot=0)
     stale = requests_db.find(api.db, request_id)  # read while pending, as a slow actor would
     for name in names:
-        transitions.became_ready(api.db, vm_row(api, name), utcnow())
+        vm_store.became_ready(api.db, vm_row(api, name), utcnow())
     assert requests_db.hand_over(api.db, requests_db.find(api.db, request_id), utcnow(), 24, None)
     assert requests_db.fail(api.db, stale, ttl_failure(5), utcnow()) is False
     assert requests_db.hand_over(api.db, stale, utcnow(), 24, None) is False

@@ -173,7 +173,7 @@ def test_shrinking_a_pool_removes_the_excess(db):
 
 
 def test_tasks_snapshot_revert_and_disk_are_carried_out(db):
-    from vmpooler.db.checkout import queue_task
+    from vmpooler.db.tasks import queue as queue_task
     from vmpooler.db.database import utcnow
 
     config = fast_config([{**POOL, "size": 1}])

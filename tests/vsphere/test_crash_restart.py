@@ -18,13 +18,13 @@ import time
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
+from tests.conftest import new_vm
 from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 from tests.vsphere.conftest import E2E_SETTINGS
 from tests.vsphere.helpers import (CLUSTER, DATASTORE, ToolsPlayer, folder_vms, make_pool, make_provider_for, run_task,
                                    session, vm_at)
-from vmpooler.db import transitions
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import vm_events, vms
 
@@ -206,7 +206,7 @@ def test_a_clone_killed_before_its_power_on_does_not_stay_pending(tmp_path, vcsi
     provider = make_provider_for(vcsim.options())
     try:
         db.upgrade()
-        transitions.new_vm(db, pool, "half-cloned", utcnow())  # written before the clone, as replenish does
+        new_vm(db, pool, "half-cloned", utcnow())  # written before the clone, as replenish does
         provider.create_vm(pool, "half-cloned")
         with session(vcsim) as content:
             run_task(content, vm_at(content, pool, "half-cloned").PowerOffVM_Task())

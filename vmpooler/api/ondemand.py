@@ -15,7 +15,7 @@ import uuid
 from vmpooler.api.base import ApiError, BaseHandler, shown, whole_number
 from vmpooler.api.vms import parse_path
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db.checkout import Owner
+from vmpooler.db.vms import Owner
 from vmpooler.db.database import utcnow
 from vmpooler.model import OD_DELETED, OD_FAILED, OD_READY, READY
 from vmpooler.db.quotas import QuotaExceeded

@@ -6,7 +6,7 @@ import re
 from vmpooler.api.base import ApiError, BaseHandler, shown
 from vmpooler.api.vm import VmLookup
 from vmpooler.auth.tokens import random_name
-from vmpooler.db import checkout, queries
+from vmpooler.db import tasks as task_store
 from vmpooler.db.database import utcnow
 from vmpooler.model import LIVE_STATES, TaskKind
 
@@ -23,7 +23,7 @@ class _TaskHandler(VmLookup, BaseHandler):
         return vm
 
     def queue(self, vm, kind: str, arg: str, body: dict) -> None:
-        checkout.queue_task(self.context.db, vm, kind, arg, utcnow())
+        task_store.queue(self.context.db, vm, kind, arg, utcnow())
         self.context.wake()
         self.reply(body, status=202)
 
@@ -38,9 +38,8 @@ class SnapshotHandler(_TaskHandler):
 class RevertHandler(_TaskHandler):
     def post(self, raw: str, snapshot: str) -> None:
         vm = self.target(raw)
-        with self.context.db.read() as conn:
-            if not queries.has_snapshot(conn, vm.id, snapshot):
-                raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
+        if not task_store.has_snapshot(self.context.db, vm.id, snapshot):
+            raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
         self.queue(vm, TaskKind.REVERT, snapshot, {"ok": True})
 
 

@@ -5,7 +5,7 @@ client asked for) has its VMs ready, then ``ready``: handed over, its VMs runnin
 requester's, in ONE transaction. It may instead become ``failed`` (not filled in time, or a clone
 that cannot succeed) or ``deleted`` (cancelled by the client); the same transaction completes its
 VMs, so the destroy loop removes them. Each change is guarded by the state it expects, like every
-VM change (``transitions.change``): of two actors racing (the manager filling a request, the
+VM change (``events.change``): of two actors racing (the manager filling a request, the
 client cancelling it) exactly one wins, and a request once ready can never fail afterwards.
 
 VMs cloned for a request carry ``want_id`` from their first row on: they are never counted in,
@@ -19,10 +19,10 @@ from typing import Optional
 from sqlalchemy import bindparam, exc, insert, select, update
 
 from vmpooler.db import quotas
-from vmpooler.db.checkout import Owner, running_values
 from vmpooler.db.database import Database
+from vmpooler.db.events import change, log_change
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
-from vmpooler.db.transitions import change, insert_new, log_change, log_new
+from vmpooler.db.vms import Owner, insert_new, log_new, running_values
 from vmpooler.model import COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING
 
 #: the VM states a request's VM may be in before it is handed over
@@ -175,10 +175,9 @@ def fail(db: Database, request: Request, failure: str, now) -> bool:
     return True
 
 
-def clone_given_up(db: Database, vm, error: str, now) -> bool:
-    """A clone for a request failed for good (a permanent error, or its attempts used up): the
-    VM is completed and its request fails, at once, in one transaction."""
-    attempts = vm.clone_attempts + 1
+def clone_given_up(db: Database, vm, error: str, attempts: int, now) -> bool:
+    """A clone for a request failed for good (a permanent error, or its ``attempts`` used up):
+    the VM is completed and its request fails, at once, in one transaction."""
     reason = f"clone failed {attempts} times, giving up: {error}"
     with db.write() as conn:
         if not change(conn, vm, COMPLETED, reason, now, clone_attempts=attempts, last_error=error,

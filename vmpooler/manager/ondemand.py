@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db import transitions, worklist
+from vmpooler.db import stats
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager import hostnames, replenish
+from vmpooler.manager.retry import CLONE
 from vmpooler.model import PENDING
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -32,14 +34,15 @@ def ttl_failure(ttl) -> str:
     return f"The request failed to provision instances within the configured ondemand_request_ttl '{ttl:g}'"
 
 
-def run(manager, now) -> None:
-    settings = manager.settings
+def run(manager, work) -> None:
+    settings, now = manager.settings, work.now
     for vm in requests_db.strays(manager.db):
-        transitions.complete(manager.db, vm, "its on-demand request is finished", now)
+        if vm_store.complete(manager.db, vm, "its on-demand request is finished", now):
+            work.settled(vm)
     open_requests = requests_db.open_requests(manager.db)
     if not open_requests:
         return
-    in_flight = sum(entry["clone_slots"] for entry in worklist.pool_counts(manager.db).values())
+    in_flight = sum(entry["clone_slots"] for entry in stats.pool_counts(manager.db, now).values())
     ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
     slots = min(settings["ondemand_clone_limit"] - ondemand_in_flight, settings["task_limit"] - in_flight)
     ttl = settings["ondemand_request_ttl"]
@@ -83,14 +86,12 @@ def _add_missing(manager, request, slots: int, now) -> int:
 
 
 def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
-    if isinstance(error, CircuitOpen):
-        return  # not an attempt of this VM: the provider is being given a rest
+    """The retry policy's answer (manager/retry.py; an open breaker is no attempt), except that
+    a clone given up fails its request with it."""
     now = utcnow()
-    retry_at = None
-    if error.transient:
-        retry_at = manager.retry_time(now, vm.clone_attempts + 1, manager.settings["clone_attempts"])
-    if retry_at is not None:
-        transitions.clone_failed(manager.db, vm, str(error), now, retry_at)
-    elif requests_db.clone_given_up(manager.db, vm, str(error), now):
+    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
+    if not retry.gives_up:
+        vm_store.attempt_failed(manager.db, vm, CLONE, str(error), now, retry.attempts, retry.at)
+    elif requests_db.clone_given_up(manager.db, vm, str(error), retry.attempts, now):
         log.warning("[%s] %s: clone for an on-demand request given up: %s", pool.name, vm.name, error)
 
