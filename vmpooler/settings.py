@@ -24,7 +24,8 @@ class Setting:
 # vm_checktime; hours for lifetimes and data_ttl; seconds for the loop delays. Fractions are
 # allowed so that tests can run the whole lifecycle in milliseconds.
 SETTINGS = [
-    Setting("site_name", "str", "vmpooler", "Name shown in logs and the service banner.", "SITE_NAME"),
+    Setting("site_name", "str", "vmpooler", "Title of the dashboard; also in logs and the service banner.",
+            "SITE_NAME"),
     Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
     Setting("ondemand_clone_limit", "int", 10, "On-demand clones in flight at once (they also count "
             "against task_limit).", "ONDEMAND_CLONE_LIMIT", 1),
