@@ -12,8 +12,10 @@ import random
 import re
 import uuid
 
-from vmpooler.api.base import ApiError, BaseHandler, shown, whole_number
-from vmpooler.api.vms import parse_path
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.checkout import parse_path
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import shown, whole_number
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.vms import Owner
 from vmpooler.db.database import utcnow
@@ -44,7 +46,7 @@ class OndemandHandler(BaseHandler):
     def owner_token(self):
         """With auth configured a valid token is required (401), as the original; without, the
         header is ignored."""
-        return self.token(required=True) if self.context.auth is not None else None
+        return self.credentials.token_if_configured(self.request, True)
 
     def create(self, requested: dict, request_id, row) -> None:
         config = self.config
