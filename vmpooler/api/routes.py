@@ -18,6 +18,7 @@ from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHand
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
 from vmpooler.api.healthcheck import HealthcheckHandler
 from vmpooler.api.poolreset import PoolResetHandler
+from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
 from vmpooler.api.summary import SummaryHandler
@@ -54,6 +55,8 @@ ROUTES = [
     ("/summary/{section}/{key}", SummaryHandler, True),
     ("/poolstat", PoolstatHandler, False),
     ("/totalrunning", TotalRunningHandler, False),
+    ("/ondemandvm", OndemandBodyHandler, False),
+    ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
     ("/config", ConfigHandler, False),
     ("/config/poolsize", PoolSizeHandler, False),
