@@ -26,4 +26,8 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: which process runs the pool manager (manager/leader.py), for /status and the health check
+    leader: Callable[[], dict] = lambda: {"leader": True}
+    #: why the pool manager is not doing its work, or None (always None when no manager runs)
+    manager_stalled: Callable[[], Optional[str]] = lambda: None
     started_at: float = dataclasses.field(default_factory=time.time)

@@ -27,6 +27,12 @@ SETTINGS = [
     Setting("site_name", "str", "vmpooler", "Title of the dashboard; also in logs and the service banner.",
             "SITE_NAME"),
     Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
+    Setting("ondemand_clone_limit", "int", 10, "On-demand clones in flight at once (they also count "
+            "against task_limit).", "ONDEMAND_CLONE_LIMIT", 1),
+    Setting("max_ondemand_instances_per_request", "int", 10, "Most VMs of one pool or alias an on-demand "
+            "request may ask for (403 above).", "MAX_ONDEMAND_INSTANCES_PER_REQUEST", 1),
+    Setting("ondemand_request_ttl", "number", 5, "Minutes an on-demand request may take to be filled before "
+            "it fails and its VMs are destroyed.", "ONDEMAND_REQUEST_TTL", 0),
     Setting("timeout", "number", 15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0),
     Setting("vm_checktime", "number", 1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0),
     Setting("vm_lifetime", "number", 24, "Hours a checked-out VM lives (0: forever).", "VM_LIFETIME", 0),
@@ -59,13 +65,17 @@ SETTINGS = [
             "call through.", None, 0),
     Setting("circuit_breaker_half_open_attempts", "int", 3, "Successful trial calls that close the breaker.",
             None, 1),
+    Setting("leader_lease_seconds", "number", 5, "Seconds the process running the pool manager holds its lease "
+            "without renewing it; when it dies or hangs, another process sharing the database takes over "
+            "within about this long.", None, 0.5),
     Setting("shutdown_grace", "number", 10, "Seconds a stopping service waits for provider calls in flight; "
             "what is still running then is abandoned and reconciled at the next start.", None, 0),
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
-    Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
-            "EXPERIMENTAL_FEATURES"),
+    Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "
+            "/config/poolsize, /config/pooltemplate, /config/clonetarget, /poolreset and DELETE "
+            "/config/poolsize|pooltemplate/<pool>); off: they answer 405.", "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
@@ -86,9 +96,6 @@ SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 # Keys of the original that do not apply here: accepted, warned about, ignored.
 IGNORED_SETTINGS = {
     "logfile": "logs go to stderr",
-    "ondemand_clone_limit": "no ondemand API in v1",
-    "max_ondemand_instances_per_request": "no ondemand API in v1",
-    "ondemand_request_ttl": "no ondemand API in v1",
     "migration_limit": "no migration at checkout",
     "usage_stats": "no statsd metrics",
     "backend_weight": "no weighted alias selection",

@@ -58,10 +58,14 @@ vms = Table(
     Column("next_attempt_at", DateTime),
     Column("last_error", Text),
     Column("ip", String(64)),
+    # the on-demand request (its wanted pool) this VM was cloned for; NULL for a pool's own VMs
+    Column("want_id", Integer, ForeignKey("ondemand_wants.id"), index=True),
     # checkout: the longest-ready VM of a pool, straight from the index
     Index("ix_vms_pool_state_ready", "pool", "state", "ready_at", "id"),
     # pool counts (status, the manager's pass): an index-only GROUP BY
-    Index("ix_vms_state_pool_counts", "state", "pool", "cloned_at", "next_attempt_at"),
+    Index("ix_vms_state_pool_counts", "state", "pool", "cloned_at", "next_attempt_at", "want_id"),
+    # per-user quotas: the VMs a user holds
+    Index("ix_vms_token_user_state", "token_user", "state"),
     Index("ix_vms_state_expires", "state", "expires_at"),
 )
 
@@ -142,6 +146,41 @@ tasks = Table(
     Index("ix_tasks_state", "state"),
 )
 
+# Pool configuration changed at run time (POST /config/...): the value of one setting of one pool
+# (size, template, clone_target) that replaces the configuration file's until undone. Values are
+# text; the code that reads them knows each setting's type.
+pool_overrides = Table(
+    "pool_overrides", metadata,
+    Column("pool", String(100), primary_key=True),
+    Column("setting", String(32), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("user", String(255)),
+    Column("changed_at", DateTime, nullable=False),
+)
+
+# A pool the manager must drain (its ready and pending VMs completed, then refilled): asked for by
+# POST /poolreset and by a new template or clone target, in the same transaction as the change.
+pool_drains = Table(
+    "pool_drains", metadata,
+    Column("pool", String(100), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+)
+
+# The audit trail of run-time configuration: who changed what, from what to what, and the drains
+# the manager carried out. Never deleted.
+pool_events = Table(
+    "pool_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pool", String(100), nullable=False, index=True),
+    Column("at", DateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("user", String(255)),
+    Column("address", String(64)),
+)
+
 # Which process holds a role (the pool manager) when several share the database: see db/leases.py.
 leases = Table(
     "leases", metadata,
@@ -150,4 +189,31 @@ leases = Table(
     Column("epoch", Integer, nullable=False),
     Column("expires_at", DateTime),
     Column("renewed_at", DateTime),
+)
+
+# On-demand requests (POST /ondemandvm): VMs cloned for one client, beside the pools' sizes.
+# state is a vmpooler.model.RequestState: pending until handed over (ready), or failed or deleted.
+ondemand_requests = Table(
+    "ondemand_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    # the client's id (or a UUID4); unique, so two POSTs with one id cannot both create it
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("state_changed_at", DateTime, nullable=False),
+    Column("token_hash", String(64)),
+    Column("token_user", String(255)),
+    Column("failure", Text),  # why it failed, shown by GET
+    Index("ix_ondemand_requests_state", "state"),
+    Index("ix_ondemand_requests_user_state", "token_user", "state"),
+)
+
+# What a request asked for: ``count`` VMs of ``pool`` under the name it used (a pool or an alias).
+ondemand_wants = Table(
+    "ondemand_wants", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_ref", Integer, ForeignKey("ondemand_requests.id"), nullable=False, index=True),
+    Column("requested", String(100), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("count", Integer, nullable=False),
 )

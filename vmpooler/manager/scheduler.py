@@ -18,17 +18,20 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
-from vmpooler.manager.runner import ProviderRunner
+from vmpooler.manager.runner import Fenced, ProviderRunner
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (checks, destroy, replenish, tasks)
+LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
 STORE_PAUSE = 2.0
+#: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
+#: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
+STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 
 
 class Pass:
@@ -49,11 +52,15 @@ class Pass:
 
 
 class Manager:
-    def __init__(self, config, db, providers: dict):
+    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    holding the lease acts; None for a manager that is alone by construction (tests)."""
+
+    def __init__(self, config, db, providers: dict, leadership=None):
         self.config = config
         self.settings = config.settings
         self.db = db
-        self.runner = ProviderRunner(providers, config.settings)
+        self.leadership = leadership
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
@@ -65,20 +72,39 @@ class Manager:
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
+        self.last_pass_at = time.monotonic()  # when the last pass finished (start counts as one)
+
+    def acting(self) -> bool:
+        """May this manager act now (change state, start provider work)?"""
+        return self.leadership is None or self.leadership.is_leader
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
+        """Reconcile with every provider, then run passes every check_loop_delay_min seconds.
+        Run at every start of a term as leader: the previous leader may have left work half done."""
+        self.pause()
+        if not self.acting():
+            return
         stats.sync_pools(self.db, self.config.pools, utcnow())
+        overrides.refresh(self)
         requeued = task_store.requeue_interrupted(self.db)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
         await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
         self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        if not self.acting() or self._stopping:
+            return  # the term ended while reconciling
         self._callback = PeriodicCallback(self.tick, self.settings.check_loop_delay_min * 1000)
         self._callback.start()
         self.tick()
+
+    def pause(self) -> None:
+        """Stop passes (leadership lost). Provider work in flight finishes in its thread, but every
+        further provider call is refused (Fenced) and what it still writes is guarded by state."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
 
     async def stop(self) -> None:
         """Stop passes; give work in flight ``shutdown_grace`` seconds, then abandon it (the next
@@ -109,9 +135,12 @@ class Manager:
     def tick(self) -> None:
         self._wake_pending = False
         self._last_tick = time.monotonic()
-        if self._stopping or self._last_tick < self.paused_until:
+        if not self.acting():
+            self.last_pass_at = self._last_tick  # standing by is up to date: no stall on taking over
+        if self._stopping or self._last_tick < self.paused_until or not self.acting():
             return
         work = Pass(self.db, utcnow())
+        finished = True
         for loop in LOOPS:
             try:
                 loop.run(self, work)
@@ -122,6 +151,9 @@ class Manager:
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
+                finished = False
+        if finished:
+            self.last_pass_at = time.monotonic()
         if time.monotonic() >= self.next_reconcile:
             self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
             for pool in self.pools.values():
@@ -131,7 +163,7 @@ class Manager:
 
     def launch(self, key, coroutine) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
-        if key in self.in_flight or self._stopping:
+        if key in self.in_flight or self._stopping or not self.acting():
             coroutine.close()
             return False
         task = asyncio.ensure_future(self._guarded(key, coroutine))
@@ -144,6 +176,8 @@ class Manager:
         except StoreUnavailable as error:
             self.paused_until = time.monotonic() + STORE_PAUSE
             log.warning("%s: %s; will retry", key, error)
+        except Fenced as fenced:
+            log.info("%s dropped: %s", key, fenced)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -156,3 +190,18 @@ class Manager:
 
     def health(self) -> dict:
         return self.runner.health()
+
+    def leader(self) -> dict:
+        """Which process runs the manager, for /status and the health check."""
+        if self.leadership is None:
+            return {"leader": True}
+        return self.leadership.describe()
+
+    def stalled(self):
+        """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
+        interval = self.settings.check_loop_delay_min
+        age = time.monotonic() - self.last_pass_at
+        if self._stopping or not self.acting() or age <= max(STALL_INTERVALS * interval, STALL_SECONDS):
+            return None
+        return (f"the pool manager has not finished a pass for {age:.0f} seconds (one is due every "
+                f"{interval:g} seconds)")
