@@ -18,6 +18,7 @@ setup(
         "pyyaml>=5.4",
         "bcrypt>=4.0",
         "coolname>=2.2",
+        "prometheus-client>=0.17",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",

@@ -15,6 +15,7 @@ from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db.database import Database
 from vmpooler.manager.scheduler import Manager
+from vmpooler.metrics import build_metrics
 from vmpooler.providers import build_providers
 
 log = logging.getLogger("vmpooler")
@@ -26,12 +27,15 @@ class Service:
     def __init__(self, config, manage: bool = True):
         self.config = config
         self.db = Database(config.database_url)
-        self.manager = Manager(config, self.db, build_providers(config)) if manage else None
+        self.metrics = build_metrics(config, self.db)
+        self.manager = Manager(config, self.db, build_providers(config), self.metrics) if manage else None
+        if self.manager is not None:
+            self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor,
             wake=self.manager.wake if self.manager else (lambda: None),
-            provider_health=self.manager.health if self.manager else dict)
+            provider_health=self.manager.health if self.manager else dict, metrics=self.metrics)
         self.app = make_app(self.context)
         self.server = None
         self.port = None

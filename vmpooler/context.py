@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from vmpooler.config import Config
 from vmpooler.db.database import Database
+from vmpooler.metrics import DISABLED, Hooks
 
 
 @dataclasses.dataclass
@@ -26,4 +27,6 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: the Prometheus hooks (vmpooler.metrics); DISABLED without a :prometheus: section
+    metrics: Hooks = DISABLED
     started_at: float = dataclasses.field(default_factory=time.time)

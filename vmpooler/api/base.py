@@ -163,6 +163,7 @@ class BaseHandler(tornado.web.RequestHandler):
             log.warning("%s: database unavailable: %s", self._request_summary(), value)
             return
         log.error("uncaught exception in %s", self._request_summary(), exc_info=(typ, value, tb))
+        self.context.metrics.http_exception(typ.__name__)
 
     def _request_summary(self) -> str:
         return f"{self.request.method} {redact(self.request.uri)} ({self.request.remote_ip})"

@@ -10,6 +10,7 @@ import re
 import tornado.web
 
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.ratelimit import AuthFailureLimiter
 from vmpooler.api.status import StatusHandler
@@ -68,6 +69,7 @@ def _log_request(every: bool):
     """Tornado's access log, with tokens cut from paths; every request only with request_logger."""
 
     def log(handler) -> None:
+        observe_request(handler)
         status = handler.get_status()
         # 503 is expected (an empty pool, the database busy): worth a warning, not an error
         level = (logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status == 503
@@ -86,5 +88,5 @@ def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
     tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
-    return tornado.web.Application(rules(), default_handler_class=NotFoundHandler, vmpooler=ApiState(context, limiter),
+    return tornado.web.Application(metrics_rules(context) + rules(), default_handler_class=NotFoundHandler, vmpooler=ApiState(context, limiter),
                                    openapi=openapi, **tornado_settings)

@@ -151,7 +151,9 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
     def delete(self, raw: str) -> None:
         vm = self.find(raw, (RUNNING,))
         self.authorize_vm(vm, token_needed=False)
-        if not checkout.delete(self.context.db, vm, utcnow()):
+        deleted = checkout.delete(self.context.db, vm, utcnow())
+        self.context.metrics.deleted(deleted)
+        if not deleted:
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()
         self.reply({"ok": True})

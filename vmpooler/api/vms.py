@@ -19,6 +19,7 @@ class CheckoutMixin:
         row = self.token(required=False) if self.context.auth is not None else None
         unknown = [name for name in requested if not config.backends(name)]
         if unknown:
+            self.context.metrics.checkout_invalid(unknown)
             raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]))
         counts, problems = {}, []
         for name, raw in requested.items():
@@ -36,9 +37,12 @@ class CheckoutMixin:
             taken = checkout.checkout(self.context.db, wants, utcnow(), self.setting("vm_lifetime"), owner,
                                       self.setting("vm_lifetime_auth"))
         except checkout.Shortfall as shortfall:
+            self.context.metrics.checkout_empty(str(shortfall))
             raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
+        self.context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
         body = {"ok": True}
-        for name, hosts in taken.items():
+        for name, vms in taken.items():
+            hosts = [vm.name for vm in vms]
             body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
         if config.domain:
             body["domain"] = config.domain

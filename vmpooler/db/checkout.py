@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import bindparam, insert, select, update
@@ -34,6 +34,13 @@ class Want:
     count: int
 
 
+class Taken(NamedTuple):
+    """A VM handed out: its hostname and the pool it came from."""
+
+    name: str
+    pool: str
+
+
 class Shortfall(Exception):
     """Not enough ready VMs: the whole checkout was rolled back."""
 
@@ -47,7 +54,7 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
 
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
              owner_lifetime: Optional[float] = None) -> dict:
-    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, having taken none."""
+    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, having taken none."""
     taken, moved = {}, []
     with db.write() as conn:
         for want in wants:
@@ -56,7 +63,7 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
                 vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime)
                 if vm is None:
                     raise Shortfall(want.requested)
-                names.append(vm.name)
+                names.append(Taken(vm.name, vm.pool))
                 moved.append(vm)
     for vm in moved:
         log_change(vm, RUNNING, "checked out" + (f" by {owner.user}" if owner else ""))

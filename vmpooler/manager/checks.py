@@ -30,8 +30,9 @@ def _pending(manager, now) -> None:
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            transitions.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
-                                 error="timed out waiting for the VM to boot")
+            if transitions.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
+                                    error="timed out waiting for the VM to boot"):
+                manager.metrics.marked_failed(pool.name)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
 
@@ -54,7 +55,8 @@ async def _probe_boot(manager, pool, vm) -> None:
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    transitions.became_ready(manager.db, vm, utcnow(), ip=ip)
+    if transitions.became_ready(manager.db, vm, utcnow(), ip=ip):
+        manager.metrics.became_ready(vm)
 
 
 def _ready(manager, now) -> None:

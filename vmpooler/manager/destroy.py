@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from vmpooler.db import transitions, worklist
 from vmpooler.db.database import utcnow
@@ -18,6 +19,7 @@ def run(manager, now) -> None:
 
 
 async def _destroy(manager, pool, vm) -> None:
+    started = time.monotonic()
     try:
         await manager.runner.call(pool.provider, "destroy_vm", pool, vm.name)
     except CircuitOpen:
@@ -31,4 +33,5 @@ async def _destroy(manager, pool, vm) -> None:
             retry_at = manager.retry_time(now, vm.destroy_attempts + 1, manager.settings["destroy_attempts"])
         transitions.destroy_failed(manager.db, vm, str(error), now, retry_at)
         return
-    transitions.destroyed(manager.db, vm, utcnow())
+    if transitions.destroyed(manager.db, vm, utcnow()):
+        manager.metrics.destroyed(pool.name, time.monotonic() - started)

@@ -98,6 +98,7 @@ async def _clone(manager, pool, vm) -> None:
     except ProviderError:
         ready = False
     if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+        manager.metrics.cloned(vm, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:

@@ -10,14 +10,16 @@ import logging
 from tornado.ioloop import IOLoop
 
 from vmpooler.manager.breaker import CircuitBreaker
+from vmpooler.metrics import DISABLED
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 
 
 class ProviderRunner:
-    def __init__(self, providers: dict, settings: dict):
+    def __init__(self, providers: dict, settings: dict, metrics=DISABLED):
         self.providers = providers
+        self.metrics = metrics
         self.executor = concurrent.futures.ThreadPoolExecutor(settings["provider_threads"],
                                                               thread_name_prefix="provider")
         self.breakers = {name: CircuitBreaker(
@@ -33,7 +35,7 @@ class ProviderRunner:
         breaker = self.breakers[provider_name]
         if not breaker.allow():
             raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")
-        function = getattr(self.providers[provider_name], method)
+        function = self.metrics.timed(provider_name, method, getattr(self.providers[provider_name], method))
         try:
             result = await IOLoop.current().run_in_executor(self.executor, function, *args)
         except ProviderError as error:

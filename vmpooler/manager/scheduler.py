@@ -19,6 +19,7 @@ from vmpooler.db import transitions
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
 from vmpooler.manager.runner import ProviderRunner
+from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -30,11 +31,12 @@ STORE_PAUSE = 2.0
 
 
 class Manager:
-    def __init__(self, config, db, providers: dict):
+    def __init__(self, config, db, providers: dict, metrics=DISABLED):
         self.config = config
         self.settings = config.settings
         self.db = db
-        self.runner = ProviderRunner(providers, config.settings)
+        self.metrics = metrics
+        self.runner = ProviderRunner(providers, config.settings, metrics)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
@@ -102,6 +104,7 @@ class Manager:
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
+        self.metrics.manager_pass(time.monotonic() - self._last_tick)
         if time.monotonic() >= self.next_reconcile:
             self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
             for pool in self.pools.values():
