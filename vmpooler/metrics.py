@@ -59,11 +59,12 @@ class Hooks:
     def deleted(self, ok: bool) -> None:
         """DELETE /vm/<host>: the VM was returned (ok), or left running state meanwhile."""
 
-    def cloned(self, vm, ready: bool) -> None:
-        """The clone of ``vm`` (a row as read: pool, created_at) finished; ``ready``: it is ready too."""
+    def cloned(self, vm, now, ready: bool) -> None:
+        """The clone of ``vm`` (a row as read: pool, created_at) finished at ``now``; ``ready``: it is
+        ready too. Timed from the clone's request, as the database records it for /status."""
 
-    def became_ready(self, vm) -> None:
-        """``vm`` (pending, as read) became ready."""
+    def became_ready(self, vm, now) -> None:
+        """``vm`` (pending, as read) became ready at ``now``."""
 
     def destroyed(self, pool: str, seconds: float) -> None:
         """A VM of ``pool`` was destroyed by a provider call that took ``seconds``."""
@@ -201,14 +202,14 @@ class Metrics(Hooks):
     def deleted(self, ok: bool) -> None:
         self._delete[ok].labels(self.instance).inc()
 
-    def cloned(self, vm, ready: bool) -> None:
-        seconds = _since(vm.created_at)
+    def cloned(self, vm, now, ready: bool) -> None:
+        seconds = _since(vm.created_at, now)
         self._clone.labels(vm.pool, self.instance).observe(seconds)
         if ready:
             self._time_to_ready.labels(vm.pool, self.instance).observe(seconds)
 
-    def became_ready(self, vm) -> None:
-        self._time_to_ready.labels(vm.pool, self.instance).observe(_since(vm.created_at))
+    def became_ready(self, vm, now) -> None:
+        self._time_to_ready.labels(vm.pool, self.instance).observe(_since(vm.created_at, now))
 
     def destroyed(self, pool: str, seconds: float) -> None:
         self._destroy.labels(pool, self.instance).observe(seconds)
@@ -335,8 +336,8 @@ class _ScrapeTime:
         return self.metrics.scrape_time_families()
 
 
-def _since(then) -> float:
-    return max((utcnow() - then).total_seconds(), 0.0)
+def _since(then, now) -> float:
+    return max((now - then).total_seconds(), 0.0)
 
 
 def _escape_help(doc: str) -> str:

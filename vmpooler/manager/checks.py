@@ -55,8 +55,9 @@ async def _probe_boot(manager, pool, vm) -> None:
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    if transitions.became_ready(manager.db, vm, utcnow(), ip=ip):
-        manager.metrics.became_ready(vm)
+    now = utcnow()
+    if transitions.became_ready(manager.db, vm, now, ip=ip):
+        manager.metrics.became_ready(vm, now)
 
 
 def _ready(manager, now) -> None:

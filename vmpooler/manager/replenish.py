@@ -97,8 +97,9 @@ async def _clone(manager, pool, vm) -> None:
         ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
     except ProviderError:
         ready = False
-    if transitions.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
-        manager.metrics.cloned(vm, ready)
+    now = utcnow()
+    if transitions.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
+        manager.metrics.cloned(vm, now, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:
