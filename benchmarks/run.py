@@ -34,6 +34,7 @@ SCENARIOS = {
     "vsphere": _vsphere,
     "scale": scenarios.scale,
     "history": scenarios.history,
+    "metrics": scenarios.metrics,
 }
 
 

@@ -347,5 +347,9 @@ def _escape_help(doc: str) -> str:
 def _labels(labels: dict) -> str:
     if not labels:
         return ""
-    escaped = (value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"') for value in labels.values())
-    return "{" + ",".join(f'{name}="{value}"' for name, value in zip(labels, escaped)) + "}"
+    parts = []
+    for name, value in labels.items():
+        if "\\" in value or '"' in value or "\n" in value:  # rare: label values are names
+            value = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+        parts.append(f'{name}="{value}"')
+    return "{" + ",".join(parts) + "}"

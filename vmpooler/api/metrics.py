@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import tornado.web
+from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import BaseHandler, NotFoundHandler
 from vmpooler.metrics import CONTENT_TYPE
@@ -59,9 +60,12 @@ def observe_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class MetricsHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        # Rendering thousands of samples (per-pool histograms) takes milliseconds: in a thread, so
+        # that requests arriving meanwhile are not held up behind a scrape.
+        body = await IOLoop.current().run_in_executor(self.context.executor, self.context.metrics.exposition)
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(self.context.metrics.exposition())
+        self.finish(body)
 
 
 def metrics_rules(context) -> list:
