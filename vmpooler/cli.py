@@ -58,6 +58,37 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
+def cmd_db_copy(args) -> int:
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    from vmpooler.db.copy import CopyRefused, copy_database
+    from vmpooler.db.database import Database, StoreUnavailable
+
+    config = _load(args.config)
+    try:
+        target = Database(args.to)
+    except (ArgumentError, NoSuchModuleError) as error:
+        print(f"vmpooler: --to must be an SQLAlchemy URL such as postgresql://user:pw@host/db: {error}",
+              file=sys.stderr)
+        return 2
+    source = Database(config.database_url)
+    try:
+        copied = copy_database(source, target)
+    except (CopyRefused, StoreUnavailable) as error:
+        print(f"vmpooler: nothing copied: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:  # the target cannot be reached or written
+        print(f"vmpooler: nothing copied: {getattr(error, 'orig', None) or error}", file=sys.stderr)
+        return 1
+    finally:
+        source.dispose()
+        target.dispose()
+    for table in copied:
+        print(f"{table.table}: {table.rows} rows")
+    print("copied; every table's count matches the source")
+    return 0
+
+
 def cmd_passwd(args) -> int:
     from vmpooler.auth import hash_password
 
@@ -108,6 +139,14 @@ def parser() -> argparse.ArgumentParser:
                                            description="Apply the Alembic migrations the database lacks.")
     upgrade.add_argument("--config", help=config_help)
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    copy = database_commands.add_parser(
+        "copy", help="copy every table into another, empty database (e.g. SQLite to PostgreSQL)",
+        description="Copy every table of the configured database into the empty database at --to, "
+                    "check that the counts match, and refuse a target that holds any data.")
+    copy.add_argument("--config", help=config_help)
+    copy.add_argument("--to", required=True, metavar="URL", help="the target, e.g. postgresql://user:pw@host/db")
+    copy.set_defaults(func=cmd_db_copy)
 
     passwd = commands.add_parser("passwd", help="print a bcrypt hash for :auth: users",
                                  description="Read a password from the terminal and print its bcrypt "

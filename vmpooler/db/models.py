@@ -144,3 +144,13 @@ tasks = Table(
     Column("finished_at", DateTime),
     Index("ix_tasks_state", "state"),
 )
+
+# Which process holds a role (the pool manager) when several share the database: see db/leases.py.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255)),
+    Column("epoch", Integer, nullable=False),
+    Column("expires_at", DateTime),
+    Column("renewed_at", DateTime),
+)

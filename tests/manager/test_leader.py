@@ -1,0 +1,96 @@
+"""Leadership: one holder of the manager lease at a time, takeover after expiry, local fencing."""
+import asyncio
+import threading
+
+import pytest
+
+from vmpooler.db import leases
+from vmpooler.manager.leader import LEASE_NAME, Leadership
+from tests.conftest import FakeClock
+
+
+def run(coroutine):
+    return asyncio.new_event_loop().run_until_complete(coroutine)
+
+
+def test_one_leader_and_a_clean_handover(db):
+    first, second = Leadership(db, holder="a"), Leadership(db, holder="b")
+    assert run(first.campaign_once()) and not run(second.campaign_once())
+    assert run(first.campaign_once())  # a renewal keeps the term
+    assert first.epoch == 1
+    run(first.stop())
+    assert not first.is_leader
+    assert run(second.campaign_once()) and second.epoch == 2
+    assert leases.current(db, LEASE_NAME).holder == "b"
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_knows(db):
+    clock = FakeClock()
+    hung = Leadership(db, lease_seconds=0.3, holder="hung", clock=clock)
+    assert run(hung.campaign_once())
+    waiting = Leadership(db, lease_seconds=0.3, holder="next")
+    assert not run(waiting.campaign_once())
+    threading.Event().wait(0.35)  # the hung process renews nothing: its lease runs out in the database
+    clock.now += 0.35
+    assert not hung.is_leader  # fenced by its own clock, before anyone else could take over
+    assert run(waiting.campaign_once()) and waiting.epoch == 2
+    assert not run(hung.campaign_once())  # back from its pause, it finds the lease taken
+
+
+def test_fencing_ends_leadership_before_the_lease_expires_in_the_database(db):
+    clock = FakeClock(100.0)
+    leader = Leadership(db, lease_seconds=5, holder="a", clock=clock)
+    assert run(leader.campaign_once())
+    clock.now += 5 - leader.margin - 0.01
+    assert leader.is_leader
+    clock.now += 0.02
+    assert not leader.is_leader
+
+
+class JumpingClock(FakeClock):
+    """Each reading comes ``jump`` seconds after the previous one: a slow database call."""
+
+    jump = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.jump
+        return self.now
+
+
+def test_a_renewal_that_returns_too_late_does_not_count(db):
+    clock = JumpingClock(100.0)
+    leader = Leadership(db, lease_seconds=5, holder="a", clock=clock)
+    clock.jump = 4.5  # the database answered after most of the lease was gone
+    assert not run(leader.campaign_once())
+    clock.jump = 0.0
+    assert run(leader.campaign_once())
+
+
+def test_listeners_hear_gain_and_loss_once_each(db):
+    clock = FakeClock()
+    heard = []
+    leader = Leadership(db, lease_seconds=5, holder="a", clock=clock)
+    leader.on_change(heard.append)
+    run(leader.campaign_once())
+    run(leader.campaign_once())
+    run(leader.stop())
+    assert heard == [True, False]
+
+
+@pytest.mark.parametrize("contenders", [8])
+def test_contenders_racing_for_a_free_lease_get_one_holder(db, contenders):
+    barrier = threading.Barrier(contenders)
+    results = {}
+
+    def contend(name):
+        barrier.wait()
+        results[name] = leases.hold(db, LEASE_NAME, name, 5)
+
+    threads = [threading.Thread(target=contend, args=(f"p{i}",)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    winners = [name for name, epoch in results.items() if epoch is not None]
+    assert len(results) == contenders and len(winners) == 1
+    assert leases.current(db, LEASE_NAME).holder == winners[0]

@@ -1,0 +1,79 @@
+"""Signals between the processes that share one PostgreSQL database (LISTEN/NOTIFY).
+
+A checkout or a delete on any process must wake the pool manager, which runs in whichever process
+leads. ``Notifier.notify`` sends a signal on a channel (delivered when the sending transaction
+commits; outside one, at once); ``Notifier.listen`` keeps a dedicated connection in a thread of its
+own, hands every signal to the IOLoop, and reconnects with backoff when the database goes away.
+Signals are hints: a lost one costs a pass's delay, never correctness (the manager also runs on its
+timer). SQLite has no such mechanism and needs none: one process owns the file.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+WAKE = "vmpooler_wake"
+#: seconds between reconnection attempts of a listener that lost the database (doubling, capped)
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 10.0
+
+
+def libpq_url(url: str) -> str:
+    """An SQLAlchemy PostgreSQL URL (postgresql+psycopg://...) as libpq reads it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def notify(conn, channel: str, payload: str = "") -> None:
+    """Send a signal on ``channel`` through ``conn`` (an SQLAlchemy connection to PostgreSQL)."""
+    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+
+
+class Listener:
+    """Calls ``deliver(channel, payload)`` (from the listening thread) for every signal received."""
+
+    def __init__(self, url: str, channels, deliver: Callable[[str, str], None], poll: float = 0.5):
+        self.url = libpq_url(url)
+        self.channels = tuple(channels)
+        self.deliver = deliver
+        self.poll = poll
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        #: set each time the listening connection is (re)established: tests and health use it
+        self.connected = threading.Event()
+
+    def start(self) -> "Listener":
+        self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import psycopg  # only a PostgreSQL deployment needs the driver
+
+        delay = RECONNECT_FIRST
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    for channel in self.channels:
+                        conn.execute(f'LISTEN "{channel}"')
+                    self.connected.set()
+                    delay = RECONNECT_FIRST
+                    while not self._stopping.is_set():
+                        for signal in conn.notifies(timeout=self.poll):
+                            self.deliver(signal.channel, signal.payload)
+            except psycopg.Error as error:
+                self.connected.clear()
+                if self._stopping.is_set():
+                    return
+                log.warning("listening for other processes' signals failed, retrying in %.1fs: %s", delay, error)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
