@@ -268,6 +268,37 @@ def test_provider_errors_latency_and_the_open_breaker_are_exposed(db):
     assert values(families, "vmpooler_ready") == {"broken": 0}
 
 
+def test_timeouts_destroys_and_handler_faults_are_counted(db, monkeypatch):
+    from vmpooler.api.status import StatusHandler
+
+    # VMs that take up to 30 s to boot in a pool whose timeout is 0.12 s: given up, then destroyed
+    svc = service(db, {}, pools=[{"name": "slow", "template": "t", "size": 1, "timeout": 0.002}],
+                  dummy={"boot_max_time": 30})
+
+    def observed(family, sample):
+        found = values(scrape(svc.client)[1], family, sample)
+        return {labels if isinstance(labels, str) else dict(labels)["template_name"]: value
+                for labels, value in found.items()}
+
+    try:
+        assert set(wait_until(lambda: observed("vmpooler_errors_markedasfailed", None), what="a VM given up")) == {
+            "slow"}
+        assert wait_until(lambda: observed("vmpooler_destroy", "vmpooler_destroy_count"), what="a destroy")["slow"] >= 1
+
+        def broken(self):
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(StatusHandler, "get", broken)
+        assert svc.get("/status").status == 500
+        families = scrape(svc.client)[1]
+    finally:
+        svc.stop()
+    faults = values(families, "vmpooler_http_exceptions", "vmpooler_http_exceptions_total")
+    assert {dict(k)["exception"]: v for k, v in faults.items()} == {"RuntimeError": 1}
+    requests = values(families, "vmpooler_http_requests", "vmpooler_http_requests_total", code="500")
+    assert [dict(k)["path"] for k in requests] == ["/api/v1/status"]
+
+
 def _metrics(db, **prometheus):
     return Metrics(make_config(pools=POOLS, prometheus=prometheus, database={"url": db.url}), db)
 
