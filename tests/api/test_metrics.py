@@ -221,6 +221,8 @@ def test_labels_never_hold_hostnames_or_tokens(db):
         client.post(f"/api/v1/vm/{token}")  # a token sent as a pool name
         client.get(f"/api/v1/{host}")  # no such route
         client.get(f"/{token}/{host}")
+        client.get(f"/api/v1/summary/{token}")  # a route, but no such section: 404
+        client.get(f"/api/v1/vm/{token}")  # a route, no such VM: 404, its path cut as the original cuts it
         client.request("FROBNICATE", f"/vm/{host}")
         client.delete(f"/vm/{host}", token=token)
         client.delete(f"/api/v1/token/{token}", user="jdoe")
@@ -235,7 +237,8 @@ def test_labels_never_hold_hostnames_or_tokens(db):
     assert by_labels[("post", "/api/v1/vm", "200")] == 1
     assert by_labels[("delete", "/vm", "200")] == 1
     assert by_labels[("other", "/vm", "405")] == 1
-    assert by_labels[("get", "unmatched", "404")] == 2
+    assert by_labels[("get", "unmatched", "404")] == 3
+    assert by_labels[("get", "/api/v1/vm", "404")] == 1
     operations = values(families, "vmpooler_http_requests_vm", "vmpooler_http_requests_vm_total")
     seen = {(d["method"], d["subpath"], d["operation"]) for d in (dict(k) for k in operations)}
     assert {("get", "vm", "template"), ("get", "vm", "hostname"), ("put", "vm", "modify"),

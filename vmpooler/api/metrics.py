@@ -5,11 +5,13 @@ section. Every request is counted by status code, lower-case method and path, th
 original cuts it (everything after /vm/, /ondemand/, /token/, /lib/, /img/), so no hostname, token
 or request id becomes a label. Beyond the original, which let any client create series: the
 /ondemandvm/<request id> path (which its /ondemand/ pattern misses) is cut too, a path no route
-matches counts as ``unmatched``, and a method Tornado does not know as ``other``.
+matches counts as ``unmatched`` (as does a 404 for a name in the path that is kept, such as an
+unknown dashboard asset), and a method Tornado does not know as ``other``.
 """
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 import tornado.web
 from tornado.ioloop import IOLoop
@@ -45,6 +47,17 @@ def collapse_path(path: str) -> str:
     return path
 
 
+def _path_label(handler: tornado.web.RequestHandler, status: int) -> str:
+    """The collapsed path; ``unmatched`` when no route matched, or when a route answered 404 for a
+    name from the path that the collapsing kept (an unknown dashboard asset or summary section)."""
+    if isinstance(handler, NotFoundHandler):
+        return UNMATCHED
+    path = collapse_path(handler.request.path)
+    if status == 404 and any(arg and arg in urllib.parse.unquote(path) for arg in handler.path_args):
+        return UNMATCHED
+    return path
+
+
 def observe_request(handler: tornado.web.RequestHandler) -> None:
     """Count one answered request (from the application's log function: every handler passes there)."""
     metrics = handler.application.settings["vmpooler"].context.metrics
@@ -52,8 +65,8 @@ def observe_request(handler: tornado.web.RequestHandler) -> None:
         return
     request = handler.request
     method = request.method.lower() if request.method.lower() in METHODS else "other"
-    path = UNMATCHED if isinstance(handler, NotFoundHandler) else collapse_path(request.path)
-    metrics.http_request(method, path, str(handler.get_status()), request.request_time())
+    status = handler.get_status()
+    metrics.http_request(method, _path_label(handler, status), str(status), request.request_time())
     operation = VM_OPERATIONS.get((type(handler).__name__, request.method))
     if operation is not None:
         metrics.http_vm_operation(*operation)
