@@ -143,7 +143,8 @@ def inject_seeded(service):
     """Give the dummy providers the live VMs found in the database (seeded by the benchmark)."""
     from sqlalchemy import select
 
-    from vmpooler.db.models import LIVE_STATES, vms
+    from vmpooler.db.models import vms
+    from vmpooler.model import LIVE_STATES
 
     providers = service.manager.runner.providers
     pools = service.config.pools_by_name
@@ -173,8 +174,9 @@ async def serve(mode, args):
     else:
         from vmpooler import config as config_module
         from vmpooler.app import Service
+        from vmpooler.providers.registry import REGISTRY
 
-        service = Service(config_module.load(args.config), manage=not args.no_manager)
+        service = Service(config_module.load(args.config, os.environ, REGISTRY), manage=not args.no_manager)
         service.db.upgrade()  # start() does it too; the seeded VMs are read before
         if service.manager is not None:
             info["injected"] = inject_seeded(service)

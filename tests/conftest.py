@@ -7,9 +7,11 @@ import pytest
 from sqlalchemy import text
 
 from vmpooler import config as config_module
-from vmpooler.db import transitions
+from vmpooler.db import events
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata
+from vmpooler.providers.registry import REGISTRY
 
 _names = itertools.count()
 
@@ -22,7 +24,7 @@ def make_config(pools=None, settings=None, **sections):
                {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3}],
            "config": {"status_cache_seconds": 0, **(settings or {})}}
     raw.update(sections)
-    return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
+    return config_module.build(raw, {"VMPOOLER_DEBUG": "1"}, REGISTRY)
 
 
 #: the databases the state layer's tests run on: SQLite always, and PostgreSQL when
@@ -46,27 +48,31 @@ def db(request, tmp_path):
     database.dispose()
 
 
-def add_vm(db, pool, state="ready", name=None):
-    """Put a VM into ``state`` (pending, ready, running) through the real transitions."""
-    from vmpooler.db.checkout import expiry
+def new_vm(db, pool, name, now, reserve_hours=0):
+    """Record one clone about to start, as replenish does; its id, or None when the name is taken."""
+    created = vm_store.new_vms(db, [(pool, name)], now, reserve_hours)
+    return created[0].id if created else None
 
+
+def add_vm(db, pool, state="ready", name=None):
+    """Put a VM into ``state`` (pending, ready, running) through the real vm_store."""
     name = name or f"vm{next(_names):05d}"
-    vm_id = transitions.new_vm(db, pool, name, utcnow())
+    vm_id = new_vm(db, pool, name, utcnow())
     if state == "pending":
         return name
-    transitions.cloned(db, _row(db, vm_id), utcnow())
-    transitions.became_ready(db, _row(db, vm_id), utcnow())
+    vm_store.cloned(db, _row(db, vm_id), utcnow())
+    vm_store.became_ready(db, _row(db, vm_id), utcnow())
     if state == "running":
         now = utcnow()
         with db.write() as conn:
-            transitions.change(conn, transitions.fetch(conn, vm_id), "running", "checked out (test)", now,
-                               checkout_at=now, expires_at=expiry(now, 24))
+            events.change(conn, events.fetch(conn, vm_id), "running", "checked out (test)", now,
+                          checkout_at=now, expires_at=vm_store.expiry(now, 24))
     return name
 
 
 def _row(db, vm_id):
     with db.read() as conn:
-        return transitions.fetch(conn, vm_id)
+        return events.fetch(conn, vm_id)
 
 
 class FakeClock:

@@ -16,7 +16,7 @@ from vmpooler.context import Context
 from vmpooler.db.database import Database
 from vmpooler.manager.scheduler import Manager
 from vmpooler.metrics import build_metrics
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
 
@@ -24,11 +24,11 @@ log = logging.getLogger("vmpooler")
 class Service:
     """One running pooler. ``start`` upgrades the schema, listens, and starts the manager."""
 
-    def __init__(self, config, manage: bool = True):
+    def __init__(self, config, manage: bool = True, registry=REGISTRY):
         self.config = config
         self.db = Database(config.database_url)
         self.metrics = build_metrics(config, self.db)
-        self.manager = Manager(config, self.db, build_providers(config), self.metrics) if manage else None
+        self.manager = Manager(config, self.db, registry.build(config), self.metrics) if manage else None
         if self.manager is not None:
             self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")

@@ -13,6 +13,7 @@ import sys
 
 from vmpooler import __version__
 from vmpooler import config as config_module
+from vmpooler.providers.registry import REGISTRY
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -20,7 +21,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def _load(path):
     """The configuration, or exit 2 with every problem listed (each names its key)."""
     try:
-        return config_module.load(path)
+        return config_module.load(path, os.environ, REGISTRY)
     except config_module.ConfigError as error:
         print(f"vmpooler: {error}", file=sys.stderr)
         sys.exit(2)
@@ -37,7 +38,7 @@ def cmd_serve(args) -> int:
 def cmd_check_config(args) -> int:
     try:
         raw = config_module.read_file(args.file)
-        config = config_module.build(raw)
+        config = config_module.build(raw, os.environ, REGISTRY)
     except config_module.ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}")

@@ -14,8 +14,9 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, check_setting, coerce)
+                               Setting, check_setting, coerce, read_settings)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
@@ -28,36 +29,17 @@ class ConfigError(Exception):
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
-POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "clone_target",
-             "folder", "datastore", "datacenter", "check_loop_delay_min", "check_loop_delay_max",
-             "check_loop_delay_decay", "check_hostname_for_mismatch", "dns_plugin"}
+#: the pool keys every pool may have; its provider's schema declares the others (POOL_SETTINGS)
+POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "check_hostname_for_mismatch",
+             "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay", "dns_plugin"}
 AUTH_PROVIDERS = {"users", "dummy"}
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolConfig:
-    """One pool, with the global defaults applied. ``options`` is the whole pool mapping, for
-    the keys that only its provider reads."""
-
-    name: str
-    template: str
-    size: int
-    provider: str
-    alias: tuple = ()
-    timeout: float = 15
-    ready_ttl: float = 60
-    clone_target: Optional[str] = None
-    folder: Optional[str] = None
-    datastore: Optional[str] = None
-    datacenter: Optional[str] = None
-    check_hostname_for_mismatch: bool = True
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclasses.dataclass
 class Config:
     settings: dict
     pools: list
+    #: name under :providers: -> model.ProviderConfig (its class and typed options)
     providers: dict
     auth: Optional[dict]
     tagfilter: dict
@@ -123,24 +105,34 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError([f"{where}: not valid YAML: {exc}"]) from None
 
 
-def load(path: Optional[str] = None, environ: Mapping[str, str] = os.environ,
-         provider_classes: Optional[Mapping[str, type]] = None) -> Config:
-    """Read, validate and return the configuration; raise ConfigError listing every problem."""
+def load(path: Optional[str], environ: Mapping[str, str], registry) -> Config:
+    """Read, validate and return the configuration; raise ConfigError listing every problem.
+    ``registry`` is the provider registry (vmpooler.providers.registry.REGISTRY in the service):
+    it tells which keys each configured provider reads."""
     raw, _where = read_source(path, environ)
-    return build(raw, environ, provider_classes)
+    return build(raw, environ, registry)
 
 
-def build(raw: Any, environ: Mapping[str, str] = os.environ,
-          provider_classes: Optional[Mapping[str, type]] = None) -> Config:
-    if provider_classes is None:
-        from vmpooler.providers import PROVIDER_CLASSES as provider_classes
+def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     problems, warnings = [], []
     if not isinstance(raw, dict):
         raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
     sections = _sections(raw, problems, warnings)
-    settings = _settings(sections.get("config"), environ, problems, warnings)
-    providers = _providers(sections.get("providers"), provider_classes, problems, warnings)
-    pools = _pools(sections.get("pools"), settings, providers, provider_classes, problems, warnings)
+    pool_list = _pool_list(sections.get("pools"), problems)
+    default_provider = _default_provider(sections.get("providers"))
+    entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
+                                warnings)
+    section = _mapping(sections.get("config"), "config", problems)
+    settings = read_settings(SETTINGS, section, problems, "config.", environ)
+    providers = {}
+    for name, (class_name, schema, options) in entries.items():
+        values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
+        found: list = []
+        typed = schema.provider_options(options, values, settings, found)
+        problems.extend(f"providers.{name}.{p}" for p in found)
+        providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
+    _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
+    pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
     auth = _auth(sections.get("auth"), environ, problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
@@ -164,23 +156,19 @@ def _sections(raw: dict, problems: list, warnings: list) -> dict:
     return sections
 
 
-def _settings(section, environ, problems, warnings) -> dict:
-    section = _mapping(section, "config", problems)
-    settings = {}
-    for key, value in section.items():
+def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: list) -> None:
+    known = set(SETTINGS_BY_KEY).union(*({s.key for s in schema.GLOBAL_SETTINGS} for schema in schemas))
+    for key in section:
         key = str(key)
-        if key in SETTINGS_BY_KEY:
-            settings[key] = check_setting(SETTINGS_BY_KEY[key], value, f"config.{key}", problems)
-        elif key in IGNORED_SETTINGS:
+        if key in known:
+            continue
+        if key in IGNORED_SETTINGS:
             warnings.append(f"config.{key} is ignored: {IGNORED_SETTINGS[key]}")
-        else:
-            warnings.append(f"config.{key} is not a known key; ignored")
-    for setting in SETTINGS:
-        if setting.env and environ.get(setting.env) is not None:
-            settings[setting.key] = check_setting(setting, environ[setting.env], f"{setting.env} "
-                                                   f"(environment, for config.{setting.key})", problems)
-        settings.setdefault(setting.key, setting.default)
-    return settings
+            continue
+        owners = [name for name in registry.names()
+                  if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]
+        warnings.append(f"config.{key} is read by the {' and '.join(owners)} provider, which no provider here "
+                        f"uses; ignored" if owners else f"config.{key} is not a known key; ignored")
 
 
 def _mapping(value, where: str, problems: list) -> dict:
@@ -192,40 +180,54 @@ def _mapping(value, where: str, problems: list) -> dict:
     return value
 
 
-def _providers(section, classes, problems, warnings) -> dict:
-    providers = {}
+def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
+    """name -> (provider_class, its schema, the section as written), for each provider under
+    :providers:, plus the dummy when a pool names it without configuring it."""
+    entries = {}
     for name, options in _mapping(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
         options = _mapping(options, f"providers.{name}", problems)
         class_name = str(options.get("provider_class", name))
-        cls = classes.get(class_name)
-        if cls is None:
+        schema = registry.schema(class_name)
+        if schema is None:
             problems.append(f"providers.{name}: unknown provider {class_name!r} "
-                            f"(known: {', '.join(sorted(classes))})")
+                            f"(known: {', '.join(registry.names())})")
             continue
         for key in options:
-            if key not in cls.PROVIDER_KEYS:
+            if key not in schema.PROVIDER_KEYS:
                 warnings.append(f"providers.{name}.{key} is not a known key; ignored")
-        problems.extend(f"providers.{name}.{p}" for p in cls.validate_options(options))
-        providers[name] = dict(options, provider_class=class_name)
-    return providers
+        entries[name] = (class_name, schema, options)
+    dummy = registry.schema("dummy")
+    if dummy is not None and "dummy" not in entries and any(
+            isinstance(pool, dict) and pool.get("provider", default_provider) == "dummy" for pool in pool_list):
+        entries["dummy"] = ("dummy", dummy, {})
+    return entries
 
 
-def _pools(section, settings, providers, classes, problems, warnings) -> list:
+def _default_provider(section) -> str:
+    """A pool without ``provider`` uses the only configured provider, else the dummy."""
+    names = [str(name).strip(":") for name in section] if isinstance(section, dict) else []
+    return names[0] if len(names) == 1 else "dummy"
+
+
+def _pool_list(section, problems) -> list:
     if section is None:
         problems.append("pools: at least one pool is required")
         return []
     if not isinstance(section, list):
         problems.append("pools: must be a list of pools")
         return []
-    default_provider = next(iter(providers)) if len(providers) == 1 else "dummy"
+    return section
+
+
+def _pools(pool_list, settings, default_provider, providers, entries, problems, warnings) -> list:
     pools, seen = [], set()
-    for index, raw in enumerate(section):
+    for index, raw in enumerate(pool_list):
         where = f"pools[{index}]"
         if not isinstance(raw, dict):
             problems.append(f"{where}: must be a mapping with name, template and size")
             continue
-        pool = _pool(raw, where, settings, default_provider, providers, classes, problems, warnings)
+        pool = _pool(raw, where, settings, default_provider, providers, entries, problems, warnings)
         if pool is None:
             continue
         if pool.name in seen:
@@ -243,7 +245,7 @@ def _pools(section, settings, providers, classes, problems, warnings) -> list:
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-def _pool(raw, where, settings, default_provider, providers, classes, problems, warnings):
+def _pool(raw, where, settings, default_provider, providers, entries, problems, warnings):
     before = len(problems)
     name, template = raw.get("name"), raw.get("template")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -256,42 +258,42 @@ def _pool(raw, where, settings, default_provider, providers, classes, problems, 
     if size is None:
         problems.append(f"{where}.size: required, an integer >= 0")
     provider = str(raw.get("provider", default_provider))
-    if provider not in providers:
-        if provider == "dummy" and "dummy" in classes:
-            providers["dummy"] = {"provider_class": "dummy"}
-        else:
-            problems.append(f"{where}.provider: {provider!r} is not configured under :providers:")
+    if provider not in entries:
+        problems.append(f"{where}.provider: {provider!r} is not configured under :providers:")
     alias = raw.get("alias") or []
     try:
         alias = tuple(coerce("list", alias))
     except ValueError as exc:
         problems.append(f"{where}.alias: {exc}")
         alias = ()
-    number = lambda key: check_setting(Setting(key, "number", None, "", minimum=0), raw.get(key),
-                                        f"{where}.{key}", problems)
-    text = lambda key: check_setting(Setting(key, "str", None, ""), raw.get(key), f"{where}.{key}", problems)
-    cls = classes.get(providers.get(provider, {}).get("provider_class", provider))
-    extra = cls.POOL_KEYS if cls else frozenset()
+    core = read_settings(_POOL_SETTINGS, raw, problems, f"{where}.")
+    schema = entries[provider][1] if provider in entries else None
+    extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
     for key in raw:
         if key not in POOL_KEYS and key not in extra:
             warnings.append(f"{where}.{key} is not a known key; ignored")
-    if cls is not None:
-        problems.extend(f"{where}.{p}" for p in cls.validate_pool(raw))
-    timeout, ready_ttl = number("timeout"), number("ready_ttl")
-    mismatch = check_setting(Setting("x", "bool", None, ""), raw.get("check_hostname_for_mismatch"),
-                              f"{where}.check_hostname_for_mismatch", problems)
+    provider_options = None
+    if schema is not None:
+        found: list = []
+        provider_options = schema.pool_options(raw, providers[provider].options if provider in providers else None,
+                                               found)
+        problems.extend(f"{where}.{p}" for p in found)
     if len(problems) > before:
         return None
     return PoolConfig(
         name=name, template=template, size=size, provider=provider, alias=alias,
-        timeout=settings["timeout"] if timeout is None else timeout,
-        ready_ttl=settings["ready_ttl"] if ready_ttl is None else ready_ttl,
-        clone_target=text("clone_target") or settings.get("clone_target"),
-        folder=text("folder"), datastore=text("datastore"), datacenter=text("datacenter"),
+        timeout=settings["timeout"] if core["timeout"] is None else core["timeout"],
+        ready_ttl=settings["ready_ttl"] if core["ready_ttl"] is None else core["ready_ttl"],
         check_hostname_for_mismatch=(settings["check_ready_vm_hostname_for_mismatch"]
-                                     if mismatch is None else mismatch),
-        options=dict(raw),
+                                     if core["check_hostname_for_mismatch"] is None
+                                     else core["check_hostname_for_mismatch"]),
+        provider_options=provider_options, raw=dict(raw),
     )
+
+
+# Pool keys that override a global setting (unset: the global value applies).
+_POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0), Setting("ready_ttl", "number", None, "", minimum=0),
+                  Setting("check_hostname_for_mismatch", "bool", None, ""))
 
 
 def _auth(section, environ, problems) -> Optional[dict]:

@@ -20,9 +20,7 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import inspect, text
-
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 
 log = logging.getLogger("vmpooler.metrics")
@@ -72,9 +70,10 @@ class Hooks:
     def marked_failed(self, pool: str) -> None:
         """A pending VM of ``pool`` was given up after the pool's timeout."""
 
-    def timed(self, provider: str, operation: str, function: Callable) -> Callable:
-        """``function`` (a provider's method), timed and its errors counted when it is called."""
-        return function
+    def observed(self, name: str, provider):
+        """The provider an operation of the runner is given: here the provider itself; with
+        metrics, a view of it whose method calls are timed and their errors counted."""
+        return provider
 
     def manager_pass(self, seconds: float) -> None:
         """The pool manager finished a pass that took ``seconds``."""
@@ -118,7 +117,6 @@ class Metrics(Hooks):
         self.registry = CollectorRegistry(auto_describe=False)
         self._bare = set()  # counters the original named without _total
         self._breakers: Callable[[], dict] = dict
-        self._ondemand_table = None  # whether the on-demand table exists, learned at the first scrape
         self._define_originals()
         self._define_ours()
         self.registry.register(_ScrapeTime(self))
@@ -217,7 +215,11 @@ class Metrics(Hooks):
     def marked_failed(self, pool: str) -> None:
         self._errors_markedasfailed.labels(pool, self.instance).inc()
 
+    def observed(self, name: str, provider):
+        return _ObservedProvider(self, name, provider)
+
     def timed(self, provider: str, operation: str, function: Callable) -> Callable:
+        """``function`` (the provider's method ``operation``), timed and its errors counted."""
         duration = self._provider_seconds.labels(provider, operation, self.instance)
 
         def call(*args, **kwargs):  # runs in a provider thread; the client's metrics are thread-safe
@@ -283,8 +285,7 @@ class Metrics(Hooks):
 
     def _pool_gauges(self):
         try:
-            with self.db.read() as conn:
-                counts = queries.pool_counts(conn, utcnow())  # the one query /status counts with
+            counts = stat_store.pool_counts(self.db, utcnow())  # the one query /status counts with
         except StoreUnavailable as error:
             log.warning("scrape without the pool gauges: %s", error)
             return
@@ -306,16 +307,12 @@ class Metrics(Hooks):
         yield family
 
     def _ondemand_gauge(self):
-        """On-demand requests waiting for their VMs, once the on-demand table exists."""
         try:
-            with self.db.read() as conn:
-                if self._ondemand_table is None:
-                    self._ondemand_table = inspect(conn).has_table("ondemand_requests")
-                if not self._ondemand_table:
-                    return
-                waiting = conn.execute(_ONDEMAND_WAITING).scalar_one()
+            waiting = stat_store.ondemand_waiting(self.db)
         except StoreUnavailable as error:
             log.warning("scrape without the on-demand queue: %s", error)
+            return
+        if waiting is None:
             return
         family = GaugeMetricFamily(self._named("ondemand_queue_depth"), "On-demand requests waiting for their VMs",
                                    labels=(INSTANCE,))
@@ -323,7 +320,18 @@ class Metrics(Hooks):
         yield family
 
 
-_ONDEMAND_WAITING = text("SELECT count(*) FROM ondemand_requests WHERE state = 'pending'")
+class _ObservedProvider:
+    """A provider whose public methods are timed and counted by operation (the method's name)
+    when an operation of the runner calls them: ``lambda p: p.create_vm(pool, name)``."""
+
+    def __init__(self, metrics: Metrics, name: str, provider):
+        self._metrics, self._name, self._provider = metrics, name, provider
+
+    def __getattr__(self, attribute: str):
+        value = getattr(self._provider, attribute)
+        if attribute.startswith("_") or not callable(value):
+            return value
+        return self._metrics.timed(self._name, attribute, value)
 
 
 class _ScrapeTime:

@@ -1,7 +1,8 @@
 """Every ``:config:`` key with its type, default and meaning, and the coercion of raw values.
 
-This table is the one place for defaults: the loader applies it, the example file and
-docs/configuration.md document it (a test keeps them in step).
+This table is the one place for the core keys' defaults: the loader applies it, the example file
+and docs/configuration.md document it (a test keeps them in step). Keys that only one provider
+reads are that provider's (its ``config.py``, e.g. vSphere's ``create_folders``).
 """
 from __future__ import annotations
 
@@ -36,10 +37,6 @@ SETTINGS = [
     Setting("allowed_tags", "list", None, "Tag names a PUT may set (any when unset)."),
     Setting("domain", "str", None, "DNS domain of the VMs; added to API answers.", "DOMAIN"),
     Setting("prefix", "str", "", "Prefix of generated hostnames.", "PREFIX"),
-    Setting("clone_target", "str", None, "Default cluster to clone into (vSphere).", "CLONE_TARGET"),
-    Setting("max_tries", "int", 3, "Connection attempts to a provider before giving up.", "MAX_TRIES", 1),
-    Setting("retry_factor", "number", 10, "Seconds multiplied by the attempt number between provider "
-            "connection attempts.", "RETRY_FACTOR", 0),
     Setting("check_loop_delay_min", "number", 5, "Seconds between passes of the pool manager.", None, 0.001),
     Setting("check_loop_delay_max", "number", 60, "Accepted for compatibility; passes run every "
             "check_loop_delay_min seconds and are woken early by checkouts and deletes.", None, 0),
@@ -66,12 +63,6 @@ SETTINGS = [
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
-    Setting("create_folders", "bool", False, "Create missing pool folders (vSphere).", "CREATE_FOLDERS"),
-    Setting("create_linked_clones", "bool", True, "Clone with linked clones (vSphere).", "CREATE_LINKED_CLONES"),
-    Setting("create_template_delta_disks", "bool", False, "Add delta disks to templates (vSphere).",
-            "CREATE_TEMPLATE_DELTA_DISKS"),
-    Setting("purge_unconfigured_folders", "bool", False, "Destroy VMs in folders no pool uses.",
-            "PURGE_UNCONFIGURED_FOLDERS"),
     Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
             "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
@@ -160,3 +151,18 @@ def check_setting(setting: Setting, value, where: str, problems: list):
         problems.append(f"{where}: must be at least {setting.minimum:g}, not {value!r}")
         return setting.default
     return value
+
+
+def read_settings(rows, mapping, problems: list, where: str = "", environ=None) -> dict:
+    """``{key: typed value}`` for each Setting row: the environment variable (when ``environ`` is
+    given and has it) over ``mapping``'s value over the row's default. Problems name the key as
+    ``<where><key>`` (``where`` is a prefix such as ``config.``), or the variable."""
+    values = {}
+    for setting in rows:
+        if environ is not None and setting.env and environ.get(setting.env) is not None:
+            value = check_setting(setting, environ[setting.env], f"{setting.env} (environment, for "
+                                  f"{where}{setting.key})", problems)
+        else:
+            value = check_setting(setting, mapping.get(setting.key), f"{where}{setting.key}", problems)
+        values[setting.key] = setting.default if value is None else value
+    return values

@@ -178,10 +178,9 @@ def auth_api(start_api):
 
 
 def vm_row(api, name):
-    from vmpooler.db import queries
+    from vmpooler.db import vms as vm_store
 
-    with api.db.read() as conn:
-        return queries.latest_vm(conn, name)
+    return vm_store.latest(api.db, name)
 
 
 def states(api, names):

@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.api.conftest import USERS_AUTH, assert_error
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable
 
 
@@ -52,13 +53,13 @@ def test_database_unavailable_is_503(api, monkeypatch):
     def unavailable(*args):
         raise StoreUnavailable("the database is locked by another process")
 
-    monkeypatch.setattr(queries, "latest_vm", unavailable)
+    monkeypatch.setattr(vm_store, "latest_with_extras", unavailable)
     body = assert_error(api.get("/api/v1/vm/somevm"), 503)
     assert "locked" in body["error"]
 
 
 def test_unexpected_error_is_json_without_traceback(api, monkeypatch, caplog):
-    monkeypatch.setattr(queries, "pool_counts", lambda conn: 1 / 0)
+    monkeypatch.setattr(stat_store, "pool_counts", lambda db, now: 1 / 0)
     response = api.get("/api/v1/totalrunning")
     assert response.status == 500 and response.json() == {"ok": False, "error": "internal error"}
     assert "Traceback" not in response.text and "ZeroDivision" not in response.text

@@ -8,7 +8,8 @@ import re
 from sqlalchemy import update
 
 from tests.api.conftest import USERS_AUTH
-from vmpooler.db.models import DONE, tasks
+from vmpooler.db.models import tasks
+from vmpooler.model import DONE
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TOKEN = re.compile(r"^[a-z0-9]{32}$")

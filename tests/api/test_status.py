@@ -6,19 +6,20 @@ import pytest
 from sqlalchemy import event
 
 from tests.api.conftest import ALIAS_POOLS, vm_row
-from vmpooler.db import transitions
+from vmpooler.db import stats as stat_store
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.transitions import record_duration
+from vmpooler.db.stats import record_duration
 
 RUBY_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \+0000$")
 
 
 def test_status_shape_and_counts(start_api):
     api = start_api(pools=ALIAS_POOLS)
-    transitions.sync_pools(api.db, api.config.pools, utcnow())
+    stat_store.sync_pools(api.db, api.config.pools, utcnow())
     api.add(state="pending")  # cloning
     booting = api.add(state="pending")
-    transitions.cloned(api.db, vm_row(api, booting), utcnow())
+    vm_store.cloned(api.db, vm_row(api, booting), utcnow())
     for _ in range(3):
         api.add("debian-7-x86_64")
     api.add("centos-6-x86_64", state="running")

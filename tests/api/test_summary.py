@@ -5,10 +5,10 @@ import pytest
 from sqlalchemy import insert, text
 
 from tests.api.conftest import assert_error
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.models import durations
 from vmpooler.db.database import utcnow
-from vmpooler.db.transitions import record_duration
+from vmpooler.db.stats import record_duration
 
 TODAY = utcnow().date()
 
@@ -112,8 +112,8 @@ def test_aggregated_by_the_database(api, monkeypatch):
             "INSERT INTO duration_days (kind, day, pool, count, total, low, high) SELECT kind, day, pool, count(*), "
             "sum(seconds), min(seconds), max(seconds) FROM durations GROUP BY kind, day, pool"))
     fetched = []
-    original = queries.duration_stats
-    monkeypatch.setattr(queries, "duration_stats", lambda *a: fetched.extend(original(*a)) or fetched)
+    original = stat_store.duration_stats
+    monkeypatch.setattr(stat_store, "duration_stats", lambda *a: fetched.extend(original(*a)) or fetched)
     body = api.get(f"/api/v1/summary?from={start.isoformat()}").json()
     assert body["boot"]["count"]["total"] + body["clone"]["count"]["total"] == SAMPLES
     assert body["boot"]["duration"]["max"] == 298.5 and len(body["daily"]) == 366

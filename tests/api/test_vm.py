@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import insert, update
 
 from tests.api.conftest import assert_error, vm_row
-from vmpooler.db import checkout, transitions
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import DONE, tasks, vms
+from vmpooler.db.models import tasks, vms
+from vmpooler.model import DONE
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 
@@ -49,11 +50,11 @@ def test_get_completed_destroyed_gone_and_data_ttl(start_api):
     name = api.checkout()
     assert api.delete(f"/api/v1/vm/{name}").status == 200
     assert api.get(f"/api/v1/vm/{name}").json()[name]["state"] == "completed"
-    transitions.destroyed(api.db, vm_row(api, name), utcnow())
+    vm_store.destroyed(api.db, vm_row(api, name), utcnow())
     info = api.get(f"/api/v1/vm/{name}").json()[name]
     assert info["state"] == "destroyed" and "running" in info and "remaining" not in info
     other = api.add()
-    transitions.gone(api.db, vm_row(api, other), "vanished", utcnow())
+    vm_store.gone(api.db, vm_row(api, other), "vanished", utcnow())
     assert api.get(f"/api/v1/vm/{other}").json()[other]["state"] == "destroyed"
     with api.db.write() as conn:
         conn.execute(update(vms).where(vms.c.name == name).values(destroyed_at=utcnow() - datetime.timedelta(hours=2)))
@@ -192,5 +193,21 @@ def test_delete_open_without_owner_under_auth(auth_api):
 
 def test_modify_race_is_409(api, monkeypatch):
     name = api.checkout()
-    monkeypatch.setattr(checkout, "modify", lambda *a, **k: False)
+    monkeypatch.setattr(vm_store, "modify", lambda *a, **k: False)
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 3}), 409)
+
+
+def test_put_records_what_changed_in_the_event_log(api):
+    """Lifetime and tag changes are VM row changes: each PUT leaves an event saying before -> after."""
+    from tests.manager.helpers import events
+
+    name = api.checkout()
+    assert api.put(f"/api/v1/vm/{name}", {"lifetime": 48, "tags": {"user": "jdoe"}}).status == 200
+    assert api.put(f"/api/v1/vm/{name}", {"tags": {"user": "asmith", "department": "qa"}}).status == 200
+    assert api.put(f"/api/v1/vm/{name}", {"lifetime": 2}).status == 200
+    first, second, third = [e for e in events(api.db, name) if e.from_state == e.to_state == "running"]
+    start = vm_row(api, name).checkout_at
+    at = {hours: f"{start + datetime.timedelta(hours=hours):%Y-%m-%d %H:%M:%S}" for hours in (24, 48, 2)}
+    assert first.reason == f"lifetime (the default) -> 48h (expires {at[24]} -> {at[48]}); tag user: (none) -> 'jdoe'"
+    assert second.reason == "tag user: 'jdoe' -> 'asmith'; tag department: (none) -> 'qa'"
+    assert third.reason == f"lifetime 48h -> 2h (expires {at[48]} -> {at[2]})"

@@ -5,7 +5,8 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.api.conftest import assert_error
-from vmpooler.db.models import DONE, tasks
+from vmpooler.db.models import tasks
+from vmpooler.model import DONE
 
 SNAPSHOT = re.compile(r"^[a-y][a-z0-9]{31}$")
 

@@ -96,7 +96,8 @@ class Floaty:
 def test_vmfloaty_session(start_api):
     from sqlalchemy import update
 
-    from vmpooler.db.models import DONE, tasks
+    from vmpooler.db.models import tasks
+    from vmpooler.model import DONE
 
     api = start_api(settings={"domain": "company.com"}, auth=USERS_AUTH)
     floaty = Floaty(api.client)

@@ -21,7 +21,7 @@ def source(tmp_path):
     database = Database(f"sqlite:///{tmp_path / 'source.db'}")
     database.upgrade()
     pool = make_config().pools[0]
-    from vmpooler.db.transitions import sync_pools
+    from vmpooler.db.stats import sync_pools
     sync_pools(database, make_config().pools, utcnow())
     names = [add_vm(database, pool, state) for state in ("pending", "ready", "running", "running")]
     now = utcnow()

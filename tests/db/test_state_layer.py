@@ -1,14 +1,14 @@
 """The state layer under concurrency: guarded transitions make every race have one winner."""
+import datetime
 import threading
 
 import pytest
 
-from tests.conftest import add_vm, make_config
+from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
-from vmpooler.db import checkout as checkout_module
-from vmpooler.db import transitions
-from vmpooler.db.checkout import Owner, Shortfall, Want
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.db.vms import Owner, Shortfall, Want
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def pool():
 
 
 def _checkout(db, wants):
-    return checkout_module.checkout(db, wants, utcnow(), 24)
+    return vm_store.checkout(db, wants, utcnow(), 24)
 
 
 def test_fifty_threads_checking_out_twenty_vms_get_each_exactly_once(db, pool):
@@ -64,7 +64,7 @@ def test_checkout_is_all_or_nothing(db, pool):
 def test_checkout_records_owner_lifetime_and_expiry(db, pool):
     add_vm(db, pool[0], "ready")
     now = utcnow()
-    checkout_module.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
+    vm_store.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
     vm = rows(db)[0]
     assert (vm.token_user, vm.token_hash, vm.lifetime) == ("jdoe", "h" * 64, 2)
     assert round((vm.expires_at - vm.checkout_at).total_seconds()) == 7200
@@ -74,33 +74,33 @@ def test_manager_and_client_racing_on_one_vm_have_one_winner(db, pool):
     name = add_vm(db, pool[0], "ready")
     stale = rows(db, name=name)[0]  # what the manager read before the checkout
     assert [vm.name for vm in _checkout(db, [Want("p", ("p",), 1)])["p"]] == [name]
-    assert transitions.complete(db, stale, "ready_ttl", utcnow()) is False
+    assert vm_store.complete(db, stale, "ready_ttl", utcnow()) is False
     assert rows(db, name=name)[0].state == "running"
 
 
 def test_delete_twice_changes_state_once(db, pool):
     name = add_vm(db, pool[0], "running")
     vm = rows(db, name=name)[0]
-    assert checkout_module.delete(db, vm, utcnow()) is True
-    assert checkout_module.delete(db, vm, utcnow()) is False
+    assert vm_store.delete(db, vm, utcnow()) is True
+    assert vm_store.delete(db, vm, utcnow()) is False
     assert [e.to_state for e in events(db, name)].count("completed") == 1
 
 
 def test_a_live_hostname_cannot_be_used_twice_but_can_after_destroy(db, pool):
     name = add_vm(db, pool[0], "ready")
-    assert transitions.new_vm(db, pool[0], name, utcnow()) is None
+    assert new_vm(db, pool[0], name, utcnow()) is None
     vm = rows(db, name=name)[0]
-    transitions.complete(db, vm, "test", utcnow())
-    transitions.destroyed(db, rows(db, name=name)[0], utcnow())
-    assert transitions.new_vm(db, pool[0], name, utcnow()) is not None
+    vm_store.complete(db, vm, "test", utcnow())
+    vm_store.destroyed(db, rows(db, name=name)[0], utcnow())
+    assert new_vm(db, pool[0], name, utcnow()) is not None
 
 
 def test_a_destroyed_vms_name_stays_reserved_for_the_given_hours(db, pool):
     name = add_vm(db, pool[0], "ready")
-    transitions.complete(db, rows(db, name=name)[0], "test", utcnow())
-    transitions.destroyed(db, rows(db, name=name)[0], utcnow())
-    assert transitions.new_vm(db, pool[0], name, utcnow(), reserve_hours=1) is None
-    assert transitions.new_vm(db, pool[0], "another", utcnow(), reserve_hours=1) is not None
+    vm_store.complete(db, rows(db, name=name)[0], "test", utcnow())
+    vm_store.destroyed(db, rows(db, name=name)[0], utcnow())
+    assert new_vm(db, pool[0], name, utcnow(), reserve_hours=1) is None
+    assert new_vm(db, pool[0], "another", utcnow(), reserve_hours=1) is not None
 
 
 def test_cached_reads_are_reused_until_the_next_write(db, pool):
@@ -114,3 +114,28 @@ def test_cached_reads_are_reused_until_the_next_write(db, pool):
     assert len(loads) == 1  # the second read came from the cache
     add_vm(db, pool[0], "ready")  # writes: the cached count is stale now
     assert db.cached("count", load) == 1 and len(loads) == 2
+
+
+def test_every_change_of_a_vm_row_has_an_event(db, pool):
+    """Retries, waits for a breaker and a new address are events; a periodic check alone is not."""
+    name = add_vm(db, pool[0], "pending")
+    vm = rows(db, name=name)[0]
+    later = utcnow() + datetime.timedelta(seconds=5)
+    assert vm_store.attempt_failed(db, vm, "clone", "boom", utcnow(), 1, later)
+    vm = rows(db, name=name)[0]
+    assert vm_store.attempt_failed(db, vm, "clone", "breaker open", utcnow(), 1, later)
+    vm = rows(db, name=name)[0]
+    assert vm.clone_attempts == 1 and vm.last_error == "breaker open"
+    assert vm_store.modify(db, vm, utcnow(), tags={"user": "x"})
+    reasons = [e.reason for e in events(db, name)]
+    assert reasons[1:] == ["clone attempt 1 failed, retrying: boom",
+                           f"clone waits for the provider's circuit breaker until {later:%H:%M:%S}",
+                           "tag user: (none) -> 'x'"]
+    ready = add_vm(db, pool[0], "ready")
+    vm = rows(db, name=ready)[0]
+    before = len(events(db, ready))
+    assert vm_store.checked(db, vm, utcnow())
+    assert len(events(db, ready)) == before
+    assert vm_store.checked(db, rows(db, name=ready)[0], utcnow(), ip="10.0.0.9")
+    assert events(db, ready)[-1].reason == f"address {vm.ip or '(none)'} -> 10.0.0.9"
+    assert rows(db, name=ready)[0].ip == "10.0.0.9"

@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
 
-from tests.conftest import make_config
-from vmpooler.db import checkout as api
-from vmpooler.db import transitions
-from vmpooler.db.checkout import Shortfall, Want
+from tests.conftest import make_config, new_vm
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
-from vmpooler.db.models import LIVE_STATES, metadata, vm_events, vms
+from vmpooler.db.models import metadata, vm_events, vms
+from vmpooler.db.vms import Shortfall, Want
+from vmpooler.model import LIVE_STATES
 
 POOLS = make_config(pools=[{"name": "p", "template": "t", "size": 3},
                            {"name": "q", "template": "t", "size": 3}]).pools
@@ -44,15 +44,15 @@ class StateLayer(RuleBasedStateMachine):
     @rule(pool=st.sampled_from(POOLS))
     def clone(self, pool):
         name = f"vm{next(self.names)}"
-        assert transitions.new_vm(self.db, pool, name, utcnow()) is not None
+        assert new_vm(self.db, pool, name, utcnow()) is not None
         self.model[name] = (pool.name, "pending")
 
     @precondition(lambda self: self._in("pending"))
     @rule(data=st.data())
     def boot(self, data):
         name = data.draw(st.sampled_from(self._in("pending")))
-        assert transitions.cloned(self.db, self._row(name), utcnow())
-        assert transitions.became_ready(self.db, self._row(name), utcnow())
+        assert vm_store.cloned(self.db, self._row(name), utcnow())
+        assert vm_store.became_ready(self.db, self._row(name), utcnow())
         self.model[name] = (self.model[name][0], "ready")
 
     @rule(p=st.integers(0, 3), q=st.integers(0, 3))
@@ -61,7 +61,7 @@ class StateLayer(RuleBasedStateMachine):
         ready = {pool: [n for n in self._in("ready") if self.model[n][0] == pool] for pool in ("p", "q")}
         enough = all(len(ready[w.requested]) >= w.count for w in wants)
         try:
-            taken = api.checkout(self.db, wants, utcnow(), 24)
+            taken = vm_store.checkout(self.db, wants, utcnow(), 24)
         except Shortfall:
             assert not enough
             return
@@ -87,15 +87,15 @@ class StateLayer(RuleBasedStateMachine):
         row = self.stale.pop(name)
         pool, state = self.model[name]
         if action == "delete":
-            changed = api.delete(self.db, row, utcnow())
+            changed = vm_store.delete(self.db, row, utcnow())
             expected = row.state == state == "running"
             new = "completed"
         elif action == "complete":
-            changed = transitions.complete(self.db, row, "test", utcnow())
+            changed = vm_store.complete(self.db, row, "test", utcnow())
             expected = row.state == state and state in ("pending", "ready", "running")
             new = "completed"
         else:
-            changed = transitions.gone(self.db, row, "test", utcnow())
+            changed = vm_store.gone(self.db, row, "test", utcnow())
             expected = row.state == state and state in LIVE_STATES
             new = "gone"
         assert changed == expected, (action, row.state, state)
@@ -106,7 +106,7 @@ class StateLayer(RuleBasedStateMachine):
     @rule(data=st.data())
     def destroy(self, data):
         name = data.draw(st.sampled_from(self._in("completed")))
-        assert transitions.destroyed(self.db, self._row(name), utcnow())
+        assert vm_store.destroyed(self.db, self._row(name), utcnow())
         self.model[name] = (self.model[name][0], "destroyed")
 
     @invariant()

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from tests.conftest import make_config
 from vmpooler.db.models import vm_events, vms
 from vmpooler.manager.scheduler import Manager
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 FAST = {"check_loop_delay_min": 0.01, "vm_checktime": 0.0005, "retry_backoff": 0.01, "retry_backoff_max": 0.05,
         "reconcile_interval": 0.05, "shutdown_grace": 2}
@@ -22,7 +22,7 @@ def fast_config(pools, settings=None, dummy=None, **sections):
 @contextlib.asynccontextmanager
 async def running(config, db, providers=None):
     """A started manager; stopped (cleanly) on exit. Yields (manager, dummy provider)."""
-    providers = providers or build_providers(config)
+    providers = providers or REGISTRY.build(config)
     manager = Manager(config, db, providers)
     await manager.start()
     try:

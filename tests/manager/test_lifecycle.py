@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db.models import vms
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 POOL = {"name": "a", "template": "tmpl-a", "size": 3}
 
@@ -162,7 +162,7 @@ def test_one_failing_pool_does_not_stall_the_others(db):
 def test_shrinking_a_pool_removes_the_excess(db):
     big = fast_config([{**POOL, "size": 5}])
     small = fast_config([{**POOL, "size": 2}])
-    providers = build_providers(big)  # one inventory across the restart
+    providers = REGISTRY.build(big)  # one inventory across the restart
 
     async def scenario():
         async with running(big, db, providers):
@@ -173,7 +173,7 @@ def test_shrinking_a_pool_removes_the_excess(db):
 
 
 def test_tasks_snapshot_revert_and_disk_are_carried_out(db):
-    from vmpooler.db.checkout import queue_task
+    from vmpooler.db.tasks import queue as queue_task
     from vmpooler.db.database import utcnow
 
     config = fast_config([{**POOL, "size": 1}])

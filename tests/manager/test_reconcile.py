@@ -6,14 +6,14 @@ from sqlalchemy import update
 from tests.conftest import add_vm
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db.models import vms
-from vmpooler.providers import build_providers
+from vmpooler.providers.registry import REGISTRY
 
 POOL = {"name": "a", "template": "tmpl-a", "size": 2}
 
 
 def test_unknown_vm_in_the_provider_is_destroyed(db, tmp_path):
     config = fast_config([POOL], dummy={"filename": str(tmp_path / "inventory.json")})
-    providers = build_providers(config)
+    providers = REGISTRY.build(config)
     providers["dummy"].inject(config.pools[0], "orphan-vm")
 
     async def scenario():
@@ -56,7 +56,7 @@ def test_vm_deleted_behind_our_back_while_running_is_marked_gone(db):
 def test_half_done_clone_is_resolved_on_restart(db, tmp_path):
     config = fast_config([{**POOL, "size": 2}], dummy={"filename": str(tmp_path / "inventory.json")})
     pool = config.pools[0]
-    providers = build_providers(config)
+    providers = REGISTRY.build(config)
     # a clone the provider finished but the database never heard of (killed in between) ...
     finished = add_vm(db, pool, "pending")
     providers["dummy"].inject(pool, finished)
@@ -103,7 +103,7 @@ def test_written_off_vm_that_reappears_is_destroyed(db):
     name = add_vm(db, pool, "ready")
     with db.write() as conn:
         conn.execute(update(vms).where(vms.c.name == name).values(state="gone", live_name=None))
-    providers = build_providers(config)
+    providers = REGISTRY.build(config)
     providers["dummy"].inject(pool, name)
 
     async def scenario():
@@ -116,10 +116,10 @@ def test_written_off_vm_that_reappears_is_destroyed(db):
 def test_clone_interrupted_before_its_power_on_is_replaced(db):
     config = fast_config([{**POOL, "size": 1}])
     pool = config.pools[0]
-    providers = build_providers(config)
+    providers = REGISTRY.build(config)
     half = add_vm(db, pool, "pending")  # the row written before the clone
     providers["dummy"].inject(pool, half)
-    providers["dummy"]._vms[half]["powered_on"] = False  # killed before the power-on
+    providers["dummy"].power_off(half)  # killed before the power-on
 
     async def scenario():
         async with running(config, db, providers) as (manager, dummy):

@@ -30,6 +30,7 @@ from tests.api.conftest import Client
 from tests.test_cli import ROOT, free_port
 from vmpooler import config as config_module
 from vmpooler.db.database import Database
+from vmpooler.providers.registry import REGISTRY
 
 #: the manager's timers for these scenarios: passes every 50 ms, quick retries and reconciles
 FAST_SETTINGS = {"check_loop_delay_min": 0.05, "vm_checktime": 0.01, "retry_backoff": 0.02,
@@ -52,7 +53,7 @@ def raw_config(pools, settings=None, dummy=None, database=None, **sections) -> d
 def service_config(directory, pools, settings=None, dummy=None, **sections):
     """A validated Config for ``InProcessService``: its database is ``directory``/vmpooler.db."""
     raw = raw_config(pools, settings, dummy, f"sqlite:///{Path(directory) / 'vmpooler.db'}", **sections)
-    return config_module.build(raw, environ={"VMPOOLER_DEBUG": "1"})
+    return config_module.build(raw, {"VMPOOLER_DEBUG": "1"}, REGISTRY)
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
@@ -105,7 +106,7 @@ class ServerProcess:
         dummy = {"filename": str(self.inventory_path), **(dummy or {})}
         raw = raw_config(pools, settings, dummy, f"sqlite:///{self.database_path}", **sections)
         self.config_path.write_text(yaml.safe_dump(raw))
-        config_module.build(yaml.safe_load(self.config_path.read_text()), environ={})  # fail early if invalid
+        config_module.build(yaml.safe_load(self.config_path.read_text()), {}, REGISTRY)  # fail early if invalid
         self.log_level = log_level
         self.process = None
         self.client = Client(self.port)

@@ -1,8 +1,9 @@
 """The invariants every reliability scenario checks when it ends."""
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from vmpooler.auth.tokens import token_hash
-from vmpooler.db.models import LIVE_STATES, tokens, vm_events, vm_tags, vms
+from vmpooler.db.models import tokens, vm_events, vm_tags, vms
+from vmpooler.model import LIVE_STATES
 
 
 def live_rows(db):
@@ -19,6 +20,11 @@ def assert_database_matches_inventory(db, dummy, pools):
     assert in_db - in_provider == set(), f"phantoms: {sorted(in_db - in_provider)}"
 
 
+#: the events of checkouts: into running from another state (a running VM's lifetime or tag change
+#: is an event from running to running)
+CHECKED_OUT = and_(vm_events.c.to_state == "running", vm_events.c.from_state != vm_events.c.to_state)
+
+
 def assert_no_name_live_twice(db):
     names = [row.name for row in live_rows(db)]
     assert len(names) == len(set(names))
@@ -27,14 +33,14 @@ def assert_no_name_live_twice(db):
 def assert_every_checkout_recorded_once(db, handed_out):
     """Each hostname handed out while checked out appears once per checkout in the event log."""
     with db.read() as conn:
-        checkouts = [e.vm_name for e in conn.execute(select(vm_events).where(vm_events.c.to_state == "running"))]
+        checkouts = [e.vm_name for e in conn.execute(select(vm_events).where(CHECKED_OUT))]
     assert sorted(checkouts) == sorted(handed_out), f"checked out {sorted(checkouts)}, handed out {sorted(handed_out)}"
 
 
 def assert_each_vm_checked_out_at_most_once(db):
     """No VM row went to running twice: a VM is never handed to a second job."""
     with db.read() as conn:
-        counts = conn.execute(select(vm_events.c.vm_id, func.count()).where(vm_events.c.to_state == "running")
+        counts = conn.execute(select(vm_events.c.vm_id, func.count()).where(CHECKED_OUT)
                               .group_by(vm_events.c.vm_id).having(func.count() > 1)).all()
     assert counts == [], f"VMs checked out more than once: {counts}"
 
@@ -79,8 +85,7 @@ class Ledger:
     def verify(self, db):
         """Every acknowledged change is in the database (call after the server is gone or idle)."""
         with db.read() as conn:
-            checked_out = {e.vm_id for e in conn.execute(select(vm_events.c.vm_id).where(
-                vm_events.c.to_state == "running"))}
+            checked_out = {e.vm_id for e in conn.execute(select(vm_events.c.vm_id).where(CHECKED_OUT))}
             by_name, latest = {}, {}
             for row in conn.execute(select(vms).order_by(vms.c.id)):
                 latest[row.name] = row

@@ -12,8 +12,9 @@ from tests.reliability.harness import breaker_state, pools_full, service_config,
 from tests.service import InProcessService
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,
                                           assert_every_checkout_recorded_once, assert_no_name_live_twice)
-from vmpooler.db import checkout as api
-from vmpooler.db.checkout import Shortfall, Want
+from vmpooler.db import tasks as task_store
+from vmpooler.db import vms as vm_store
+from vmpooler.db.vms import Shortfall, Want
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import tasks
 
@@ -34,16 +35,16 @@ def test_pools_converge_under_thirty_percent_faults(db):
             for _ in range(60):  # checkout / snapshot / return load while faults happen
                 pool = rng.choice("ab")
                 try:
-                    name = api.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0].name
+                    name = vm_store.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0].name
                 except Shortfall:
                     await asyncio.sleep(0.02)
                     continue
                 handed_out.append(name)
                 vm = rows(db, name=name)[0]
-                api.queue_task(db, vm, "snapshot", f"s{len(handed_out)}", utcnow())
+                task_store.queue(db, vm, "snapshot", f"s{len(handed_out)}", utcnow())
                 await asyncio.sleep(0.01)
                 if rng.random() < 0.7:
-                    assert api.delete(db, rows(db, name=name)[0], utcnow())
+                    assert vm_store.delete(db, rows(db, name=name)[0], utcnow())
                 manager.wake()
             for knob in ("createvm_fail_percent", "destroyvm_fail_percent", "createsnapshot_fail_percent"):
                 dummy.knobs[knob] = 0

@@ -1,8 +1,11 @@
 """Configuration: the original's format, environment overrides, and errors that name the key."""
+import os
+
 import pytest
 
 from vmpooler import config
-from vmpooler.config import ConfigError, build, load
+from vmpooler.config import ConfigError
+from vmpooler.providers.registry import REGISTRY
 
 GOOD = {
     ":config:": {"task_limit": 4, "domain": "example.com", "allowed_tags": ["user"], "logfile": "/x.log"},
@@ -13,6 +16,14 @@ GOOD = {
     ":tagfilter:": {"url": "(.*)\\/"},
     ":redis:": {"server": "localhost"},
 }
+
+
+def build(raw, environ):
+    return config.build(raw, environ, REGISTRY)
+
+
+def load(path, environ):
+    return config.load(path, environ, REGISTRY)
 
 
 def problems(raw, environ=None):
@@ -45,10 +56,10 @@ def test_one_alias_spanning_several_pools():
 
 
 def test_environment_overrides_are_parsed_by_type():
-    loaded = build(GOOD, {"TASK_LIMIT": "7", "CREATE_FOLDERS": "false", "EXPERIMENTAL_FEATURES": "false",
+    loaded = build(GOOD, {"TASK_LIMIT": "7", "REQUEST_LOGGER": "yes", "EXPERIMENTAL_FEATURES": "false",
                           "VM_LIFETIME": "2.5", "DATABASE_URL": "sqlite:////tmp/other.db"})
     assert loaded.settings["task_limit"] == 7
-    assert loaded.settings["create_folders"] is False
+    assert loaded.settings["request_logger"] is True
     assert loaded.settings["experimental_features"] is False
     assert loaded.settings["vm_lifetime"] == 2.5
     assert loaded.database_url == "sqlite:////tmp/other.db"
@@ -124,11 +135,44 @@ def test_unreadable_and_invalid_yaml(tmp_path):
         load(str(bad), {})
 
 
-def test_every_setting_is_documented_in_the_example_and_docs():
-    import os
+def _text(*parts):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    example = open(os.path.join(root, "vmpooler.yaml.example")).read()
-    docs = open(os.path.join(root, "docs", "configuration.md")).read()
+    with open(os.path.join(root, *parts), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_every_setting_is_documented_in_the_example_and_docs():
+    example, docs = _text("vmpooler.yaml.example"), _text("docs", "configuration.md")
     for setting in config.SETTINGS:
         assert setting.key in example, f"{setting.key} missing from vmpooler.yaml.example"
         assert f"`{setting.key}`" in docs, f"{setting.key} missing from docs/configuration.md"
+
+
+def test_every_provider_key_is_documented_with_its_provider():
+    example, docs = _text("vmpooler.yaml.example"), _text("docs", "configuration.md")
+    for name in REGISTRY.names():
+        schema = REGISTRY.schema(name)
+        section = docs.split(f"\n### {name}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+        for setting in (*schema.GLOBAL_SETTINGS, *schema.POOL_SETTINGS):
+            assert f"| `{setting.key}` |" in section, f"{name}'s {setting.key} missing from its docs section"
+        for setting in schema.GLOBAL_SETTINGS:
+            assert f"# {setting.key}:" in example, f"{name}'s {setting.key} missing from vmpooler.yaml.example"
+            assert f"| `{setting.key}` |" not in docs.split("\n## `:pools:`", 1)[0], \
+                f"{setting.key} is {name}'s, not in the core :config: table"
+
+
+def test_pool_defaults_live_only_in_the_settings_table():
+    import dataclasses
+    from vmpooler.model import PoolConfig
+    fields = {field.name: field for field in dataclasses.fields(PoolConfig)}
+    for name in ("timeout", "ready_ttl", "check_hostname_for_mismatch"):
+        assert fields[name].default is dataclasses.MISSING, f"PoolConfig.{name} has a default of its own"
+    loaded = build({":config:": {"timeout": 7, "ready_ttl": 9, "check_ready_vm_hostname_for_mismatch": False},
+                    ":pools:": [{"name": "a", "template": "t", "size": 1}]}, {})
+    pool = loaded.pools[0]
+    assert (pool.timeout, pool.ready_ttl, pool.check_hostname_for_mismatch) == (7, 9, False)
+
+
+def test_vsphere_pool_keys_on_a_dummy_pool_are_warned_about():
+    loaded = build({":pools:": [{"name": "a", "template": "t", "size": 1, "datastore": "ds"}]}, {})
+    assert loaded.warnings == ["pools[a].datastore is not a known key; ignored"]

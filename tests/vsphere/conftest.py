@@ -16,10 +16,10 @@ import pytest
 
 from vmpooler import config as config_module
 from vmpooler.db.database import Database
-from vmpooler.providers.vsphere import VSphereProvider
+from vmpooler.providers.registry import REGISTRY
 from tests.service import InProcessService
 from tests.vsphere.helpers import (CLUSTER, DATASTORE, TEMPLATE, Simulator, SimulatorUnavailable, build_simulator,
-                                   fast_settings, make_pool, session)
+                                   fast_settings, make_pool, make_provider_for, session)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +56,7 @@ def make_provider(vcsim):
 
     def make(simulator=None, settings=None, **options):
         simulator = simulator or vcsim
-        provider = VSphereProvider("vsphere", simulator.options(**options), settings or fast_settings())
+        provider = make_provider_for(simulator.options(**options), settings)
         made.append(provider)
         return provider
 
@@ -142,7 +142,7 @@ def service_config(simulator, database_url: str, pool: dict, **settings):
         ":config:": {**E2E_SETTINGS, **settings},
         ":database:": {"url": database_url},
     }
-    return config_module.build(raw, environ={})
+    return config_module.build(raw, {}, REGISTRY)
 
 
 @pytest.fixture

@@ -18,8 +18,11 @@ from pathlib import Path
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from vmpooler.config import SETTINGS, PoolConfig
+from vmpooler.model import PoolConfig
+from vmpooler.providers.vsphere import config as vsphere_config
+from vmpooler.providers.vsphere.provider import VSphereProvider
 from vmpooler.providers.vsphere.tasks import wait_for_task
+from vmpooler.settings import SETTINGS, SETTINGS_BY_KEY
 
 GOPATH = "/usr/share/gocode"
 GOVMOMI_SIMULATOR = Path(GOPATH, "src/github.com/vmware/govmomi/simulator")
@@ -127,30 +130,51 @@ class Simulator:
 
 
 def fast_settings(**overrides) -> dict:
-    """The global settings with their defaults, quick retries, and folders created on demand."""
-    settings = {setting.key: setting.default for setting in SETTINGS}
+    """The global settings (the core ones and vSphere's) with their defaults, quick retries, and
+    folders created on demand."""
+    settings = {setting.key: setting.default for setting in (*SETTINGS, *vsphere_config.GLOBAL_SETTINGS)}
     settings.update(max_tries=2, retry_factor=0.01, create_folders=True)
     settings.update(overrides)
     return settings
 
 
+def provider_options(section: dict, settings=None) -> vsphere_config.ProviderOptions:
+    """A section's typed options as the configuration loader makes them (``fast_settings()``
+    standing for both the vSphere and the core settings)."""
+    settings = settings or fast_settings()
+    problems: list = []
+    options = vsphere_config.parse_options(section, settings, settings, problems)
+    assert not problems, problems
+    return options
+
+
+def make_provider_for(section: dict, settings=None, **kwargs) -> VSphereProvider:
+    return VSphereProvider("vsphere", provider_options(section, settings), **kwargs)
+
+
 _pool_numbers = itertools.count(1)
 
 
-def make_pool(name=None, base="vmpooler", **overrides) -> PoolConfig:
+def make_pool(name=None, base="vmpooler", **keys) -> PoolConfig:
     """A vSphere pool with a fresh name, and so a fresh folder ``<base>/<name>``, unless given.
-    Keyword arguments set PoolConfig fields; ``options`` adds provider-specific pool keys."""
-    name = name or f"pool{next(_pool_numbers)}"
-    extra = overrides.pop("options", {})
-    fields = dict(name=name, template=TEMPLATE, size=1, provider="vsphere", folder=f"{base}/{name}",
-                  datastore=DATASTORE, datacenter=None, clone_target=CLUSTER)
-    fields.update(overrides)
-    raw = {key: value for key, value in fields.items() if value is not None}
-    return PoolConfig(options={**raw, **extra}, **fields)
+    Keyword arguments are pool keys as a file gives them (None: unset); its vSphere keys are
+    typed as the configuration loader types them."""
+    raw = dict(name=name or f"pool{next(_pool_numbers)}", template=TEMPLATE, size=1, provider="vsphere",
+               datastore=DATASTORE, clone_target=CLUSTER, timeout=SETTINGS_BY_KEY["timeout"].default,
+               ready_ttl=SETTINGS_BY_KEY["ready_ttl"].default)
+    raw["folder"] = f"{base}/{raw['name']}"
+    raw.update(keys)
+    raw = {key: value for key, value in raw.items() if value is not None}
+    problems: list = []
+    options = vsphere_config.parse_pool(raw, problems)
+    assert not problems, problems
+    return PoolConfig(name=raw["name"], template=raw["template"], size=raw["size"], provider=raw["provider"],
+                      timeout=raw["timeout"], ready_ttl=raw["ready_ttl"], check_hostname_for_mismatch=True,
+                      provider_options=options, raw=raw)
 
 
 def vm_at(content, pool: PoolConfig, name: str):
-    return content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}/{name}")
+    return content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.provider_options.folder}/{name}")
 
 
 def run_task(content, task):
@@ -192,7 +216,7 @@ def _by_name(entities) -> dict:
 
 def folder_vms(content, pool) -> dict:
     """{name: VM} of the pool's folder in the simulator (empty while the folder does not exist)."""
-    folder = content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}")
+    folder = content.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.provider_options.folder}")
     return _by_name(folder.childEntity) if folder is not None else {}
 
 

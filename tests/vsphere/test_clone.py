@@ -42,7 +42,7 @@ def test_linked_clone_into_created_nested_folder_is_powered_on(provider, vc, bui
 ])
 def test_full_clone_when_either_setting_says_so(make_provider, vc, built_specs, settings, pool_options):
     provider = make_provider(settings=fast_settings(**settings))
-    pool = make_pool(options=pool_options)
+    pool = make_pool(**pool_options)
     provider.create_vm(pool, "vm-full")
     assert built_specs[-1].location.diskMoveType == "moveAllDiskBackingsAndConsolidate"
     assert vm_at(vc, pool, "vm-full").runtime.powerState == "poweredOn"
@@ -78,9 +78,9 @@ def test_missing_pieces_are_permanent_errors(provider, change, message):
 def test_missing_folder_is_permanent_unless_create_folders(make_provider, vc):
     provider = make_provider(settings=fast_settings(create_folders=False))
     pool = make_pool()
-    with pytest.raises(PermanentError, match=f"folder DC0/vm/{pool.folder} not found"):
+    with pytest.raises(PermanentError, match=f"folder DC0/vm/{pool.provider_options.folder} not found"):
         provider.create_vm(pool, "vm-never")
-    assert vc.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}") is None
+    assert vc.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.provider_options.folder}") is None
 
 
 def test_template_delta_disks_are_added_once_per_template(make_provider, monkeypatch):
@@ -92,7 +92,7 @@ def test_template_delta_disks_are_added_once_per_template(make_provider, monkeyp
     provider.create_vm(pool, "vm-delta1")
     provider.create_vm(pool, "vm-delta2")
     assert waited.count("adding delta disks to template DC0/vm/DC0_H0_VM1") == 1
-    provider.create_vm(make_pool(options={"create_linked_clone": False}, template="DC0_C0_RP0_VM1"), "vm-full")
+    provider.create_vm(make_pool(create_linked_clone=False, template="DC0_C0_RP0_VM1"), "vm-full")
     assert not any("DC0_C0_RP0_VM1" in what for what in waited if what.startswith("adding delta"))
 
 

@@ -6,9 +6,8 @@ import pytest
 from pyVmomi import vim
 
 from vmpooler.providers.base import PermanentError, TransientError
-from vmpooler.providers.vsphere import schema
 from vmpooler.providers.vsphere.connection import ConnectionPool
-from tests.vsphere.helpers import fast_settings
+from tests.vsphere.helpers import fast_settings, provider_options
 
 SECTION = {"server": "vc.example.test", "username": "svc", "password": "hunter2-secret"}
 
@@ -39,7 +38,7 @@ class FakeServer:
 
 
 def make_pool(server, sleeps=None, **section):
-    options = schema.ProviderOptions.parse({**SECTION, **section}, fast_settings(max_tries=3, retry_factor=2))
+    options = provider_options({**SECTION, **section}, fast_settings(max_tries=3, retry_factor=2))
     return ConnectionPool(options, server, sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
 

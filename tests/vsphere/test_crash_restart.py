@@ -18,16 +18,15 @@ import time
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
+from tests.conftest import new_vm
 from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 from tests.vsphere.conftest import E2E_SETTINGS
-from tests.vsphere.helpers import (CLUSTER, DATASTORE, ToolsPlayer, fast_settings, folder_vms, make_pool, run_task,
+from tests.vsphere.helpers import (CLUSTER, DATASTORE, ToolsPlayer, folder_vms, make_pool, make_provider_for, run_task,
                                    session, vm_at)
-from vmpooler.db import transitions
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import vm_events, vms
-from vmpooler.providers.vsphere import VSphereProvider
 
 ROUNDS = 4
 #: a reconcile pass every half second; the rest as the vSphere end-to-end tests have it
@@ -49,7 +48,7 @@ def pool_config(name="crash", size=3, timeout=PENDING_TIMEOUT):
 def pool_section(pool, port: int) -> dict:
     """The pool as the YAML file gives it, ready once its guests accept TCP on ``port``."""
     return {"name": pool.name, "template": pool.template, "size": pool.size, "provider": "vsphere",
-            "folder": pool.folder, "datastore": DATASTORE, "clone_target": CLUSTER, "timeout": pool.timeout,
+            "folder": pool.provider_options.folder, "datastore": DATASTORE, "clone_target": CLUSTER, "timeout": pool.timeout,
             "ready_check_port": port}
 
 
@@ -204,10 +203,10 @@ def test_a_clone_killed_before_its_power_on_does_not_stay_pending(tmp_path, vcsi
     pool = pool_config(name="halfclone", size=1, timeout=1)
     server = vsphere_server(tmp_path, vcsim, pool, guest_port)
     db = server.database()
-    provider = VSphereProvider("vsphere", vcsim.options(), fast_settings())
+    provider = make_provider_for(vcsim.options())
     try:
         db.upgrade()
-        transitions.new_vm(db, pool, "half-cloned", utcnow())  # written before the clone, as replenish does
+        new_vm(db, pool, "half-cloned", utcnow())  # written before the clone, as replenish does
         provider.create_vm(pool, "half-cloned")
         with session(vcsim) as content:
             run_task(content, vm_at(content, pool, "half-cloned").PowerOffVM_Task())

@@ -15,7 +15,8 @@ import time
 
 from sqlalchemy import select
 
-from vmpooler.db.models import LIVE_STATES, vm_events, vms
+from vmpooler.db.models import vm_events, vms
+from vmpooler.model import LIVE_STATES
 from tests.vsphere.conftest import service_config
 from tests.vsphere.helpers import anywhere, folder_vms, make_pool, play_tools, session
 
@@ -167,7 +168,7 @@ def test_simulator_outage_recovers_without_leaks(private_vcsim, start_service, s
     assert during in before and during != running
 
     private_vcsim.start()  # the same port, a fresh inventory: every VM of the pool is gone
-    assert private_vcsim.port == int(config.providers["vsphere"]["server"].rsplit(":", 1)[1])
+    assert private_vcsim.port == config.providers["vsphere"].options.port
     with session(private_vcsim) as content:
         fill(service, content, pool, timeout=30)
         wait_until(lambda: breaker(service) == "closed", "the circuit breaker to close")

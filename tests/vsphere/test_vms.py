@@ -28,7 +28,7 @@ def test_list_vms_reports_every_vm_of_the_folder(provider, pool, vc):
     assert sorted(found) == ["vm-a", "vm-b", "vm-c"]
     assert all(vm.powered_on for vm in found.values())
     assert (found["vm-a"].ip, found["vm-b"].ip) == (None, "127.0.0.1")
-    assert provider.list_vms(make_pool(base=pool.folder)) == []  # a sibling pool sees none of them
+    assert provider.list_vms(make_pool(base=pool.provider_options.folder)) == []  # a sibling pool sees none of them
 
 
 def test_list_vms_costs_the_same_round_trips_for_one_vm_or_many(provider, soap_calls):
@@ -64,16 +64,16 @@ def test_get_vm(provider, pool, vc):
 
 
 def test_is_ready_needs_an_address_and_an_open_port(provider, vc, listening_port, closed_port):
-    listening = make_pool(options={"ready_check_port": listening_port})
+    listening = make_pool(ready_check_port=listening_port)
     provider.create_vm(listening, "vm-ready")
     assert provider.is_ready(listening, "vm-ready") is False  # no address yet
     set_guest_ip(vc, listening, "vm-ready", "0.0.0.0")
     assert provider.is_ready(listening, "vm-ready") is False  # not a usable address
     set_guest_ip(vc, listening, "vm-ready")
     assert provider.is_ready(listening, "vm-ready") is True
-    closed = make_pool(name=listening.name, options={"ready_check_port": closed_port})
+    closed = make_pool(name=listening.name, ready_check_port=closed_port)
     assert provider.is_ready(closed, "vm-ready") is False
-    unchecked = make_pool(name=listening.name, options={"ready_check_port": 0})
+    unchecked = make_pool(name=listening.name, ready_check_port=0)
     assert provider.is_ready(unchecked, "vm-ready") is True
 
 
@@ -135,7 +135,7 @@ def test_create_disk_adds_thin_disks_on_free_scsi_units(provider, pool, vc):
         provider.create_disk(pool, "vm-disk", 0)
     with pytest.raises(VMNotFound):
         provider.create_disk(pool, "vm-missing", 1)
-    assert vc.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.folder}/vm-disk") is not None
+    assert vc.searchIndex.FindByInventoryPath(f"{DATACENTER}/vm/{pool.provider_options.folder}/vm-disk") is not None
 
 
 def test_concurrent_clones_share_a_small_pool_and_create_the_folder_once(make_provider, vc):

@@ -18,9 +18,9 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.ratelimit import AuthFailureLimiter
-from vmpooler.auth import tokens as token_store
+from vmpooler.auth.tokens import token_hash
 from vmpooler.context import Context
-from vmpooler.db import queries
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 
 log = logging.getLogger("vmpooler.api")
@@ -218,8 +218,7 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise ApiError(401, "this request needs a token in the X-AUTH-TOKEN header")
             return None
         self.guard_rate()
-        with self.context.db.read() as conn:
-            row = queries.token_by_hash(conn, token_store.token_hash(value.strip()))
+        row = token_store.by_hash(self.context.db, token_hash(value.strip()))
         if row is None:
             self.auth_failed("the token in X-AUTH-TOKEN is not valid")
         token_store.touch(self.context.db, row.token_hash, utcnow())

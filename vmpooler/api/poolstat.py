@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.status import alias_as_configured
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 
 class PoolstatHandler(BaseHandler):
     def get(self) -> None:
         wanted = set(self.get_argument("pool", "").split(","))
-        with self.context.db.read() as conn:
-            counts = queries.pool_counts(conn, utcnow())
+        counts = stat_store.pool_counts(self.context.db, utcnow())
         result = {}
         for pool in self.config.pools:
             if pool.name in wanted or wanted.intersection(pool.alias):
@@ -25,6 +24,5 @@ class PoolstatHandler(BaseHandler):
 
 class TotalRunningHandler(BaseHandler):
     def get(self) -> None:
-        with self.context.db.read() as conn:
-            counts = queries.pool_counts(conn, utcnow())
+        counts = stat_store.pool_counts(self.context.db, utcnow())
         self.reply({"running": sum(counts.get(pool.name, {}).get("running", 0) for pool in self.config.pools)})

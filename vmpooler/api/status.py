@@ -11,7 +11,7 @@ from typing import Optional
 
 from vmpooler.api.base import BaseHandler, ruby_time
 from vmpooler.api.summary import task_json
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 SECTIONS = ("boot", "capacity", "clone", "pools", "providers", "queue", "status")
@@ -33,21 +33,20 @@ def requested_sections(query: str) -> frozenset:
 
 def alias_as_configured(pool):
     """A pool's alias as written in the configuration (a string or a list), None without one."""
-    return pool.options.get("alias") if pool.alias else None
+    return pool.raw.get("alias") if pool.alias else None
 
 
 def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
-    with context.db.read() as conn:
-        counts = queries.pool_counts(conn, now)
-        samples = queries.duration_stats(conn, day, day)
-        boots = queries.last_boots(conn)
-    pools = {pool.name: counts.get(pool.name) or queries.empty_counts() for pool in config.pools}
+    counts = stat_store.pool_counts(context.db, now)
+    samples = stat_store.duration_stats(context.db, day, day)
+    boots = stat_store.last_boots(context.db)
+    pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in config.pools}
     body = {}
     for kind in ("boot", "clone"):
         if kind in sections:
-            total = queries.Stats()
+            total = stat_store.Stats()
             for _day, sample_kind, _pool, stats in samples:
                 if sample_kind == kind:
                     total = total.add(stats)

@@ -8,7 +8,7 @@ import re
 from typing import Optional
 
 from vmpooler.api.base import ApiError, BaseHandler, shown
-from vmpooler.db import queries
+from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 KINDS = ("boot", "clone")
@@ -17,12 +17,12 @@ MAX_DAYS = 366 * 5
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _duration_json(stats: queries.Stats) -> dict:
+def _duration_json(stats: stat_store.Stats) -> dict:
     return {"average": round(stats.total / stats.count, 1) if stats.count else 0, "min": round(stats.low, 2),
             "max": round(stats.high, 2), "total": round(stats.total, 2)}
 
 
-def task_json(stats: queries.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
+def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
     """{"duration": {average, min, max, total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
     duration = _duration_json(stats)
     count = {}
@@ -67,9 +67,8 @@ def _tally(tags: dict, name: str, value: str, count: int) -> None:
 
 
 def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
-    with db.read() as conn:
-        samples = queries.duration_stats(conn, days[0], days[-1])
-        tag_rows = queries.tag_counts(conn, days[0], days[-1], tag_name)
+    samples = stat_store.duration_stats(db, days[0], days[-1])
+    tag_rows = stat_store.tag_counts(db, days[0], days[-1], tag_name)
     # day -> kind -> pool -> Stats
     by_day = {day: {kind: {} for kind in KINDS} for day in days}
     for day, kind, pool, stats in samples:
@@ -80,13 +79,13 @@ def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
         _tally(tags, name, value, count)
     body, daily = {}, [{"date": day} for day in days]
     for kind in KINDS:
-        overall, pools, counts = queries.Stats(), {}, []
+        overall, pools, counts = stat_store.Stats(), {}, []
         for entry in daily:
             day_pools = by_day[entry["date"]][kind]
-            day_total = queries.Stats()
+            day_total = stat_store.Stats()
             for pool, stats in day_pools.items():
                 day_total = day_total.add(stats)
-                pools[pool] = pools.get(pool, queries.Stats()).add(stats)
+                pools[pool] = pools.get(pool, stat_store.Stats()).add(stats)
             entry[kind] = task_json(day_total, day_pools)
             overall = overall.add(day_total)
             counts.append(day_total.count)

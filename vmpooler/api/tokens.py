@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from vmpooler.api.base import ApiError, BaseHandler, ruby_time
-from vmpooler.auth import tokens as token_store
-from vmpooler.db import queries
+from vmpooler.auth.tokens import PREFIX_LENGTH, issue, token_hash
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow
 
 log = logging.getLogger("vmpooler.api")
@@ -26,8 +26,7 @@ class _TokenBase(BaseHandler):
 class TokensHandler(_TokenBase):
     async def get(self) -> None:
         user = await self.basic_user()
-        with self.context.db.read() as conn:
-            rows = queries.tokens_of_user(conn, user)
+        rows = token_store.of_user(self.context.db, user)
         if not rows:
             raise ApiError(404, f"{user} has no tokens")
         body = {"ok": True}
@@ -38,8 +37,8 @@ class TokensHandler(_TokenBase):
 
     async def post(self) -> None:
         user = await self.basic_user()
-        token = token_store.create(self.context.db, user, utcnow())
-        log.info("token %s... created for %s", token[:token_store.PREFIX_LENGTH], user)
+        token = issue(self.context.db, user, utcnow())
+        log.info("token %s... created for %s", token[:PREFIX_LENGTH], user)
         self.reply({"ok": True, "token": token})
 
 
@@ -47,9 +46,8 @@ class TokenHandler(_TokenBase):
     def get(self, token: str) -> None:
         # No credentials are needed (as the original), so guessing is limited like a failed login.
         self.guard_rate()
-        with self.context.db.read() as conn:
-            row = queries.token_by_hash(conn, token_store.token_hash(token))
-            running = queries.running_vms_of_token(conn, row.token_hash) if row is not None else []
+        row = token_store.by_hash(self.context.db, token_hash(token))
+        running = token_store.running_vms(self.context.db, row.token_hash) if row is not None else []
         if row is None:
             self.auth_failed("no such token", status=404)
         info = {"user": row.user, "created": ruby_time(row.created_at)}
@@ -61,11 +59,10 @@ class TokenHandler(_TokenBase):
 
     async def delete(self, token: str) -> None:
         user = await self.basic_user()
-        with self.context.db.read() as conn:
-            if len(token) == token_store.PREFIX_LENGTH:
-                rows = queries.tokens_of_user(conn, user, prefix=token)
-            else:
-                rows = [row for row in [queries.token_by_hash(conn, token_store.token_hash(token))] if row]
+        if len(token) == PREFIX_LENGTH:
+            rows = token_store.of_user(self.context.db, user, prefix=token)
+        else:
+            rows = [row for row in [token_store.by_hash(self.context.db, token_hash(token))] if row]
         if len(rows) > 1:
             raise ApiError(409, "several of your tokens start with that prefix; give the whole token")
         if not rows or not token_store.remove(self.context.db, rows[0].id):

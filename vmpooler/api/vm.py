@@ -6,9 +6,9 @@ import json
 
 from vmpooler.api.base import ApiError, BaseHandler, rfc3339, shown, whole_number
 from vmpooler.api.vms import CheckoutMixin, parse_path
-from vmpooler.db import checkout, queries
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
@@ -26,7 +26,7 @@ def _number(value):
     return int(value) if float(value).is_integer() else value
 
 
-def details(vm, extras: queries.VMExtras, config, now: datetime.datetime) -> dict:
+def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> dict:
     """The body of GET /vm/<host> for one VM row, in the original's key order."""
     lifetime = vm.lifetime if vm.lifetime is not None else config.settings["vm_lifetime"]
     info = {"template": vm.pool, "lifetime": _number(lifetime)}
@@ -100,19 +100,13 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
-def _vm_and_extras(conn, name: str) -> tuple:
-    vm = queries.latest_vm(conn, name)
-    return vm, (queries.vm_extras(conn, vm.id) if vm is not None else None)
-
-
 class VmLookup:
     """For handlers of /vm/<host>...: the VM the path names."""
 
     def find(self: BaseHandler, raw: str, states=None):
         """The newest row of the VM named in the path, else 404 (see ``found``)."""
         name = self.hostname(raw)
-        with self.context.db.read() as conn:
-            vm = queries.latest_vm(conn, name)
+        vm = vm_store.latest(self.context.db, name)
         return self.found(vm, name, states)
 
     def found(self: BaseHandler, vm, name: str, states=None):
@@ -132,7 +126,7 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
     def get(self, raw: str) -> None:
         name = self.hostname(raw)
         # one consistent read of the row and its extras, reused until the next write: clients poll this
-        vm, extras = self.context.db.cached(("vm", name), lambda conn: _vm_and_extras(conn, name))
+        vm, extras = vm_store.latest_with_extras(self.context.db, name)
         vm = self.found(vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
@@ -144,14 +138,14 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
         lifetime, tags, failures = validate_changes(body, self.config)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
-        if not checkout.modify(self.context.db, vm, utcnow(), self.setting("vm_lifetime"), lifetime, tags):
+        if not vm_store.modify(self.context.db, vm, utcnow(), lifetime, tags):
             raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
         self.reply({"ok": True})
 
     def delete(self, raw: str) -> None:
         vm = self.find(raw, (RUNNING,))
         self.authorize_vm(vm, token_needed=False)
-        deleted = checkout.delete(self.context.db, vm, utcnow())
+        deleted = vm_store.delete(self.context.db, vm, utcnow())
         self.context.metrics.deleted(deleted)
         if not deleted:
             raise ApiError(404, f"{vm.name} is no longer running")

@@ -6,9 +6,9 @@ import re
 from vmpooler.api.base import ApiError, BaseHandler, shown
 from vmpooler.api.vm import VmLookup
 from vmpooler.auth.tokens import random_name
-from vmpooler.db import checkout, queries
+from vmpooler.db import tasks as task_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import LIVE_STATES
+from vmpooler.model import LIVE_STATES, TaskKind
 
 MAX_DISK_GB = 2048
 
@@ -23,7 +23,7 @@ class _TaskHandler(VmLookup, BaseHandler):
         return vm
 
     def queue(self, vm, kind: str, arg: str, body: dict) -> None:
-        checkout.queue_task(self.context.db, vm, kind, arg, utcnow())
+        task_store.queue(self.context.db, vm, kind, arg, utcnow())
         self.context.wake()
         self.reply(body, status=202)
 
@@ -32,16 +32,15 @@ class SnapshotHandler(_TaskHandler):
     def post(self, raw: str) -> None:
         vm = self.target(raw)
         name = random_name()
-        self.queue(vm, "snapshot", name, {"ok": True, vm.name: {"snapshot": name}})
+        self.queue(vm, TaskKind.SNAPSHOT, name, {"ok": True, vm.name: {"snapshot": name}})
 
 
 class RevertHandler(_TaskHandler):
     def post(self, raw: str, snapshot: str) -> None:
         vm = self.target(raw)
-        with self.context.db.read() as conn:
-            if not queries.has_snapshot(conn, vm.id, snapshot):
-                raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
-        self.queue(vm, "revert", snapshot, {"ok": True})
+        if not task_store.has_snapshot(self.context.db, vm.id, snapshot):
+            raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
+        self.queue(vm, TaskKind.REVERT, snapshot, {"ok": True})
 
 
 class DiskHandler(_TaskHandler):
@@ -50,4 +49,4 @@ class DiskHandler(_TaskHandler):
         if not re.fullmatch(r"\d{1,4}", size) or not 1 <= int(size) <= MAX_DISK_GB:
             raise ApiError(400, f"the disk size must be a whole number of GB from 1 to {MAX_DISK_GB}, "
                            f"not {shown(size)}")
-        self.queue(vm, "disk", str(int(size)), {"ok": True, vm.name: {"disk": f"+{int(size)}gb"}})
+        self.queue(vm, TaskKind.DISK, str(int(size)), {"ok": True, vm.name: {"disk": f"+{int(size)}gb"}})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vmpooler.api.base import ApiError, BaseHandler, shown, whole_number
-from vmpooler.db import checkout
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 
 #: most VMs one request may take (the original had no bound)
@@ -31,12 +31,12 @@ class CheckoutMixin:
             problems.append(f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
         if problems:
             raise ApiError(400, "; ".join(problems))
-        wants = [checkout.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
-        owner = checkout.Owner(row.token_hash, row.user) if row is not None else None
+        wants = [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
+        owner = vm_store.Owner(row.token_hash, row.user) if row is not None else None
         try:
-            taken = checkout.checkout(self.context.db, wants, utcnow(), self.setting("vm_lifetime"), owner,
+            taken = vm_store.checkout(self.context.db, wants, utcnow(), self.setting("vm_lifetime"), owner,
                                       self.setting("vm_lifetime_auth"))
-        except checkout.Shortfall as shortfall:
+        except vm_store.Shortfall as shortfall:
             self.context.metrics.checkout_empty(str(shortfall))
             raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
         self.context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)

@@ -1,4 +1,4 @@
-"""Tokens: random names, their hashes, and the writes to the ``tokens`` table.
+"""Tokens: random names and their hashes (db/tokens.py stores them).
 
 A token is stored only as its SHA-256 hash plus its first 8 characters (the prefix, for
 listing). The full token is known to its owner alone: it is shown once, when created.
@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from sqlalchemy import delete, insert, update
 
-from vmpooler.db.database import Database
-from vmpooler.db.models import tokens
+from vmpooler.db import tokens as token_store
 
 TOKEN_LENGTH = 32
 PREFIX_LENGTH = 8
@@ -31,25 +29,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create(db: Database, user: str, now) -> str:
-    """A new token for ``user``; returns the token (the only time it is known in full)."""
+def issue(db, user: str, now) -> str:
+    """A new token for ``user``, stored by its hash (db/tokens.py); returns the token: the only
+    time it is known in full."""
     token = generate_token()
-    with db.write() as conn:
-        conn.execute(insert(tokens).values(token_hash=token_hash(token), prefix=token[:PREFIX_LENGTH], user=user,
-                                           created_at=now))
+    token_store.create(db, user, token_hash(token), token[:PREFIX_LENGTH], now)
     return token
 
 
-def touch(db: Database, digest: str, now) -> None:
-    """Record a use of the token (its ``last`` time)."""
-    with db.write() as conn:
-        conn.execute(update(tokens).where(tokens.c.token_hash == digest).values(last_used_at=now))
-
-
-def remove(db: Database, token_id: int) -> bool:
-    with db.write() as conn:
-        return conn.execute(delete(tokens).where(tokens.c.id == token_id)).rowcount == 1
-
-
-__all__ = ["random_name", "generate_token", "token_hash", "create", "touch", "remove", "TOKEN_LENGTH",
-           "PREFIX_LENGTH"]
+__all__ = ["random_name", "generate_token", "token_hash", "issue", "TOKEN_LENGTH", "PREFIX_LENGTH"]

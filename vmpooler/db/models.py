@@ -10,6 +10,10 @@ from __future__ import annotations
 from sqlalchemy import (Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, UniqueConstraint)
 
+# The states stored in vms.state and tasks.state, and the kinds in tasks.kind, are vmpooler.model's.
+from vmpooler.model import (ALL_STATES, COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES,  # noqa: F401
+                            PENDING, QUEUED, READY, RUNNING, TASK_FAILED, TASK_RUNNING)
+
 # Constraint names must be stable so Alembic (batch mode on SQLite) can find them later.
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
@@ -17,12 +21,6 @@ metadata = MetaData(naming_convention={
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 })
-
-# VM states. cloning and booting are both "pending": cloning until cloned_at is set.
-PENDING, READY, RUNNING, COMPLETED = "pending", "ready", "running", "completed"
-DESTROYED, GONE, FAILED = "destroyed", "gone", "failed"
-LIVE_STATES = (PENDING, READY, RUNNING, COMPLETED)
-ALL_STATES = LIVE_STATES + (DESTROYED, GONE, FAILED)
 
 pools = Table(
     "pools", metadata,
@@ -128,8 +126,7 @@ duration_days = Table(
     Column("high", Float, nullable=False),
 )
 
-# Queued work on a VM that the manager carries out: snapshot, revert, disk.
-QUEUED, TASK_RUNNING, DONE, TASK_FAILED = "queued", "running", "done", "failed"
+# Queued work on a VM that the manager carries out (model.TaskKind), in a model.TaskState.
 tasks = Table(
     "tasks", metadata,
     Column("id", Integer, primary_key=True),

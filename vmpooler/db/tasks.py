@@ -1,16 +1,40 @@
-"""State changes of queued tasks (snapshot, revert, disk), each one guarded transaction."""
+"""Queued work on a VM (snapshot, revert, disk) that the manager carries out: queueing, each
+state change of a task (one guarded transaction), and the reads of the queue. Every function
+takes the ``Database``."""
 from __future__ import annotations
 
-from sqlalchemy import update
+import datetime
+from typing import Optional
+
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, tasks
+from vmpooler.db.models import tasks, vms
+from vmpooler.model import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, TaskKind
+
+# Built once (see db/vms.py): the SET clause comes from the parameters given to execute().
+_GUARDED_UPDATE = update(tasks).where(tasks.c.id == bindparam("guard_id"), tasks.c.state == bindparam("guard_state"))
+_INSERT = insert(tasks)
+_DUE = (select(tasks, vms.c.name.label("vm_name"), vms.c.pool.label("vm_pool"), vms.c.state.label("vm_state"))
+        .join(vms, vms.c.id == tasks.c.vm_id)
+        .where(tasks.c.state == QUEUED,
+               or_(tasks.c.next_attempt_at.is_(None), tasks.c.next_attempt_at <= bindparam("now")))
+        .order_by(tasks.c.id))
+_SNAPSHOT_TAKEN = (select(tasks.c.id).where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.kind == TaskKind.SNAPSHOT,
+                                            tasks.c.arg == bindparam("name"), tasks.c.state == DONE).limit(1))
+
+
+def queue(db: Database, vm, kind: str, arg: str, now) -> int:
+    """Queue a snapshot, revert or disk task for the manager. Returns the task's id."""
+    with db.write() as conn:
+        return conn.execute(_INSERT, {"vm_id": vm.id, "kind": kind, "arg": arg, "state": QUEUED, "attempts": 0,
+                                      "created_at": now}).inserted_primary_key[0]
 
 
 def _move(db: Database, task_id: int, from_state: str, to_state: str, **values) -> bool:
     with db.write() as conn:
-        return conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == from_state)
-                            .values(state=to_state, **values)).rowcount == 1
+        return conn.execute(_GUARDED_UPDATE, {"guard_id": task_id, "guard_state": from_state, "state": to_state,
+                                              **values}).rowcount == 1
 
 
 def claim(db: Database, task_id: int) -> bool:
@@ -21,9 +45,10 @@ def finish(db: Database, task_id: int, now) -> bool:
     return _move(db, task_id, TASK_RUNNING, DONE, finished_at=now, last_error=None)
 
 
-def fail(db: Database, task, error: str, now, retry_at=None) -> bool:
-    """Back to the queue until ``retry_at``, or failed for good when there is none."""
-    attempts = task.attempts + 1
+def failed(db: Database, task, error: str, now, attempts: int, retry_at: Optional[datetime.datetime]) -> bool:
+    """A run of the task did not succeed: ``attempts`` is its new count (unchanged when the
+    provider's circuit breaker refused the call: that was no attempt). Back to the queue until
+    ``retry_at``, or failed for good when there is none."""
     if retry_at is None:
         return _move(db, task.id, TASK_RUNNING, TASK_FAILED, attempts=attempts, last_error=error, finished_at=now)
     return _move(db, task.id, TASK_RUNNING, QUEUED, attempts=attempts, last_error=error, next_attempt_at=retry_at)
@@ -34,3 +59,15 @@ def requeue_interrupted(db: Database) -> int:
     to repeat; a disk add interrupted after the provider made the disk may add a second one."""
     with db.write() as conn:
         return conn.execute(update(tasks).where(tasks.c.state == TASK_RUNNING).values(state=QUEUED)).rowcount
+
+
+def due(db: Database, now: datetime.datetime) -> list:
+    """Queued tasks whose time has come, with their VM's name, pool and state."""
+    with db.read() as conn:
+        return list(conn.execute(_DUE, {"now": now}))
+
+
+def has_snapshot(db: Database, vm_id: int, name: str) -> bool:
+    """Whether a snapshot of that name was taken (its task finished) on the VM."""
+    with db.read() as conn:
+        return conn.execute(_SNAPSHOT_TAKEN, {"vm_id": vm_id, "name": name}).first() is not None

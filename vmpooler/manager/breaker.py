@@ -31,6 +31,12 @@ class CircuitBreaker:
             self._enter(HALF_OPEN)
         return self.state == HALF_OPEN
 
+    def seconds_until_trial(self) -> float:
+        """How long until calls may go through again (trial calls once open): 0 when they may now."""
+        if not self.enabled or self.state != OPEN:
+            return 0.0
+        return max(self.opened_at + self.timeout - self.clock(), 0.0)
+
     def success(self) -> None:
         if self.state == OPEN:
             return  # a call let through before the breaker opened: it proves nothing now

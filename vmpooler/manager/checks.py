@@ -7,7 +7,7 @@ import datetime
 import logging
 import time
 
-from vmpooler.db import transitions, worklist
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.providers.base import ProviderError
 
@@ -18,21 +18,23 @@ log = logging.getLogger("vmpooler.manager")
 HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 
 
-def run(manager, now) -> None:
-    _pending(manager, now)
-    _ready(manager, now)
-    _running(manager, now)
+def run(manager, work) -> None:
+    _pending(manager, work)
+    _ready(manager, work.now)
+    _running(manager, work.now)
 
 
-def _pending(manager, now) -> None:
-    for vm in worklist.pending(manager.db):
+def _pending(manager, work) -> None:
+    now = work.now
+    for vm in list(work.pending):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            if transitions.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
-                                    error="timed out waiting for the VM to boot"):
+            if vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
+                                 error="timed out waiting for the VM to boot"):
                 manager.metrics.marked_failed(pool.name)
+            work.settled(vm)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
 
@@ -43,20 +45,20 @@ async def _probe_boot(manager, pool, vm) -> None:
     the address the provider reports."""
     pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
     try:
-        while not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+        while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
                 return
             await asyncio.sleep(pause)
             pause *= 2
         ip = vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
         if not ip:
-            info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+            info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
             ip = info.ip if info else None
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
     now = utcnow()
-    if transitions.became_ready(manager.db, vm, now, ip=ip):
+    if vm_store.became_ready(manager.db, vm, now, ip=ip):
         manager.metrics.became_ready(vm, now)
 
 
@@ -65,12 +67,12 @@ def _ready(manager, now) -> None:
         return
     checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
     shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
-    for vm in worklist.ready_due(manager.db, now - checktime, now - shortest_ttl):
+    for vm in vm_store.ready_due(manager.db, now - checktime, now - shortest_ttl):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
         if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
-            transitions.complete(manager.db, vm, f"ready for more than {pool.ready_ttl:g} minutes", now)
+            vm_store.complete(manager.db, vm, f"ready for more than {pool.ready_ttl:g} minutes", now)
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
             manager.launch(("vm", vm.name), _check_ready(manager, pool, vm))
 
@@ -78,21 +80,21 @@ def _ready(manager, now) -> None:
 async def _check_ready(manager, pool, vm) -> None:
     """The periodic check of a ready VM; a VM that fails it is recycled, not handed out."""
     try:
-        info = await manager.runner.call(pool.provider, "get_vm", pool, vm.name)
+        info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
         if info is None:
-            transitions.gone(manager.db, vm, "vanished from the provider", utcnow())
+            vm_store.gone(manager.db, vm, "vanished from the provider", utcnow())
             return
         problem = _problem(pool, vm, info)
-        if problem is None and not await manager.runner.call(pool.provider, "is_ready", pool, vm.name):
+        if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             problem = "failed its ready check"
     except ProviderError as error:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
         return
     now = utcnow()
     if problem is not None:
-        transitions.complete(manager.db, vm, problem, now, error=problem)
+        vm_store.complete(manager.db, vm, problem, now, error=problem)
     else:
-        transitions.checked(manager.db, vm, now, ip=info.ip)
+        vm_store.checked(manager.db, vm, now, ip=info.ip)
 
 
 def _problem(pool, vm, info):
@@ -106,5 +108,5 @@ def _problem(pool, vm, info):
 
 
 def _running(manager, now) -> None:
-    for vm in worklist.expired(manager.db, now):
-        transitions.complete(manager.db, vm, "reached the end of its lifetime", now)
+    for vm in vm_store.expired(manager.db, now):
+        vm_store.complete(manager.db, vm, "reached the end of its lifetime", now)

@@ -1,18 +1,20 @@
-"""Destroying completed VMs, with retries and backoff up to ``destroy_attempts``."""
+"""Destroying completed VMs, retried as the retry policy says (manager/retry.py), up to
+``destroy_attempts``, then ``failed``."""
 from __future__ import annotations
 
 import logging
 import time
 
-from vmpooler.db import transitions, worklist
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.providers.base import CircuitOpen, ProviderError, VMNotFound
+from vmpooler.manager.retry import DESTROY
+from vmpooler.providers.base import ProviderError, VMNotFound
 
 log = logging.getLogger("vmpooler.manager")
 
 
-def run(manager, now) -> None:
-    for vm in worklist.to_destroy(manager.db, now):
+def run(manager, work) -> None:
+    for vm in vm_store.to_destroy(manager.db, work.now):
         pool = manager.pools.get(vm.pool)
         if pool is not None:
             manager.launch(("vm", vm.name), _destroy(manager, pool, vm))
@@ -21,17 +23,13 @@ def run(manager, now) -> None:
 async def _destroy(manager, pool, vm) -> None:
     started = time.monotonic()
     try:
-        await manager.runner.call(pool.provider, "destroy_vm", pool, vm.name)
-    except CircuitOpen:
-        return  # not an attempt: the provider is being given a rest
+        await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
     except VMNotFound:
         pass  # already gone: as good as destroyed
     except ProviderError as error:
         now = utcnow()
-        retry_at = None
-        if error.transient:
-            retry_at = manager.retry_time(now, vm.destroy_attempts + 1, manager.settings["destroy_attempts"])
-        transitions.destroy_failed(manager.db, vm, str(error), now, retry_at)
+        retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
+        vm_store.attempt_failed(manager.db, vm, DESTROY, str(error), now, retry.attempts, retry.at)
         return
-    if transitions.destroyed(manager.db, vm, utcnow()):
+    if vm_store.destroyed(manager.db, vm, utcnow()):
         manager.metrics.destroyed(pool.name, time.monotonic() - started)

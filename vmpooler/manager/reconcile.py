@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from vmpooler.db import transitions, worklist
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.models import PENDING
+from vmpooler.model import PENDING
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -23,12 +23,12 @@ log = logging.getLogger("vmpooler.manager")
 async def reconcile_pool(manager, pool) -> bool:
     started = utcnow()
     try:
-        inventory = await manager.runner.call(pool.provider, "list_vms", pool)
+        inventory = await manager.runner.call(pool.provider, lambda p: p.list_vms(pool))
     except ProviderError as error:
         log.warning("[%s] inventory failed, nothing reconciled: %s", pool.name, error)
         return False
     listed = {info.name: info for info in inventory}
-    rows = {row.name: row for row in worklist.live_in_pool(manager.db, pool.name)}
+    rows = {row.name: row for row in vm_store.live_in_pool(manager.db, pool.name)}
     for name, row in rows.items():
         if manager.busy(name) or row.state_changed_at >= started:
             continue
@@ -36,17 +36,17 @@ async def reconcile_pool(manager, pool) -> bool:
         if name in listed and cloning:
             _resolve_interrupted_clone(manager, row, listed[name])
         elif name not in listed and not cloning:
-            transitions.gone(manager.db, row, "no longer in the provider", utcnow())
+            vm_store.gone(manager.db, row, "no longer in the provider", utcnow())
     unknown = set(listed) - set(rows)
-    dead = worklist.latest_dead(manager.db, pool.name, unknown)
+    dead = vm_store.latest_dead(manager.db, pool.name, unknown)
     for name in sorted(unknown):
         if manager.busy(name):
             continue
         if name in dead:
             if dead[name].state_changed_at < started:
-                transitions.revive(manager.db, dead[name], utcnow())
+                vm_store.revive(manager.db, dead[name], utcnow())
         else:
-            transitions.discovered(manager.db, pool, name, utcnow())
+            vm_store.discovered(manager.db, pool, name, utcnow())
     return True
 
 
@@ -54,9 +54,9 @@ def _resolve_interrupted_clone(manager, row, info) -> None:
     """A clone cut short by a stop left its VM: take it as cloned when it is powered on; one
     stopped before its power-on would never boot, so it is retired (destroyed and replaced)."""
     if info.powered_on:
-        transitions.cloned(manager.db, row, utcnow())
+        vm_store.cloned(manager.db, row, utcnow())
     else:
-        transitions.complete(manager.db, row, "clone interrupted before its power-on", utcnow(),
+        vm_store.complete(manager.db, row, "clone interrupted before its power-on", utcnow(),
                              error="clone interrupted before its power-on")
 
 
@@ -65,7 +65,7 @@ async def purge_provider(manager, provider_name: str) -> None:
     does so only when purge_unconfigured_folders is on for it)."""
     pools = [pool for pool in manager.pools.values() if pool.provider == provider_name]
     try:
-        removed = await manager.runner.call(provider_name, "purge_unconfigured", pools)
+        removed = await manager.runner.call(provider_name, lambda p: p.purge_unconfigured(pools))
     except ProviderError as error:
         log.warning("provider %s: purge of unconfigured folders failed: %s", provider_name, error)
         return

@@ -1,23 +1,26 @@
 """Keeping each pool at its size: clones new VMs (at most ``task_limit`` in flight across all
-pools, shared round-robin so that one pool cannot starve the others), retries failed clones with
-backoff, and retires the excess of a pool that shrank."""
+pools, shared round-robin so that one pool cannot starve the others), retries failed clones as the
+retry policy says (manager/retry.py), and retires the excess of a pool that shrank."""
 from __future__ import annotations
 
 import datetime
 import logging
 
-from vmpooler.db import transitions, worklist
+from vmpooler.db import stats
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager import hostnames
+from vmpooler.manager.retry import CLONE
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
 
 
-def run(manager, now) -> None:
-    counts = worklist.pool_counts(manager.db)
-    _retry_due(manager, now)
+def run(manager, work) -> None:
+    now = work.now
+    counts = stats.pool_counts(manager.db, now)
+    _retry_due(manager, work)
     _shrink(manager, counts, now)
     slots = manager.settings["task_limit"] - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
@@ -45,8 +48,9 @@ def _share(wanted: dict, slots: int) -> list:
     return order
 
 
-def _retry_due(manager, now) -> None:
-    for vm in worklist.pending(manager.db):
+def _retry_due(manager, work) -> None:
+    now = work.now
+    for vm in work.pending:
         pool = manager.pools.get(vm.pool)
         if pool is None or vm.cloned_at is not None or manager.busy(vm.name):
             continue
@@ -59,8 +63,8 @@ def _shrink(manager, counts, now) -> None:
         entry = counts.get(pool.name, {})
         extra = entry.get("pending", 0) + entry.get("ready", 0) - pool.size
         if extra > 0:
-            for vm in worklist.excess(manager.db, pool.name, extra):
-                transitions.complete(manager.db, vm, f"pool {pool.name} is over its size of {pool.size}", now)
+            for vm in vm_store.excess(manager.db, pool.name, extra):
+                vm_store.complete(manager.db, vm, f"pool {pool.name} is over its size of {pool.size}", now)
 
 
 def _start_clones(manager, pool_names: list, now) -> None:
@@ -78,7 +82,7 @@ def _start_clones(manager, pool_names: list, now) -> None:
             name = hostnames.generate(manager.settings["prefix"])
         names.add(name)
         wanted.append((manager.pools[pool_name], name))
-    created = transitions.new_vms(manager.db, wanted, now, reserve_hours=manager.settings["data_ttl"])
+    created = vm_store.new_vms(manager.db, wanted, now, reserve_hours=manager.settings["data_ttl"])
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
@@ -87,18 +91,18 @@ def _start_clones(manager, pool_names: list, now) -> None:
 
 async def _clone(manager, pool, vm) -> None:
     try:
-        info = await manager.runner.call(pool.provider, "create_vm", pool, vm.name)
+        info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
         _clone_failed(manager, pool, vm, error)
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, "is_ready", pool, vm.name)
+        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     now = utcnow()
-    if transitions.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
+    if vm_store.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
         manager.metrics.cloned(vm, now, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
@@ -107,13 +111,15 @@ async def _clone(manager, pool, vm) -> None:
 
 
 def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
+    """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
+    provider's breaker may let calls through when it refused the call, else for a backoff that
+    grows with the pool's consecutive failures."""
     now = utcnow()
-    failures = manager.pool_failures.get(pool.name, 0) + 1
-    manager.pool_failures[pool.name] = failures
-    manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.backoff(failures))
     if isinstance(error, CircuitOpen):
-        return  # not an attempt of this VM: the provider is being given a rest
-    retry_at = None
-    if error.transient:
-        retry_at = manager.retry_time(now, vm.clone_attempts + 1, manager.settings["clone_attempts"])
-    transitions.clone_failed(manager.db, vm, str(error), now, retry_at)
+        manager.pool_retry_at[pool.name] = manager.retry.breaker_open_until(pool.provider, now)
+    else:
+        failures = manager.pool_failures.get(pool.name, 0) + 1
+        manager.pool_failures[pool.name] = failures
+        manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
+    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
+    vm_store.attempt_failed(manager.db, vm, CLONE, str(error), now, retry.attempts, retry.at)

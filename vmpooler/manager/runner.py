@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+from typing import Callable, TypeVar
 
 from tornado.ioloop import IOLoop
 
 from vmpooler.manager.breaker import CircuitBreaker
 from vmpooler.metrics import DISABLED
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import CircuitOpen, Provider, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
+T = TypeVar("T")
 
 
 class ProviderRunner:
@@ -28,23 +30,24 @@ class ProviderRunner:
             half_open_successes=settings["circuit_breaker_half_open_attempts"],
             enabled=settings["circuit_breaker_enabled"]) for name in providers}
 
-    async def call(self, provider_name: str, method: str, *args):
-        """``providers[provider_name].method(*args)`` in a worker thread. Raises ProviderError
-        (CircuitOpen while the provider's breaker refuses calls); anything else a provider
-        raises is wrapped, so the manager handles exactly one kind of failure."""
+    async def call(self, provider_name: str, operation: Callable[[Provider], T]) -> T:
+        """``operation(providers[provider_name])`` in a worker thread, e.g.
+        ``await runner.call(pool.provider, lambda p: p.create_vm(pool, name))``. Raises
+        ProviderError (CircuitOpen while the provider's breaker refuses calls); anything else a
+        provider raises is wrapped, so the manager handles exactly one kind of failure."""
         breaker = self.breakers[provider_name]
         if not breaker.allow():
             raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")
-        function = self.metrics.timed(provider_name, method, getattr(self.providers[provider_name], method))
+        provider = self.metrics.observed(provider_name, self.providers[provider_name])
         try:
-            result = await IOLoop.current().run_in_executor(self.executor, function, *args)
+            result = await IOLoop.current().run_in_executor(self.executor, operation, provider)
         except ProviderError as error:
             (breaker.failure if error.transient else breaker.success)()
             raise
         except Exception as error:  # a provider bug: keep the manager alive, record it
             breaker.failure()
-            log.exception("provider %s: %s raised unexpectedly", provider_name, method)
-            raise ProviderError(f"{method} failed unexpectedly: {error!r}") from error
+            log.exception("provider %s raised unexpectedly", provider_name)
+            raise ProviderError(f"provider {provider_name} failed unexpectedly: {error!r}") from error
         breaker.success()
         return result
 

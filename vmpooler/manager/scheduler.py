@@ -8,16 +8,18 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
-import datetime
+import functools
 import logging
 import time
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
-from vmpooler.db import transitions
+from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
+from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import ProviderRunner
 from vmpooler.metrics import DISABLED
 
@@ -30,6 +32,23 @@ WAKE_INTERVAL = 0.05
 STORE_PAUSE = 2.0
 
 
+class Pass:
+    """What one pass reads once and hands to every loop (``loop.run(manager, work)``): its time,
+    and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone retries)
+    go through. Read on first use; a loop that retires a pending VM takes it out (``settled``)."""
+
+    def __init__(self, db, now):
+        self.db = db
+        self.now = now
+
+    @functools.cached_property
+    def pending(self) -> list:
+        return vm_store.pending(self.db)
+
+    def settled(self, vm) -> None:
+        self.pending[:] = [row for row in self.pending if row.id != vm.id]
+
+
 class Manager:
     def __init__(self, config, db, providers: dict, metrics=DISABLED):
         self.config = config
@@ -37,6 +56,7 @@ class Manager:
         self.db = db
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, metrics)
+        self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
@@ -51,7 +71,7 @@ class Manager:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
-        transitions.sync_pools(self.db, self.config.pools, utcnow())
+        stats.sync_pools(self.db, self.config.pools, utcnow())
         requeued = task_store.requeue_interrupted(self.db)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
@@ -93,10 +113,10 @@ class Manager:
         self._last_tick = time.monotonic()
         if self._stopping or self._last_tick < self.paused_until:
             return
-        now = utcnow()
+        work = Pass(self.db, utcnow())
         for loop in LOOPS:
             try:
-                loop.run(self, now)
+                loop.run(self, work)
             except StoreUnavailable as error:
                 # every query would wait out the busy timeout on the IOLoop: give the API the loop
                 self.paused_until = time.monotonic() + STORE_PAUSE
@@ -136,18 +156,6 @@ class Manager:
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
-
-    # -- retry timing ----------------------------------------------------------------------
-    def backoff(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
-        base, cap = self.settings["retry_backoff"], self.settings["retry_backoff_max"]
-        return min(base * (2 ** max(attempts - 1, 0)), cap)
-
-    def retry_time(self, now: datetime.datetime, attempts: int, limit: int):
-        """When to try again after ``attempts`` failures, or None once ``limit`` is reached."""
-        if attempts >= limit:
-            return None
-        return now + datetime.timedelta(seconds=self.backoff(attempts))
 
     def health(self) -> dict:
         return self.runner.health()

@@ -3,14 +3,17 @@
 Every method is synchronous and may block; the manager calls them only from its bounded
 thread pool, never on the IOLoop. Providers know nothing of HTTP or the database: they take a
 pool's configuration and a VM name and talk to their backend.
+
+Each provider class has a configuration (``ProviderSchema``, in its package's ``config.py``) that
+declares the keys it reads and turns them into typed options at load time. The registry loads
+it without the provider itself, so checking a file needs none of the backends' libraries.
 """
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any, Mapping, Optional
 
-from vmpooler.config import PoolConfig
+from vmpooler.model import PoolConfig, VMInfo
 
 
 class ProviderError(Exception):
@@ -38,45 +41,36 @@ class CircuitOpen(TransientError):
     """The provider's circuit breaker is open: the backend failed repeatedly and is given a rest."""
 
 
-@dataclasses.dataclass
-class VMInfo:
-    """What a backend reports about one VM."""
+class ProviderSchema:
+    """What the configuration loader asks of a provider class: the keys it reads and their
+    parsing into typed options, once, at load time. Problems are appended to ``problems`` as
+    messages naming the key (``server: required``); the loader prefixes where the key is."""
 
-    name: str
-    powered_on: bool = True
-    ip: Optional[str] = None
-    hostname: Optional[str] = None
-    template: Optional[str] = None
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: keys of its ``:providers: <name>:`` section (others are warned about)
+    PROVIDER_KEYS: frozenset = frozenset({"provider_class"})
+    #: ``:config:`` keys it reads, as vmpooler.settings.Setting rows (type, default, variable)
+    GLOBAL_SETTINGS: tuple = ()
+    #: pool keys it reads beyond the core ones, as Setting rows
+    POOL_SETTINGS: tuple = ()
+
+    def provider_options(self, section: Mapping[str, Any], values: Mapping[str, Any], settings,
+                         problems: list) -> Any:
+        """The typed options of one provider section. ``values`` holds its GLOBAL_SETTINGS as
+        loaded (defaults applied), ``settings`` the core settings."""
+        return None
+
+    def pool_options(self, pool: Mapping[str, Any], options: Any, problems: list) -> Any:
+        """The typed options of a pool served by a provider whose options are ``options``."""
+        return None
 
 
 class Provider(abc.ABC):
-    """Base class of providers.
+    """Base class of providers: ``name`` is the provider's key under ``:providers:``,
+    ``options`` what its ProviderSchema made of that section."""
 
-    ``name`` is the provider's key under ``:providers:``; ``options`` that section's mapping;
-    ``settings`` the global ``:config:`` mapping (domain, create_folders, ... live there).
-    """
-
-    #: keys this provider reads from its ``:providers: <name>:`` section (others are warned about)
-    PROVIDER_KEYS: frozenset = frozenset({"provider_class"})
-    #: pool keys this provider reads beyond the core ones (others are warned about)
-    POOL_KEYS: frozenset = frozenset()
-
-    def __init__(self, name: str, options: Mapping[str, Any], settings: Mapping[str, Any]):
+    def __init__(self, name: str, options: Any):
         self.name = name
-        self.options = dict(options or {})
-        self.settings = dict(settings or {})
-
-    # -- configuration -------------------------------------------------------------------
-    @classmethod
-    def validate_options(cls, options: Mapping[str, Any]) -> list:
-        """Problems in the provider section, each a message naming its key. Empty when valid."""
-        return []
-
-    @classmethod
-    def validate_pool(cls, pool: Mapping[str, Any]) -> list:
-        """Problems in a pool that uses this provider, each a message naming its key."""
-        return []
+        self.options = options
 
     # -- the operations ------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,4 +1,2 @@
-"""The vSphere provider (pyVmomi). See provider.py; the other modules are its parts."""
-from vmpooler.providers.vsphere.provider import VSphereProvider
-
-__all__ = ["VSphereProvider"]
+"""The vSphere provider (pyVmomi): ``config.py`` holds its keys (and imports no pyVmomi, so a file
+can be checked without it), ``provider.py`` the provider; the other modules are its parts."""

@@ -18,7 +18,7 @@ from pyVim.connect import Disconnect, SmartConnect
 
 from vmpooler.providers.base import PermanentError, TransientError
 from vmpooler.providers.vsphere import errors
-from vmpooler.providers.vsphere.schema import ProviderOptions
+from vmpooler.providers.vsphere.config import ProviderOptions
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 from pyVmomi import vim, vmodl
 
-from vmpooler.providers.base import VMInfo
+from vmpooler.model import VMInfo
 
 log = logging.getLogger(__name__)
 

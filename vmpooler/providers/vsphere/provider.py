@@ -10,9 +10,10 @@ from typing import Optional
 
 from pyVmomi import vim, vmodl
 
-from vmpooler.config import PoolConfig
-from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMInfo, VMNotFound
-from vmpooler.providers.vsphere import clone, devices, errors, inventory, purge, schema
+from vmpooler.model import PoolConfig, VMInfo
+from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMNotFound
+from vmpooler.providers.vsphere import clone, devices, errors, inventory, purge
+from vmpooler.providers.vsphere.config import ProviderOptions
 from vmpooler.providers.vsphere.connection import ConnectionPool, login
 from vmpooler.providers.vsphere.tasks import wait_for_task
 
@@ -30,27 +31,16 @@ def port_open(host: str, port: int, timeout: float = READY_CHECK_TIMEOUT) -> boo
 
 
 class VSphereProvider(Provider):
-    PROVIDER_KEYS = schema.PROVIDER_KEYS
-    POOL_KEYS = schema.POOL_KEYS
+    """``options`` are the section's typed options (config.ProviderOptions); each pool's
+    ``provider_options`` are its config.PoolOptions."""
 
-    def __init__(self, name, options, settings, connect=login):
-        super().__init__(name, options, settings)
-        problems = schema.validate_options(self.options)
-        if problems:
-            raise PermanentError(f"providers.{name}: " + "; ".join(problems))
-        self.config = schema.ProviderOptions.parse(self.options, self.settings)
+    def __init__(self, name: str, options: ProviderOptions, connect=login):
+        super().__init__(name, options)
+        self.config = options
         self._connections = ConnectionPool(self.config, connect)
         self._layered_templates: set = set()
         self._layering = threading.Lock()
         self._last_error: Optional[tuple] = None
-
-    @classmethod
-    def validate_options(cls, options) -> list:
-        return schema.validate_options(options)
-
-    @classmethod
-    def validate_pool(cls, pool) -> list:
-        return schema.validate_pool(pool)
 
     # -- plumbing ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -69,15 +59,13 @@ class VSphereProvider(Provider):
         return wait_for_task(content, task, timeout or self.config.vsphere_timeout, what)
 
     def _datacenter(self, pool: PoolConfig) -> str:
-        datacenter = pool.datacenter or self.config.datacenter
+        datacenter = pool.provider_options.datacenter or self.config.datacenter
         if not datacenter:
             raise PermanentError(f"pool {pool.name}: no datacenter (set datacenter on the pool or the provider)")
         return datacenter
 
     def _folder_path(self, pool: PoolConfig) -> str:
-        if not pool.folder:
-            raise PermanentError(f"pool {pool.name}: folder is not set")
-        return f"{self._datacenter(pool)}/vm/{pool.folder.strip('/')}"
+        return f"{self._datacenter(pool)}/vm/{pool.provider_options.folder}"
 
     def _required(self, content, path: str, kind: str, error: type = PermanentError):
         found = inventory.find(content, path)
@@ -119,24 +107,25 @@ class VSphereProvider(Provider):
         ip = inventory.usable_ip(props.get("guest.ipAddress"))
         if props.get("runtime.powerState") != "poweredOn" or ip is None:
             return False
-        port = schema.ready_check_port(pool.options)
+        port = pool.provider_options.ready_check_port
         # The session is given back before probing: a booting guest must not hold a connection.
         return port == 0 or port_open(f"{name}.{self.config.domain}" if self.config.domain else ip, port)
 
     # -- life cycle ----------------------------------------------------------------------
     def create_vm(self, pool: PoolConfig, name: str) -> VMInfo:
         what = f"cloning {pool.template} as {name}"
-        datacenter = self._datacenter(pool)
+        datacenter, options = self._datacenter(pool), pool.provider_options
         with self._session(what, not_found=PermanentError) as content:
             template = self._required(content, f"{datacenter}/vm/{pool.template}", "template")
             folder_path = self._folder_path(pool)
-            folder = inventory.ensure_folder(content, datacenter, pool.folder.strip("/"), self.config.create_folders)
+            folder = inventory.ensure_folder(content, datacenter, options.folder, self.config.create_folders)
             if folder is None:
                 raise PermanentError(f"folder {folder_path} not found (and create_folders is off)")
-            datastore = (self._required(content, f"{datacenter}/datastore/{pool.datastore}", "datastore")
-                         if pool.datastore else None)
-            resource_pool = self._resource_pool(content, datacenter, template, pool)
-            linked = schema.linked_clone(pool.options, self.config.create_linked_clones)
+            datastore = self._required(content, f"{datacenter}/datastore/{options.datastore}", "datastore")
+            resource_pool = self._resource_pool(content, datacenter, template,
+                                                options.clone_target or self.config.clone_target)
+            # Linked clones follow the global setting unless the pool says create_linked_clone: false.
+            linked = self.config.create_linked_clones and options.create_linked_clone is not False
             if linked and self.config.create_template_delta_disks:
                 self._add_delta_disks(content, template, f"{datacenter}/vm/{pool.template}")
             spec = clone.clone_spec(name, clone.annotation(pool.name, pool.template, self.config.username),
@@ -149,13 +138,13 @@ class VSphereProvider(Provider):
                 self._wait(content, vm.PowerOnVM_Task(), f"powering on {name}")
         return VMInfo(name=name, powered_on=True, template=pool.template)
 
-    def _resource_pool(self, content, datacenter: str, template, pool: PoolConfig):
+    def _resource_pool(self, content, datacenter: str, template, clone_target: Optional[str]):
         """The clone_target cluster's root resource pool, else the template's (or its host's)."""
-        if pool.clone_target:
+        if clone_target:
             host_folder = self._required(content, f"{datacenter}/host", "datacenter")
-            target = inventory.find_compute_resource(content, host_folder, pool.clone_target)
+            target = inventory.find_compute_resource(content, host_folder, clone_target)
             if target is None:
-                raise PermanentError(f"clone_target {pool.clone_target} not found in datacenter {datacenter}")
+                raise PermanentError(f"clone_target {clone_target} not found in datacenter {datacenter}")
             return target["resourcePool"]
         props = self._vm_properties(content, template, "resourcePool", "runtime.host")
         if props.get("resourcePool") is not None:
@@ -215,15 +204,13 @@ class VSphereProvider(Provider):
         what = f"adding a {size_gb} GB disk to {name}"
         if not isinstance(size_gb, int) or size_gb < 1:
             raise PermanentError(f"{what}: the size must be a whole number of GB, at least 1")
-        if not pool.datastore:
-            raise PermanentError(f"{what}: pool {pool.name} has no datastore")
         with self._session(what) as content:
             vm = self._vm(content, pool, name)
             hardware = self._vm_properties(content, vm, "config.hardware.device").get("config.hardware.device", [])
             slot = devices.free_scsi_slot(hardware)
             if slot is None:
                 raise PermanentError(f"{what}: no SCSI controller has a free unit")
-            path = devices.new_disk_path(pool.datastore, name, hardware)
+            path = devices.new_disk_path(pool.provider_options.datastore, name, hardware)
             datacenter = self._required(content, self._datacenter(pool), "datacenter")
             disks = content.virtualDiskManager
             self._wait(content, disks.CreateVirtualDisk_Task(name=path, datacenter=datacenter,

@@ -31,7 +31,7 @@ def base_folders(pools, datacenter_of) -> list:
     datacenter's VM folder has no base folder: that root is never purged."""
     bases = {}
     for pool in pools:
-        folder = (pool.folder or "").strip("/")
+        folder = pool.provider_options.folder
         if "/" not in folder:
             continue
         datacenter = datacenter_of(pool)

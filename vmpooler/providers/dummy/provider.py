@@ -7,76 +7,25 @@ run in milliseconds) and every ``*_fail_percent`` a chance of a simulated failur
 """
 from __future__ import annotations
 
-import json
-import os
 import random
-import threading
 import time
-from typing import Any, Mapping, Optional
+from typing import Optional
 
-from vmpooler.providers.base import Provider, TransientError, VMInfo, VMNotFound
-
-KNOBS = {
-    "createvm_max_time": 0.0, "createvm_fail_percent": 0.0,
-    "boot_max_time": 0.0, "vmready_fail_percent": 0.0,
-    "destroyvm_max_time": 0.0, "destroyvm_max_shutdown_time": 0.0, "destroyvm_fail_percent": 0.0,
-    "createsnapshot_max_time": 0.0, "createsnapshot_fail_percent": 0.0,
-    "revertsnapshot_max_time": 0.0, "revertsnapshot_fail_percent": 0.0,
-    "createdisk_max_time": 0.0, "createdisk_fail_percent": 0.0,
-    "getvm_poweroff_percent": 0.0, "getvm_rename_percent": 0.0,
-    "listvms_fail_percent": 0.0,
-}
-ACCEPTED = {"filename", "seed", "connection_pool_size", "connection_pool_timeout",
-            "migratevm_couldmove_percent", "migratevm_max_time", "migratevm_fail_percent",
-            "is_ready_timeout", "purge_unconfigured_folders", "folder_whitelist", "provider_class"}
+from vmpooler.model import VMInfo
+from vmpooler.providers.base import Provider, TransientError, VMNotFound
+from vmpooler.providers.dummy.config import DummyOptions
+from vmpooler.providers.dummy.inventory import Inventory
 
 
 class DummyProvider(Provider):
-    PROVIDER_KEYS = frozenset(KNOBS) | frozenset(ACCEPTED)
-
-    @classmethod
-    def validate_options(cls, options: Mapping[str, Any]) -> list:
-        problems = []
-        for key in KNOBS:
-            value = options.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                problems.append(f"{key}: must be a number >= 0, not {value!r}")
-            elif key.endswith("_percent") and value > 100:
-                problems.append(f"{key}: must be at most 100, not {value!r}")
-        filename = options.get("filename")
-        if filename is not None and not isinstance(filename, str):
-            problems.append(f"filename: must be a path, not {filename!r}")
-        return problems
-
-    def __init__(self, name, options, settings):
-        super().__init__(name, options, settings)
-        self.knobs = {key: float(self.options.get(key) or default) for key, default in KNOBS.items()}
-        self.filename: Optional[str] = self.options.get("filename")
-        self._random = random.Random(self.options.get("seed"))
-        self._lock = threading.Lock()
-        self._vms: dict = self._load()
-        self._folders: dict = {}  # folder -> set of names, so a pool's listing is not a full scan
-        for name, record in self._vms.items():
-            self._folders.setdefault(record["folder"], set()).add(name)
-
-    # -- persistence ---------------------------------------------------------------------
-    def _load(self) -> dict:
-        if not self.filename or not os.path.exists(self.filename):
-            return {}
-        with open(self.filename, encoding="utf-8") as handle:
-            return json.load(handle).get("vms", {})
-
-    def _save(self) -> None:
-        """Write the inventory atomically (caller holds the lock): a kill -9 leaves the old or
-        the new file, never half of one."""
-        if not self.filename:
-            return
-        temporary = f"{self.filename}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump({"vms": self._vms}, handle)
-        os.replace(temporary, self.filename)
+    def __init__(self, name: str, options: DummyOptions):
+        super().__init__(name, options)
+        self.knobs = dict(options.knobs)
+        self.filename: Optional[str] = options.filename
+        self._random = random.Random(options.seed)
+        self._inventory = Inventory(options.filename)
+        # a get_vm that may power off or rename a VM changes the inventory; otherwise it only reads
+        self._get_changes = self.knobs["getvm_poweroff_percent"] > 0 or self.knobs["getvm_rename_percent"] > 0
 
     # -- knobs ---------------------------------------------------------------------------
     def _delay(self, knob: str) -> None:
@@ -94,10 +43,10 @@ class DummyProvider(Provider):
 
     @staticmethod
     def _folder(pool) -> str:
-        return pool.folder or pool.name
+        return pool.provider_options.folder
 
     def _record(self, name: str) -> dict:
-        record = self._vms.get(name)
+        record = self._inventory.vms.get(name)
         if record is None:
             raise VMNotFound(f"dummy: no VM named {name!r}")
         return record
@@ -111,30 +60,30 @@ class DummyProvider(Provider):
     # -- the interface -------------------------------------------------------------------
     def list_vms(self, pool) -> list:
         self._maybe_fail("listvms_fail_percent", "inventory")
-        with self._lock:
-            return [self._info(name, self._vms[name]) for name in self._folders.get(self._folder(pool), ())]
+        with self._inventory.reading() as inventory:
+            return [self._info(name, inventory.vms[name]) for name in inventory.in_folder(self._folder(pool))]
 
     def create_vm(self, pool, name: str) -> VMInfo:
         self._delay("createvm_max_time")
         self._maybe_fail("createvm_fail_percent", "clone")
         record = self._new_record(pool, name, time.time() + self._random.uniform(0, self.knobs["boot_max_time"]))
-        with self._lock:
-            if name in self._vms:
+        with self._inventory.changing() as inventory:
+            if name in inventory.vms:
                 raise TransientError(f"dummy: a VM named {name!r} exists already")
-            self._add(name, record)
+            inventory.add(name, record)
         return self._info(name, record)
 
     def is_ready(self, pool, name: str) -> bool:
-        with self._lock:
-            record = self._vms.get(name)
+        with self._inventory.reading() as inventory:
+            record = inventory.vms.get(name)
             if record is None or not record["powered_on"]:
                 return False
             booted = time.time() >= record["boot_at"]
         return booted and not self._chance("vmready_fail_percent")
 
     def get_vm(self, pool, name: str) -> Optional[VMInfo]:
-        with self._lock:
-            record = self._vms.get(name)
+        with (self._inventory.changing() if self._get_changes else self._inventory.reading()) as inventory:
+            record = inventory.vms.get(name)
             if record is None:
                 return None
             if self._chance("getvm_poweroff_percent"):
@@ -144,71 +93,65 @@ class DummyProvider(Provider):
             return self._info(name, record)
 
     def destroy_vm(self, pool, name: str) -> None:
-        with self._lock:
-            exists = name in self._vms
+        with self._inventory.reading() as inventory:
+            exists = name in inventory.vms
         if not exists:
             return
         self._delay("destroyvm_max_shutdown_time")
         self._delay("destroyvm_max_time")
         self._maybe_fail("destroyvm_fail_percent", "destroy")
-        with self._lock:
-            self._discard(name)
+        with self._inventory.changing() as inventory:
+            inventory.discard(name)
 
     def create_snapshot(self, pool, name: str, snapshot: str) -> None:
         self._delay("createsnapshot_max_time")
         self._maybe_fail("createsnapshot_fail_percent", "snapshot")
-        with self._lock:
+        with self._inventory.changing():
             record = self._record(name)
             if snapshot not in record["snapshots"]:
                 record["snapshots"].append(snapshot)
-                self._save()
 
     def revert_snapshot(self, pool, name: str, snapshot: str) -> None:
         self._delay("revertsnapshot_max_time")
         self._maybe_fail("revertsnapshot_fail_percent", "revert")
-        with self._lock:
+        with self._inventory.reading():
             if snapshot not in self._record(name)["snapshots"]:
                 raise VMNotFound(f"dummy: VM {name!r} has no snapshot {snapshot!r}")
 
     def create_disk(self, pool, name: str, size_gb: int) -> None:
         self._delay("createdisk_max_time")
         self._maybe_fail("createdisk_fail_percent", "disk")
-        with self._lock:
+        with self._inventory.changing():
             self._record(name)["disks"].append(f"+{int(size_gb)}gb")
-            self._save()
 
     # -- for tests and operators ---------------------------------------------------------
     def names(self) -> set:
-        with self._lock:
-            return set(self._vms)
+        with self._inventory.reading() as inventory:
+            return set(inventory.vms)
 
     def inject(self, pool, name: str) -> None:
         """Create a VM behind the manager's back, as an operator clicking in vCenter would."""
-        with self._lock:
-            self._add(name, self._new_record(pool, name, boot_at=0))
+        with self._inventory.changing() as inventory:
+            inventory.add(name, self._new_record(pool, name, boot_at=0))
+
+    def power_off(self, name: str) -> None:
+        """Power a VM off behind the manager's back (a clone killed before its power-on)."""
+        with self._inventory.changing():
+            self._record(name)["powered_on"] = False
 
     def remove(self, name: str) -> None:
         """Delete a VM behind the manager's back."""
-        with self._lock:
-            self._discard(name)
+        with self._inventory.changing() as inventory:
+            inventory.discard(name)
 
-    # -- the inventory (callers hold the lock) ---------------------------------------------
     def _new_record(self, pool, name: str, boot_at: float) -> dict:
         return {"folder": self._folder(pool), "pool": pool.name, "template": pool.template, "created": time.time(),
                 "boot_at": boot_at, "powered_on": True, "ip": "127.0.0.1", "hostname": name,
                 "snapshots": [], "disks": []}
 
-    def _add(self, name: str, record: dict) -> None:
-        self._vms[name] = record
-        self._folders.setdefault(record["folder"], set()).add(name)
-        self._save()
-
-    def _discard(self, name: str) -> None:
-        record = self._vms.pop(name, None)
-        if record is not None:
-            self._folders.get(record["folder"], set()).discard(name)
-            self._save()
-
     def health(self):
-        with self._lock:
-            return {"vms": len(self._vms)}
+        with self._inventory.reading() as inventory:
+            return {"vms": len(inventory.vms)}
+
+    def close(self) -> None:
+        self._inventory.close()

@@ -1,0 +1,43 @@
+"""A manager pass reads what it needs once: the pending VMs, which both checks and replenish go
+through, are one query per pass, handed to the loops (scheduler.Pass)."""
+import asyncio
+
+from sqlalchemy import event, select
+
+from tests.conftest import add_vm
+from tests.manager.helpers import fast_config, rows
+from vmpooler.db.models import vms
+from vmpooler.model import PENDING
+from vmpooler.manager.scheduler import Manager
+from vmpooler.providers.registry import REGISTRY
+
+PENDING_READ = str(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
+
+
+def test_each_pass_reads_the_pending_vms_once(db):
+    # a slow boot keeps VMs pending (checks probes them) and a failing clone keeps some cloning
+    # (replenish retries them): both loops go through the pending rows on every pass
+    config = fast_config([{"name": "a", "template": "t", "size": 4}], dummy={"boot_max_time": 3600})
+    pool = config.pools[0]
+    for _ in range(2):
+        add_vm(db, pool, "pending")
+    reads = []
+
+    def count(_conn, clause, *_args):
+        if str(clause) == PENDING_READ:
+            reads.append(clause)
+    event.listen(db.engine, "before_execute", count)
+
+    async def scenario():
+        manager = Manager(config, db, REGISTRY.build(config))
+        for passes in range(1, 4):
+            manager.tick()
+            assert len(reads) == passes
+            await asyncio.sleep(0.05)
+        await manager.stop()
+    try:
+        asyncio.run(scenario())
+    finally:
+        event.remove(db.engine, "before_execute", count)
+    assert len([r for r in rows(db) if r.state == "pending"]) == 4
+

@@ -1,0 +1,69 @@
+"""The audit trail: every change to a VM row is a guarded UPDATE plus a ``vm_events`` row saying
+what changed, in one transaction. These are the building blocks of db/vms.py (and of tests'
+fixtures); the functions taking a ``conn`` join a transaction opened there.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Optional
+
+from sqlalchemy import bindparam, insert, select, update
+
+from vmpooler.db.database import Database
+from vmpooler.db.models import vm_events, vms
+from vmpooler.model import LIVE_STATES
+
+log = logging.getLogger("vmpooler.state")
+
+# Built once: the SET clause of an UPDATE without .values() comes from the parameters given to
+# execute(), so one statement serves every change (building one costs more than running it).
+GUARDED_UPDATE = update(vms).where(vms.c.id == bindparam("guard_id"), vms.c.state == bindparam("guard_state"))
+_INSERT_EVENT = insert(vm_events)
+_FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
+
+
+def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
+    """Move ``vm`` (a row with id, name, pool, state) to ``to_state`` if it is still in the state
+    it was read in. Returns whether this call made the change; the caller logs once it has
+    committed (see ``log_change``)."""
+    result = conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, "state": to_state,
+                                           "state_changed_at": now, **values})
+    if result.rowcount != 1:
+        return False
+    record_event(conn, vm, vm.state, to_state, reason, now)
+    return True
+
+
+def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:
+    conn.execute(_INSERT_EVENT, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
+                                 "from_state": from_state, "to_state": to_state, "reason": reason})
+
+
+def fetch(conn, vm_id: int):
+    return conn.execute(_FETCH, {"vm_id": vm_id}).first()
+
+
+def log_change(vm, to_state: str, reason: str) -> None:
+    log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
+
+
+def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, **values) -> bool:
+    """One guarded change in its own transaction; refused outright when ``vm`` was not read in
+    one of the ``allowed`` states."""
+    if vm.state not in allowed:
+        return False
+    with db.write() as conn:
+        changed = change(conn, vm, to_state, reason, now, **values)
+    if changed:
+        log_change(vm, to_state, reason)
+    return changed
+
+
+def amend(db: Database, vm, reason: str, now, guard=GUARDED_UPDATE, **values) -> bool:
+    """Change columns of ``vm`` but not its state (still guarded by it), with an event."""
+    with db.write() as conn:
+        if conn.execute(guard, {"guard_id": vm.id, "guard_state": vm.state, **values}).rowcount != 1:
+            return False
+        record_event(conn, vm, vm.state, vm.state, reason, now)
+    return True

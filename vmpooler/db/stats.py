@@ -1,0 +1,155 @@
+"""Statistics: clone and boot durations with their daily totals, pool counts, last boots, tags.
+
+Aggregates are computed by the database (GROUP BY), so the number of queries does not grow with
+the number of pools and no raw sample rows reach Python. Every public function takes the
+``Database`` and runs one read or write transaction, except ``record_duration`` and
+``record_boot``: a sample must commit with the VM transition that measured it, so they join that
+transaction (db/vms.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Optional
+
+from sqlalchemy import and_, bindparam, case, func, insert, inspect, select, text, update
+
+from vmpooler.db.database import Database
+from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
+from vmpooler.model import LIVE_STATES, PENDING
+
+DURATION_KINDS = ("boot", "clone")
+_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots")
+
+# Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
+_CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
+_WAITING = and_(_CLONING, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > bindparam("now"))
+_POOL_COUNTS = (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
+                       func.sum(case((_WAITING, 1), else_=0)))
+                .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
+_LAST_BOOTS = select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None))
+_DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_days.c.pool, duration_days.c.count,
+                         duration_days.c.total, duration_days.c.low, duration_days.c.high)
+                  .where(duration_days.c.kind.in_(DURATION_KINDS), duration_days.c.day >= bindparam("first"),
+                         duration_days.c.day <= bindparam("last")))
+_LAST_BOOT = update(pools).where(pools.c.name == bindparam("pool_name"))
+_INSERT_DURATION = insert(durations)
+_INSERT_DURATION_DAY = insert(duration_days)
+_SAMPLE = bindparam("sample")
+_ADD_TO_DURATION_DAY = (update(duration_days)
+                        .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),
+                               duration_days.c.pool == bindparam("b_pool"))
+                        .values(count=duration_days.c.count + 1, total=duration_days.c.total + _SAMPLE,
+                                low=case((duration_days.c.low > _SAMPLE, _SAMPLE), else_=duration_days.c.low),
+                                high=case((duration_days.c.high < _SAMPLE, _SAMPLE), else_=duration_days.c.high)))
+
+
+# --- pools ----------------------------------------------------------------------------------
+# Raw SQL: the on-demand tables arrive with their own migration; until then there is nothing to count.
+_ONDEMAND_WAITING = text("SELECT count(*) FROM ondemand_requests WHERE state = 'pending'")
+
+
+def ondemand_waiting(db: Database) -> Optional[int]:
+    """On-demand requests waiting for their VMs; None while the database has no on-demand table."""
+    with db.read() as conn:
+        if not inspect(conn).has_table("ondemand_requests"):
+            return None
+        return conn.execute(_ONDEMAND_WAITING).scalar_one()
+
+
+def pool_counts(db: Database, now) -> dict:
+    """{pool: {pending, cloning, booting, ready, running, completed, clone_slots}} over live VMs,
+    in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning = pending
+    without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
+    waiting out a retry backoff (clones running now or due to (re)start)."""
+    counts = {}
+    with db.read() as conn:
+        rows = conn.execute(_POOL_COUNTS, {"now": now}).all()
+    for pool, state, count, cloning_count, waiting_count in rows:
+        entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
+        entry[state] = count
+        if state == PENDING:
+            entry["cloning"] = int(cloning_count or 0)
+            entry["booting"] = count - entry["cloning"]
+            entry["clone_slots"] = entry["cloning"] - int(waiting_count or 0)
+    return counts
+
+
+def empty_counts() -> dict:
+    return dict.fromkeys(_COUNTED, 0)
+
+
+def last_boots(db: Database) -> dict:
+    """{pool: when its last VM became ready} for the pools that ever had one."""
+    with db.read() as conn:
+        return dict(conn.execute(_LAST_BOOTS).all())
+
+
+def sync_pools(db: Database, pool_configs, now) -> None:
+    """Mirror the configured pools into the pools table (for operators' queries and lastBoot)."""
+    with db.write() as conn:
+        known = {row.name for row in conn.execute(select(pools.c.name))}
+        for pool in pool_configs:
+            values = {"provider": pool.provider, "template": pool.template, "size": pool.size, "updated_at": now}
+            if pool.name in known:
+                conn.execute(update(pools).where(pools.c.name == pool.name).values(**values))
+            else:
+                conn.execute(insert(pools).values(name=pool.name, **values))
+
+
+# --- durations ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Stats:
+    """count, total, min and max of a set of duration samples (all 0 when there are none)."""
+
+    count: int = 0
+    total: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+
+    def add(self, other: "Stats") -> "Stats":
+        if not other.count:
+            return self
+        if not self.count:
+            return dataclasses.replace(other)
+        return Stats(self.count + other.count, self.total + other.total, min(self.low, other.low),
+                     max(self.high, other.high))
+
+
+def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at) -> None:
+    """Append a clone or boot sample and fold it into its day's totals (update, else insert:
+    portable, and safe because the caller's write transaction serialises writers). Joins the
+    caller's transaction: the sample commits with the transition that measured it."""
+    day = at.strftime("%Y-%m-%d")
+    conn.execute(_INSERT_DURATION, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
+                                    "day": day})
+    updated = conn.execute(_ADD_TO_DURATION_DAY, {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds})
+    if updated.rowcount == 0:
+        conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1, "total": seconds,
+                                            "low": seconds, "high": seconds})
+
+
+def record_boot(conn, pool: str, vm_name: str, seconds: float, at) -> None:
+    """A VM of ``pool`` became ready: its boot sample and the pool's last boot (lastBoot in
+    /status), in the caller's transaction."""
+    record_duration(conn, "boot", pool, vm_name, seconds, at)
+    conn.execute(_LAST_BOOT, {"pool_name": pool, "last_boot_at": at})
+
+
+def duration_stats(db: Database, first_day: str, last_day: str) -> Iterable:
+    """One row (day, kind, pool, Stats) per day, kind and pool with samples in the range, from
+    the daily totals kept beside the samples (a year is a few thousand rows, not a million)."""
+    with db.read() as conn:
+        rows = conn.execute(_DURATION_DAYS, {"first": first_day, "last": last_day}).all()  # fetchall: one call
+    return [(day, kind, pool, Stats(count, total, low, high)) for day, kind, pool, count, total, low, high in rows]
+
+
+# --- tags -----------------------------------------------------------------------------------
+def tag_counts(db: Database, first_day: str, last_day: str, name: Optional[str] = None) -> Iterable:
+    """Rows (day, tag name, value, count) of the tags set in the range."""
+    query = (select(vm_tags.c.day, vm_tags.c.name, vm_tags.c.value, func.count().label("n"))
+             .where(vm_tags.c.day >= first_day, vm_tags.c.day <= last_day)
+             .group_by(vm_tags.c.day, vm_tags.c.name, vm_tags.c.value))
+    if name is not None:
+        query = query.where(vm_tags.c.name == name)
+    with db.read() as conn:
+        return conn.execute(query).all()

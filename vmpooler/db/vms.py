@@ -1,0 +1,402 @@
+"""VMs: every change to a VM row (the manager's transitions; the API's checkout, delete and
+changes) and the reads of VMs. Each public function takes the ``Database`` and is one transaction.
+
+Each change is an UPDATE guarded by the state the caller saw (``WHERE id = ? AND state = ?``):
+when two actors race, one matches and the other matches nothing and reports False, so a VM is
+never handed out twice nor destroyed while being checked out. Each appends a ``vm_events`` row
+saying what changed, in the same transaction (a ready VM's periodic check only when its address
+changed: ``checked_at`` is bookkeeping). A checkout of several VMs is ONE transaction: all or none.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from typing import NamedTuple, Optional
+
+from sqlalchemy import bindparam, delete, exc, insert, or_, select
+
+from vmpooler.db import stats
+from vmpooler.db.database import Database
+from vmpooler.db.events import GUARDED_UPDATE, amend, change, fetch, log_change, record_event, transition
+from vmpooler.db.models import tasks, vm_tags, vms
+from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
+                            TaskKind)
+
+log = logging.getLogger("vmpooler.state")
+
+# Built once (building a statement costs SQLAlchemy more than SQLite takes to run it).
+_CLONING_UPDATE = GUARDED_UPDATE.where(vms.c.cloned_at.is_(None))  # guard_state: pending
+_INSERT_VM = insert(vms)
+_NAMES_TAKEN = select(vms.c.name).where(vms.c.name.in_(bindparam("names", expanding=True)),
+                                        or_(vms.c.live_name.is_not(None), vms.c.destroyed_at > bindparam("since")))
+# The longest-ready VM of some pools. FOR UPDATE SKIP LOCKED makes concurrent checkouts on
+# PostgreSQL pick different rows instead of queueing on one; SQLite, whose write transactions are
+# serialised anyway, compiles it to nothing.
+_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY)
+                 .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
+_VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
+_DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
+                                     vm_tags.c.name.in_(bindparam("names", expanding=True)))
+_INSERT_TAG = insert(vm_tags)
+_LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
+_DONE_TASKS = (select(tasks.c.kind, tasks.c.arg)
+               .where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.state == DONE,
+                      tasks.c.kind.in_((TaskKind.SNAPSHOT, TaskKind.DISK))).order_by(tasks.c.id))
+_PENDING = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
+_READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
+                                                         vms.c.checked_at <= bindparam("checked_before"),
+                                                         vms.c.ready_at <= bindparam("ready_before")))
+_EXPIRED = select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
+                             vms.c.expires_at <= bindparam("now"))
+_TO_DESTROY = select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
+                                                              vms.c.next_attempt_at <= bindparam("now")))
+_SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)))
+               .order_by(vms.c.id.desc()))
+_LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
+_DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
+                          vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)
+#: what a failed attempt of each kind counts in, and the state a VM is left in when it is given up
+_ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attempts", FAILED)}
+
+
+# --- the pool manager's transitions ---------------------------------------------------------
+def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
+    """Record clones about to start, ``wanted`` being (pool, name) pairs, in ONE transaction and
+    before any provider is asked, so that a crash during a clone leaves a row to reconcile.
+    Returns the new rows; a name is skipped when it is taken: by a live VM, or by one gone less
+    than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can never
+    reach the next VM of that name)."""
+    since = now - datetime.timedelta(hours=reserve_hours)
+    created = []
+    try:
+        with db.write() as conn:
+            names = [name for _pool, name in wanted]
+            taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
+            for pool, name in wanted:
+                if name in taken:
+                    continue
+                taken.add(name)
+                vm_id = conn.execute(_INSERT_VM, {
+                    "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+                    "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
+                    "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
+                created.append(fetch(conn, vm_id))
+                record_event(conn, created[-1], None, PENDING, "clone requested", now)
+    except exc.IntegrityError:  # another writer took a name meanwhile (not with SQLite): next pass
+        return []
+    for vm in created:
+        log.info("[%s] %s: cloning from %s", vm.pool, vm.name, vm.template)
+    return created
+
+
+def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False) -> bool:
+    """The provider finished the clone: the VM is booting, and with ``ready`` (it answered its
+    readiness probe at once) also ready, in the same transaction. Records the durations."""
+    with db.write() as conn:
+        reason = _mark_cloned(conn, vm, now, ip)
+        if reason is None:
+            return False
+        ready_reason = _mark_ready(conn, vm, now, ip) if ready else None
+    log.info("[%s] %s: %s", vm.pool, vm.name, reason)
+    if ready_reason:
+        log_change(vm, READY, ready_reason)
+    return True
+
+
+def _mark_cloned(conn, vm, now, ip) -> Optional[str]:
+    """Set cloned_at on a cloning VM; the event's reason, or None when it was no longer cloning."""
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason = f"cloned in {seconds:.2f}s"
+    result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now,
+                                            "ip": ip, "next_attempt_at": None, "state_changed_at": now})
+    if result.rowcount != 1:
+        return None
+    record_event(conn, vm, PENDING, PENDING, reason, now)
+    stats.record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
+    return reason
+
+
+def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
+    with db.write() as conn:
+        reason = _mark_ready(conn, vm, now, ip)
+    if reason is None:
+        return False
+    log_change(vm, READY, reason)
+    return True
+
+
+def _mark_ready(conn, vm, now, ip) -> Optional[str]:
+    """Move a booting VM (as read: pending) to ready and record its boot duration and the pool's
+    last boot; the event's reason, or None when it was no longer pending."""
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason = f"booted in {seconds:.2f}s"
+    if not change(conn, vm, READY, reason, now, ready_at=now, checked_at=now, ip=ip or vm.ip):
+        return None
+    stats.record_boot(conn, vm.pool, vm.name, seconds, now)
+    return reason
+
+
+def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
+    """A ready VM passed its periodic check (``ip``: the address it reports now). An event only
+    when the address changed: checks come every vm_checktime, and checked_at is bookkeeping."""
+    ip = ip or vm.ip
+    if ip != vm.ip:
+        return amend(db, vm, f"address {vm.ip or '(none)'} -> {ip}", now, checked_at=now, ip=ip)
+    with db.write() as conn:
+        return conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": READY,
+                                              "checked_at": now}).rowcount == 1
+
+
+def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
+    """Retire a VM: the destroy loop removes it from the provider."""
+    values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
+    if error is not None:
+        values["last_error"] = error
+    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
+
+
+def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
+                   retry_at: Optional[datetime.datetime]) -> bool:
+    """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
+    of attempts, unchanged when the provider's circuit breaker refused the call (no attempt: the
+    VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
+    given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
+    fails (an operator must look)."""
+    column, give_up_state = _ATTEMPTS[kind]
+    values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
+    if retry_at is None:
+        reason = f"{kind} failed {attempts} times, giving up: {error}"
+        if give_up_state == COMPLETED:
+            values["completed_at"] = now
+        return transition(db, vm, give_up_state, reason, now, allowed=(PENDING if kind == "clone" else COMPLETED,),
+                       **values)
+    waiting = attempts == getattr(vm, column)
+    reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
+              else f"{kind} attempt {attempts} failed, retrying: {error}")
+    guard = _CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
+    if not amend(db, vm, reason, now, guard=guard, **values):
+        return False
+    (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
+    return True
+
+
+def destroyed(db: Database, vm, now, reason: str = "destroyed") -> bool:
+    return transition(db, vm, DESTROYED, reason, now, allowed=(COMPLETED,), destroyed_at=now, live_name=None,
+                   next_attempt_at=None)
+
+
+def gone(db: Database, vm, reason: str, now) -> bool:
+    """The provider no longer has the VM: forget it (a phantom otherwise)."""
+    return transition(db, vm, GONE, reason, now, allowed=LIVE_STATES + (FAILED,), destroyed_at=now, live_name=None,
+                   next_attempt_at=None, expires_at=None)
+
+
+def discovered(db: Database, pool, name: str, now) -> Optional[int]:
+    """A VM in the pool's folder that we do not know: record it as completed so it is destroyed."""
+    reason = "found in the provider but unknown to the database"
+    try:
+        with db.write() as conn:
+            vm_id = conn.execute(_INSERT_VM, {
+                "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+                "template": pool.template, "state": COMPLETED, "state_changed_at": now, "created_at": now,
+                "completed_at": now, "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
+            record_event(conn, fetch(conn, vm_id), None, COMPLETED, reason, now)
+    except exc.IntegrityError:
+        return None
+    log.info("[%s] %s: discovered -> completed: %s", pool.name, name, reason)
+    return vm_id
+
+
+def revive(db: Database, vm, now) -> bool:
+    """A VM we had written off as destroyed or gone is in the provider after all: destroy it."""
+    reason = f"reappeared in the provider after being {vm.state}"
+    try:
+        return transition(db, vm, COMPLETED, reason, now, allowed=(DESTROYED, GONE), live_name=vm.name,
+                       completed_at=now, destroyed_at=None)
+    except exc.IntegrityError:
+        return False
+
+
+# --- the API's changes: checkout, delete, lifetime and tags ---------------------------------
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """Who checks a VM out: the token's hash and its user."""
+    token_hash: str
+    user: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Want:
+    """``count`` VMs for the requested name (a pool or an alias), from any of ``pools``."""
+    requested: str
+    pools: tuple
+    count: int
+
+
+class Taken(NamedTuple):
+    """A VM handed out: its hostname and the pool it came from."""
+    name: str
+    pool: str
+
+
+class Shortfall(Exception):
+    """Not enough ready VMs: the whole checkout was rolled back."""
+
+
+def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> Optional[datetime.datetime]:
+    """When a VM checked out at ``checkout_at`` expires; None for a lifetime of 0 (never)."""
+    if not lifetime_hours or lifetime_hours <= 0:
+        return None
+    return checkout_at + datetime.timedelta(hours=lifetime_hours)
+
+
+def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
+             owner_lifetime: Optional[float] = None) -> dict:
+    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, having taken none."""
+    taken, moved = {}, []
+    reason = "checked out" + (f" by {owner.user}" if owner else "")
+    with db.write() as conn:
+        for want in wants:
+            names = taken.setdefault(want.requested, [])
+            for _ in range(want.count):
+                vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
+                if vm is None:
+                    raise Shortfall(want.requested)
+                names.append(Taken(vm.name, vm.pool))
+                moved.append(vm)
+    for vm in moved:
+        log_change(vm, RUNNING, reason)
+    return taken
+
+
+def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, reason):
+    """Move the longest-ready VM of the wanted pools to running. The guarded UPDATE makes this
+    safe even where another writer could interleave (PostgreSQL): a lost race tries the next."""
+    for _attempt in range(5):
+        vm = conn.execute(_OLDEST_READY, {"pools": list(want.pools)}).first()
+        if vm is None:
+            return None
+        lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
+        values = {"checkout_at": now, "lifetime": lifetime,
+                  "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
+        if owner is not None:
+            values.update(token_hash=owner.token_hash, token_user=owner.user)
+        if change(conn, vm, RUNNING, reason, now, **values):
+            return vm
+    return None
+
+
+def delete(db: Database, vm, now) -> bool:
+    """A client is done with a running VM: the destroy loop removes it."""
+    return transition(db, vm, COMPLETED, "deleted by the client", now, allowed=(RUNNING,), completed_at=now,
+                   expires_at=None)
+
+
+def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Optional[dict] = None) -> bool:
+    """Set a VM's lifetime (hours since checkout) and/or tags in one transaction, guarded by the
+    state the VM was read in, with an event saying what changed (before -> after). False when
+    the VM left that state meanwhile (nothing applied)."""
+    values, changes = {"state": vm.state}, []
+    if lifetime is not None:
+        values["lifetime"] = lifetime
+        described = f"lifetime {_hours(vm.lifetime)} -> {_hours(lifetime)}"
+        if vm.checkout_at is not None:
+            values["expires_at"] = expiry(vm.checkout_at, lifetime)
+            described += f" (expires {_when(vm.expires_at)} -> {_when(values['expires_at'])})"
+        changes.append(described)
+    with db.write() as conn:
+        if conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, **values}).rowcount != 1:
+            return False
+        if tags:
+            before = dict(conn.execute(_VM_TAGS, {"vm_id": vm.id}).all())
+            conn.execute(_DELETE_TAGS, {"b_vm_id": vm.id, "names": list(tags)})
+            conn.execute(_INSERT_TAG, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
+                                        "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
+            changes.extend(f"tag {name}: {before[name]!r} -> {value!r}" if name in before
+                           else f"tag {name}: (none) -> {value!r}" for name, value in tags.items())
+        if changes:
+            record_event(conn, vm, vm.state, vm.state, "; ".join(changes), now)
+    return True
+
+
+def _hours(lifetime: Optional[float]) -> str:
+    return "(the default)" if lifetime is None else f"{lifetime:g}h"
+
+
+def _when(at: Optional[datetime.datetime]) -> str:
+    return "never" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- reads ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class VMExtras:
+    """What GET /vm/<host> shows beside the row."""
+    tags: dict
+    snapshots: list
+    disks: list
+
+
+def latest(db: Database, name: str):
+    """The newest row of the VM called ``name`` (names are reused once a VM is gone), or None."""
+    with db.read() as conn:
+        return conn.execute(_LATEST, {"name": name}).first()
+
+
+def latest_with_extras(db: Database, name: str) -> tuple:
+    """(newest row of ``name``, its VMExtras), or (None, None): one consistent read, reused until
+    the next write transaction (clients poll GET /vm/<host>)."""
+    return db.cached(("vm", name), lambda conn: _latest_with_extras(conn, name))
+
+
+def _latest_with_extras(conn, name: str) -> tuple:
+    vm = conn.execute(_LATEST, {"name": name}).first()
+    if vm is None:
+        return None, None
+    tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm.id})}
+    snapshots, disks = [], []
+    for row in conn.execute(_DONE_TASKS, {"vm_id": vm.id}):  # finished snapshots and disk additions
+        (snapshots if row.kind == TaskKind.SNAPSHOT else disks).append(row.arg)
+    return vm, VMExtras(tags, snapshots, disks)
+
+
+def _rows(db: Database, query, **params) -> list:
+    with db.read() as conn:
+        return list(conn.execute(query, params))
+
+
+def pending(db: Database) -> list:
+    """Every pending VM (cloning and booting), oldest first: read once per manager pass."""
+    return _rows(db, _PENDING)
+
+
+def ready_due(db: Database, checked_before: datetime.datetime, ready_before: datetime.datetime) -> list:
+    """Ready VMs whose periodic check is due, or that may have outlived the shortest ready_ttl."""
+    return _rows(db, _READY_DUE, checked_before=checked_before, ready_before=ready_before)
+
+
+def expired(db: Database, now: datetime.datetime) -> list:
+    return _rows(db, _EXPIRED, now=now)
+
+
+def to_destroy(db: Database, now: datetime.datetime) -> list:
+    return _rows(db, _TO_DESTROY, now=now)
+
+
+def excess(db: Database, pool: str, count: int) -> list:
+    """The ``count`` VMs to remove from a shrunk pool: pending before ready, newest first."""
+    rows = _rows(db, _SHRINKABLE, pool=pool)
+    rows.sort(key=lambda row: row.state != PENDING)
+    return rows[:count]
+
+
+def live_in_pool(db: Database, pool: str) -> list:
+    return _rows(db, _LIVE_IN_POOL, pool=pool)
+
+
+def latest_dead(db: Database, pool: str, names) -> dict:
+    """{name: newest destroyed/gone row} for names a provider still lists."""
+    names, found = list(names), {}
+    for start in range(0, len(names), 500):
+        found.update((row.name, row) for row in _rows(db, _DEAD, pool=pool, names=names[start:start + 500]))
+    return found

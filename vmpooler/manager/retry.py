@@ -1,0 +1,66 @@
+"""One retry policy for the provider work the manager keeps records of: clones, destroys and
+queued tasks (snapshot, revert, disk).
+
+After a failed attempt the work waits ``retry_backoff`` seconds, doubling with each further
+attempt up to ``retry_backoff_max``, and is given up once it has failed ``<kind>_attempts``
+times; a permanent failure gives it up at once. A call the provider's circuit breaker refused
+(``CircuitOpen``) is NOT an attempt: the work keeps its count and waits until the breaker may
+let calls through again, so work asked for during an outage is done after it, not given up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Callable, Mapping, Optional
+
+from vmpooler.providers.base import CircuitOpen, ProviderError
+
+CLONE, DESTROY, TASK = "clone", "destroy", "task"
+KINDS = (CLONE, DESTROY, TASK)
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """What follows a failed call: the work's new count of attempts, and when to try again
+    (None: give up)."""
+
+    attempts: int
+    at: Optional[datetime.datetime]
+
+    @property
+    def gives_up(self) -> bool:
+        return self.at is None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    base: float
+    cap: float
+    limits: Mapping[str, int]  # kind -> attempts before the work is given up
+    #: provider name -> seconds until its circuit breaker may let calls through again
+    breaker_wait: Callable[[str], float]
+
+    @classmethod
+    def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
+        limits = {kind: settings[f"{kind}_attempts"] for kind in KINDS}
+        return cls(settings["retry_backoff"], settings["retry_backoff_max"], limits,
+                   lambda provider: breakers[provider].seconds_until_trial())
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
+        return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
+
+    def after(self, kind: str, error: ProviderError, attempts: int, provider: str,
+              now: datetime.datetime) -> Retry:
+        """What follows ``error`` for work of ``kind`` that had failed ``attempts`` times on
+        ``provider``."""
+        if isinstance(error, CircuitOpen):
+            return Retry(attempts, self.breaker_open_until(provider, now))
+        attempts += 1
+        if not error.transient or attempts >= self.limits[kind]:
+            return Retry(attempts, None)
+        return Retry(attempts, now + datetime.timedelta(seconds=self.backoff(attempts)))
+
+    def breaker_open_until(self, provider: str, now: datetime.datetime) -> datetime.datetime:
+        """When the provider's breaker may let calls through again (now, if it may already)."""
+        return now + datetime.timedelta(seconds=self.breaker_wait(provider))

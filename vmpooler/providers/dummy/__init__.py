@@ -1,0 +1,1 @@
+"""The dummy provider: ``config.py`` holds its keys, ``provider.py`` the simulated VMs."""
