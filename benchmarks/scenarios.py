@@ -399,7 +399,7 @@ def history(run: Run) -> list:
     ]
 
 
-# --- 7: metrics ---------------------------------------------------------------------------------
+# --- 8: metrics ---------------------------------------------------------------------------------
 def _p50(port: int, path: str, run: Run) -> float:
     return median(timed_requests(port, path, run.pick(200, 60), run.pick(4.0, 2.0)))
 
@@ -432,14 +432,14 @@ def metrics(run: Run) -> list:
     with Server(run.workspace, "floor", "--db", db, name="metrics-floor") as floor:
         floor_ms = _p50(floor.port, "/count", run)
     return [
-        Row("7 metrics", "10000 VMs: GET /prometheus p50", scrape_ms, "ms", floor_ms,
+        Row("8 metrics", "10000 VMs: GET /prometheus p50", scrape_ms, "ms", floor_ms,
             "Tornado + grouped count (sqlite3)", "< 25 ms at 10,000", scrape_ms < 25,
             f"{samples} samples, {len(text) // 1024} KiB; GET /status p50 {status_ms:.2f} ms in the same server"),
-        Row("7 metrics", "10000 VMs: rendering the exposition, CPU", rendering["ours"], "ms", rendering["library"],
+        Row("8 metrics", "10000 VMs: rendering the exposition, CPU", rendering["ours"], "ms", rendering["library"],
             "prometheus_client.generate_latest, same registry", "<= 1.25x floor",
             rendering["ours"] <= 1.25 * rendering["library"],
             "both include the scrape-time query; ours writes the original's counter names"),
-        Row("7 metrics", "GET /api/v1/vm p50 with :prometheus:", route_on_ms, "ms", route_off_ms,
+        Row("8 metrics", "GET /api/v1/vm p50 with :prometheus:", route_on_ms, "ms", route_off_ms,
             "the same route, same data, no :prometheus:", "", None, "what counting a request adds"),
     ]
 
