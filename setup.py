@@ -20,6 +20,7 @@ setup(
         "bcrypt>=4.0",
         "coolname>=2.2",
         "prometheus-client>=0.17",
+        "ldap3>=2.9",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
