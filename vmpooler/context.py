@@ -27,6 +27,8 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: which process runs the pool manager (manager/leader.py), for /status and the health check
+    leader: Callable[[], dict] = lambda: {"leader": True}
     #: the Prometheus hooks (vmpooler.metrics); DISABLED without a :prometheus: section
     metrics: Hooks = DISABLED
     started_at: float = dataclasses.field(default_factory=time.time)

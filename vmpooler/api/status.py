@@ -69,6 +69,7 @@ def build_status(context, sections: frozenset) -> dict:
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - context.started_at, 1)
+    status["manager"] = context.leader()  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
 

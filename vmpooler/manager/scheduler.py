@@ -20,7 +20,7 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
-from vmpooler.manager.runner import ProviderRunner
+from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
@@ -50,12 +50,16 @@ class Pass:
 
 
 class Manager:
-    def __init__(self, config, db, providers: dict, metrics=DISABLED):
+    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    holding the lease acts; None for a manager that is alone by construction (tests)."""
+
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
         self.config = config
         self.settings = config.settings
         self.db = db
+        self.leadership = leadership
         self.metrics = metrics
-        self.runner = ProviderRunner(providers, config.settings, metrics)
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
@@ -68,9 +72,17 @@ class Manager:
         self._last_tick = 0.0
         self._stopping = False
 
+    def acting(self) -> bool:
+        """May this manager act now (change state, start provider work)?"""
+        return self.leadership is None or self.leadership.is_leader
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
+        """Reconcile with every provider, then run passes every check_loop_delay_min seconds.
+        Run at every start of a term as leader: the previous leader may have left work half done."""
+        self.pause()
+        if not self.acting():
+            return
         stats.sync_pools(self.db, self.config.pools, utcnow())
         requeued = task_store.requeue_interrupted(self.db)
         if requeued:
@@ -78,9 +90,18 @@ class Manager:
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
         await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
         self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+        if not self.acting() or self._stopping:
+            return  # the term ended while reconciling
         self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
         self._callback.start()
         self.tick()
+
+    def pause(self) -> None:
+        """Stop passes (leadership lost). Provider work in flight finishes in its thread, but every
+        further provider call is refused (Fenced) and what it still writes is guarded by state."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
 
     async def stop(self) -> None:
         """Stop passes; give work in flight ``shutdown_grace`` seconds, then abandon it (the next
@@ -111,7 +132,7 @@ class Manager:
     def tick(self) -> None:
         self._wake_pending = False
         self._last_tick = time.monotonic()
-        if self._stopping or self._last_tick < self.paused_until:
+        if self._stopping or self._last_tick < self.paused_until or not self.acting():
             return
         work = Pass(self.db, utcnow())
         for loop in LOOPS:
@@ -134,7 +155,7 @@ class Manager:
 
     def launch(self, key, coroutine) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
-        if key in self.in_flight or self._stopping:
+        if key in self.in_flight or self._stopping or not self.acting():
             coroutine.close()
             return False
         task = asyncio.ensure_future(self._guarded(key, coroutine))
@@ -147,6 +168,8 @@ class Manager:
         except StoreUnavailable as error:
             self.paused_until = time.monotonic() + STORE_PAUSE
             log.warning("%s: %s; will retry", key, error)
+        except Fenced as fenced:
+            log.info("%s dropped: %s", key, fenced)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -159,3 +182,9 @@ class Manager:
 
     def health(self) -> dict:
         return self.runner.health()
+
+    def leader(self) -> dict:
+        """Which process runs the manager, for /status and the health check."""
+        if self.leadership is None:
+            return {"leader": True}
+        return self.leadership.describe()
