@@ -10,6 +10,7 @@ from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.metrics import DISABLED
+from vmpooler.db.quotas import QuotaExceeded
 
 #: most VMs one request may take (the original had no bound)
 MAX_VMS_PER_REQUEST = 100
@@ -48,16 +49,18 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
 
 def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
     """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
-    503 when a pool has too few ready VMs."""
+    503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
         taken = vm_store.checkout(context.db, wanted, utcnow(), settings["vm_lifetime"], owner,
-                               settings["vm_lifetime_auth"])
+                                  settings["vm_lifetime_auth"], config.quota(owner.user) if owner else None)
     except vm_store.Shortfall as shortfall:
         context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
+    except QuotaExceeded as exceeded:
+        raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
     context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
     if wanted:
         context.wake()

@@ -24,7 +24,8 @@ METHODS = frozenset(("get", "head", "post", "put", "delete", "patch", "options")
 UNMATCHED = "unmatched"
 
 #: the original's http_requests_vm_total (method, subpath, operation) by handler and method, with its
-#: quirks: POST /vm/<pools> counted as get.vm.template, a snapshot revert as post.vm.disksize
+#: quirks: POST /vm/<pools> counted as get.vm.template, POST /ondemandvm/<pools> as
+#: delete.ondemand.template, a snapshot revert as post.vm.disksize
 VM_OPERATIONS = {
     ("VmsHandler", "POST"): ("post", "vm", "checkout"),
     ("VmHandler", "POST"): ("get", "vm", "template"),
@@ -34,7 +35,8 @@ VM_OPERATIONS = {
     ("DiskHandler", "POST"): ("post", "vm", "disksize"),
     ("SnapshotHandler", "POST"): ("post", "vm", "snapshot"),
     ("RevertHandler", "POST"): ("post", "vm", "disksize"),
-    ("OndemandRequestsHandler", "POST"): ("post", "ondemand", "requestid"),
+    ("OndemandBodyHandler", "POST"): ("post", "ondemand", "requestid"),
+    ("OndemandRequestHandler", "POST"): ("delete", "ondemand", "template"),
     ("OndemandRequestHandler", "GET"): ("get", "ondemand", "request"),
     ("OndemandRequestHandler", "DELETE"): ("delete", "ondemand", "request"),
 }

@@ -15,6 +15,7 @@ from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
 from vmpooler.api.summary import SummaryHandler
@@ -51,6 +52,8 @@ ROUTES = [
     ("/summary/{section}/{key}", SummaryHandler, True),
     ("/poolstat", PoolstatHandler, False),
     ("/totalrunning", TotalRunningHandler, False),
+    ("/ondemandvm", OndemandBodyHandler, False),
+    ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
 ]
 
