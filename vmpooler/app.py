@@ -54,7 +54,9 @@ class Service:
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             provider_health=self.manager.health if self.manager else dict,
-            leader=self.manager.leader if self.manager else self._leader_elsewhere, metrics=self.metrics)
+            leader=self.manager.leader if self.manager else self._leader_elsewhere,
+            manager_stalled=self.manager.stalled if self.manager else (lambda: None),
+            metrics=self.metrics)
         self.app = make_app(self.context)
         self.server = None
         self.port = None

@@ -73,8 +73,9 @@ SETTINGS = [
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
-    Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
-            "EXPERIMENTAL_FEATURES"),
+    Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "
+            "/config/poolsize, /config/pooltemplate, /config/clonetarget, /poolreset and DELETE "
+            "/config/poolsize|pooltemplate/<pool>); off: they answer 405.", "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),

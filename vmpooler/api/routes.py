@@ -15,6 +15,10 @@ from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
+                                 PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.healthcheck import HealthcheckHandler
+from vmpooler.api.poolreset import PoolResetHandler
 from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
@@ -55,6 +59,17 @@ ROUTES = [
     ("/ondemandvm", OndemandBodyHandler, False),
     ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
+    ("/config", ConfigHandler, False),
+    ("/config/poolsize", PoolSizeHandler, False),
+    ("/config/poolsize/{pool}", PoolSizeUndoHandler, False),
+    ("/config/pooltemplate", PoolTemplateHandler, False),
+    ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
+    ("/config/clonetarget", CloneTargetHandler, False),
+    ("/poolreset", PoolResetHandler, False),
+]
+#: routes outside /api/v1, as the original mounts them
+ROOT_ROUTES = [
+    ("/healthcheck", HealthcheckHandler),
 ]
 
 
@@ -69,6 +84,7 @@ def rules() -> list:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
     result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
+    result.extend(tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES)
     return result
 
 

@@ -11,7 +11,7 @@ from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.vmlookup import find_vm, found
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
@@ -53,7 +53,23 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     info["ip"] = vm.ip or ""
     if config.domain:
         info["domain"] = config.domain
+    if extras.tasks:
+        info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
+
+
+def task_status(task) -> dict:
+    """One snapshot, revert or disk task as GET /vm/<host> shows it (beyond the original, which
+    showed nothing of a task that failed)."""
+    shown = {"kind": task.kind, "argument": task.arg, "state": task.state, "attempts": task.attempts,
+             "queued_at": rfc3339(task.created_at)}
+    if task.state == QUEUED and task.next_attempt_at is not None:
+        shown["next_attempt_at"] = rfc3339(task.next_attempt_at)
+    if task.finished_at is not None:
+        shown["finished_at"] = rfc3339(task.finished_at)
+    if task.last_error:
+        shown["error"] = task.last_error
+    return shown
 
 
 def validate_changes(body: dict, config) -> tuple:

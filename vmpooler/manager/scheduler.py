@@ -18,18 +18,21 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, ondemand, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
+LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
 STORE_PAUSE = 2.0
+#: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
+#: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
+STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 
 
 class Pass:
@@ -71,6 +74,7 @@ class Manager:
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
+        self.last_pass_at = time.monotonic()  # when the last pass finished (start counts as one)
 
     def acting(self) -> bool:
         """May this manager act now (change state, start provider work)?"""
@@ -84,6 +88,7 @@ class Manager:
         if not self.acting():
             return
         stats.sync_pools(self.db, self.config.pools, utcnow())
+        overrides.refresh(self)
         requeued = task_store.requeue_interrupted(self.db)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
@@ -132,9 +137,12 @@ class Manager:
     def tick(self) -> None:
         self._wake_pending = False
         self._last_tick = time.monotonic()
+        if not self.acting():
+            self.last_pass_at = self._last_tick  # standing by is up to date: no stall on taking over
         if self._stopping or self._last_tick < self.paused_until or not self.acting():
             return
         work = Pass(self.db, utcnow())
+        finished = True
         for loop in LOOPS:
             try:
                 loop.run(self, work)
@@ -145,6 +153,9 @@ class Manager:
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
+                finished = False
+        if finished:
+            self.last_pass_at = time.monotonic()
         self.metrics.manager_pass(time.monotonic() - self._last_tick)
         if time.monotonic() >= self.next_reconcile:
             self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
@@ -188,3 +199,12 @@ class Manager:
         if self.leadership is None:
             return {"leader": True}
         return self.leadership.describe()
+
+    def stalled(self):
+        """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
+        interval = self.settings["check_loop_delay_min"]
+        age = time.monotonic() - self.last_pass_at
+        if self._stopping or not self.acting() or age <= max(STALL_INTERVALS * interval, STALL_SECONDS):
+            return None
+        return (f"the pool manager has not finished a pass for {age:.0f} seconds (one is due every "
+                f"{interval:g} seconds)")
