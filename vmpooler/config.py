@@ -47,6 +47,8 @@ class Config:
     tagfilter: dict
     database_url: str
     warnings: list
+    #: the :prometheus: section; None when absent (no metrics endpoint, no metrics kept)
+    prometheus: Optional["PrometheusConfig"] = None
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -143,9 +145,10 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
         problems.extend(quota_problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
+    prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
         raise ConfigError(problems)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
@@ -311,6 +314,46 @@ def _tagfilter(section, problems) -> dict:
         except re.error as exc:
             problems.append(f"tagfilter.{tag}: not a valid regular expression: {exc}")
     return filters
+
+
+@dataclasses.dataclass(frozen=True)
+class PrometheusConfig:
+    """The original's :prometheus: section (defaults as its Promstats applies them)."""
+
+    #: the value of the ``vmpooler_instance`` label on every sample
+    prefix: str = "vmpooler"
+    #: the start of every metric name
+    prometheus_prefix: str = "vmpooler"
+    #: the path the exposition is served at
+    prometheus_endpoint: str = "/prometheus"
+
+
+_METRIC_PREFIX = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
+_ENDPOINT = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]+$")
+
+
+def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
+    """None without the section, or with it empty (``:prometheus:`` and nothing under it), as the original."""
+    if section is None:
+        return None
+    section = _mapping(section, "prometheus", problems)
+    values = {}
+    for key, value in section.items():
+        key = str(key).strip(":")
+        if key not in PrometheusConfig.__dataclass_fields__:
+            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            continue
+        value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
+        if value is not None:
+            values[key] = value
+    prefix = values.get("prometheus_prefix")
+    if prefix is not None and not _METRIC_PREFIX.match(prefix):
+        problems.append(f"prometheus.prometheus_prefix: must start a Prometheus metric name (letters, digits, "
+                        f"'_' and ':', not starting with a digit), not {prefix!r}")
+    endpoint = values.get("prometheus_endpoint")
+    if endpoint is not None and not _ENDPOINT.match(endpoint):
+        problems.append(f"prometheus.prometheus_endpoint: must be a path such as /prometheus, not {endpoint!r}")
+    return PrometheusConfig(**values)
 
 
 def _database_url(section, environ, problems) -> str:

@@ -107,8 +107,8 @@ IGNORED_SETTINGS = {
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "prometheus": "no prometheus metrics yet", "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database"}
+                    "dns_configs": "API v1 has no DNS plugins"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import tornado.web
 from vmpooler.api import dashboard
 from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
@@ -91,6 +92,7 @@ def _log_request(every: bool):
     """Tornado's access log, with tokens cut from paths; every request only with request_logger."""
 
     def log(handler) -> None:
+        observe_request(handler)
         status = handler.get_status()
         # 503 is expected (an empty pool, the database busy): worth a warning, not an error
         level = (logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status == 503
@@ -108,6 +110,6 @@ def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
     tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
-    return LimitedApplication(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
-                              vmpooler=ApiState(context, Credentials.for_context(context)),
+    return LimitedApplication(metrics_rules(context) + rules(), default_handler_class=NotFoundHandler,
+                              openapi=openapi, vmpooler=ApiState(context, Credentials.for_context(context)),
                               max_body_size=settings.max_body_size, **tornado_settings)

@@ -147,7 +147,9 @@ class VmHandler(BaseHandler):
     def delete(self, raw: str) -> None:
         vm = find_vm(self.context, self.hostname(raw), (RUNNING,))
         self.credentials.authorize_vm(self.request, vm, token_needed=False)
-        if not vm_store.delete(self.context.db, vm, utcnow()):
+        deleted = vm_store.delete(self.context.db, vm, utcnow())
+        self.context.metrics.deleted(deleted)
+        if not deleted:
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()
         self.reply({"ok": True})

@@ -48,6 +48,8 @@ class Database:
         #: counts write transactions; a read cached under an older count may be stale
         self.generation = 0
         self._cache: dict = {}
+        #: times the database could not serve (StoreUnavailable raised), for the metrics
+        self.unavailable_count = 0
 
     @contextlib.contextmanager
     def write(self) -> Connection:
@@ -101,9 +103,11 @@ class Database:
         try:
             yield
         except exc.OperationalError as error:
+            self.unavailable_count += 1
             raise StoreUnavailable(_describe(error)) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
+                self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
             raise
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, delete, exc, insert, or_, select
 
@@ -246,6 +246,12 @@ class Want:
     count: int
 
 
+class Taken(NamedTuple):
+    """A VM handed out: its hostname and the pool it came from."""
+    name: str
+    pool: str
+
+
 class Shortfall(Exception):
     """Not enough ready VMs: the whole checkout was rolled back."""
 
@@ -259,7 +265,7 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
 
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
-    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, or QuotaExceeded
+    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
     when the owner would hold more than ``quota`` VMs, having taken none."""
     taken, moved = {}, []
     reason = "checked out" + (f" by {owner.user}" if owner else "")
@@ -272,7 +278,7 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
                 vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
                 if vm is None:
                     raise Shortfall(want.requested)
-                names.append(vm.name)
+                names.append(Taken(vm.name, vm.pool))
                 moved.append(vm)
     for vm in moved:
         log_change(vm, RUNNING, reason)

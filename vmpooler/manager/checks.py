@@ -31,8 +31,9 @@ def _pending(manager, work) -> None:
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
-                              error="timed out waiting for the VM to boot")
+            if vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
+                                 error="timed out waiting for the VM to boot"):
+                manager.metrics.marked_failed(pool.name)
             work.settled(vm)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
@@ -56,7 +57,9 @@ async def _probe_boot(manager, pool, vm) -> None:
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    vm_store.became_ready(manager.db, vm, utcnow(), ip=ip)
+    now = utcnow()
+    if vm_store.became_ready(manager.db, vm, now, ip=ip):
+        manager.metrics.became_ready(vm, now)
 
 
 def _ready(manager, now) -> None:

@@ -108,7 +108,9 @@ async def clone(manager, pool, vm, failed=None) -> None:
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
-    if vm_store.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+    now = utcnow()
+    if vm_store.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
+        manager.metrics.cloned(vm, now, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:

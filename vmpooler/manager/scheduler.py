@@ -21,6 +21,7 @@ from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
+from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -55,12 +56,13 @@ class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
         self.config = config
         self.settings = config.settings
         self.db = db
         self.leadership = leadership
-        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting)
+        self.metrics = metrics
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
@@ -154,6 +156,7 @@ class Manager:
                 finished = False
         if finished:
             self.last_pass_at = time.monotonic()
+        self.metrics.manager_pass(time.monotonic() - self._last_tick)
         if time.monotonic() >= self.next_reconcile:
             self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
             for pool in self.pools.values():
