@@ -10,9 +10,11 @@ count (the script ends) and by time (``duration``), so it always stops by itself
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import multiprocessing
 import selectors
 import socket
+import threading
 import time
 from typing import Callable
 
@@ -179,7 +181,11 @@ def run(port: int, script: Callable, clients: int, duration: float, warmup: floa
     errors = [detail for kind, detail in outcomes if kind == "error"]
     if errors:
         raise RuntimeError("load generator: " + "; ".join(errors))
-    parts = [detail for _kind, detail in outcomes]
+    return _merged([detail for _kind, detail in outcomes], clients)
+
+
+def _merged(parts: list, clients: int) -> LoadResult:
+    """One LoadResult from the parts (dicts of ``_drive``'s shape) that drove the clients."""
     latencies, statuses, returned = {}, {}, [None] * clients
     for part in parts:
         for tag, values in part["latencies"].items():
@@ -193,6 +199,75 @@ def run(port: int, script: Callable, clients: int, duration: float, warmup: floa
     began = min(part["from"] for part in parts)
     ended = max(part["last"] for part in parts)
     return LoadResult(sum(p["requests"] for p in parts), max(ended - began, 1e-9), latencies, statuses, returned)
+
+
+# --- the second generator: http.client in threads --------------------------------------------
+def run_threads(port: int, script: Callable, clients: int, duration: float, warmup: float = 0.0,
+                processes: int = 0, **params) -> LoadResult:
+    """The same scripts and result as ``run``, but each client is a thread with its own keep-alive
+    ``http.client.HTTPConnection``, in this process: what most Python CI scripts do. Its own
+    overhead (the GIL, http.client's parsing) is part of what it measures, so a figure that moves
+    between the two generators depends on the client. ``processes`` is accepted and ignored."""
+    start = threading.Barrier(clients + 1, timeout=STUCK_SECONDS)
+    parts, errors = [None] * clients, []
+
+    def client(index):
+        try:
+            parts[index] = _drive_http(port, script(index, **params), index, start, duration, warmup)
+        except BaseException as error:  # reported to the caller, which raises it
+            errors.append(f"{type(error).__name__}: {error}")
+            start.abort()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        pass
+    for thread in threads:
+        thread.join(warmup + duration + 2 * STUCK_SECONDS)
+    if errors or any(part is None for part in parts):
+        raise RuntimeError("load generator (threads): " + ("; ".join(errors) or "a client did not finish"))
+    return _merged(parts, clients)
+
+
+def _drive_http(port, steps, index, start, duration, warmup) -> dict:
+    conn = http.client.HTTPConnection(HOST, port, timeout=STUCK_SECONDS)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    start.wait()
+    began = time.monotonic()
+    measured_from, deadline = began + warmup, began + warmup + duration
+    latencies, statuses, requests, last, answer, result = {}, {}, 0, measured_from, None, None
+    try:
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if step[0] == "SLEEP":
+                time.sleep(step[1])
+                answer = ("SLEPT", b"")
+            else:
+                method, path, body, tag = step
+                headers = {"Content-Type": "application/json"} if body or method in ("POST", "PUT") else {}
+                sent_at = time.monotonic()
+                conn.request(method, path, body=body or (b"" if headers else None), headers=headers)
+                response = conn.getresponse()
+                answer = (response.status, response.read())
+                done_at = time.monotonic()
+                if done_at >= measured_from:
+                    requests, last = requests + 1, done_at
+                    latencies.setdefault(tag, []).append(done_at - sent_at)
+                    statuses[(tag, answer[0])] = statuses.get((tag, answer[0]), 0) + 1
+            if time.monotonic() >= deadline:
+                steps.close()
+                break
+    finally:
+        conn.close()
+    return {"requests": requests, "from": measured_from, "last": last, "latencies": latencies,
+            "statuses": statuses, "returned": {index: result}}
 
 
 # --- scripts ---------------------------------------------------------------------------------

@@ -27,6 +27,14 @@ def _dashboard(run):
     return dashboard.dashboard(run)
 
 
+def _realistic(name):
+    def scenario(run):
+        from benchmarks import realistic
+
+        return getattr(realistic, name)(run)
+    return scenario
+
+
 def _vsphere(run):
     from benchmarks import vsphere
 
@@ -42,6 +50,8 @@ SCENARIOS = {
     "history": scenarios.history,
     "dashboard": _dashboard,
     "metrics": scenarios.metrics,
+    "fill": _realistic("fill"),
+    "realistic": _realistic("realistic"),
 }
 
 

@@ -104,14 +104,15 @@ def delete_each(index, names_by_client):
         yield "DELETE", f"/api/v1/vm/{name}", None, "delete"
 
 
-def _burst(port: int, pool: str, total: int) -> tuple:
+def burst(port: int, pool: str, total: int, generator=loadgen.run) -> tuple:
     """(checkout result, delete result, hostnames): ``total`` checkouts by the 8 clients, then
-    each client returns what it got. Asserts that no hostname was handed out twice."""
+    each client returns what it got, driven by ``generator``. Asserts that no hostname was handed
+    out twice."""
     share = total // CLIENTS_WRITE
-    taken = loadgen.run(port, checkout_burst, CLIENTS_WRITE, 120, 0, PROCESSES, pool=pool, count=share)
+    taken = generator(port, checkout_burst, CLIENTS_WRITE, 120, 0, PROCESSES, pool=pool, count=share)
     hosts = [host for client in taken.returned for host in client]
     assert len(hosts) == len(set(hosts)), f"{len(hosts) - len(set(hosts))} hostnames were handed out twice"
-    deleted = loadgen.run(port, delete_each, CLIENTS_WRITE, 120, 0, PROCESSES, names_by_client=taken.returned)
+    deleted = generator(port, delete_each, CLIENTS_WRITE, 120, 0, PROCESSES, names_by_client=taken.returned)
     return taken, deleted, hosts
 
 
@@ -122,16 +123,16 @@ def checkout(run: Run) -> list:
     seed_pools(db, {"burst": {"ready": total}})
     config = write_config(run.workspace.file("burst.yaml"), db, [dummy_pool("burst", total)], {})
     with Server(run.workspace, "floor", "--db", floor_db) as floor:
-        f_taken, f_deleted, _ = _burst(floor.port, "burst", total)
+        f_taken, f_deleted, _ = burst(floor.port, "burst", total)
     with Server(run.workspace, "vmpooler", config, name="burst") as server:
         profile = run.profiled(server, "burst", 3)
-        taken, deleted, hosts = _burst(server.port, "burst", total)
+        taken, deleted, hosts = burst(server.port, "burst", total)
         run.keep_profile("checkout burst", profile)
     # Diagnostic: the same burst against the API alone (no manager, so no refill competing).
     seed_pools(db, {"burst": {"ready": total}})
     with Server(run.workspace, "vmpooler", config, "--no-manager", name="burst-api") as server:
         profile = run.profiled(server, "burst-api", 3)
-        api_taken, api_deleted, _ = _burst(server.port, "burst", total)
+        api_taken, api_deleted, _ = burst(server.port, "burst", total)
         run.keep_profile("checkout burst, API alone", profile)
     floor_what = "Tornado + one sqlite3 transaction"
     return [

@@ -36,13 +36,14 @@ def _pending(manager, work) -> None:
                 manager.metrics.marked_failed(pool.name)
             work.settled(vm)
         elif vm.cloned_at is not None:
-            manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
+            manager.launch(("vm", vm.name), probe_boot(manager, pool, vm))
 
 
-async def _probe_boot(manager, pool, vm) -> None:
+async def probe_boot(manager, pool, vm, ip=None) -> None:
     """Probe a booting VM a few times within one pass interval (a short, growing pause between
     probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
-    the address the provider reports."""
+    the address the provider reports (or ``ip``, the one its clone reported). Run by a pass, and
+    by the clone itself right after it (manager/replenish.py)."""
     pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
@@ -50,7 +51,7 @@ async def _probe_boot(manager, pool, vm) -> None:
                 return
             await asyncio.sleep(pause)
             pause *= 2
-        ip = vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
+        ip = ip or vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
         if not ip:
             info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
             ip = info.ip if info else None

@@ -1,5 +1,6 @@
 """Keeping each pool at its size: clones new VMs (at most ``task_limit`` in flight across all
-pools, shared round-robin so that one pool cannot starve the others), retries failed clones as the
+pools, shared round-robin so that one pool cannot starve the others, a freed slot used at once:
+manager/slots.py), retries failed clones as the
 retry policy says (manager/retry.py), and retires the excess of a pool that shrank."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager import hostnames
+from vmpooler.manager import checks, hostnames
 from vmpooler.manager.retry import CLONE
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
@@ -22,6 +23,19 @@ def run(manager, work) -> None:
     counts = stats.pool_counts(manager.db, now)
     _retry_due(manager, work)
     _shrink(manager, counts, now)
+    _fill(manager, counts, now)
+
+
+def refill(manager) -> None:
+    """Fill the free clone slots now, between passes (a clone ended: manager/slots.py)."""
+    now = utcnow()
+    _fill(manager, stats.pool_counts(manager.db, now), now)
+
+
+def _fill(manager, counts: dict, now) -> None:
+    """Start as many clones as ``task_limit`` has free slots, for the pools short of their size
+    and not backing off after failed clones. The count and the new rows are one synchronous step
+    on the IOLoop, so two fills never hand out one slot."""
     slots = manager.settings.task_limit - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
     for pool in manager.pools.values():
@@ -29,28 +43,12 @@ def run(manager, work) -> None:
         missing = pool.size - _stock(entry)
         if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
             wanted[pool.name] = missing
-    _start_clones(manager, _share(wanted, slots), now)
+    _start_clones(manager, manager.slots.share(wanted, slots), now)
 
 
 def _stock(entry: dict) -> int:
     """The pool's own VMs, pending or ready (VMs cloned for on-demand requests are not its)."""
     return entry.get("pending", 0) - entry.get("ondemand", 0) + entry.get("ready", 0)
-
-
-def _share(wanted: dict, slots: int) -> list:
-    """Hand out ``slots`` clones round-robin over the pools that want some, so one big or
-    failing pool cannot take every slot: a list of pool names, one per clone."""
-    order = []
-    while slots > 0 and wanted:
-        for name in list(wanted):
-            if slots <= 0:
-                break
-            order.append(name)
-            slots -= 1
-            wanted[name] -= 1
-            if wanted[name] == 0:
-                del wanted[name]
-    return order
 
 
 def _retry_due(manager, work) -> None:
@@ -101,6 +99,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
         (failed or _clone_failed)(manager, pool, vm, error)
+        manager.slots.freed()  # a slot for another pool (this one backs off) or for this VM's retry
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
@@ -108,13 +107,15 @@ async def clone(manager, pool, vm, failed=None) -> None:
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
-    now = utcnow()
-    if vm_store.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
-        manager.metrics.cloned(vm, now, ready)
-        if not ready:
-            manager.wake()  # probe the new VM at the next pass, soon
-    else:
+    now, ip = utcnow(), getattr(info, "ip", None)
+    recorded = vm_store.cloned(manager.db, vm, now, ip, ready=ready)
+    manager.slots.freed()  # the clone's slot is free: the next clone starts now, not at the next pass
+    if not recorded:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
+        return
+    manager.metrics.cloned(vm, now, ready)
+    if not ready:  # boot detection starts at once too, in this same task (one call at a time per VM)
+        await checks.probe_boot(manager, pool, vm, ip)
 
 
 def _clone_failed(manager, pool, vm, error: ProviderError) -> None:

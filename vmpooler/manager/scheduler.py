@@ -21,6 +21,7 @@ from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
+from vmpooler.manager.slots import Slots
 from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
@@ -66,6 +67,7 @@ class Manager:
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
+        self.slots = Slots(self, replenish.refill)
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
         self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
@@ -79,6 +81,11 @@ class Manager:
     def acting(self) -> bool:
         """May this manager act now (change state, start provider work)?"""
         return self.leadership is None or self.leadership.is_leader
+
+    def may_start_work(self) -> bool:
+        """May a pass or a refill start now: not stopping, the database not found unavailable
+        lately, and this process leading."""
+        return not self._stopping and time.monotonic() >= self.paused_until and self.acting()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,7 +146,7 @@ class Manager:
         self._last_tick = time.monotonic()
         if not self.acting():
             self.last_pass_at = self._last_tick  # standing by is up to date: no stall on taking over
-        if self._stopping or self._last_tick < self.paused_until or not self.acting():
+        if not self.may_start_work():
             return
         work = Pass(self.db, utcnow())
         finished = True
@@ -147,9 +154,7 @@ class Manager:
             try:
                 loop.run(self, work)
             except StoreUnavailable as error:
-                # every query would wait out the busy timeout on the IOLoop: give the API the loop
-                self.paused_until = time.monotonic() + STORE_PAUSE
-                log.warning("%s pass skipped, pausing %ss: %s", loop.__name__.rsplit(".", 1)[-1], STORE_PAUSE, error)
+                self.database_unavailable(loop.__name__.rsplit(".", 1)[-1], error)
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
@@ -163,6 +168,12 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+
+    def database_unavailable(self, what: str, error) -> None:
+        """Every query would wait out the busy timeout on the IOLoop: no passes nor refills for
+        a while, so that the API gets the loop."""
+        self.paused_until = time.monotonic() + STORE_PAUSE
+        log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
     def launch(self, key, coroutine) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""

@@ -1,0 +1,94 @@
+"""The scenarios as a user runs the service (issue 13): pools filled by the manager itself (never
+seeded), ready checks on (``vm_checktime: 1``), the manager running and refilling during the
+load. Beside the seeded ``checkout`` scenario (scenarios.py), which isolates the API.
+
+- ``fill``: 1,500 VMs (pools of 1,000 and 500) on the zero-delay dummy provider with
+  ``task_limit: 100``, from an empty database to every VM ready; floor: the writes a fill needs
+  at the least, with sqlite3 alone (scenarios.refill_floor).
+- ``realistic``: the checkout burst (8 keep-alive clients, 1,000 VMs from a pool the manager
+  filled) and the returns, each with both load generators (raw sockets, http.client in threads),
+  against the one-transaction-per-checkout floor measured in the same run with the same client.
+"""
+from __future__ import annotations
+
+import datetime
+import sqlite3
+
+from benchmarks import loadgen
+from benchmarks.harness import Row, Server, seed_pools, utcnow, wait_until, write_config
+from benchmarks.scenarios import CLIENTS_WRITE, Run, burst, dummy_pool, ms, refill_floor
+
+#: as a user configures it: every ready VM checked every minute
+USER_SETTINGS = {"vm_checktime": 1, "task_limit": 100}
+GENERATORS = {"raw sockets": loadgen.run, "http.client threads": loadgen.run_threads}
+
+
+def _pool_counts(server: Server) -> dict:
+    status, body = server.get("/api/v1/status?view=pools")
+    return body.get("pools", {}) if status == 200 else {}
+
+
+def _filled(server: Server, sizes: dict) -> bool:
+    counts = _pool_counts(server)
+    return all(counts.get(name, {}).get("ready", 0) >= size for name, size in sizes.items())
+
+
+def fill(run: Run) -> list:
+    sizes = run.pick({"fill-a": 1000, "fill-b": 500}, {"fill-a": 400, "fill-b": 200})
+    total = sum(sizes.values())
+    db = run.workspace.file("fill.db")
+    config = write_config(run.workspace.file("fill.yaml"), db, [dummy_pool(n, s) for n, s in sizes.items()],
+                          USER_SETTINGS)
+    with Server(run.workspace, "vmpooler", config, name="fill") as server:
+        listening = utcnow()
+        profile = run.profiled(server, "fill", 8)
+        if wait_until(lambda: _filled(server, sizes), 120, 0.1) is None:
+            raise RuntimeError(f"the pools were not full after 120 s: {_pool_counts(server)}")
+        run.keep_profile("fill", profile)
+    with sqlite3.connect(db) as conn:  # the times the service recorded: /status is cached for a second
+        first, last = (datetime.datetime.fromisoformat(value) for value in
+                       conn.execute("SELECT min(created_at), max(ready_at) FROM vms").fetchone())
+    seconds = (last - listening).total_seconds()
+    floor = refill_floor(run.workspace, total)
+    return [Row("8 fill", f"{total:,} VMs from empty (pools of {', '.join(map(str, sizes.values()))}), task_limit 100",
+                seconds, "s", floor, "the fill's writes with sqlite3 alone", "<= 10 s", seconds <= 10,
+                f"from the server listening to the last VM ready (first clone requested to last ready: "
+                f"{(last - first).total_seconds():.2f} s); dummy provider, zero delays")]
+
+
+def realistic(run: Run) -> list:
+    total = run.pick(1000, 400)
+    rows = []
+    for label, generator in GENERATORS.items():
+        rows += _burst_rows(run, total, label, generator)
+    return rows
+
+
+def _burst_rows(run: Run, total: int, label: str, generator) -> list:
+    safe = label.split()[0]
+    floor_db, db = run.workspace.file(f"real-floor-{safe}.db"), run.workspace.file(f"real-{safe}.db")
+    seed_pools(floor_db, {"real": {"ready": total}})  # the floor has no manager: seeding is its fill
+    with Server(run.workspace, "floor", "--db", floor_db, name=f"real-floor-{safe}") as floor:
+        f_taken, f_deleted, _ = burst(floor.port, "real", total, generator)
+    config = write_config(run.workspace.file(f"real-{safe}.yaml"), db, [dummy_pool("real", total)], USER_SETTINGS)
+    with Server(run.workspace, "vmpooler", config, name=f"real-{safe}") as server:
+        if wait_until(lambda: _filled(server, {"real": total}), 120, 0.05) is None:
+            raise RuntimeError(f"the manager did not fill the pool: {_pool_counts(server)}")
+        profile = run.profiled(server, f"realistic {label}", 3)
+        taken, deleted, hosts = burst(server.port, "real", total, generator)
+        run.keep_profile(f"realistic burst, {label}", profile)
+    floor_what = f"Tornado + one sqlite3 transaction per request; {label}"
+    scenario = f"9 realistic ({label})"
+    return [
+        Row(scenario, f"checkouts/s, {len(hosts)} VMs filled by the manager, {CLIENTS_WRITE} clients", taken.rate,
+            "/s", f_taken.rate, floor_what, ">= 1.0x floor", taken.rate >= f_taken.rate,
+            f"503s: {taken.count(status=503)}; p50 {ms(taken.percentile(50))}; floor p50 "
+            f"{ms(f_taken.percentile(50))}; no hostname handed out twice (asserted)"),
+        Row(scenario, "checkout p99", taken.percentile(99), "ms", f_taken.percentile(99), floor_what,
+            "<= 2x floor p99", taken.percentile(99) <= 2 * f_taken.percentile(99), ""),
+        Row(scenario, "returns (DELETE)/s", deleted.rate, "/s", f_deleted.rate, floor_what, ">= 1.0x floor",
+            deleted.rate >= f_deleted.rate, f"p50 {ms(deleted.percentile(50))}; floor p50 "
+            f"{ms(f_deleted.percentile(50))}"),
+        Row(scenario, "return p99", deleted.percentile(99), "ms", f_deleted.percentile(99), floor_what,
+            "<= 2x floor p99", deleted.percentile(99) <= 2 * f_deleted.percentile(99), ""),
+    ]
