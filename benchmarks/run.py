@@ -27,6 +27,12 @@ def _dashboard(run):
     return dashboard.dashboard(run)
 
 
+def _scaleout(run):
+    from benchmarks import scaleout
+
+    return scaleout.scaleout(run)
+
+
 def _vsphere(run):
     from benchmarks import vsphere
 
@@ -41,6 +47,7 @@ SCENARIOS = {
     "scale": scenarios.scale,
     "history": scenarios.history,
     "dashboard": _dashboard,
+    "scaleout": _scaleout,
 }
 
 
