@@ -32,11 +32,11 @@ class Retry:
         return self.at is None
 
 
-@dataclasses.dataclass(frozen=True)
 #: beyond this many doublings any base reaches any sensible cap (2**64 seconds is forever)
 MAX_DOUBLINGS = 64
 
 
+@dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     base: float
     cap: float
