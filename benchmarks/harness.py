@@ -69,11 +69,11 @@ class Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None, url=None) -> str:
-    """A service configuration in the original's YAML format, on the SQLite file ``db_path`` or
-    the database ``url``."""
+def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None, url=None, **sections) -> str:
+    """A service configuration in the original's YAML format, on the SQLite file ``db_path`` or the
+    database ``url`` (``sections``: more of them, e.g. prometheus)."""
     raw = {"providers": providers or {"dummy": {}}, "pools": pools, "config": settings,
-           "database": {"url": url or f"sqlite:///{db_path}"}}
+           "database": {"url": url or f"sqlite:///{db_path}"}, **sections}
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(raw, handle)
     return path

@@ -47,6 +47,7 @@ SCENARIOS = {
     "scale": scenarios.scale,
     "history": scenarios.history,
     "dashboard": _dashboard,
+    "metrics": scenarios.metrics,
     "scaleout": _scaleout,
 }
 

@@ -31,8 +31,9 @@ def _pending(manager, work) -> None:
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
-                              error="timed out waiting for the VM to boot")
+            if vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
+                                 error="timed out waiting for the VM to boot"):
+                manager.metrics.marked_failed(pool.name)
             work.settled(vm)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
@@ -42,7 +43,7 @@ async def _probe_boot(manager, pool, vm) -> None:
     """Probe a booting VM a few times within one pass interval (a short, growing pause between
     probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
     the address the provider reports."""
-    pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
+    pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
@@ -56,13 +57,15 @@ async def _probe_boot(manager, pool, vm) -> None:
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    vm_store.became_ready(manager.db, vm, utcnow(), ip=ip)
+    now = utcnow()
+    if vm_store.became_ready(manager.db, vm, now, ip=ip):
+        manager.metrics.became_ready(vm, now)
 
 
 def _ready(manager, now) -> None:
     if not manager.pools:
         return
-    checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
+    checktime = datetime.timedelta(minutes=manager.settings.vm_checktime)
     shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
     for vm in vm_store.ready_due(manager.db, now - checktime, now - shortest_ttl):
         pool = manager.pools.get(vm.pool)

@@ -22,7 +22,7 @@ def run(manager, work) -> None:
     counts = stats.pool_counts(manager.db, now)
     _retry_due(manager, work)
     _shrink(manager, counts, now)
-    slots = manager.settings["task_limit"] - sum(c["clone_slots"] for c in counts.values())
+    slots = manager.settings.task_limit - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
@@ -80,14 +80,14 @@ def _start_clones(manager, pool_names: list, now) -> None:
     names = set()
     wanted = []
     for pool_name in pool_names:
-        name = hostnames.generate(manager.settings["prefix"])
+        name = hostnames.generate(manager.settings.prefix)
         for _ in range(NAME_ATTEMPTS):
             if name not in names:
                 break
-            name = hostnames.generate(manager.settings["prefix"])
+            name = hostnames.generate(manager.settings.prefix)
         names.add(name)
         wanted.append((manager.pools[pool_name], name))
-    created = vm_store.new_vms(manager.db, wanted, now, reserve_hours=manager.settings["data_ttl"])
+    created = vm_store.new_vms(manager.db, wanted, now, reserve_hours=manager.settings.data_ttl)
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
@@ -108,7 +108,9 @@ async def clone(manager, pool, vm, failed=None) -> None:
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
-    if vm_store.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+    now = utcnow()
+    if vm_store.cloned(manager.db, vm, now, getattr(info, "ip", None), ready=ready):
+        manager.metrics.cloned(vm, now, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:
