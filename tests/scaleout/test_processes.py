@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="needs $VMPOOLER_TEST_POSTGRES_U
 
 POOLS = [{"name": "a", "template": "tmpl-a", "size": 6}, {"name": "b", "template": "tmpl-b", "size": 4}]
 SIZES = {pool["name"]: pool["size"] for pool in POOLS}
-SETTINGS = {"check_loop_delay_min": 30, "leader_lease_seconds": 1.5, "task_limit": 10}
+SETTINGS = {"check_loop_delay_min": 30, "leader_lease_seconds": 3, "task_limit": 10}  # 3 s: 2 busy cores
 
 
 @pytest.fixture
