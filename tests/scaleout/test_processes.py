@@ -107,6 +107,9 @@ def test_three_processes_one_manager_no_vm_twice_and_no_stale_read(cluster, data
     leaders = {leader_pid(member) for member in members}
     assert len(leaders) == 1 and leaders <= {member.process.pid for member in members}
     assert sum(manager_of(member)["leader"] for member in members) == 1
+    health = [member.client.get("/healthcheck?details").json() for member in members]
+    assert sum(answer["manager"]["leader"] for answer in health) == 1
+    assert {answer["manager"]["current_leader"] for answer in health} == {manager_of(members[0])["current_leader"]}
 
     handed_out, errors = [], []
 
