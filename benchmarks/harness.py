@@ -69,10 +69,11 @@ class Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None, **sections) -> str:
-    """A service configuration in the original's YAML format (``sections``: more of them, e.g. prometheus)."""
+def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None, url=None, **sections) -> str:
+    """A service configuration in the original's YAML format, on the SQLite file ``db_path`` or the
+    database ``url`` (``sections``: more of them, e.g. prometheus)."""
     raw = {"providers": providers or {"dummy": {}}, "pools": pools, "config": settings,
-           "database": {"url": f"sqlite:///{db_path}"}, **sections}
+           "database": {"url": url or f"sqlite:///{db_path}"}, **sections}
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(raw, handle)
     return path
@@ -232,9 +233,16 @@ def bulk_insert(database, table, rows: list, chunk: int = 20000) -> None:
 
 def seed_pools(db_path: str, pools: dict) -> list:
     """{pool: {state: count}} seeded into a new database; returns the names of the ready VMs."""
+    database = create_database(db_path)
+    ready = seed_rows(database, pools)
+    database.dispose()
+    return ready
+
+
+def seed_rows(database, pools: dict) -> list:
+    """{pool: {state: count}} inserted into ``database``; returns the names of the ready VMs."""
     from vmpooler.db.models import vms
 
-    database = create_database(db_path)
     ready, now = [], utcnow()
     rows = []
     for pool, states in pools.items():
@@ -246,7 +254,6 @@ def seed_pools(db_path: str, pools: dict) -> list:
             if state == "ready":
                 ready += [row["name"] for row in batch]
     bulk_insert(database, vms, rows)
-    database.dispose()
     return ready
 
 

@@ -105,8 +105,10 @@ def _worker(port, script, params, indexes, start, duration, warmup, queue):
 def _drive(port, script, params, indexes, start, duration, warmup):
     selector = selectors.DefaultSelector()
     clients = []
+    ports = list(port) if isinstance(port, (list, tuple)) else [port]
     for index in indexes:
-        sock = socket.create_connection((HOST, port), timeout=STUCK_SECONDS)
+        # with several ports (several server processes), client i talks to port i mod n: a balancer's round robin
+        sock = socket.create_connection((HOST, ports[index % len(ports)]), timeout=STUCK_SECONDS)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = _Client(sock, script(index, **params))
         clients.append(client)
@@ -161,10 +163,10 @@ def _drive(port, script, params, indexes, start, duration, warmup):
             "statuses": statuses, "returned": {i: c.result for i, c in zip(indexes, clients)}}
 
 
-def run(port: int, script: Callable, clients: int, duration: float, warmup: float = 0.0,
+def run(port, script: Callable, clients: int, duration: float, warmup: float = 0.0,
         processes: int = 2, **params) -> LoadResult:
-    """Run ``clients`` copies of ``script`` against 127.0.0.1:``port`` from ``processes`` worker
-    processes, for at most ``warmup + duration`` seconds (less when every script ends)."""
+    """Run ``clients`` copies of ``script`` against 127.0.0.1:``port`` (an int, or a list of ports
+    the clients are spread over) from ``processes`` worker processes, for at most ``warmup + duration`` seconds (less when every script ends)."""
     context = multiprocessing.get_context("fork")
     processes = max(1, min(processes, clients))
     start, queue = context.Event(), context.Queue()

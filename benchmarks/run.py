@@ -35,6 +35,12 @@ def _realistic(name):
     return scenario
 
 
+def _scaleout(run):
+    from benchmarks import scaleout
+
+    return scaleout.scaleout(run)
+
+
 def _vsphere(run):
     from benchmarks import vsphere
 
@@ -52,6 +58,7 @@ SCENARIOS = {
     "metrics": scenarios.metrics,
     "fill": _realistic("fill"),
     "realistic": _realistic("realistic"),
+    "scaleout": _scaleout,
 }
 
 

@@ -150,9 +150,14 @@ def inject_seeded(service):
     pools = service.config.pools_by_name
     with service.db.read() as conn:
         rows = list(conn.execute(select(vms.c.name, vms.c.pool).where(vms.c.state.in_(LIVE_STATES))))
+    known = {}  # a shared inventory file may hold them already (several processes, one backend)
     for name, pool in rows:
         provider = providers.get(pools[pool].provider) if pool in pools else None
-        if provider is not None and hasattr(provider, "inject"):
+        if provider is None or not hasattr(provider, "inject"):
+            continue
+        if id(provider) not in known:
+            known[id(provider)] = provider.names()
+        if name not in known[id(provider)]:
             provider.inject(pools[pool], name)
     return len(rows)
 

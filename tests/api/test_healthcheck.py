@@ -19,6 +19,8 @@ def test_healthy_without_a_manager_is_judged_on_the_database(api):
     assert healthy(response) and response.headers["content-type"] == "application/json"
     assert healthy(api.get("/healthcheck/"))
     assert api.get("/api/v1/healthcheck").status == 404  # outside /api/v1, as the original
+    details = api.get("/healthcheck?details").json()
+    assert details["ok"] is True and "leader" in details["manager"]
 
 
 def test_503_while_another_process_locks_the_database(api, tmp_path):

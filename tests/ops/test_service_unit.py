@@ -1,4 +1,4 @@
-"""contrib/vmpooler.service: systemd accepts it (systemd-analyze verify, where installed), it is
+"""contrib/vmpooler.service and the template contrib/vmpooler@.service: systemd accepts them (systemd-analyze verify, where installed), it is
 hardened, and its ExecStart is a command line vmpooler understands."""
 import os
 import re
@@ -12,15 +12,16 @@ from tests.test_cli import ROOT
 from vmpooler import cli
 
 UNIT = os.path.join(ROOT, "contrib", "vmpooler.service")
+TEMPLATE = os.path.join(ROOT, "contrib", "vmpooler@.service")
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
              "PrivateDevices": "yes", "StateDirectory": "vmpooler", "CapabilityBoundingSet": "",
              "RestrictSUIDSGID": "yes", "User": "vmpooler"}
 
 
-def directives() -> dict:
+def directives(path=UNIT) -> dict:
     """section -> key -> [values] (systemd allows a key several times, which configparser does not)."""
     sections, current = {}, None
-    for line in open(UNIT, encoding="utf-8"):
+    for line in open(path, encoding="utf-8"):
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -32,12 +33,28 @@ def directives() -> dict:
     return sections
 
 
-def test_the_unit_is_hardened_and_keeps_its_database_in_the_state_directory():
-    service = directives()["Service"]
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE])
+def test_the_units_are_hardened_alike(path):
+    service = directives(path)["Service"]
     for key, value in HARDENING.items():
         assert service.get(key) == [value], key
-    assert service["Environment"] == ["DATABASE_URL=sqlite:////var/lib/vmpooler/vmpooler.db"]
-    assert directives()["Install"]["WantedBy"] == ["multi-user.target"]
+    assert directives(path)["Install"]["WantedBy"] == ["multi-user.target"]
+    plain = {key: values for key, values in directives()["Service"].items() if key not in ("ExecStart", "Environment")}
+    assert {key: values for key, values in service.items() if key not in ("ExecStart", "Environment")} == plain
+
+
+def test_the_single_unit_keeps_its_database_in_the_state_directory():
+    assert directives()["Service"]["Environment"] == ["DATABASE_URL=sqlite:////var/lib/vmpooler/vmpooler.db"]
+
+
+def test_the_template_takes_its_port_from_the_instance_and_its_role_from_the_environment():
+    service = directives(TEMPLATE)["Service"]
+    assert service["Environment"] == ["VMPOOLER_ROLE=all"]  # no SQLite file: several processes need PostgreSQL
+    argv = shlex.split(service["ExecStart"][0])
+    port, role = argv[argv.index("--port") + 1], argv[argv.index("--role") + 1]
+    assert (port, role) == ("%i", "${VMPOOLER_ROLE}")
+    args = cli.parser().parse_args([a.replace("%i", "4568").replace("${VMPOOLER_ROLE}", "api") for a in argv[1:]])
+    assert (args.command, args.port, args.role, args.log_format) == ("serve", 4568, "api", "json")
 
 
 def test_exec_start_is_a_command_line_vmpooler_accepts():
@@ -48,10 +65,11 @@ def test_exec_start_is_a_command_line_vmpooler_accepts():
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
-def test_systemd_analyze_verify_finds_nothing(tmp_path):
+@pytest.mark.parametrize("path, name", [(UNIT, "vmpooler.service"), (TEMPLATE, "vmpooler@4568.service")])
+def test_systemd_analyze_verify_finds_nothing(tmp_path, path, name):
     # verify checks that the ExecStart binary exists: point it at one that does
-    text = open(UNIT, encoding="utf-8").read().replace("/opt/vmpooler/bin/vmpooler", shutil.which("true"))
-    unit = tmp_path / "vmpooler.service"
+    text = open(path, encoding="utf-8").read().replace("/opt/vmpooler/bin/vmpooler", shutil.which("true"))
+    unit = tmp_path / name
     unit.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="needs $VMPOOLER_TEST_POSTGRES_U
 
 POOLS = [{"name": "a", "template": "tmpl-a", "size": 6}, {"name": "b", "template": "tmpl-b", "size": 4}]
 SIZES = {pool["name"]: pool["size"] for pool in POOLS}
-SETTINGS = {"check_loop_delay_min": 30, "leader_lease_seconds": 1.5, "task_limit": 10}
+SETTINGS = {"check_loop_delay_min": 30, "leader_lease_seconds": 3, "task_limit": 10}  # 3 s: 2 busy cores
 
 
 @pytest.fixture
@@ -107,6 +107,9 @@ def test_three_processes_one_manager_no_vm_twice_and_no_stale_read(cluster, data
     leaders = {leader_pid(member) for member in members}
     assert len(leaders) == 1 and leaders <= {member.process.pid for member in members}
     assert sum(manager_of(member)["leader"] for member in members) == 1
+    health = [member.client.get("/healthcheck?details").json() for member in members]
+    assert sum(answer["manager"]["leader"] for answer in health) == 1
+    assert {answer["manager"]["current_leader"] for answer in health} == {manager_of(members[0])["current_leader"]}
 
     handed_out, errors = [], []
 

@@ -1,5 +1,7 @@
 """GET /healthcheck: 200 {"ok": true} while the service can work; 503 with the reasons when the
-database cannot take a write or the pool manager has stopped finishing its passes."""
+database cannot take a write or the pool manager has stopped finishing its passes.
+``?details`` adds which process runs the pool manager (``manager``, as in /status), for operators
+of several processes; the plain answer stays the original's."""
 from __future__ import annotations
 
 from tornado.ioloop import IOLoop
@@ -18,7 +20,7 @@ class HealthcheckHandler(BaseHandler):
         stalled = self.context.manager_stalled()
         if stalled:
             reasons.append(stalled)
-        if reasons:
-            self.reply({"ok": False, "error": "; ".join(reasons), "reasons": reasons}, 503)
-        else:
-            self.reply({"ok": True})
+        body = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
+        if self.get_query_argument("details", None) is not None and not reasons:
+            body["manager"] = await IOLoop.current().run_in_executor(self.context.executor, self.context.leader)
+        self.reply(body, 503 if reasons else 200)

@@ -32,6 +32,10 @@ class Retry:
         return self.at is None
 
 
+#: beyond this many doublings any base reaches any sensible cap (2**64 seconds is forever)
+MAX_DOUBLINGS = 64
+
+
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     base: float
@@ -47,8 +51,9 @@ class RetryPolicy:
                    lambda provider: breakers[provider].seconds_until_trial())
 
     def backoff(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
-        return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
+        """Seconds to wait after the ``attempts``-th failure: doubling, capped. The exponent stops
+        growing once the cap is reached (a pool failing for days must not overflow a float)."""
+        return min(self.base * (2 ** min(max(attempts - 1, 0), MAX_DOUBLINGS)), self.cap)
 
     def after(self, kind: str, error: ProviderError, attempts: int, provider: str,
               now: datetime.datetime) -> Retry:
