@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import signal
 
@@ -15,8 +16,7 @@ from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db.database import Database
 from vmpooler.db.notify import WAKE, Listener, WakeSender
-from vmpooler.db import leases
-from vmpooler.manager.leader import LEASE_NAME, Leadership
+from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
 from vmpooler.metrics import build_metrics
 from vmpooler.providers.registry import REGISTRY
@@ -54,7 +54,7 @@ class Service:
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             provider_health=self.manager.health if self.manager else dict,
-            leader=self.manager.leader if self.manager else self._leader_elsewhere,
+            leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
         self.app = make_app(self.context)
@@ -67,11 +67,6 @@ class Service:
             self.manager.wake()
         elif self.wake_sender is not None:
             self.wake_sender.send()
-
-    def _leader_elsewhere(self) -> dict:
-        lease = leases.current(self.db, LEASE_NAME)
-        return {"this_process": None, "leader": False, "current_leader": lease.holder if lease else None,
-                "epoch": lease.epoch if lease else None}
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()

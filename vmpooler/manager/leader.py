@@ -116,6 +116,12 @@ class Leadership:
 
     def describe(self) -> dict:
         """For /status and the health check."""
-        lease = leases.current(self.db, LEASE_NAME)
-        return {"this_process": self.holder, "leader": self.is_leader,
-                "current_leader": lease.holder if lease else None, "epoch": lease.epoch if lease else None}
+        return describe_lease(self.db, self.holder, self.is_leader)
+
+
+def describe_lease(db, this_process: Optional[str] = None, leading: bool = False) -> dict:
+    """Who holds the manager's lease, as /status and the health check show it; a process that
+    does not manage (``--role api``) has no ``this_process``."""
+    lease = leases.current(db, LEASE_NAME)
+    return {"this_process": this_process, "leader": leading,
+            "current_leader": lease.holder if lease else None, "epoch": lease.epoch if lease else None}
