@@ -114,6 +114,11 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.state.context
 
     @property
+    def db(self):
+        """The database; every call goes through ``await self.db.run(function, ...)``."""
+        return self.state.context.db
+
+    @property
     def config(self):
         return self.context.config
 
@@ -208,7 +213,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.state.limiter.failed(self.request.remote_ip or "")
         raise ApiError(status, error)
 
-    def token(self, required: bool):
+    async def token(self, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
         and none is ``required``. 401 for a missing (when required) or unknown token."""
         value = self.request.headers.get("X-AUTH-TOKEN")
@@ -217,17 +222,17 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise ApiError(401, "this request needs a token in the X-AUTH-TOKEN header")
             return None
         self.guard_rate()
-        row = token_store.by_hash(self.context.db, token_hash(value.strip()))
+        row = await self.db.run(token_store.by_hash, token_hash(value.strip()))
         if row is None:
             self.auth_failed("the token in X-AUTH-TOKEN is not valid")
-        token_store.touch(self.context.db, row.token_hash, utcnow())
+        await self.db.run(token_store.touch, row.token_hash, utcnow())
         return row
 
-    def authorize_vm(self, vm, token_needed: bool, row=None) -> None:
+    async def authorize_vm(self, vm, token_needed: bool, row=None) -> None:
         """A VM checked out with a token may be changed with that token only (403 for another);
         otherwise a token is needed when ``token_needed``. ``row``: a token already checked."""
         if row is None and (token_needed or vm.token_hash is not None):
-            row = self.token(required=True)
+            row = await self.token(required=True)
         if vm.token_hash is not None and row.token_hash != vm.token_hash:
             raise ApiError(403, f"{vm.name} was checked out with another token; only that token may change it")
 

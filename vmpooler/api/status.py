@@ -5,6 +5,7 @@ Computed with a fixed number of queries (three) whatever the number of pools, an
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 from typing import Optional
@@ -36,12 +37,13 @@ def alias_as_configured(pool):
     return pool.raw.get("alias") if pool.alias else None
 
 
-def build_status(context, sections: frozenset) -> dict:
+async def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
-    counts = stat_store.pool_counts(context.db, now)
-    samples = stat_store.duration_stats(context.db, day, day)
-    boots = stat_store.last_boots(context.db)
+    db = context.db
+    counts, samples, boots = await asyncio.gather(db.run(stat_store.pool_counts, now),
+                                                  db.run(stat_store.duration_stats, day, day),
+                                                  db.run(stat_store.last_boots))
     pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in config.pools}
     body = {}
     for kind in ("boot", "clone"):
@@ -79,14 +81,14 @@ def build_status(context, sections: frozenset) -> dict:
 
 
 class StatusHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         sections = requested_sections(self.request.query)
         seconds = self.setting("status_cache_seconds")
         cache = self.state.status_cache
         cached = cache.get(sections)
         if seconds and cached is not None and cached[0] > time.monotonic():
             return self.reply(cached[1])
-        body = build_status(self.context, sections)
+        body = await build_status(self.context, sections)
         if seconds:
             cache[sections] = (time.monotonic() + seconds, body)
         self.reply(body)

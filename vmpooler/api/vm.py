@@ -103,10 +103,10 @@ def _validate_tags(tags, config, failures: list) -> dict:
 class VmLookup:
     """For handlers of /vm/<host>...: the VM the path names."""
 
-    def find(self: BaseHandler, raw: str, states=None):
+    async def find(self: BaseHandler, raw: str, states=None):
         """The newest row of the VM named in the path, else 404 (see ``found``)."""
         name = self.hostname(raw)
-        vm = vm_store.latest(self.context.db, name)
+        vm = await self.db.run(vm_store.latest, name)
         return self.found(vm, name, states)
 
     def found(self: BaseHandler, vm, name: str, states=None):
@@ -120,32 +120,32 @@ class VmLookup:
 
 
 class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
-    def post(self, names: str) -> None:
-        self.checkout(parse_path(names))
+    async def post(self, names: str) -> None:
+        await self.checkout(parse_path(names))
 
-    def get(self, raw: str) -> None:
+    async def get(self, raw: str) -> None:
         name = self.hostname(raw)
         # one consistent read of the row and its extras, reused until the next write: clients poll this
-        vm, extras = vm_store.latest_with_extras(self.context.db, name)
+        vm, extras = await self.db.run(vm_store.latest_with_extras, name)
         vm = self.found(vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
-    def put(self, raw: str) -> None:
-        vm = self.find(raw, LIVE_STATES)
+    async def put(self, raw: str) -> None:
+        vm = await self.find(raw, LIVE_STATES)
         body = self.json_body()
         # With an auth store a lifetime needs a token (a tags-only change does not), as the original.
-        self.authorize_vm(vm, token_needed=self.context.auth is not None and "lifetime" in body)
+        await self.authorize_vm(vm, token_needed=self.context.auth is not None and "lifetime" in body)
         lifetime, tags, failures = validate_changes(body, self.config)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
-        if not vm_store.modify(self.context.db, vm, utcnow(), lifetime, tags):
+        if not await self.db.run(vm_store.modify, vm, utcnow(), lifetime, tags):
             raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
         self.reply({"ok": True})
 
-    def delete(self, raw: str) -> None:
-        vm = self.find(raw, (RUNNING,))
-        self.authorize_vm(vm, token_needed=False)
-        if not vm_store.delete(self.context.db, vm, utcnow()):
+    async def delete(self, raw: str) -> None:
+        vm = await self.find(raw, (RUNNING,))
+        await self.authorize_vm(vm, token_needed=False)
+        if not await self.db.run(vm_store.delete, vm, utcnow()):
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()
         self.reply({"ok": True})

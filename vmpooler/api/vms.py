@@ -12,11 +12,11 @@ MAX_VMS_PER_REQUEST = 100
 class CheckoutMixin:
     """Checks out ``{requested name: count}`` all-or-nothing and answers as the original does."""
 
-    def checkout(self: BaseHandler, requested: dict) -> None:
+    async def checkout(self: BaseHandler, requested: dict) -> None:
         config = self.config
         # With an auth store a token is optional but, when given, must be valid; without one the
         # header is ignored (as the original).
-        row = self.token(required=False) if self.context.auth is not None else None
+        row = await self.token(required=False) if self.context.auth is not None else None
         unknown = [name for name in requested if not config.backends(name)]
         if unknown:
             raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]))
@@ -33,7 +33,7 @@ class CheckoutMixin:
         wants = [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
         owner = vm_store.Owner(row.token_hash, row.user) if row is not None else None
         try:
-            taken = vm_store.checkout(self.context.db, wants, utcnow(), self.setting("vm_lifetime"), owner,
+            taken = await self.db.run(vm_store.checkout, wants, utcnow(), self.setting("vm_lifetime"), owner,
                                       self.setting("vm_lifetime_auth"))
         except vm_store.Shortfall as shortfall:
             raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
@@ -62,5 +62,5 @@ class VmsHandler(CheckoutMixin, BaseHandler):
     def get(self) -> None:
         self.reply([pool.name for pool in self.config.pools])
 
-    def post(self) -> None:
-        self.checkout(self.json_body())
+    async def post(self) -> None:
+        await self.checkout(self.json_body())

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 
 from sqlalchemy import and_, bindparam, case, func, insert, select, update
 
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
 from vmpooler.model import LIVE_STATES, PENDING
 
@@ -72,6 +72,7 @@ def last_boots(db: Database) -> dict:
         return dict(conn.execute(_LAST_BOOTS).all())
 
 
+@writes
 def sync_pools(db: Database, pool_configs, now) -> None:
     """Mirror the configured pools into the pools table (for operators' queries and lastBoot)."""
     with db.write() as conn:

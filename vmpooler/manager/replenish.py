@@ -3,6 +3,7 @@ pools, shared round-robin so that one pool cannot starve the others), retries fa
 retry policy says (manager/retry.py), and retires the excess of a pool that shrank."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 
@@ -17,11 +18,11 @@ log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
 
 
-def run(manager, work) -> None:
+async def run(manager, work) -> None:
     now = work.now
-    counts = stats.pool_counts(manager.db, now)
+    counts = await manager.db.run(stats.pool_counts, now)
     _retry_due(manager, work)
-    _shrink(manager, counts, now)
+    await _shrink(manager, counts, now)
     slots = manager.settings["task_limit"] - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
     for pool in manager.pools.values():
@@ -29,7 +30,7 @@ def run(manager, work) -> None:
         missing = pool.size - entry.get("pending", 0) - entry.get("ready", 0)
         if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
             wanted[pool.name] = missing
-    _start_clones(manager, _share(wanted, slots), now)
+    await _start_clones(manager, _share(wanted, slots), now)
 
 
 def _share(wanted: dict, slots: int) -> list:
@@ -58,16 +59,18 @@ def _retry_due(manager, work) -> None:
             manager.launch(("vm", vm.name), _clone(manager, pool, vm))
 
 
-def _shrink(manager, counts, now) -> None:
+async def _shrink(manager, counts, now) -> None:
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
         extra = entry.get("pending", 0) + entry.get("ready", 0) - pool.size
         if extra > 0:
-            for vm in vm_store.excess(manager.db, pool.name, extra):
-                vm_store.complete(manager.db, vm, f"pool {pool.name} is over its size of {pool.size}", now)
+            reason = f"pool {pool.name} is over its size of {pool.size}"
+            excess = await manager.db.run(vm_store.excess, pool.name, extra)
+            # submitted together, so that they share one batch of the group commit
+            await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now) for vm in excess))
 
 
-def _start_clones(manager, pool_names: list, now) -> None:
+async def _start_clones(manager, pool_names: list, now) -> None:
     """Record the new VMs in one transaction, then launch their clones. A name that is taken
     is skipped; the next pass makes up for it."""
     if not pool_names:
@@ -82,7 +85,7 @@ def _start_clones(manager, pool_names: list, now) -> None:
             name = hostnames.generate(manager.settings["prefix"])
         names.add(name)
         wanted.append((manager.pools[pool_name], name))
-    created = vm_store.new_vms(manager.db, wanted, now, reserve_hours=manager.settings["data_ttl"])
+    created = await manager.db.run(vm_store.new_vms, wanted, now, reserve_hours=manager.settings["data_ttl"])
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
@@ -93,7 +96,7 @@ async def _clone(manager, pool, vm) -> None:
     try:
         info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
-        _clone_failed(manager, pool, vm, error)
+        await _clone_failed(manager, pool, vm, error)
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
@@ -101,14 +104,14 @@ async def _clone(manager, pool, vm) -> None:
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
-    if vm_store.cloned(manager.db, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+    if await manager.db.run(vm_store.cloned, vm, utcnow(), getattr(info, "ip", None), ready=ready):
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
 
 
-def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
+async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
     """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
     provider's breaker may let calls through when it refused the call, else for a backoff that
     grows with the pool's consecutive failures."""
@@ -120,4 +123,4 @@ def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
         manager.pool_failures[pool.name] = failures
         manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
-    vm_store.attempt_failed(manager.db, vm, CLONE, str(error), now, retry.attempts, retry.at)
+    await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

@@ -8,7 +8,6 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 
@@ -32,17 +31,17 @@ STORE_PAUSE = 2.0
 
 
 class Pass:
-    """What one pass reads once and hands to every loop (``loop.run(manager, work)``): its time,
-    and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone retries)
-    go through. Read on first use; a loop that retires a pending VM takes it out (``settled``)."""
+    """What one pass reads once and hands to every loop (``await loop.run(manager, work)``): its
+    time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
+    retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, db, now):
-        self.db = db
+    def __init__(self, now, pending: list):
         self.now = now
+        self.pending = pending
 
-    @functools.cached_property
-    def pending(self) -> list:
-        return vm_store.pending(self.db)
+    @classmethod
+    async def read(cls, db) -> "Pass":
+        return cls(utcnow(), await db.run(vm_store.pending))
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -62,6 +61,8 @@ class Manager:
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
+        self._pass = None  # the pass running now (an asyncio.Task)
+        self._again = False
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
@@ -69,8 +70,8 @@ class Manager:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
-        stats.sync_pools(self.db, self.config.pools, utcnow())
-        requeued = task_store.requeue_interrupted(self.db)
+        await self.db.run(stats.sync_pools, self.config.pools, utcnow())
+        requeued = await self.db.run(task_store.requeue_interrupted)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
@@ -86,6 +87,8 @@ class Manager:
         self._stopping = True
         if self._callback is not None:
             self._callback.stop()
+        if self._pass is not None:
+            await asyncio.wait([self._pass])
         pending = [task for task in self.in_flight.values() if not task.done()]
         if pending:
             log.info("waiting up to %ss for %d provider calls", self.settings["shutdown_grace"], len(pending))
@@ -107,18 +110,36 @@ class Manager:
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
+        """Start a pass unless one is running (a pass waits on the database, never the IOLoop)."""
         self._wake_pending = False
+        if self._pass is not None and not self._pass.done():
+            self._again = True  # asked for while one runs: another follows it
+            return
+        self._pass = asyncio.ensure_future(self._pass_then_again())
+
+    async def _pass_then_again(self) -> None:
+        try:
+            await self.run_pass()
+        finally:
+            if self._again:
+                self._again = False
+                self.wake()
+
+    async def run_pass(self) -> None:
+        """One pass: read what is due, let every loop act on it."""
         self._last_tick = time.monotonic()
         if self._stopping or self._last_tick < self.paused_until:
             return
-        work = Pass(self.db, utcnow())
+        try:
+            work = await Pass.read(self.db)
+        except StoreUnavailable as error:
+            self._pause("the", error)
+            return
         for loop in LOOPS:
             try:
-                loop.run(self, work)
+                await loop.run(self, work)
             except StoreUnavailable as error:
-                # every query would wait out the busy timeout on the IOLoop: give the API the loop
-                self.paused_until = time.monotonic() + STORE_PAUSE
-                log.warning("%s pass skipped, pausing %ss: %s", loop.__name__.rsplit(".", 1)[-1], STORE_PAUSE, error)
+                self._pause(loop.__name__.rsplit(".", 1)[-1], error)
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
@@ -128,6 +149,12 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+
+    def _pause(self, what: str, error) -> None:
+        """The database is unavailable: every query would wait out its timeout, so no passes for
+        a while (the API's requests get the database meanwhile)."""
+        self.paused_until = time.monotonic() + STORE_PAUSE
+        log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
     def launch(self, key, coroutine) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
