@@ -8,7 +8,8 @@ setup(
                                                                   "vmpooler._migrations.versions"],
     # the Alembic history lives at the top of the repository and is installed inside the package
     package_dir={"vmpooler._migrations": "migrations"},
-    package_data={"vmpooler.api": ["openapi.json"], "vmpooler._migrations": ["script.py.mako"]},
+    # the dashboard's page, script and style are served from the package: no CDN, no build step
+    package_data={"vmpooler.api": ["openapi.json", "static/dashboard/*"], "vmpooler._migrations": ["script.py.mako"]},
     python_requires=">=3.9",
     install_requires=[
         "tornado>=6.1",

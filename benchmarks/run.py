@@ -21,6 +21,12 @@ from benchmarks import scenarios  # noqa: E402
 from benchmarks.harness import HERE, Row, Workspace  # noqa: E402
 
 
+def _dashboard(run):
+    from benchmarks import dashboard
+
+    return dashboard.dashboard(run)
+
+
 def _vsphere(run):
     from benchmarks import vsphere
 
@@ -34,6 +40,7 @@ SCENARIOS = {
     "vsphere": _vsphere,
     "scale": scenarios.scale,
     "history": scenarios.history,
+    "dashboard": _dashboard,
 }
 
 

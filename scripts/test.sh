@@ -9,13 +9,15 @@ sudo=""
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
 
 # Debian packages: Go and govmomi's simulator library (the vSphere tests build a vCenter simulator
-# from them) and PostgreSQL (the state layer's tests also run on it, to keep the code portable).
+# from them), PostgreSQL (the state layer's tests also run on it, to keep the code portable) and
+# Chromium (the dashboard's page runs in it, headless, driven over the DevTools protocol).
 if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] \
-   || ! command -v pg_lsclusters >/dev/null 2>&1; then
+   || ! command -v pg_lsclusters >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-vmware-govmomi-dev \
-    postgresql >/dev/null
+    postgresql chromium >/dev/null
 fi
+export VMPOOLER_REQUIRE_CHROMIUM=1  # the browser tests fail, rather than skip, without it
 
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then

@@ -24,7 +24,8 @@ class Setting:
 # vm_checktime; hours for lifetimes and data_ttl; seconds for the loop delays. Fractions are
 # allowed so that tests can run the whole lifecycle in milliseconds.
 SETTINGS = [
-    Setting("site_name", "str", "vmpooler", "Name shown in logs and the service banner.", "SITE_NAME"),
+    Setting("site_name", "str", "vmpooler", "Title of the dashboard; also in logs and the service banner.",
+            "SITE_NAME"),
     Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
     Setting("timeout", "number", 15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0),
     Setting("vm_checktime", "number", 1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0),

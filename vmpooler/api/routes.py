@@ -1,5 +1,6 @@
 """The route table and ``make_app``: every route under /api/v1, the original's unversioned
-aliases, a JSON 404 for anything else, and the OpenAPI document at /api/v1/openapi.json."""
+aliases, the dashboard's routes, a JSON 404 for anything else, and the OpenAPI document at
+/api/v1/openapi.json."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import re
 
 import tornado.web
 
+from vmpooler.api import dashboard
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.ratelimit import AuthFailureLimiter
@@ -61,6 +63,7 @@ def rules() -> list:
     for path, handler, aliased in ROUTES:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
+    result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
     return result
 
 
