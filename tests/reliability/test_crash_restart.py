@@ -73,3 +73,64 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path):
     assert unexpected == [], f"unexpected answers (seed {seed}): {unexpected[:5]}"
     assert len(ledger.checkouts) >= rounds, f"too little load to prove anything: {len(ledger.checkouts)} checkouts"
     assert "Traceback" not in server.log()
+
+
+#: enough ready VMs for many clients at once
+WIDE_POOLS = [{"name": "a", "template": "t", "size": 8}, {"name": "b", "template": "t", "size": 6}]
+CLIENTS = 8
+
+
+def test_kill_9_under_many_concurrent_clients_loses_nothing_acknowledged(tmp_path):
+    """Many clients at once, so that their checkouts, PUTs, deletes and token writes share the
+    group commit's batches (db/batch.py), killed with SIGKILL at random moments: after each restart
+    every answer any client was given is in the database, and no VM went to two clients. Each
+    client keeps its own ledger (it acts only on what it was given)."""
+    seed = int(os.environ.get("VMPOOLER_CRASH_SEED") or random.randrange(2 ** 32))
+    rounds = int(os.environ.get("VMPOOLER_CRASH_ROUNDS") or 6)
+    print(f"\nconcurrent crash-restart seed {seed}; replay with VMPOOLER_CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    server = ServerProcess(tmp_path, WIDE_POOLS, settings={"reconcile_interval": 0.1},
+                           dummy={**DUMMY, "seed": seed}, auth=USERS_AUTH)
+    ledgers = [Ledger() for _ in range(CLIENTS)]
+    unexpected = []
+
+    def check(inventory_too):
+        for ledger in ledgers:
+            check_database(server, ledger, inventory_too)
+
+    try:
+        for round_number in range(rounds):
+            server.start()
+            wait_until(lambda: pools_full(server.client, WIDE_POOLS), 20, f"pools to refill (round {round_number})")
+            check(inventory_too=True)
+            for ledger in ledgers:
+                if not ledger.tokens:
+                    response = server.client.post("/api/v1/token", user="jdoe")
+                    ledger.tokens[response.json()["token"]] = "jdoe"
+            workers = [Worker(server.client, ledger, random.Random(rng.random()), f"r{round_number}c{n}")
+                       for n, ledger in enumerate(ledgers)]
+            threads = [threading.Thread(target=worker.run) for worker in workers]
+            for thread in threads:
+                thread.start()
+            threading.Event().wait(rng.uniform(0.2, 0.8))
+            server.kill()
+            for worker, thread in zip(workers, threads):
+                worker.stop.set()
+                thread.join(10)
+                unexpected += worker.unexpected
+            check(inventory_too=False)
+        server.start()
+        wait_until(lambda: pools_full(server.client, WIDE_POOLS), 20, "pools to refill after the last restart")
+        assert server.stop() == 0
+        check(inventory_too=True)
+    except AssertionError:
+        print(f"concurrent crash-restart seed {seed}; server log tail:\n{server.log()[-4000:]}")
+        raise
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+    checkouts = sum(len(ledger.checkouts) for ledger in ledgers)
+    print(f"{checkouts} checkouts by {CLIENTS} clients acknowledged")
+    assert unexpected == [], f"unexpected answers (seed {seed}): {unexpected[:5]}"
+    assert checkouts >= rounds * 2, f"too little load to prove anything: {checkouts} checkouts"
+    assert "Traceback" not in server.log()

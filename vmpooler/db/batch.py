@@ -50,7 +50,9 @@ class GroupCommit:
         self.inline = inline
         self.batches = 1 if inline else batches
         self.queue: collections.deque = collections.deque()
+        self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS
         self.in_flight = 0
+        self.scheduled = False  # a batch is about to start (at the end of this loop turn)
         #: counters, for tests and benchmarks: batches committed or failed, requests applied
         self.stats = collections.Counter()
 
@@ -63,24 +65,30 @@ class GroupCommit:
         return future
 
     def _start(self, loop) -> None:
-        while self.queue and self.in_flight < self.batches:
-            self.in_flight += 1
-            if self.inline:  # the rest of this loop turn's requests join before it runs
-                loop.call_soon(self._run_inline, loop)
-            else:
-                done = loop.run_in_executor(self.db.executor(), self._apply_queued)
-                done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+        """Start a batch at the end of this loop turn (so that every request this turn's handlers
+        make joins it), unless one is about to start or as many as allowed are in flight."""
+        if self.queue and not self.scheduled and self.in_flight < self.batches:
+            self.scheduled = True
+            loop.call_soon(self._dispatch, loop)
 
-    def _run_inline(self, loop) -> None:
-        self._answer(loop, self._apply_queued())
+    def _dispatch(self, loop) -> None:
+        self.scheduled = False
+        self.in_flight += 1
+        if self.inline:
+            self._answer(loop, self._apply_queued())
+            return
+        done = loop.run_in_executor(self.db.executor(), self._apply_queued)
+        done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
 
     def _apply_queued(self) -> list:
         """Take and apply one batch (in the thread that runs it); [(request, ok, value)]."""
         started, taken, outcomes = time.monotonic(), [], []
+        if not self.queue:  # a batch beside this one took them
+            return outcomes
         try:
             with self.db.batch():
-                while (self.queue and len(taken) < MAX_BATCH
-                       and (not taken or time.monotonic() - started < MAX_BATCH_SECONDS)):
+                while (self.queue and len(taken) < self.max_batch
+                       and (not taken or time.monotonic() - started < self.max_seconds)):
                     request = self.queue.popleft()
                     taken.append(request)
                     outcomes.append(_apply(self.db, request))
