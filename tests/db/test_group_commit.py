@@ -42,9 +42,10 @@ def _checkout_events(db) -> int:
 
 
 async def _one_batch(db, *requests):
-    """Submit ``requests`` in one loop turn; their outcomes, and how many batches committed. The
-    batch's time bound (there for the IOLoop's sake) is lifted: a loaded machine must not split it."""
-    db.group.max_seconds = 60
+    """Submit ``requests`` in one loop turn; their outcomes, and how many batches committed. One
+    batch slot (on PostgreSQL requests spread over free slots first) and no time bound (there for
+    the IOLoop's sake: a loaded machine must not split the batch)."""
+    db.group.batches, db.group.max_seconds = 1, 60
     before = db.group.stats["batches"]
     outcomes = await asyncio.gather(*requests, return_exceptions=True)
     return outcomes, db.group.stats["batches"] - before
@@ -156,7 +157,9 @@ async def main(db):
                          db.run(vm_store.checkout, want, utcnow(), 24))
     print("survived", flush=True)
 
-asyncio.run(main(Database(sys.argv[1])))
+database = Database(sys.argv[1])
+database.group.batches, database.group.max_seconds = 1, 60  # one batch, not split by a loaded machine
+asyncio.run(main(database))
 """
 
 

@@ -13,10 +13,11 @@ batch), commits, and only then answers every request of the batch, in order. So:
 - when the batch as a whole fails (the database is locked, gone, or the commit fails), every
   request in it gets the ``StoreUnavailable`` it would have got alone (the API's 503).
 
+A batch of one request runs exactly as that request alone (its own transaction, no savepoint).
 On SQLite a batch runs inline on the IOLoop, one per loop turn (everything the handlers of one
 turn asked for). On PostgreSQL it runs in a database thread; up to ``batches`` batches are in
-flight at once, and requests that arrive meanwhile form the next batch: the slower the database,
-the larger the batches.
+flight at once, so that a request rarely waits for another's round trips, and the requests that
+arrive while all are busy form the next batch: the more writes queue, the larger the batches.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ from vmpooler.db.errors import StoreUnavailable
 log = logging.getLogger("vmpooler.state")
 
 #: most requests in one batch, and the time after which a batch takes no more (seconds): a batch
-#: on the IOLoop (SQLite) must leave it to the other requests soon
+#: on the IOLoop (SQLite) must leave it to the other requests soon; one in a database thread
+#: (PostgreSQL) holds only its own requests' answers back
 MAX_BATCH = 64
-MAX_BATCH_SECONDS = 0.01
+MAX_BATCH_SECONDS = {"inline": 0.01, "thread": 0.05}
 
 
 @dataclasses.dataclass
@@ -50,10 +52,10 @@ class GroupCommit:
         self.inline = inline
         self.batches = 1 if inline else batches
         self.queue: collections.deque = collections.deque()
-        self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS
+        self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS["inline" if inline else "thread"]
         self.in_flight = 0
         self.scheduled = False  # a batch is about to start (at the end of this loop turn)
-        #: counters, for tests and benchmarks: batches committed or failed, requests applied
+        #: counters, for tests and benchmarks: batches committed or failed, requests in them, requests alone
         self.stats = collections.Counter()
 
     def submit(self, function, args: tuple, kwargs: dict) -> asyncio.Future:
@@ -65,45 +67,56 @@ class GroupCommit:
         return future
 
     def _start(self, loop) -> None:
-        """Start a batch at the end of this loop turn (so that every request this turn's handlers
-        make joins it), unless one is about to start or as many as allowed are in flight."""
+        """Start batches at the end of this loop turn (so that every request this turn's handlers
+        make can join), unless that is already asked for or every batch slot is busy."""
         if self.queue and not self.scheduled and self.in_flight < self.batches:
             self.scheduled = True
             loop.call_soon(self._dispatch, loop)
 
     def _dispatch(self, loop) -> None:
+        """Spread the queued requests over the free batch slots: with slots to spare each request
+        runs alone and in parallel (on a network database a batch's requests wait for each
+        other's round trips); only when every slot is busy do the requests queue into batches."""
         self.scheduled = False
-        self.in_flight += 1
-        if self.inline:
-            self._answer(loop, self._apply_queued())
-            return
-        done = loop.run_in_executor(self.db.executor(), self._apply_queued)
-        done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+        while self.queue and self.in_flight < self.batches:
+            free = self.batches - self.in_flight
+            taken = [self.queue.popleft() for _ in range(min(self.max_batch, -(-len(self.queue) // free)))]
+            self.in_flight += 1
+            if self.inline:  # one batch per loop turn: the rest of the queue waits for the next
+                self._answer(loop, self._apply_batch(taken))
+                return
+            done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
+            done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
 
-    def _apply_queued(self) -> list:
-        """Take and apply one batch (in the thread that runs it); [(request, ok, value)]."""
-        started, taken, outcomes = time.monotonic(), [], []
-        if not self.queue:  # a batch beside this one took them
-            return outcomes
+    def _apply_batch(self, taken: list) -> tuple:
+        """Apply ``taken`` (in the thread that runs the batch): ([(request, ok, value)], requests
+        left for the next batch by the time bound). A batch of one runs exactly as the request
+        would alone (its own transaction, no savepoint)."""
+        if len(taken) == 1:
+            self.stats["alone"] += 1
+            return [_apply(self.db, taken[0], alone=True)], []
+        started, outcomes = time.monotonic(), []
         try:
             with self.db.batch():
-                while (self.queue and len(taken) < self.max_batch
-                       and (not taken or time.monotonic() - started < self.max_seconds)):
-                    request = self.queue.popleft()
-                    taken.append(request)
+                for request in taken:
+                    if outcomes and time.monotonic() - started >= self.max_seconds:
+                        break
                     outcomes.append(_apply(self.db, request))
         except Exception as error:  # the batch as a whole: each request fails as it would alone
             self.stats["failed_batches"] += 1
             if not isinstance(error, StoreUnavailable):
                 log.exception("a batch of %d writes failed", len(taken))
-            return [(request, False, _copy(error)) for request in taken]
+            return [(request, False, _copy(error)) for request in taken], []
         self.stats["batches"] += 1
-        self.stats["requests"] += len(taken)
-        return outcomes
+        self.stats["requests"] += len(outcomes)
+        return outcomes, taken[len(outcomes):]
 
-    def _answer(self, loop, outcomes: list) -> None:
-        """On the IOLoop: answer the batch's requests in their order, then start the next batch."""
+    def _answer(self, loop, applied: tuple) -> None:
+        """On the IOLoop: answer the batch's requests in their order, put back what the time bound
+        left (first in the queue), then start the next batches."""
+        outcomes, left = applied
         self.in_flight -= 1
+        self.queue.extendleft(reversed(left))
         for request, ok, value in outcomes:
             if request.future.cancelled():
                 continue
@@ -114,13 +127,15 @@ class GroupCommit:
         self._start(loop)
 
 
-def _apply(db, request: Request) -> tuple:
-    """One request inside the batch. A StoreUnavailable means the transaction itself is broken:
-    it fails the whole batch. Any other error is the request's own (its savepoint was rolled back
-    by ``Database.write()``)."""
+def _apply(db, request: Request, alone: bool = False) -> tuple:
+    """One request. Inside a batch a StoreUnavailable means the transaction itself is broken: it
+    fails the whole batch. Any other error is the request's own (its savepoint was rolled back by
+    ``Database.write()``)."""
     try:
         return request, True, request.function(db, *request.args, **request.kwargs)
-    except StoreUnavailable:
+    except StoreUnavailable as error:
+        if alone:
+            return request, False, error
         raise
     except Exception as error:
         return request, False, error

@@ -34,7 +34,7 @@ CACHE_ENTRIES = 10000
 #: PostgreSQL: threads for reads, and how many group-commit batches may be in flight at once
 #: (each holds one connection; SKIP LOCKED lets concurrent batches take different VMs)
 READ_THREADS = 8
-WRITE_BATCHES = 4
+WRITE_BATCHES = 8
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
