@@ -38,9 +38,8 @@ class Service:
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()
-        # Tornado's own cap is a backstop; the API answers 413 for bodies over max_body_size.
-        self.server = HTTPServer(self.app, max_body_size=max(self.config.settings["max_body_size"] * 4, 1 << 20),
-                                 xheaders=self.config.settings["behind_proxy"])
+        # Bodies are limited by the application (413 JSON for any body over max_body_size).
+        self.server = HTTPServer(self.app, xheaders=self.config.settings["behind_proxy"])
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)

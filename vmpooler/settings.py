@@ -75,7 +75,11 @@ SETTINGS = [
     Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",
             "RATE_LIMITING_ENABLED"),
     Setting("auth_failures_per_minute", "int", 10,
-            "Failed token or password checks one client may make per minute before 429.", None, 1),
+            "Wrong passwords for one user name from one address per minute before that user's logins "
+            "from that address are 429 (other users and tokens are not affected).", None, 1),
+    Setting("auth_token_failures_per_minute", "int", 600,
+            "Wrong tokens from one address per minute before further wrong tokens are answered 429 "
+            "instead of 401 (a coarse guard; a valid token is never refused).", None, 1),
 ]
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -79,7 +79,7 @@ class Server:
         self.ready.wait(10)
 
     async def _main(self):
-        server = HTTPServer(self.app, max_body_size=1 << 24)
+        server = HTTPServer(self.app)
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         server.add_sockets(sockets)

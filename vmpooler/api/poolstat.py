@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.status import alias_as_configured
+from vmpooler.api.render import alias_as_configured
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 

@@ -11,9 +11,10 @@ import re
 import tornado.web
 
 from vmpooler.api import dashboard
+from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.bodylimit import LimitedApplication
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
-from vmpooler.api.ratelimit import AuthFailureLimiter
 from vmpooler.api.status import StatusHandler
 from vmpooler.api.summary import SummaryHandler
 from vmpooler.api.tokens import TokenHandler, TokensHandler
@@ -85,9 +86,9 @@ def _log_request(every: bool):
 
 def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     settings = context.config.settings
-    limiter = AuthFailureLimiter(settings["auth_failures_per_minute"], 60.0, enabled=settings["rate_limiting_enabled"])
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
     tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
-    return tornado.web.Application(rules(), default_handler_class=NotFoundHandler, vmpooler=ApiState(context, limiter),
-                                   openapi=openapi, **tornado_settings)
+    return LimitedApplication(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
+                              vmpooler=ApiState(context, Credentials.for_context(context)),
+                              max_body_size=settings["max_body_size"], **tornado_settings)

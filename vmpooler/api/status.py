@@ -10,8 +10,8 @@ import time
 import urllib.parse
 from typing import Optional
 
-from vmpooler.api.base import BaseHandler, ruby_time
-from vmpooler.api.summary import task_json
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.render import alias_as_configured, ruby_time, task_json
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
@@ -30,11 +30,6 @@ def requested_sections(query: str) -> frozenset:
     if view is None:
         return frozenset(SECTIONS)
     return frozenset(name for name in view.split(",") if name in SECTIONS) | {"status"}
-
-
-def alias_as_configured(pool):
-    """A pool's alias as written in the configuration (a string or a list), None without one."""
-    return pool.raw.get("alias") if pool.alias else None
 
 
 async def build_status(context, sections: frozenset) -> dict:

@@ -8,7 +8,9 @@ import datetime
 import re
 from typing import Optional
 
-from vmpooler.api.base import ApiError, BaseHandler, shown
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import shown, task_json
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
@@ -16,26 +18,6 @@ KINDS = ("boot", "clone")
 #: the longest range one request may cover (five years)
 MAX_DAYS = 366 * 5
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _duration_json(stats: stat_store.Stats) -> dict:
-    return {"average": round(stats.total / stats.count, 1) if stats.count else 0, "min": round(stats.low, 2),
-            "max": round(stats.high, 2), "total": round(stats.total, 2)}
-
-
-def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
-    """{"duration": {average, min, max, total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
-    duration = _duration_json(stats)
-    count = {}
-    if daily_counts is not None:
-        count.update(average=round(sum(daily_counts) / len(daily_counts), 1) if daily_counts else 0,
-                     min=min(daily_counts, default=0), max=max(daily_counts, default=0))
-    count["total"] = stats.count
-    if pools:
-        ordered = sorted(pools.items())
-        duration["pool"] = {name: _duration_json(pool) for name, pool in ordered}
-        count["pool"] = {name: {"total": pool.count} for name, pool in ordered}
-    return {"duration": duration, "count": count}
 
 
 def _parse_day(raw, default: datetime.date) -> datetime.date:

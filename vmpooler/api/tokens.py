@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from vmpooler.api.base import ApiError, BaseHandler, ruby_time
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import ruby_time
 from vmpooler.auth.tokens import PREFIX_LENGTH, issue, token_hash
 from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow
@@ -25,7 +27,7 @@ class _TokenBase(BaseHandler):
 
 class TokensHandler(_TokenBase):
     async def get(self) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         rows = await self.db.run(token_store.of_user, user)
         if not rows:
             raise ApiError(404, f"{user} has no tokens")
@@ -36,7 +38,7 @@ class TokensHandler(_TokenBase):
         self.reply(body)
 
     async def post(self) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         token = await self.db.run(issue, user, utcnow())
         log.info("token %s... created for %s", token[:PREFIX_LENGTH], user)
         self.reply({"ok": True, "token": token})
@@ -44,12 +46,11 @@ class TokensHandler(_TokenBase):
 
 class TokenHandler(_TokenBase):
     async def get(self, token: str) -> None:
-        # No credentials are needed (as the original), so guessing is limited like a failed login.
-        self.guard_rate()
+        # No credentials are needed (as the original): an unknown token counts as a wrong one.
         row = await self.db.run(token_store.by_hash, token_hash(token))
         running = await self.db.run(token_store.running_vms, row.token_hash) if row is not None else []
         if row is None:
-            self.auth_failed("no such token", status=404)
+            self.credentials.wrong_token(self.request, "no such token", status=404)
         info = {"user": row.user, "created": ruby_time(row.created_at)}
         if row.last_used_at is not None:
             info["last"] = ruby_time(row.last_used_at)
@@ -58,7 +59,7 @@ class TokenHandler(_TokenBase):
         self.reply({"ok": True, token: info})
 
     async def delete(self, token: str) -> None:
-        user = await self.basic_user()
+        user = await self.credentials.basic_user(self.request)
         if len(token) == PREFIX_LENGTH:
             rows = await self.db.run(token_store.of_user, user, prefix=token)
         else:

@@ -4,8 +4,11 @@ from __future__ import annotations
 import datetime
 import json
 
-from vmpooler.api.base import ApiError, BaseHandler, rfc3339, shown, whole_number
-from vmpooler.api.vms import CheckoutMixin, parse_path
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.checkout import checkout, parse_path
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import rfc3339, shown, whole_number
+from vmpooler.api.vmlookup import find_vm, found
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
@@ -100,41 +103,25 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
-class VmLookup:
-    """For handlers of /vm/<host>...: the VM the path names."""
-
-    async def find(self: BaseHandler, raw: str, states=None):
-        """The newest row of the VM named in the path, else 404 (see ``found``)."""
-        name = self.hostname(raw)
-        vm = await self.db.run(vm_store.latest, name)
-        return self.found(vm, name, states)
-
-    def found(self: BaseHandler, vm, name: str, states=None):
-        """``vm``, unless it is None, not in ``states`` or destroyed more than data_ttl hours ago (404)."""
-        ttl = datetime.timedelta(hours=self.setting("data_ttl"))
-        if vm is None or (states and vm.state not in states) or (
-                vm.destroyed_at is not None and utcnow() - vm.destroyed_at > ttl):
-            raise ApiError(404, f"no such VM: {name}" if states is None else f"no such VM in a state that allows "
-                           f"this: {name}")
-        return vm
-
-
-class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
+class VmHandler(BaseHandler):
     async def post(self, names: str) -> None:
-        await self.checkout(parse_path(names))
+        requested = parse_path(names)
+        token = await self.credentials.token_if_configured(self.request, False)
+        self.reply(await checkout(self.context, requested, token))
 
     async def get(self, raw: str) -> None:
         name = self.hostname(raw)
         # one consistent read of the row and its extras, reused until the next write: clients poll this
         vm, extras = await self.db.run(vm_store.latest_with_extras, name)
-        vm = self.found(vm, name)
+        vm = found(self.context, vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
     async def put(self, raw: str) -> None:
-        vm = await self.find(raw, LIVE_STATES)
+        vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
         body = self.json_body()
         # With an auth store a lifetime needs a token (a tags-only change does not), as the original.
-        await self.authorize_vm(vm, token_needed=self.context.auth is not None and "lifetime" in body)
+        lifetime_needs_token = self.context.auth is not None and "lifetime" in body
+        await self.credentials.authorize_vm(self.request, vm, token_needed=lifetime_needs_token)
         lifetime, tags, failures = validate_changes(body, self.config)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
@@ -143,8 +130,8 @@ class VmHandler(VmLookup, CheckoutMixin, BaseHandler):
         self.reply({"ok": True})
 
     async def delete(self, raw: str) -> None:
-        vm = await self.find(raw, (RUNNING,))
-        await self.authorize_vm(vm, token_needed=False)
+        vm = await find_vm(self.context, self.hostname(raw), (RUNNING,))
+        await self.credentials.authorize_vm(self.request, vm, token_needed=False)
         if not await self.db.run(vm_store.delete, vm, utcnow()):
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()

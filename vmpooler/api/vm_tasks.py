@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import re
 
-from vmpooler.api.base import ApiError, BaseHandler, shown
-from vmpooler.api.vm import VmLookup
+from vmpooler.api.base import BaseHandler
+from vmpooler.api.errors import ApiError
+from vmpooler.api.render import shown
+from vmpooler.api.vmlookup import find_vm
 from vmpooler.auth.tokens import random_name
 from vmpooler.db import tasks as task_store
 from vmpooler.db.database import utcnow
@@ -13,13 +15,13 @@ from vmpooler.model import LIVE_STATES, TaskKind
 MAX_DISK_GB = 2048
 
 
-class _TaskHandler(VmLookup, BaseHandler):
+class _TaskHandler(BaseHandler):
     async def target(self, raw: str):
         """The VM to work on, once the request may: with an auth store a token is needed (401
         before the VM is looked up, as the original), and a VM's own token wherever it has one."""
-        row = await self.token(required=True) if self.context.auth is not None else None
-        vm = await self.find(raw, LIVE_STATES)
-        await self.authorize_vm(vm, token_needed=False, row=row)
+        row = await self.credentials.token_if_configured(self.request, required=True)
+        vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
+        await self.credentials.authorize_vm(self.request, vm, token_needed=False, row=row)
         return vm
 
     async def queue(self, vm, kind: str, arg: str, body: dict) -> None:

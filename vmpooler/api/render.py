@@ -1,0 +1,73 @@
+"""How the API writes values: JSON answers, the original's time formats, client values quoted in
+error messages, the original's lenient numbers, and JSON shapes several routes share."""
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Optional
+
+from vmpooler.db import stats as stat_store
+
+#: answers up to this size are indented for people reading curl's output, as the original's are;
+#: larger ones (a year of /summary) are sent compact: indenting megabytes costs more than the query
+PRETTY_LIMIT = 64 * 1024
+
+
+def encode(body) -> str:
+    text = json.dumps(body)
+    return (json.dumps(body, indent=2) if len(text) <= PRETTY_LIMIT else text) + "\n"
+
+
+def ruby_time(when: datetime.datetime) -> str:
+    """Ruby's Time#to_s, as the original shows token and lastBoot times (we are always UTC)."""
+    return when.strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def rfc3339(when: datetime.datetime) -> str:
+    return when.replace(tzinfo=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def shown(value, limit: int = 40) -> str:
+    """A client's value, quoted and cut short, for error messages."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def whole_number(value, max_digits: int = 9) -> Optional[int]:
+    """An integer from JSON: 3, 3.0 or "3" (the original's strings); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 10 ** max_digits:
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(rf"\s*[+-]?\d{{1,{max_digits}}}\s*", value):
+        return int(value)
+    return None
+
+
+def alias_as_configured(pool):
+    """A pool's alias as written in the configuration (a string or a list), None without one."""
+    return pool.raw.get("alias") if pool.alias else None
+
+
+def _duration_json(stats: stat_store.Stats) -> dict:
+    return {"average": round(stats.total / stats.count, 1) if stats.count else 0, "min": round(stats.low, 2),
+            "max": round(stats.high, 2), "total": round(stats.total, 2)}
+
+
+def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_counts: Optional[list] = None) -> dict:
+    """Clone or boot times as /status and /summary show them: {"duration": {average, min, max,
+    total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
+    duration = _duration_json(stats)
+    count = {}
+    if daily_counts is not None:
+        count.update(average=round(sum(daily_counts) / len(daily_counts), 1) if daily_counts else 0,
+                     min=min(daily_counts, default=0), max=max(daily_counts, default=0))
+    count["total"] = stats.count
+    if pools:
+        ordered = sorted(pools.items())
+        duration["pool"] = {name: _duration_json(pool) for name, pool in ordered}
+        count["pool"] = {name: {"total": pool.count} for name, pool in ordered}
+    return {"duration": duration, "count": count}
