@@ -53,6 +53,7 @@ class GroupCommit:
         self.batches = 1 if inline else batches
         self.queue: collections.deque = collections.deque()
         self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS["inline" if inline else "thread"]
+        self._loop = None  # the IOLoop the batches answer on
         self.in_flight = 0
         self.scheduled = False  # a batch is about to start (at the end of this loop turn)
         #: counters, for tests and benchmarks: batches committed or failed, requests in them, requests alone
@@ -61,6 +62,8 @@ class GroupCommit:
     def submit(self, function, args: tuple, kwargs: dict) -> asyncio.Future:
         """Queue one request; its future is resolved after the commit of the batch holding it."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several in turn): the old one's state is void
+            self._loop, self.scheduled, self.in_flight = loop, False, 0
         future = loop.create_future()
         self.queue.append(Request(function, args, kwargs, future))
         self._start(loop)
@@ -115,16 +118,18 @@ class GroupCommit:
         """On the IOLoop: answer the batch's requests in their order, put back what the time bound
         left (first in the queue), then start the next batches."""
         outcomes, left = applied
-        self.in_flight -= 1
+        if loop is self._loop:
+            self.in_flight -= 1
         self.queue.extendleft(reversed(left))
         for request, ok, value in outcomes:
-            if request.future.cancelled():
+            if request.future.cancelled() or request.future.get_loop().is_closed():
                 continue
             if ok:
                 request.future.set_result(value)
             else:
                 request.future.set_exception(value)
-        self._start(loop)
+        if loop is self._loop:
+            self._start(loop)
 
 
 def _apply(db, request: Request, alone: bool = False) -> tuple:
