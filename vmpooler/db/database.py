@@ -65,7 +65,7 @@ class Database:
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:  # every database thread may hold a connection, a batch two (its own and a read's)
-            options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES + 8)
+            options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
             _prepare_sqlite(self.engine, busy_timeout_ms)

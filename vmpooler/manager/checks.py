@@ -20,7 +20,7 @@ HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 
 async def run(manager, work) -> None:
     await _pending(manager, work)
-    await _ready(manager, work.now)
+    await _ready(manager, work)
     await _running(manager, work.now)
 
 
@@ -34,7 +34,7 @@ async def _pending(manager, work) -> None:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
             work.settled(vm)
         elif vm.cloned_at is not None:
-            manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm))
+            manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm), work)
     await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
                                           error="timed out waiting for the VM to boot")
                            for vm, reason in timed_out))
@@ -61,7 +61,8 @@ async def _probe_boot(manager, pool, vm) -> None:
     await manager.db.run(vm_store.became_ready, vm, utcnow(), ip=ip)
 
 
-async def _ready(manager, now) -> None:
+async def _ready(manager, work) -> None:
+    now = work.now
     if not manager.pools:
         return
     checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
@@ -74,7 +75,7 @@ async def _ready(manager, now) -> None:
         if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
             stale.append((vm, f"ready for more than {pool.ready_ttl:g} minutes"))
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
-            manager.launch(("vm", vm.name), _check_ready(manager, pool, vm))
+            manager.launch(("vm", vm.name), _check_ready(manager, pool, vm), work)
     await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now) for vm, reason in stale))
 
 

@@ -16,7 +16,7 @@ async def run(manager, work) -> None:
     for vm in await manager.db.run(vm_store.to_destroy, work.now):
         pool = manager.pools.get(vm.pool)
         if pool is not None:
-            manager.launch(("vm", vm.name), _destroy(manager, pool, vm))
+            manager.launch(("vm", vm.name), _destroy(manager, pool, vm), work)
 
 
 async def _destroy(manager, pool, vm) -> None:

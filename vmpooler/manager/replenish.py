@@ -56,7 +56,7 @@ def _retry_due(manager, work) -> None:
         if pool is None or vm.cloned_at is not None or manager.busy(vm.name):
             continue
         if vm.next_attempt_at is None or vm.next_attempt_at <= now:
-            manager.launch(("vm", vm.name), _clone(manager, pool, vm))
+            manager.launch(("vm", vm.name), _clone(manager, pool, vm), work)
 
 
 async def _shrink(manager, counts, now) -> None:

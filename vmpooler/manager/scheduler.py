@@ -35,13 +35,17 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list):
+    def __init__(self, now, pending: list, read_at: float = 0.0):
         self.now = now
         self.pending = pending
+        #: time.monotonic() before the pass read anything: provider work on a VM that ended after
+        #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
+        self.read_at = read_at
 
     @classmethod
     async def read(cls, db) -> "Pass":
-        return cls(utcnow(), await db.run(vm_store.pending))
+        read_at = time.monotonic()
+        return cls(utcnow(), await db.run(vm_store.pending), read_at)
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -56,6 +60,7 @@ class Manager:
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
+        self._ended: dict = {}  # key -> time.monotonic() when its last work ended
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
         self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
@@ -135,6 +140,8 @@ class Manager:
         except StoreUnavailable as error:
             self._pause("the", error)
             return
+        # what ended before this pass read cannot make its rows stale (nor any later pass's)
+        self._ended = {key: at for key, at in self._ended.items() if at >= work.read_at}
         for loop in LOOPS:
             try:
                 await loop.run(self, work)
@@ -156,9 +163,12 @@ class Manager:
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key, coroutine) -> bool:
-        """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
-        if key in self.in_flight or self._stopping:
+    def launch(self, key, coroutine, work: "Pass" = None) -> bool:
+        """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
+        for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
+        waits on the database, so work can end while it runs)."""
+        stale = work is not None and self._ended.get(key, float("-inf")) >= work.read_at
+        if key in self.in_flight or self._stopping or stale:
             coroutine.close()
             return False
         task = asyncio.ensure_future(self._guarded(key, coroutine))
@@ -177,6 +187,7 @@ class Manager:
             log.exception("%s failed", key)
         finally:
             self.in_flight.pop(key, None)
+            self._ended[key] = time.monotonic()
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight

@@ -29,7 +29,7 @@ async def run(manager, work) -> None:
             if await manager.db.run(task_store.claim, task.id):
                 await manager.db.run(task_store.failed, task, f"the VM is {task.vm_state}", now, task.attempts, None)
             continue
-        manager.launch(("vm", task.vm_name), _run(manager, pool, task))
+        manager.launch(("vm", task.vm_name), _run(manager, pool, task), work)
 
 
 async def _run(manager, pool, task) -> None:
