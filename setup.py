@@ -19,6 +19,7 @@ setup(
         "pyyaml>=5.4",
         "bcrypt>=4.0",
         "coolname>=2.2",
+        "ldap3>=2.9",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",

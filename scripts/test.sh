@@ -19,6 +19,13 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/vm
 fi
 export VMPOOLER_REQUIRE_CHROMIUM=1  # the browser tests fail, rather than skip, without it
 
+# OpenLDAP's slapd and the ldap tools: the LDAP tests start their own slapd on loopback (a free port,
+# a throw-away config), never the system instance; openssl makes their test certificates.
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -v openssl >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slapd ldap-utils openssl >/dev/null
+fi
+
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then
   $sudo service postgresql start >/dev/null

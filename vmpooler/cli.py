@@ -1,21 +1,17 @@
-"""The whole command line: ``vmpooler serve | check-config | db upgrade | passwd``."""
+"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | passwd | history``."""
 from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import getpass
-import logging
-import logging.handlers
 import os
-import queue
 import sys
+from typing import Optional
 
 from vmpooler import __version__
 from vmpooler import config as config_module
+from vmpooler.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 from vmpooler.providers.registry import REGISTRY
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _load(path):
@@ -90,6 +86,18 @@ def cmd_db_copy(args) -> int:
     return 0
 
 
+def cmd_db_backup(args) -> int:
+    from vmpooler.operations import backup_command
+
+    return backup_command(_load(args.config), args.file, sys.stdout, sys.stderr)
+
+
+def cmd_history(args) -> int:
+    from vmpooler.operations import history_command
+
+    return history_command(_load(args.config), args.hostname, sys.stdout, sys.stderr)
+
+
 def cmd_passwd(args) -> int:
     from vmpooler.auth import hash_password
 
@@ -109,6 +117,18 @@ def cmd_passwd(args) -> int:
     return 0
 
 
+def _command(commands, name: str, func, summary: str, description: str, positional: Optional[str] = None,
+             config_help: Optional[str] = None) -> argparse.ArgumentParser:
+    """A subcommand running ``func``, with an optional positional argument and --config."""
+    command = commands.add_parser(name, help=summary, description=description)
+    if positional:
+        command.add_argument(positional.lower(), metavar=positional)
+    if config_help:
+        command.add_argument("--config", help=config_help)
+    command.set_defaults(func=func)
+    return command
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="vmpooler",
@@ -117,70 +137,49 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO").upper(), type=str.upper,
                      choices=LOG_LEVELS,
                      help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")
+    top.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                     help="text (default) or json: one JSON object per line with the same fields")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     config_help = ("YAML configuration file (default: $VMPOOLER_CONFIG as YAML text, then "
                    "$VMPOOLER_CONFIG_FILE, then the built-in example pools on the dummy provider)")
 
-    serve = commands.add_parser("serve", help="run the API and the pool manager",
-                                description="Run the API and the pool manager until SIGTERM or SIGINT. "
-                                            "The database schema is upgraded on start.")
-    serve.add_argument("--config", help=config_help)
+    serve = _command(commands, "serve", cmd_serve, "run the API and the pool manager",
+                     "Run the API and the pool manager until SIGTERM or SIGINT. The database schema is "
+                     "upgraded on start.", config_help=config_help)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4567, help="port to listen on (default 4567)")
-    serve.set_defaults(func=cmd_serve)
-
-    check = commands.add_parser("check-config", help="validate a configuration file",
-                                description="List every problem in FILE and exit 1 if there is any.")
-    check.add_argument("file", metavar="FILE")
-    check.set_defaults(func=cmd_check_config)
+    _command(commands, "check-config", cmd_check_config, "validate a configuration file",
+             "List every problem in FILE and exit 1 if there is any.", positional="FILE")
 
     database = commands.add_parser("db", help="database maintenance", description="Database maintenance.")
     database_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    upgrade = database_commands.add_parser("upgrade", help="upgrade the schema to the newest version",
-                                           description="Apply the Alembic migrations the database lacks.")
-    upgrade.add_argument("--config", help=config_help)
-    upgrade.set_defaults(func=cmd_db_upgrade)
+    _command(database_commands, "upgrade", cmd_db_upgrade, "upgrade the schema to the newest version",
+             "Apply the Alembic migrations the database lacks.", config_help=config_help)
+    _command(database_commands, "backup", cmd_db_backup, "copy the SQLite database consistently while the service "
+             "runs", "Copy the SQLite database to FILE with SQLite's online backup (a consistent snapshot; the "
+             "service may keep running). FILE is replaced atomically. PostgreSQL: use pg_dump.",
+             positional="FILE", config_help=config_help)
 
-    copy = database_commands.add_parser(
-        "copy", help="copy every table into another, empty database (e.g. SQLite to PostgreSQL)",
-        description="Copy every table of the configured database into the empty database at --to, "
-                    "check that the counts match, and refuse a target that holds any data.")
-    copy.add_argument("--config", help=config_help)
+    copy = _command(database_commands, "copy", cmd_db_copy,
+                    "copy every table into another, empty database (e.g. SQLite to PostgreSQL)",
+                    "Copy every table of the configured database into the empty database at --to, check that "
+                    "the counts match, and refuse a target that holds any data.", config_help=config_help)
     copy.add_argument("--to", required=True, metavar="URL", help="the target, e.g. postgresql://user:pw@host/db")
-    copy.set_defaults(func=cmd_db_copy)
 
-    passwd = commands.add_parser("passwd", help="print a bcrypt hash for :auth: users",
-                                 description="Read a password from the terminal and print its bcrypt "
-                                             "hash, for the users auth store.")
+    _command(commands, "history", cmd_history, "print a VM's whole life from the audit trail",
+             "Print every VM that had HOSTNAME: its checkout (user, token prefix, lifetime), tags, and every "
+             "event with its time and reason.", positional="HOSTNAME", config_help=config_help)
+    passwd = _command(commands, "passwd", cmd_passwd, "print a bcrypt hash for :auth: users",
+                      "Read a password from the terminal and print its bcrypt hash, for the users auth store.")
     passwd.add_argument("--user", help="print a ready line 'USER: <hash>' for the config")
-    passwd.set_defaults(func=cmd_passwd)
     return top
-
-
-def setup_logging(level: str) -> None:
-    """Log lines go to stderr from a thread of their own: a slow reader of stderr (a pipe to a
-    journal) then never blocks the IOLoop. The queue is drained at exit."""
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(logging.Formatter(LOG_FORMAT))
-    lines = queue.SimpleQueue()
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    root.handlers[:] = [logging.handlers.QueueHandler(lines)]
-    listener = logging.handlers.QueueListener(lines, stream)
-    listener.start()
-    atexit.register(listener.stop)
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.log_level not in LOG_LEVELS:  # a default from $VMPOOLER_LOG_LEVEL is not checked by argparse
         parser().error(f"$VMPOOLER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}")
-    setup_logging(args.log_level)
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    setup_logging(args.log_level, args.log_format)
     if not getattr(args, "func", None):
         parser().print_help()
         return 2

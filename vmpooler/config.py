@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
                                Setting, check_setting, coerce, read_settings)
@@ -32,7 +33,6 @@ class ConfigError(Exception):
 #: the pool keys every pool may have; its provider's schema declares the others (POOL_SETTINGS)
 POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "check_hostname_for_mismatch",
              "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay", "dns_plugin"}
-AUTH_PROVIDERS = {"users", "dummy"}
 
 
 @dataclasses.dataclass
@@ -131,7 +131,7 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
     _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
-    auth = _auth(sections.get("auth"), environ, problems)
+    auth = parse_auth(sections.get("auth"), environ, problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     if problems:
@@ -291,27 +291,6 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
 # Pool keys that override a global setting (unset: the global value applies).
 _POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0), Setting("ready_ttl", "number", None, "", minimum=0),
                   Setting("check_hostname_for_mismatch", "bool", None, ""))
-
-
-def _auth(section, environ, problems) -> Optional[dict]:
-    if not section and not environ.get("AUTH_PROVIDER"):
-        return None
-    auth = dict(_mapping(section, "auth", problems))
-    if environ.get("AUTH_PROVIDER"):
-        auth["provider"] = environ["AUTH_PROVIDER"]
-    provider = auth.get("provider")
-    if provider not in AUTH_PROVIDERS:
-        problems.append(f"auth.provider: {provider!r} is not supported (supported: {', '.join(sorted(AUTH_PROVIDERS))})")
-    elif provider == "dummy" and not environ.get("VMPOOLER_DEBUG"):
-        problems.append("auth.provider: 'dummy' accepts any password and is refused unless VMPOOLER_DEBUG is set")
-    elif provider == "users":
-        users = _mapping(auth.get("users"), "auth.users", problems)
-        if not users:
-            problems.append("auth.users: the users provider needs at least one user: '<bcrypt hash>'")
-        for user, digest in users.items():
-            if not isinstance(digest, str) or not digest.startswith(("$2a$", "$2b$", "$2y$")):
-                problems.append(f"auth.users.{user}: must be a bcrypt hash (see 'vmpooler passwd')")
-    return auth
 
 
 def _tagfilter(section, problems) -> dict:

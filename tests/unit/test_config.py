@@ -102,7 +102,8 @@ def test_auth_rules():
     base = {"pools": [{"name": "a", "template": "t", "size": 1}]}
     assert any("auth.provider" in p for p in problems({**base, "auth": {"provider": "dummy"}}))
     assert build({**base, "auth": {"provider": "dummy"}}, {"VMPOOLER_DEBUG": "1"}).auth["provider"] == "dummy"
-    assert any("auth.provider" in p for p in problems({**base, "auth": {"provider": "ldap"}}))
+    assert any("auth.provider" in p for p in problems({**base, "auth": {"provider": "kerberos"}}))
+    assert any("auth.ldap.host" in p for p in problems({**base, "auth": {"provider": "ldap"}}))
     assert any("auth.users.jdoe" in p for p in problems({**base, "auth": {"provider": "users",
                                                                          "users": {"jdoe": "plaintext"}}}))
 

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "db": {"api", "app", "cli", "manager"},
     "api": {"app", "cli", "manager"},
     "config": {"api", "app", "cli", "db", "manager", "providers"},
+    "auth_config": {"api", "app", "auth", "cli", "config", "db", "manager", "providers"},
 }
 
 

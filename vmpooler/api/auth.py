@@ -28,6 +28,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.errors import ApiError
+from vmpooler.auth import AuthUnavailable
 from vmpooler.auth.tokens import token_hash
 from vmpooler.context import Context
 from vmpooler.db import tokens as token_store
@@ -164,8 +165,12 @@ class Credentials:
         wait = self.passwords.retry_after(key)
         if wait is not None:  # the user name is not echoed: a client may have typed a password there
             raise _blocked(wait, "too many failed logins for this user from this address; try again later")
-        valid = await IOLoop.current().run_in_executor(
-            self.context.executor, self.context.auth.authenticate, *credentials)
+        try:
+            valid = await IOLoop.current().run_in_executor(
+                self.context.executor, self.context.auth.authenticate, *credentials)
+        except AuthUnavailable:  # the directory is down: nobody's fault, so nothing is counted
+            raise ApiError(503, "the authentication directory is unavailable; try again later",
+                           headers={"Retry-After": "5"}) from None
         if not valid:
             self.passwords.failed(key)
             raise ApiError(401, "the user name or password is not valid")

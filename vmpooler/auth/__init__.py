@@ -1,31 +1,23 @@
 """Authentication stores (who may create tokens) and the token helpers.
 
 A store answers one question, ``authenticate(user, password) -> bool``. It may block (bcrypt is
-slow on purpose), so the API calls it through ``context.executor``, never on the IOLoop. New
-stores (LDAP) implement the same interface and are added to ``build_auth_store``.
+slow on purpose; LDAP asks a directory), so the API calls it through ``context.executor``, never on
+the IOLoop. A store whose backend cannot be asked raises ``AuthUnavailable`` (the API answers 503).
 """
 from __future__ import annotations
 
-import abc
 from typing import Mapping, Optional
 
 import bcrypt
 
+from vmpooler.auth.base import AuthStore, AuthUnavailable
 from vmpooler.auth.tokens import PREFIX_LENGTH, TOKEN_LENGTH, generate_token, random_name, token_hash
 
-__all__ = ["AuthStore", "UsersStore", "DummyStore", "build_auth_store", "hash_password", "generate_token",
-           "random_name", "token_hash", "TOKEN_LENGTH", "PREFIX_LENGTH"]
+__all__ = ["AuthStore", "AuthUnavailable", "UsersStore", "DummyStore", "build_auth_store", "hash_password",
+           "generate_token", "random_name", "token_hash", "TOKEN_LENGTH", "PREFIX_LENGTH"]
 
 # bcrypt only reads 72 bytes; longer passwords are refused rather than silently truncated.
 MAX_PASSWORD_BYTES = 72
-
-
-class AuthStore(abc.ABC):
-    """Checks a user's password. Blocking; never raises for bad input (answers False)."""
-
-    @abc.abstractmethod
-    def authenticate(self, user: str, password: str) -> bool:
-        ...
 
 
 class UsersStore(AuthStore):
@@ -63,6 +55,10 @@ def build_auth_store(config) -> Optional[AuthStore]:
         return None
     if auth.get("provider") == "dummy":
         return DummyStore()
+    if auth.get("provider") == "ldap":
+        from vmpooler.auth.ldap import LdapStore  # ldap3 is loaded only when a directory is configured
+
+        return LdapStore(auth["ldap"])
     return UsersStore(auth.get("users") or {})
 
 

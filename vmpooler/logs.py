@@ -1,0 +1,53 @@
+"""Where log lines go and how they look: ``--log-format text`` (the default) or ``json``.
+
+Both carry the same fields: the time, the level, the logger's name and the message (and the
+traceback, when there is one). JSON is one object per line, for a journal or a log shipper:
+``{"time": "2026-12-01T08:44:29.123+00:00", "level": "INFO", "logger": "vmpooler", "message": "..."}``.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (newlines in a message are escaped by JSON)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+                .isoformat(timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def setup_logging(level: str, log_format: str = "text", stream=None) -> None:
+    """Log lines go to stderr from a thread of their own: a slow reader of stderr (a pipe to a
+    journal) then never blocks the IOLoop. The queue is drained at exit."""
+    lines = queue.SimpleQueue()
+    # The line is formatted where it is logged (QueueHandler.prepare flattens the record, its
+    # traceback included); the thread only writes it.
+    queued = logging.handlers.QueueHandler(lines)
+    queued.setFormatter(formatter(log_format))
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    root.handlers[:] = [queued]
+    listener = logging.handlers.QueueListener(lines, logging.StreamHandler(stream or sys.stderr))
+    listener.start()
+    atexit.register(listener.stop)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

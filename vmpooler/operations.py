@@ -1,0 +1,80 @@
+"""The bodies of the operator's commands ``vmpooler db backup`` and ``vmpooler history``.
+
+Each takes the loaded configuration and a stream, prints, and returns the exit status; cli.py
+only parses the arguments.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import TextIO
+
+from sqlalchemy import exc
+
+from vmpooler.db.backup import BackupError, backup, missing_file
+from vmpooler.db.database import Database, StoreUnavailable
+from vmpooler.db.audit import VmLife, vm_history
+
+
+def backup_command(config, target: str, out: TextIO, err: TextIO) -> int:
+    try:
+        pages = backup(config.database_url, target)
+    except BackupError as error:
+        print(f"vmpooler: {error}", file=err)
+        return 1
+    print(f"{target}: a consistent copy of the database ({pages} pages, integrity ok)", file=out)
+    return 0
+
+
+def history_command(config, hostname: str, out: TextIO, err: TextIO) -> int:
+    if missing_file(config.database_url):
+        print(f"vmpooler: {missing_file(config.database_url)}", file=err)
+        return 1
+    db = Database(config.database_url)
+    try:
+        with db.read() as conn:
+            lives = vm_history(conn, hostname)
+    except (StoreUnavailable, exc.SQLAlchemyError) as error:
+        print(f"vmpooler: cannot read the database (is its schema there? vmpooler db upgrade): {error}"
+              .splitlines()[0], file=err)
+        return 1
+    finally:
+        db.dispose()
+    if not lives:
+        print(f"vmpooler: no VM named {hostname!r} in the database", file=err)
+        return 1
+    print("\n\n".join(format_life(life) for life in lives), file=out)
+    return 0
+
+
+def format_life(life: VmLife) -> str:
+    """A VM's life as text: what it is, who had it, its tags, then one line per event."""
+    vm = life.vm
+    lines = [f"{vm.name} (vm #{vm.id}): pool {vm.pool}, template {vm.template}, provider {vm.provider}, "
+             f"now {vm.state}" + (f", ip {vm.ip}" if vm.ip else "")]
+    if vm.checkout_at:
+        token = (f"token {life.token_prefix}..." if life.token_prefix else
+                 "a token deleted since" if vm.token_hash else "no token")
+        lines.append(f"  checked out {_time(vm.checkout_at)} by {vm.token_user or 'an anonymous client'} with "
+                     f"{token}; lifetime {_hours(vm.lifetime)}"
+                     + (f", expires {_time(vm.expires_at)}" if vm.expires_at else ""))
+    for tag in life.tags:
+        lines.append(f"  tag {tag.name}={tag.value} (set {_time(tag.tagged_at)})")
+    if vm.last_error:
+        lines.append(f"  last error: {vm.last_error}")
+    for event in life.events:
+        change = (f"{event.from_state or '(new)'} -> {event.to_state}" if event.from_state != event.to_state
+                  else f"{event.to_state}")
+        lines.append(f"  {_time(event.at)}  {change:<24}  {event.reason}")
+    return "\n".join(lines)
+
+
+def _time(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def _hours(value) -> str:
+    return "-" if value is None else f"{value:g}h"
