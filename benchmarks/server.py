@@ -158,7 +158,7 @@ async def serve(mode, args):
         from vmpooler.app import Service
         from vmpooler.providers.registry import REGISTRY
 
-        service = Service(config_module.load(args.config, os.environ, REGISTRY), manage=not args.no_manager)
+        service = Service(config_module.load(args.config, os.environ, REGISTRY), role="api" if args.no_manager else "all")
         service.db.upgrade()  # start() does it too; the seeded VMs are read before
         if service.manager is not None:
             info["injected"] = inject_seeded(service)

@@ -14,30 +14,88 @@ from vmpooler.api.routes import make_app
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db.database import Database
+from vmpooler.db.notify import WAKE, Listener, WakeSender
+from vmpooler.db import leases
+from vmpooler.manager.leader import LEASE_NAME, Leadership
 from vmpooler.manager.scheduler import Manager
 from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
 
 
-class Service:
-    """One running pooler. ``start`` upgrades the schema, listens, and starts the manager."""
+#: what ``vmpooler serve --role`` runs: the API, the pool manager (when this process leads), or both
+ROLES = ("all", "api", "manager")
 
-    def __init__(self, config, manage: bool = True, registry=REGISTRY):
+
+class Service:
+    """One running pooler. ``start`` upgrades the schema, listens (roles all and api), and
+    campaigns to run the pool manager (roles all and manager): with several processes on one
+    database, exactly one of them manages at a time (manager/leader.py)."""
+
+    def __init__(self, config, role: str = "all", registry=REGISTRY):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         self.config = config
+        self.role = role
         self.db = Database(config.database_url)
-        self.manager = Manager(config, self.db, registry.build(config)) if manage else None
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
+        self.leadership = self.manager = None
+        if role in ("all", "manager"):
+            # a thread of its own: a renewal never queues behind password checks
+            self.lease_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
+            self.leadership = Leadership(self.db, config.settings["leader_lease_seconds"], executor=self.lease_executor)
+            self.manager = Manager(config, self.db, registry.build(config), self.leadership)
+        # processes sharing PostgreSQL wake the leader's manager through it; an SQLite file has one process
+        self.wake_sender = None if self.db.is_sqlite else WakeSender(self.db, executor=self.executor)
+        self.listener = None
         self.context = Context(
-            config=config, db=self.db, auth=build_auth_store(config), executor=self.executor,
-            wake=self.manager.wake if self.manager else (lambda: None),
-            provider_health=self.manager.health if self.manager else dict)
+            config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
+            provider_health=self.manager.health if self.manager else dict,
+            leader=self.manager.leader if self.manager else self._leader_elsewhere)
         self.app = make_app(self.context)
         self.server = None
         self.port = None
 
+    def wake(self) -> None:
+        """Ask the pool manager for a pass now: this process's own when it leads, else the leader's."""
+        if self.manager is not None and self.manager.acting():
+            self.manager.wake()
+        elif self.wake_sender is not None:
+            self.wake_sender.send()
+
+    def _leader_elsewhere(self) -> dict:
+        lease = leases.current(self.db, LEASE_NAME)
+        return {"this_process": None, "leader": False, "current_leader": lease.holder if lease else None,
+                "epoch": lease.epoch if lease else None}
+
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()
+        if self.role != "manager":
+            self._listen(host, port)
+        if self.manager is not None:
+            await self._campaign()
+
+    async def _campaign(self) -> None:
+        """Lead at once if nobody does (the usual single process); then keep campaigning, starting
+        the manager at every term won and pausing it at every term lost."""
+        log.info("campaigning to run the pool manager as %s", self.leadership.holder)
+        if await self.leadership.campaign_once():
+            await self.manager.start()
+        loop = asyncio.get_running_loop()
+        self.leadership.on_change(lambda leading: asyncio.ensure_future(self._begin_term()) if leading
+                                  else self.manager.pause())
+        self.leadership.start()
+        if not self.db.is_sqlite:
+            self.listener = Listener(self.db.url, [WAKE],
+                                     lambda _channel, _payload: loop.call_soon_threadsafe(self.manager.wake)).start()
+
+    async def _begin_term(self) -> None:
+        try:
+            await self.manager.start()
+        except Exception:  # the next term, or the next pass, tries again
+            log.exception("starting the pool manager failed")
+
+    def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
         self.server = HTTPServer(self.app, xheaders=self.config.settings["behind_proxy"])
         sockets = bind_sockets(port, host)
@@ -45,14 +103,16 @@ class Service:
         self.server.add_sockets(sockets)
         log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings["site_name"],
                  host, self.port, _safe_url(self.db.url))
-        if self.manager is not None:
-            await self.manager.start()
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+        if self.listener is not None:
+            self.listener.stop()
         if self.manager is not None:
             await self.manager.stop()
+            await self.leadership.stop()  # after the manager: a successor starts only once it is done
+            self.lease_executor.shutdown(wait=False)
         if self.server is not None:
             await self.server.close_all_connections()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -64,11 +124,11 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def serve(config, host: str, port: int) -> None:
+async def serve(config, host: str, port: int, role: str = "all") -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     for warning in config.warnings:
         log.warning("config: %s", warning)
-    service = Service(config)
+    service = Service(config, role)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

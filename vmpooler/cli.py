@@ -27,7 +27,7 @@ def cmd_serve(args) -> int:
     from vmpooler.app import serve
 
     config = _load(args.config)
-    asyncio.run(serve(config, args.host, args.port))
+    asyncio.run(serve(config, args.host, args.port, args.role))
     return 0
 
 
@@ -148,6 +148,10 @@ def parser() -> argparse.ArgumentParser:
                      "upgraded on start.", config_help=config_help)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4567, help="port to listen on (default 4567)")
+    serve.add_argument("--role", choices=("all", "api", "manager"), default="all",
+                       help="all (default): the API and the pool manager; api: the API only; manager: the pool "
+                            "manager only, no HTTP. With several processes on one database, one of those that "
+                            "manage runs the manager at a time; the others stand by")
     _command(commands, "check-config", cmd_check_config, "validate a configuration file",
              "List every problem in FILE and exit 1 if there is any.", positional="FILE")
 

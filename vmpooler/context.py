@@ -26,4 +26,6 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: which process runs the pool manager (manager/leader.py), for /status and the health check
+    leader: Callable[[], dict] = lambda: {"leader": True}
     started_at: float = dataclasses.field(default_factory=time.time)

@@ -59,6 +59,9 @@ SETTINGS = [
             "call through.", None, 0),
     Setting("circuit_breaker_half_open_attempts", "int", 3, "Successful trial calls that close the breaker.",
             None, 1),
+    Setting("leader_lease_seconds", "number", 5, "Seconds the process running the pool manager holds its lease "
+            "without renewing it; when it dies or hangs, another process sharing the database takes over "
+            "within about this long.", None, 0.5),
     Setting("shutdown_grace", "number", 10, "Seconds a stopping service waits for provider calls in flight; "
             "what is still running then is abandoned and reconciled at the next start.", None, 0),
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),

@@ -111,6 +111,9 @@ def test_cached_reads_are_reused_until_the_next_write(db, pool):
         return len(rows(db))
 
     assert db.cached("count", load) == 0 and db.cached("count", load) == 0
+    if not db.is_sqlite:  # shared by several processes: another's write would not invalidate it
+        assert len(loads) == 2
+        return
     assert len(loads) == 1  # the second read came from the cache
     add_vm(db, pool[0], "ready")  # writes: the cached count is stale now
     assert db.cached("count", load) == 1 and len(loads) == 2

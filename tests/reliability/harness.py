@@ -95,16 +95,19 @@ class ServerProcess:
     keyword arguments are sections of the file (``auth=...``); ``providers=`` replaces the dummy
     provider (a ``vsphere`` section, say)."""
 
-    def __init__(self, workdir: Path, pools, settings=None, dummy=None, log_level="INFO", **sections):
+    def __init__(self, workdir: Path, pools, settings=None, dummy=None, log_level="INFO", database_url=None,
+                 inventory_path=None, role="all", **sections):
         self.workdir = Path(workdir)
         self.pools = pools
         self.port = free_port()
         self.database_path = self.workdir / "vmpooler.db"
-        self.inventory_path = self.workdir / "inventory.json"
+        self.database_url = database_url or f"sqlite:///{self.database_path}"
+        self.inventory_path = Path(inventory_path or self.workdir / "inventory.json")
         self.log_path = self.workdir / "server.log"
         self.config_path = self.workdir / "vmpooler.yaml"
+        self.role = role
         dummy = {"filename": str(self.inventory_path), **(dummy or {})}
-        raw = raw_config(pools, settings, dummy, f"sqlite:///{self.database_path}", **sections)
+        raw = raw_config(pools, settings, dummy, self.database_url, **sections)
         self.config_path.write_text(yaml.safe_dump(raw))
         config_module.build(yaml.safe_load(self.config_path.read_text()), {}, REGISTRY)  # fail early if invalid
         self.log_level = log_level
@@ -122,7 +125,7 @@ class ServerProcess:
             log.write(f"---- start {self.starts}\n")
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "vmpooler", "--log-level", self.log_level, "serve", "--config",
-                 str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)],
+                 str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port), "--role", self.role],
                 cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=log)
         self.starts += 1
         wait_until(self._answers, timeout, f"the server on port {self.port} to answer")
@@ -131,6 +134,8 @@ class ServerProcess:
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        if self.role == "manager":  # no HTTP: started once it campaigns for the manager's lease
+            return "campaigning to run the pool manager" in self.log()
         return self.client.get("/api/v1/vm", timeout=2).status == 200
 
     def kill(self) -> None:
@@ -156,7 +161,7 @@ class ServerProcess:
 
     def database(self) -> Database:
         """A connection of the test's own to the server's database (dispose it after use)."""
-        return Database(f"sqlite:///{self.database_path}")
+        return Database(self.database_url)
 
     def inventory(self) -> set:
         return inventory_file(self.inventory_path) if self.inventory_path.exists() else set()

@@ -99,3 +99,12 @@ def test_base_folders_group_pools_by_parent_folder():
     assert vmpooler.in_use("a") and vmpooler.in_use("group") and not vmpooler.in_use("gone")
     assert not vmpooler.in_use("a-prefix")
     assert bases[("DC1", "other")].in_use("d") and not bases[("DC1", "other")].in_use("a")
+
+
+def test_a_vm_listed_without_its_name_makes_the_answer_transient_not_a_crash():
+    import pytest
+
+    from vmpooler.providers.base import TransientError
+
+    with pytest.raises(TransientError):
+        inventory.vm_info({"runtime.powerState": "poweredOn"})  # created mid-collection: no name yet

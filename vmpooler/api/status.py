@@ -32,13 +32,19 @@ def requested_sections(query: str) -> frozenset:
     return frozenset(name for name in view.split(",") if name in SECTIONS) | {"status"}
 
 
+def _leadership(_db, leader) -> dict:
+    """``leader()`` reads the manager's lease, a database read: run through ``db.run`` like the others."""
+    return leader()
+
+
 async def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     db = context.db
-    counts, samples, boots = await asyncio.gather(db.run(stat_store.pool_counts, now),
-                                                  db.run(stat_store.duration_stats, day, day),
-                                                  db.run(stat_store.last_boots))
+    counts, samples, boots, manager = await asyncio.gather(db.run(stat_store.pool_counts, now),
+                                                           db.run(stat_store.duration_stats, day, day),
+                                                           db.run(stat_store.last_boots),
+                                                           db.run(_leadership, context.leader))
     pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in config.pools}
     body = {}
     for kind in ("boot", "clone"):
@@ -71,6 +77,7 @@ async def build_status(context, sections: frozenset) -> dict:
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - context.started_at, 1)
+    status["manager"] = manager  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
 

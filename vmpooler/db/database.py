@@ -138,7 +138,12 @@ class Database:
     def cached(self, key, load):
         """``load(conn)`` in a read transaction, reused for ``key`` until the next write transaction
         of this process commits. Exact because every write goes through ``write()`` and one service
-        process owns the database; for hot reads that many clients repeat (GET /vm/<host>)."""
+        process owns an SQLite file; for hot reads that many clients repeat (GET /vm/<host>). On a
+        shared database (PostgreSQL) another process's write would not invalidate it, so there
+        every read goes to the database."""
+        if not self.is_sqlite:
+            with self.read() as conn:
+                return load(conn)
         generation = self.generation
         hit = self._cache.get(key)
         if hit is not None and hit[0] == generation:

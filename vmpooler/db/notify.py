@@ -9,8 +9,10 @@ timer). SQLite has no such mechanism and needs none: one process owns the file.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from typing import Callable, Optional
 
 from sqlalchemy import text
@@ -77,3 +79,35 @@ class Listener:
                 log.warning("listening for other processes' signals failed, retrying in %.1fs: %s", delay, error)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
+
+
+class WakeSender:
+    """Tells the leading process's manager to look now (a checkout or delete here emptied or freed
+    something): at most one NOTIFY per ``interval`` seconds, sent from ``executor``, never on the
+    IOLoop. Called on the IOLoop."""
+
+    def __init__(self, db, interval: float = 0.05, executor=None):
+        self.db = db
+        self.interval = interval
+        self.executor = executor
+        self._queued = False
+        self._last = 0.0
+
+    def send(self) -> None:
+        if self._queued:
+            return
+        self._queued = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, self._last + self.interval - time.monotonic()), self._fire, loop)
+
+    def _fire(self, loop) -> None:
+        self._queued = False
+        self._last = time.monotonic()
+        loop.run_in_executor(self.executor, self._notify)
+
+    def _notify(self) -> None:
+        try:
+            with self.db.write() as conn:
+                notify(conn, WAKE)
+        except Exception as error:  # a hint only: the leader's timer covers a lost one
+            log.info("could not signal the pool manager: %s", error)

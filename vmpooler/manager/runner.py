@@ -17,9 +17,16 @@ log = logging.getLogger("vmpooler.manager")
 T = TypeVar("T")
 
 
+class Fenced(Exception):
+    """This process no longer leads: it must not start provider work (another process's manager
+    may act on the same VMs now). Not a provider failure: the work is dropped, not retried."""
+
+
 class ProviderRunner:
-    def __init__(self, providers: dict, settings: dict):
+    def __init__(self, providers: dict, settings: dict, may_act: Callable[[], bool] = lambda: True):
         self.providers = providers
+        #: asked before every call: false once this process lost the manager's leadership
+        self.may_act = may_act
         self.executor = concurrent.futures.ThreadPoolExecutor(settings["provider_threads"],
                                                               thread_name_prefix="provider")
         self.breakers = {name: CircuitBreaker(
@@ -33,6 +40,8 @@ class ProviderRunner:
         ``await runner.call(pool.provider, lambda p: p.create_vm(pool, name))``. Raises
         ProviderError (CircuitOpen while the provider's breaker refuses calls); anything else a
         provider raises is wrapped, so the manager handles exactly one kind of failure."""
+        if not self.may_act():
+            raise Fenced(f"not calling provider {provider_name}: this process no longer runs the pool manager")
         breaker = self.breakers[provider_name]
         if not breaker.allow():
             raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")

@@ -19,7 +19,7 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
-from vmpooler.manager.runner import ProviderRunner
+from vmpooler.manager.runner import Fenced, ProviderRunner
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -52,11 +52,15 @@ class Pass:
 
 
 class Manager:
-    def __init__(self, config, db, providers: dict):
+    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    holding the lease acts; None for a manager that is alone by construction (tests)."""
+
+    def __init__(self, config, db, providers: dict, leadership=None):
         self.config = config
         self.settings = config.settings
         self.db = db
-        self.runner = ProviderRunner(providers, config.settings)
+        self.leadership = leadership
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
@@ -72,9 +76,17 @@ class Manager:
         self._last_tick = 0.0
         self._stopping = False
 
+    def acting(self) -> bool:
+        """May this manager act now (change state, start provider work)?"""
+        return self.leadership is None or self.leadership.is_leader
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Reconcile with every provider, then run passes every check_loop_delay_min seconds."""
+        """Reconcile with every provider, then run passes every check_loop_delay_min seconds.
+        Run at every start of a term as leader: the previous leader may have left work half done."""
+        self.pause()
+        if not self.acting():
+            return
         await self.db.run(stats.sync_pools, self.config.pools, utcnow())
         requeued = await self.db.run(task_store.requeue_interrupted)
         if requeued:
@@ -82,9 +94,18 @@ class Manager:
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
         await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
         self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+        if not self.acting() or self._stopping:
+            return  # the term ended while reconciling
         self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
         self._callback.start()
         self.tick()
+
+    def pause(self) -> None:
+        """Stop passes (leadership lost). Provider work in flight finishes in its thread, but every
+        further provider call is refused (Fenced) and what it still writes is guarded by state."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
 
     async def stop(self) -> None:
         """Stop passes; give work in flight ``shutdown_grace`` seconds, then abandon it (the next
@@ -133,12 +154,12 @@ class Manager:
     async def run_pass(self) -> None:
         """One pass: read what is due, let every loop act on it."""
         self._last_tick = time.monotonic()
-        if self._stopping or self._last_tick < self.paused_until:
+        if self._stopping or self._last_tick < self.paused_until or not self.acting():
             return
         try:
             work = await Pass.read(self.db)
         except StoreUnavailable as error:
-            self._pause("the", error)
+            self._database_unavailable("the", error)
             return
         # what ended before this pass read cannot make its rows stale (nor any later pass's)
         self._ended = {key: at for key, at in self._ended.items() if at >= work.read_at}
@@ -146,7 +167,7 @@ class Manager:
             try:
                 await loop.run(self, work)
             except StoreUnavailable as error:
-                self._pause(loop.__name__.rsplit(".", 1)[-1], error)
+                self._database_unavailable(loop.__name__.rsplit(".", 1)[-1], error)
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
@@ -157,7 +178,7 @@ class Manager:
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
 
-    def _pause(self, what: str, error) -> None:
+    def _database_unavailable(self, what: str, error) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes for
         a while (the API's requests get the database meanwhile)."""
         self.paused_until = time.monotonic() + STORE_PAUSE
@@ -168,7 +189,7 @@ class Manager:
         for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
         waits on the database, so work can end while it runs)."""
         stale = work is not None and self._ended.get(key, float("-inf")) >= work.read_at
-        if key in self.in_flight or self._stopping or stale:
+        if key in self.in_flight or self._stopping or stale or not self.acting():
             coroutine.close()
             return False
         task = asyncio.ensure_future(self._guarded(key, coroutine))
@@ -181,6 +202,8 @@ class Manager:
         except StoreUnavailable as error:
             self.paused_until = time.monotonic() + STORE_PAUSE
             log.warning("%s: %s; will retry", key, error)
+        except Fenced as fenced:
+            log.info("%s dropped: %s", key, fenced)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -194,3 +217,9 @@ class Manager:
 
     def health(self) -> dict:
         return self.runner.health()
+
+    def leader(self) -> dict:
+        """Which process runs the manager, for /status and the health check."""
+        if self.leadership is None:
+            return {"leader": True}
+        return self.leadership.describe()

@@ -15,6 +15,7 @@ from typing import Iterable, Optional
 from pyVmomi import vim, vmodl
 
 from vmpooler.model import VMInfo
+from vmpooler.providers.base import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,12 @@ def find_snapshot(snapshot_info, name: str):
 
 
 def vm_info(props: dict) -> VMInfo:
-    """A VMInfo from the VM_PROPERTIES of one VM."""
+    """A VMInfo from the VM_PROPERTIES of one VM. A VM being created or removed while the properties
+    are collected can come back without its name: the answer is then incomplete, and a listing
+    must be complete or fail (the reconcile acts on what it lists), so that is a transient error."""
+    if not props.get("name"):
+        raise TransientError("vCenter returned a VM without its name (it is being created or removed); "
+                             "try again")
     template = None
     try:
         template = json.loads(props.get("config.annotation") or "{}").get("template")
