@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
@@ -57,6 +58,10 @@ class Config:
         """Pools that can serve a requested name: the pool itself and/or the pools of an alias."""
         names = [requested] if requested in self.pools_by_name else []
         return names + [p for p in self.aliases.get(requested, []) if p not in names]
+
+    def quota(self, user: Optional[str]) -> Optional[int]:
+        """How many VMs ``user``'s tokens may hold at once (None: no limit)."""
+        return quotas.limit_for((self.auth or {}).get("quotas") or {}, user)
 
     @property
     def domain(self) -> Optional[str]:
@@ -132,6 +137,9 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
     auth = parse_auth(sections.get("auth"), environ, problems)
+    if auth is not None:
+        auth["quotas"], quota_problems = quotas.parse(auth.get("quotas"))
+        problems.extend(quota_problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     if problems:

@@ -61,6 +61,19 @@ class TaskState(_Text):
 QUEUED, TASK_RUNNING, DONE, TASK_FAILED = TaskState.QUEUED, TaskState.RUNNING, TaskState.DONE, TaskState.FAILED
 
 
+class RequestState(_Text):
+    """The states of an on-demand request: pending until handed over (ready), or failed or deleted."""
+
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+OD_PENDING, OD_READY, OD_FAILED, OD_DELETED = (RequestState.PENDING, RequestState.READY, RequestState.FAILED,
+                                               RequestState.DELETED)
+
+
 @dataclasses.dataclass(frozen=True)
 class PoolConfig:
     """One pool as configured, with the global defaults applied by the loader.

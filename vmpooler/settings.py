@@ -27,6 +27,12 @@ SETTINGS = [
     Setting("site_name", "str", "vmpooler", "Title of the dashboard; also in logs and the service banner.",
             "SITE_NAME"),
     Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
+    Setting("ondemand_clone_limit", "int", 10, "On-demand clones in flight at once (they also count "
+            "against task_limit).", "ONDEMAND_CLONE_LIMIT", 1),
+    Setting("max_ondemand_instances_per_request", "int", 10, "Most VMs of one pool or alias an on-demand "
+            "request may ask for (403 above).", "MAX_ONDEMAND_INSTANCES_PER_REQUEST", 1),
+    Setting("ondemand_request_ttl", "number", 5, "Minutes an on-demand request may take to be filled before "
+            "it fails and its VMs are destroyed.", "ONDEMAND_REQUEST_TTL", 0),
     Setting("timeout", "number", 15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0),
     Setting("vm_checktime", "number", 1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0),
     Setting("vm_lifetime", "number", 24, "Hours a checked-out VM lives (0: forever).", "VM_LIFETIME", 0),
@@ -89,9 +95,6 @@ SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 # Keys of the original that do not apply here: accepted, warned about, ignored.
 IGNORED_SETTINGS = {
     "logfile": "logs go to stderr",
-    "ondemand_clone_limit": "no ondemand API in v1",
-    "max_ondemand_instances_per_request": "no ondemand API in v1",
-    "ondemand_request_ttl": "no ondemand API in v1",
     "migration_limit": "no migration at checkout",
     "usage_stats": "no statsd metrics",
     "backend_weight": "no weighted alias selection",

@@ -24,20 +24,42 @@ class Floaty:
         hosts = self.client.get(f"{self.base}/vm").json()
         return [h for h in hosts if os_filter is None or os_filter in h]
 
-    def retrieve(self, os_types, token=None):  # Pooler.retrieve: conn.post "vm/a+a+b"
+    def retrieve(self, os_types, token=None, ondemand=False):
+        """Pooler.retrieve: conn.post "vm/a+a+b", or with --ondemand (1.x) "ondemandvm/a+a+b"."""
         os_string = "+".join(os for os, num in os_types.items() for _ in range(num))
         headers = dict(FORM, **({"X-AUTH-TOKEN": token} if token else {}))
-        response = self.client.post(f"{self.base}/vm/{os_string}", body="", headers=headers)
+        path = "ondemandvm" if ondemand else "vm"
+        response = self.client.post(f"{self.base}/{path}/{os_string}", body="", headers=headers)
         body = response.json()
         if body["ok"]:
             return body
         raise RuntimeError(f"HTTP {response.status}: {body}")
 
+    def check_ondemandvm(self, request_id):  # Pooler.check_ondemandvm: a GET without the token
+        response = self.client.get(f"{self.base}/ondemandvm/{request_id}")
+        body = response.json()
+        if response.status == 200:
+            return body
+        if response.status == 404:
+            raise RuntimeError("HTTP 404: The request cannot be found, or an unknown error occurred")
+        return False
+
+    def wait_for_request(self, request_id, timeout=30, pause=0.05):
+        """Pooler.wait_for_request: poll until 200 (vmfloaty sleeps 5 s between polls)."""
+        import time
+        start = time.monotonic()
+        while self.check_ondemandvm(request_id) is False:
+            if time.monotonic() - start > timeout:
+                return False
+            time.sleep(pause)
+        return self.check_ondemandvm(request_id)
+
     @staticmethod
-    def standardize_hostnames(body):  # Utils.standardize_hostnames
+    def standardize_hostnames(body):  # Utils.standardize_hostnames (1.6.0 skips request_id and ready)
         body = dict(body)
         assert body.pop("ok")
         domain = body.pop("domain", None)
+        body = {k: v for k, v in body.items() if k not in ("request_id", "ready")}
         return {os: [f"{h}.{domain}" if domain else h for h in (v["hostname"] if isinstance(v["hostname"], list)
                                                                  else [v["hostname"]])] for os, v in body.items()}
 
@@ -155,3 +177,36 @@ def test_vmfloaty_without_auth(api):
     body = floaty.retrieve({"debian-7-i386": 1}, token="anything")
     assert Floaty.standardize_hostnames(body) == {"debian-7-i386": [f"{name}.company.com"]}
     assert floaty.delete([name], "anything") == {name: {"ok": True}}
+
+
+def test_vmfloaty_ondemand_get(tmp_path):
+    """floaty get debian-7-i386=2 debian-7-x86_64 --ondemand against the whole service (manager
+    included): POST ondemandvm/a+a+b with the token, then polls GET ondemandvm/<id> without it
+    until 200, then prints the hostnames with the domain."""
+    from tests.reliability.harness import service_config
+    from tests.service import InProcessService
+
+    config = service_config(tmp_path, [{"name": "debian-7-i386", "template": "t", "size": 0},
+                                       {"name": "debian-7-x86_64", "template": "t", "size": 0}],
+                            settings={"domain": "company.com"}, dummy={"boot_max_time": 0.5}, auth=USERS_AUTH)
+    service = InProcessService(config)
+    try:
+        floaty = Floaty(service.client)
+        token = floaty.get_token("jdoe", PASSWORD)
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            floaty.retrieve({"debian-7-i386": 1}, None, ondemand=True)
+        response = floaty.retrieve({"debian-7-i386": 2, "debian-7-x86_64": 1}, token, ondemand=True)
+        assert set(response) == {"ok", "request_id", "domain"}
+        assert floaty.check_ondemandvm(response["request_id"]) is False  # 202 while pending
+        answer = floaty.wait_for_request(response["request_id"])
+        hosts = Floaty.standardize_hostnames(answer)
+        assert set(hosts) == {"debian-7-i386", "debian-7-x86_64"}
+        assert len(hosts["debian-7-i386"]) == 2 and len(hosts["debian-7-x86_64"]) == 1
+        assert all(h.endswith(".company.com") for names in hosts.values() for h in names)
+        short = [h.split(".")[0] for names in hosts.values() for h in names]
+        assert sorted(floaty.list_active(token)) == sorted(short)  # floaty list --active
+        assert floaty.delete(short, token) == {h: {"ok": True} for h in short}
+        with pytest.raises(RuntimeError, match="HTTP 404"):
+            floaty.check_ondemandvm("no-such-request")
+    finally:
+        service.stop()

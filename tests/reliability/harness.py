@@ -187,13 +187,11 @@ class ServerProcess:
         return sorted(targets)
 
 
-class Worker:
-    """One HTTP client doing checkout / PUT tags / PUT lifetime / DELETE / token create and delete,
-    recording in ``ledger`` (see ``invariants.Ledger``) what the server acknowledged, until the
-    server dies or ``stop``. Checkouts pick one of ``pools``; tokens belong to ``USERS``."""
+class ClientLoop:
+    """An HTTP client of the crash scenarios: ``step(n)`` again and again until the server dies
+    or ``stop`` is set; answers it did not expect are collected in ``unexpected``."""
 
-    def __init__(self, client, ledger, rng, tag, pools=("a", "b")):
-        self.client, self.ledger, self.rng, self.tag, self.pools = client, ledger, rng, tag, pools
+    def __init__(self):
         self.unexpected = []
         self.stop = threading.Event()
 
@@ -205,6 +203,19 @@ class Worker:
                 self.step(step)
             except (OSError, http.client.HTTPException):
                 return  # killed: the request in flight is uncertain (see step)
+
+    def step(self, step):
+        raise NotImplementedError
+
+
+class Worker(ClientLoop):
+    """One HTTP client doing checkout / PUT tags / PUT lifetime / DELETE / token create and delete,
+    recording in ``ledger`` (see ``invariants.Ledger``) what the server acknowledged, until the
+    server dies or ``stop``. Checkouts pick one of ``pools``; tokens belong to ``USERS``."""
+
+    def __init__(self, client, ledger, rng, tag, pools=("a", "b")):
+        super().__init__()
+        self.client, self.ledger, self.rng, self.tag, self.pools = client, ledger, rng, tag, pools
 
     def expect(self, response, *statuses):
         if response.status not in statuses:

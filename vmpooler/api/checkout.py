@@ -9,6 +9,7 @@ from vmpooler.api.render import shown, whole_number
 from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.db.quotas import QuotaExceeded
 
 #: most VMs one request may take (the original had no bound)
 MAX_VMS_PER_REQUEST = 100
@@ -46,15 +47,17 @@ def wants(config, requested: dict) -> list:
 
 async def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
     """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
-    503 when a pool has too few ready VMs."""
+    503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
         taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings["vm_lifetime"], owner,
-                                     settings["vm_lifetime_auth"])
+                                     settings["vm_lifetime_auth"], config.quota(owner.user) if owner else None)
     except vm_store.Shortfall as shortfall:
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
+    except QuotaExceeded as exceeded:
+        raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
     if wanted:
         context.wake()
     body = {"ok": True}

@@ -14,6 +14,7 @@ from vmpooler.api import dashboard
 from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
 from vmpooler.api.summary import SummaryHandler
@@ -50,6 +51,8 @@ ROUTES = [
     ("/summary/{section}/{key}", SummaryHandler, True),
     ("/poolstat", PoolstatHandler, False),
     ("/totalrunning", TotalRunningHandler, False),
+    ("/ondemandvm", OndemandBodyHandler, False),
+    ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
 ]
 

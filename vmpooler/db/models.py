@@ -58,10 +58,14 @@ vms = Table(
     Column("next_attempt_at", DateTime),
     Column("last_error", Text),
     Column("ip", String(64)),
+    # the on-demand request (its wanted pool) this VM was cloned for; NULL for a pool's own VMs
+    Column("want_id", Integer, ForeignKey("ondemand_wants.id"), index=True),
     # checkout: the longest-ready VM of a pool, straight from the index
     Index("ix_vms_pool_state_ready", "pool", "state", "ready_at", "id"),
     # pool counts (status, the manager's pass): an index-only GROUP BY
-    Index("ix_vms_state_pool_counts", "state", "pool", "cloned_at", "next_attempt_at"),
+    Index("ix_vms_state_pool_counts", "state", "pool", "cloned_at", "next_attempt_at", "want_id"),
+    # per-user quotas: the VMs a user holds
+    Index("ix_vms_token_user_state", "token_user", "state"),
     Index("ix_vms_state_expires", "state", "expires_at"),
 )
 
@@ -150,4 +154,31 @@ leases = Table(
     Column("epoch", Integer, nullable=False),
     Column("expires_at", DateTime),
     Column("renewed_at", DateTime),
+)
+
+# On-demand requests (POST /ondemandvm): VMs cloned for one client, beside the pools' sizes.
+# state is a vmpooler.model.RequestState: pending until handed over (ready), or failed or deleted.
+ondemand_requests = Table(
+    "ondemand_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    # the client's id (or a UUID4); unique, so two POSTs with one id cannot both create it
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("state_changed_at", DateTime, nullable=False),
+    Column("token_hash", String(64)),
+    Column("token_user", String(255)),
+    Column("failure", Text),  # why it failed, shown by GET
+    Index("ix_ondemand_requests_state", "state"),
+    Index("ix_ondemand_requests_user_state", "token_user", "state"),
+)
+
+# What a request asked for: ``count`` VMs of ``pool`` under the name it used (a pool or an alias).
+ondemand_wants = Table(
+    "ondemand_wants", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_ref", Integer, ForeignKey("ondemand_requests.id"), nullable=False, index=True),
+    Column("requested", String(100), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("count", Integer, nullable=False),
 )

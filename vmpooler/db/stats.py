@@ -15,16 +15,17 @@ from sqlalchemy import and_, bindparam, case, exc, func, insert, select, update
 
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
-from vmpooler.model import LIVE_STATES, PENDING
+from vmpooler.model import LIVE_STATES, PENDING, READY
 
 DURATION_KINDS = ("boot", "clone")
-_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots")
+_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots", "ondemand")
 
 # Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
 _CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
 _WAITING = and_(_CLONING, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > bindparam("now"))
 _POOL_COUNTS = (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
-                       func.sum(case((_WAITING, 1), else_=0)))
+                       func.sum(case((_WAITING, 1), else_=0)),
+                       func.sum(case((vms.c.want_id.is_not(None), 1), else_=0)))
                 .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
 _LAST_BOOTS = select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None))
 _DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_days.c.pool, duration_days.c.count,
@@ -45,20 +46,31 @@ _ADD_TO_DURATION_DAY = (update(duration_days)
 
 # --- pools ----------------------------------------------------------------------------------
 def pool_counts(db: Database, now) -> dict:
-    """{pool: {pending, cloning, booting, ready, running, completed, clone_slots}} over live VMs,
-    in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning = pending
-    without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
-    waiting out a retry backoff (clones running now or due to (re)start)."""
+    """{pool: {pending, cloning, booting, ready, running, completed, clone_slots, ondemand}} over
+    live VMs, in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning =
+    pending without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
+    waiting out a retry backoff (clones running now or due to (re)start), on-demand ones included.
+    ondemand = VMs cloned for an on-demand request and not yet handed over (pending or ready):
+    they count as pending, never as ready (no checkout can take them), and a pool's size is
+    kept by its other VMs (``pending - ondemand + ready``)."""
     counts = {}
     with db.read() as conn:
         rows = conn.execute(_POOL_COUNTS, {"now": now}).all()
-    for pool, state, count, cloning_count, waiting_count in rows:
+    for pool, state, count, cloning_count, waiting_count, ondemand_count in rows:
         entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
-        entry[state] = count
-        if state == PENDING:
+        ondemand_count = int(ondemand_count or 0)
+        if state == READY:
+            entry["ready"] = count - ondemand_count
+            entry["pending"] += ondemand_count
+            entry["ondemand"] += ondemand_count
+        elif state == PENDING:
+            entry["pending"] += count
+            entry["ondemand"] += ondemand_count
             entry["cloning"] = int(cloning_count or 0)
             entry["booting"] = count - entry["cloning"]
             entry["clone_slots"] = entry["cloning"] - int(waiting_count or 0)
+        else:
+            entry[state] = count
     return counts
 
 

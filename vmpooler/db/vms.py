@@ -16,7 +16,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, delete, exc, insert, or_, select
 
-from vmpooler.db import stats
+from vmpooler.db import quotas, stats
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, fetch, log_change, record_event, transition
 from vmpooler.db.models import tasks, vm_tags, vms
@@ -33,7 +33,8 @@ _NAMES_TAKEN = select(vms.c.name).where(vms.c.name.in_(bindparam("names", expand
 # The longest-ready VM of some pools. FOR UPDATE SKIP LOCKED makes concurrent checkouts on
 # PostgreSQL pick different rows instead of queueing on one; SQLite, whose write transactions are
 # serialised anyway, compiles it to nothing.
-_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY)
+_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY,
+                                   vms.c.want_id.is_(None))  # on-demand VMs belong to their request
                  .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
 _VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
 _DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
@@ -51,7 +52,8 @@ _EXPIRED = select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(Non
                              vms.c.expires_at <= bindparam("now"))
 _TO_DESTROY = select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
                                                               vms.c.next_attempt_at <= bindparam("now")))
-_SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)))
+_SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
+                                 vms.c.want_id.is_(None))  # a pool's own VMs
                .order_by(vms.c.id.desc()))
 _LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
 _DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
@@ -68,27 +70,37 @@ def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
     Returns the new rows; a name is skipped when it is taken: by a live VM, or by one gone less
     than ``reserve_hours`` ago (so a client's late DELETE or GET of its expired VM can never
     reach the next VM of that name)."""
-    since = now - datetime.timedelta(hours=reserve_hours)
-    created = []
     try:
         with db.write() as conn:
-            names = [name for _pool, name in wanted]
-            taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
-            for pool, name in wanted:
-                if name in taken:
-                    continue
-                taken.add(name)
-                vm_id = conn.execute(_INSERT_VM, {
-                    "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
-                    "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
-                    "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
-                created.append(fetch(conn, vm_id))
-                record_event(conn, created[-1], None, PENDING, "clone requested", now)
+            created = insert_new(conn, wanted, now, reserve_hours)
     except exc.IntegrityError:  # another writer took a name meanwhile (not with SQLite): next pass
         return []
+    log_new(created)
+    return created
+
+
+def insert_new(conn, wanted: list, now, reserve_hours: float, reason: str = "clone requested", **values) -> list:
+    """``new_vms`` inside the caller's transaction (``values``: further columns of every row)."""
+    since = now - datetime.timedelta(hours=reserve_hours)
+    names = [name for _pool, name in wanted]
+    taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
+    created = []
+    for pool, name in wanted:
+        if name in taken:
+            continue
+        taken.add(name)
+        vm_id = conn.execute(_INSERT_VM, {
+            "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
+            "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
+            "clone_attempts": 0, "destroy_attempts": 0, "want_id": None, **values}).inserted_primary_key[0]
+        created.append(fetch(conn, vm_id))
+        record_event(conn, created[-1], None, PENDING, reason, now)
+    return created
+
+
+def log_new(created: list) -> None:
     for vm in created:
         log.info("[%s] %s: cloning from %s", vm.pool, vm.name, vm.template)
-    return created
 
 
 @writes
@@ -257,11 +269,14 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
 
 @writes
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
-             owner_lifetime: Optional[float] = None) -> dict:
-    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, having taken none."""
+             owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
+    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, or QuotaExceeded
+    when the owner would hold more than ``quota`` VMs, having taken none."""
     taken, moved = {}, []
     reason = "checked out" + (f" by {owner.user}" if owner else "")
     with db.write() as conn:
+        if owner is not None and quota is not None:
+            quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
         for want in wants:
             names = taken.setdefault(want.requested, [])
             for _ in range(want.count):
@@ -282,14 +297,20 @@ def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, re
         vm = conn.execute(_OLDEST_READY, {"pools": list(want.pools)}).first()
         if vm is None:
             return None
-        lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
-        values = {"checkout_at": now, "lifetime": lifetime,
-                  "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
-        if owner is not None:
-            values.update(token_hash=owner.token_hash, token_user=owner.user)
-        if change(conn, vm, RUNNING, reason, now, **values):
+        if change(conn, vm, RUNNING, reason, now, **running_values(vm, now, default_lifetime, owner, owner_lifetime)):
             return vm
     return None
+
+
+def running_values(vm, now, default_lifetime, owner: Optional[Owner], owner_lifetime) -> dict:
+    """The columns a VM handed to a client gets: checkout time, lifetime and expiry (the token
+    lifetime for an owner, when set), and the owner."""
+    lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
+    values = {"checkout_at": now, "lifetime": lifetime,
+              "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
+    if owner is not None:
+        values.update(token_hash=owner.token_hash, token_user=owner.user)
+    return values
 
 
 @writes

@@ -27,10 +27,15 @@ async def run(manager, work) -> None:
     wanted = {}
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
-        missing = pool.size - entry.get("pending", 0) - entry.get("ready", 0)
+        missing = pool.size - _stock(entry)
         if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
             wanted[pool.name] = missing
     await _start_clones(manager, _share(wanted, slots), now)
+
+
+def _stock(entry: dict) -> int:
+    """The pool's own VMs, pending or ready (VMs cloned for on-demand requests are not its)."""
+    return entry.get("pending", 0) - entry.get("ondemand", 0) + entry.get("ready", 0)
 
 
 def _share(wanted: dict, slots: int) -> list:
@@ -53,16 +58,16 @@ def _retry_due(manager, work) -> None:
     now = work.now
     for vm in work.pending:
         pool = manager.pools.get(vm.pool)
-        if pool is None or vm.cloned_at is not None or manager.busy(vm.name):
+        if pool is None or vm.cloned_at is not None or vm.want_id is not None or manager.busy(vm.name):
             continue
         if vm.next_attempt_at is None or vm.next_attempt_at <= now:
-            manager.launch(("vm", vm.name), _clone(manager, pool, vm), work)
+            manager.launch(("vm", vm.name), clone(manager, pool, vm), work)
 
 
 async def _shrink(manager, counts, now) -> None:
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
-        extra = entry.get("pending", 0) + entry.get("ready", 0) - pool.size
+        extra = _stock(entry) - pool.size
         if extra > 0:
             reason = f"pool {pool.name} is over its size of {pool.size}"
             excess = await manager.db.run(vm_store.excess, pool.name, extra)
@@ -89,14 +94,16 @@ async def _start_clones(manager, pool_names: list, now) -> None:
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
-        manager.launch(("vm", vm.name), _clone(manager, manager.pools[vm.pool], vm))
+        manager.launch(("vm", vm.name), clone(manager, manager.pools[vm.pool], vm))
 
 
-async def _clone(manager, pool, vm) -> None:
+async def clone(manager, pool, vm, failed=None) -> None:
+    """Clone ``vm`` and record it cloned (and ready when it answers at once); a failure goes to
+    ``failed`` (on-demand VMs have their own handling), by default the pool's retry policy."""
     try:
         info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
-        await _clone_failed(manager, pool, vm, error)
+        await (failed or _clone_failed)(manager, pool, vm, error)
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)

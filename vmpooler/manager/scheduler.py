@@ -17,13 +17,13 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, ondemand, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (checks, destroy, replenish, tasks)
+LOOPS = (checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
