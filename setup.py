@@ -19,6 +19,7 @@ setup(
         "pyyaml>=5.4",
         "bcrypt>=4.0",
         "coolname>=2.2",
+        "prometheus-client>=0.17",
         "ldap3>=2.9",
     ],
     extras_require={

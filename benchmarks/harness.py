@@ -69,10 +69,10 @@ class Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None) -> str:
-    """A service configuration in the original's YAML format."""
+def write_config(path: str, db_path: str, pools: list, settings: dict, providers=None, **sections) -> str:
+    """A service configuration in the original's YAML format (``sections``: more of them, e.g. prometheus)."""
     raw = {"providers": providers or {"dummy": {}}, "pools": pools, "config": settings,
-           "database": {"url": f"sqlite:///{db_path}"}}
+           "database": {"url": f"sqlite:///{db_path}"}, **sections}
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(raw, handle)
     return path

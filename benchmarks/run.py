@@ -41,6 +41,7 @@ SCENARIOS = {
     "scale": scenarios.scale,
     "history": scenarios.history,
     "dashboard": _dashboard,
+    "metrics": scenarios.metrics,
 }
 
 

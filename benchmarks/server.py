@@ -6,9 +6,9 @@
 Each prints one JSON line ({"port", "pid", "start_seconds"}) once it listens, and stops on
 SIGTERM or when its standard input closes (so it never outlives the benchmark).
 
-The service gets two extra routes under /_bench/ (benchmark only): ``tick`` runs the manager's
+The service gets extra routes under /_bench/ (benchmark only): ``tick`` runs the manager's
 pass in this process and reports its CPU time (time.process_time), ``in_flight`` counts provider
-work still running. VMs the benchmark seeded into the database are given to the dummy provider
+work still running, ``exposition`` (with :prometheus:) times rendering the metrics. VMs the benchmark seeded into the database are given to the dummy provider
 (``inject``) before the service starts, so the first reconcile finds them all.
 
 The floor answers GET /floor with a small JSON object; with --db it also does, with the sqlite3
@@ -121,6 +121,26 @@ class InFlightHandler(tornado.web.RequestHandler):
         self.write({"in_flight": len(self.settings["manager"].in_flight)})
 
 
+class ExpositionHandler(tornado.web.RequestHandler):
+    """GET /_bench/exposition?repeat=N: CPU ms of rendering the metrics here (the service's own
+    exposition, and prometheus_client's generate_latest over the same registry: the library's floor)."""
+
+    def get(self):
+        from prometheus_client import generate_latest
+
+        metrics = self.settings["metrics"]
+        repeat = int(self.get_argument("repeat", "10"))
+        timings = {}
+        for name, render in (("ours", metrics.exposition), ("library", lambda: generate_latest(metrics.registry))):
+            samples = []
+            for _ in range(repeat):
+                began = time.process_time()
+                render()
+                samples.append((time.process_time() - began) * 1000)
+            timings[name] = sorted(samples)[len(samples) // 2]
+        self.write(timings)
+
+
 def inject_seeded(service):
     """Give the dummy providers the live VMs found in the database (seeded by the benchmark)."""
     from sqlalchemy import select
@@ -165,6 +185,9 @@ async def serve(mode, args):
             service.app.add_handlers(r".*", [(r"/_bench/tick", TickHandler, {}),
                                              (r"/_bench/in_flight", InFlightHandler, {})])
             service.app.settings["manager"] = service.manager
+        if service.metrics.enabled:
+            service.app.add_handlers(r".*", [(r"/_bench/exposition", ExpositionHandler, {})])
+            service.app.settings["metrics"] = service.metrics
         await service.start("127.0.0.1", 0)
         info["port"] = service.port
     info["start_seconds"] = time.perf_counter() - began

@@ -18,6 +18,7 @@ from vmpooler.db.notify import WAKE, Listener, WakeSender
 from vmpooler.db import leases
 from vmpooler.manager.leader import LEASE_NAME, Leadership
 from vmpooler.manager.scheduler import Manager
+from vmpooler.metrics import build_metrics
 from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
@@ -38,20 +39,24 @@ class Service:
         self.config = config
         self.role = role
         self.db = Database(config.database_url)
+        self.metrics = build_metrics(config, self.db)
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
         self.leadership = self.manager = None
         if role in ("all", "manager"):
             # a thread of its own: a renewal never queues behind password checks
             self.lease_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
-            self.leadership = Leadership(self.db, config.settings["leader_lease_seconds"], executor=self.lease_executor)
-            self.manager = Manager(config, self.db, registry.build(config), self.leadership)
+            self.leadership = Leadership(self.db, config.settings.leader_lease_seconds, executor=self.lease_executor)
+            self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
+            self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
         # processes sharing PostgreSQL wake the leader's manager through it; an SQLite file has one process
         self.wake_sender = None if self.db.is_sqlite else WakeSender(self.db, executor=self.executor)
         self.listener = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             provider_health=self.manager.health if self.manager else dict,
-            leader=self.manager.leader if self.manager else self._leader_elsewhere)
+            leader=self.manager.leader if self.manager else self._leader_elsewhere,
+            manager_stalled=self.manager.stalled if self.manager else (lambda: None),
+            metrics=self.metrics)
         self.app = make_app(self.context)
         self.server = None
         self.port = None
@@ -97,11 +102,11 @@ class Service:
 
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings["behind_proxy"])
+        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
-        log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings["site_name"],
+        log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings.site_name,
                  host, self.port, _safe_url(self.db.url))
 
     async def stop(self) -> None:

@@ -76,7 +76,21 @@ def parse_auth(section, environ: Mapping[str, str], problems: list) -> Optional[
         _check_users(auth.get("users"), problems)
     elif provider == "ldap":
         auth["ldap"] = parse_ldap(auth.get("ldap"), environ, problems)
+    if auth.get("admins") is not None:
+        auth["admins"] = _admins(auth["admins"], problems)
     return auth
+
+
+def _admins(value, problems: list) -> tuple:
+    """``admins``: the users whose tokens may change the pool configuration at run time (a list,
+    or one name)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, (str, int)) for name in names):
+        problems.append(f"auth.admins: must be a list of strings, not {value!r}")
+        return ()
+    if not names:
+        problems.append("auth.admins: must name at least one user (leave it out to let every token in)")
+    return tuple(str(name) for name in names)
 
 
 def _check_users(users, problems: list) -> None:

@@ -18,7 +18,7 @@ from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
@@ -38,7 +38,8 @@ POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_
 
 @dataclasses.dataclass
 class Config:
-    settings: dict
+    #: the core :config: keys, typed and frozen: ``config.settings.task_limit``
+    settings: Settings
     pools: list
     #: name under :providers: -> model.ProviderConfig (its class and typed options)
     providers: dict
@@ -46,6 +47,8 @@ class Config:
     tagfilter: dict
     database_url: str
     warnings: list
+    #: the :prometheus: section; None when absent (no metrics endpoint, no metrics kept)
+    prometheus: Optional["PrometheusConfig"] = None
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -65,7 +68,7 @@ class Config:
 
     @property
     def domain(self) -> Optional[str]:
-        return self.settings.get("domain")
+        return self.settings.domain
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
                                 warnings)
     section = _mapping(sections.get("config"), "config", problems)
-    settings = read_settings(SETTINGS, section, problems, "config.", environ)
+    settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
     for name, (class_name, schema, options) in entries.items():
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
@@ -142,9 +145,10 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
         problems.extend(quota_problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
+    prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
         raise ConfigError(problems)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
@@ -287,9 +291,9 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         return None
     return PoolConfig(
         name=name, template=template, size=size, provider=provider, alias=alias,
-        timeout=settings["timeout"] if core["timeout"] is None else core["timeout"],
-        ready_ttl=settings["ready_ttl"] if core["ready_ttl"] is None else core["ready_ttl"],
-        check_hostname_for_mismatch=(settings["check_ready_vm_hostname_for_mismatch"]
+        timeout=settings.timeout if core["timeout"] is None else core["timeout"],
+        ready_ttl=settings.ready_ttl if core["ready_ttl"] is None else core["ready_ttl"],
+        check_hostname_for_mismatch=(settings.check_ready_vm_hostname_for_mismatch
                                      if core["check_hostname_for_mismatch"] is None
                                      else core["check_hostname_for_mismatch"]),
         provider_options=provider_options, raw=dict(raw),
@@ -297,7 +301,8 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
 
 
 # Pool keys that override a global setting (unset: the global value applies).
-_POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0), Setting("ready_ttl", "number", None, "", minimum=0),
+_POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0),
+                  Setting("ready_ttl", "number", None, "", minimum=0),
                   Setting("check_hostname_for_mismatch", "bool", None, ""))
 
 
@@ -309,6 +314,46 @@ def _tagfilter(section, problems) -> dict:
         except re.error as exc:
             problems.append(f"tagfilter.{tag}: not a valid regular expression: {exc}")
     return filters
+
+
+@dataclasses.dataclass(frozen=True)
+class PrometheusConfig:
+    """The original's :prometheus: section (defaults as its Promstats applies them)."""
+
+    #: the value of the ``vmpooler_instance`` label on every sample
+    prefix: str = "vmpooler"
+    #: the start of every metric name
+    prometheus_prefix: str = "vmpooler"
+    #: the path the exposition is served at
+    prometheus_endpoint: str = "/prometheus"
+
+
+_METRIC_PREFIX = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
+_ENDPOINT = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]+$")
+
+
+def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
+    """None without the section, or with it empty (``:prometheus:`` and nothing under it), as the original."""
+    if section is None:
+        return None
+    section = _mapping(section, "prometheus", problems)
+    values = {}
+    for key, value in section.items():
+        key = str(key).strip(":")
+        if key not in PrometheusConfig.__dataclass_fields__:
+            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            continue
+        value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
+        if value is not None:
+            values[key] = value
+    prefix = values.get("prometheus_prefix")
+    if prefix is not None and not _METRIC_PREFIX.match(prefix):
+        problems.append(f"prometheus.prometheus_prefix: must start a Prometheus metric name (letters, digits, "
+                        f"'_' and ':', not starting with a digit), not {prefix!r}")
+    endpoint = values.get("prometheus_endpoint")
+    if endpoint is not None and not _ENDPOINT.match(endpoint):
+        problems.append(f"prometheus.prometheus_endpoint: must be a path such as /prometheus, not {endpoint!r}")
+    return PrometheusConfig(**values)
 
 
 def _database_url(section, environ, problems) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from vmpooler.config import Config
 from vmpooler.db.database import Database
+from vmpooler.metrics import DISABLED, Hooks
 
 
 @dataclasses.dataclass
@@ -28,4 +29,8 @@ class Context:
     provider_health: Callable[[], dict] = dict
     #: which process runs the pool manager (manager/leader.py), for /status and the health check
     leader: Callable[[], dict] = lambda: {"leader": True}
+    #: why the pool manager is not doing its work, or None (always None when no manager runs)
+    manager_stalled: Callable[[], Optional[str]] = lambda: None
+    #: the Prometheus hooks (vmpooler.metrics); DISABLED without a :prometheus: section
+    metrics: Hooks = DISABLED
     started_at: float = dataclasses.field(default_factory=time.time)

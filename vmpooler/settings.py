@@ -73,8 +73,9 @@ SETTINGS = [
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
-    Setting("experimental_features", "bool", False, "Accepted for compatibility; no experimental routes.",
-            "EXPERIMENTAL_FEATURES"),
+    Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "
+            "/config/poolsize, /config/pooltemplate, /config/clonetarget, /poolreset and DELETE "
+            "/config/poolsize|pooltemplate/<pool>); off: they answer 405.", "EXPERIMENTAL_FEATURES"),
     Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
@@ -106,8 +107,8 @@ IGNORED_SETTINGS = {
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "prometheus": "no prometheus metrics yet", "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database"}
+                    "dns_configs": "API v1 has no DNS plugins"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------
@@ -177,3 +178,35 @@ def read_settings(rows, mapping, problems: list, where: str = "", environ=None) 
             value = check_setting(setting, mapping.get(setting.key), f"{where}{setting.key}", problems)
         values[setting.key] = setting.default if value is None else value
     return values
+
+
+# -- the typed settings object ---------------------------------------------------------------
+_PYTHON_TYPES = {"int": int, "number": float, "bool": bool, "str": str, "list": tuple, "dict": dict}
+
+
+def _frozen(value):
+    """Lists become tuples, so that a frozen Settings holds nothing that can change under it."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _settings_class(rows) -> type:
+    """A frozen dataclass with one attribute per row, named by its key, defaulting to its default:
+    ``config.settings.task_limit``. A misspelt key is an AttributeError (and a failing test: see
+    tests/unit/test_settings.py), not a KeyError on a rare path."""
+    fields = []
+    for row in rows:
+        default = _frozen(row.default)
+        field = (dataclasses.field(default_factory=lambda default=default: dict(default))
+                 if isinstance(default, dict) else dataclasses.field(default=default))
+        fields.append((row.key, Optional[_PYTHON_TYPES[row.kind]], field))
+    return dataclasses.make_dataclass("Settings", fields, frozen=True, namespace={"__module__": __name__})
+
+
+Settings = _settings_class(SETTINGS)
+
+
+def build_settings(values) -> "Settings":
+    """Settings from ``{key: value}`` (typed values, as read_settings gives them); a missing key
+    takes its default, an unknown one is a TypeError. Tests override with
+    ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
+    return Settings(**{key: _frozen(value) for key, value in values.items()})

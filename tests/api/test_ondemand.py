@@ -29,8 +29,8 @@ def fill(api, request_id, boot=None):
         vm_store.cloned(api.db, vm, utcnow(), ready=True)
     request = requests_db.find(api.db, request_id)
     if request.filled():
-        assert requests_db.hand_over(api.db, request, utcnow(), api.config.settings["vm_lifetime"],
-                                     api.config.settings["vm_lifetime_auth"])
+        assert requests_db.hand_over(api.db, request, utcnow(), api.config.settings.vm_lifetime,
+                                     api.config.settings.vm_lifetime_auth)
     return [vm.name for vm in created]
 
 

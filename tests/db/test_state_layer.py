@@ -73,7 +73,7 @@ def test_checkout_records_owner_lifetime_and_expiry(db, pool):
 def test_manager_and_client_racing_on_one_vm_have_one_winner(db, pool):
     name = add_vm(db, pool[0], "ready")
     stale = rows(db, name=name)[0]  # what the manager read before the checkout
-    assert _checkout(db, [Want("p", ("p",), 1)])["p"] == [name]
+    assert [vm.name for vm in _checkout(db, [Want("p", ("p",), 1)])["p"]] == [name]
     assert vm_store.complete(db, stale, "ready_ttl", utcnow()) is False
     assert rows(db, name=name)[0].state == "running"
 

@@ -66,8 +66,9 @@ class StateLayer(RuleBasedStateMachine):
             assert not enough
             return
         assert enough
-        for pool, names in taken.items():
-            assert len(names) == len(set(names))
+        for pool, vms in taken.items():
+            names = [vm.name for vm in vms]
+            assert len(names) == len(set(names)) and {vm.pool for vm in vms} <= {pool}
             for name in names:
                 assert self.model[name] == (pool, "ready")
                 self.model[name] = (pool, "running")

@@ -28,6 +28,10 @@ def test_backoff_doubles_up_to_the_cap():
     assert [policy().backoff(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
 
 
+def test_backoff_after_thousands_of_failures_is_the_cap_not_an_overflow():
+    assert policy().backoff(5000) == 10
+
+
 def test_transient_failures_are_retried_until_the_kind_limit():
     first = policy().after(CLONE, TransientError("x"), 0, "p", NOW)
     assert first.attempts == 1 and first.at == NOW + datetime.timedelta(seconds=2) and not first.gives_up

@@ -47,7 +47,7 @@ class Seeder:
     def check_out(self, pool, token, user, now):
         owner = vm_store.Owner(token_hash(token), user)
         taken = vm_store.checkout(self.db, [vm_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
-        return taken[pool][0]
+        return taken[pool][0].name
 
     def returned(self, vm_id, now, reason="deleted by the client", destroy=True):
         vm_store.complete(self.db, self.row(vm_id), reason, now)

@@ -35,7 +35,7 @@ def test_pools_converge_under_thirty_percent_faults(db):
             for _ in range(60):  # checkout / snapshot / return load while faults happen
                 pool = rng.choice("ab")
                 try:
-                    name = vm_store.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0]
+                    name = vm_store.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0].name
                 except Shortfall:
                     await asyncio.sleep(0.02)
                     continue

@@ -34,7 +34,7 @@ def problems(raw, environ=None):
 
 def test_original_format_with_colons_loads_with_warnings():
     loaded = build(GOOD, {})
-    assert loaded.settings["task_limit"] == 4 and loaded.settings["vm_lifetime"] == 24
+    assert loaded.settings.task_limit == 4 and loaded.settings.vm_lifetime == 24
     assert loaded.pools_by_name["debian-7-i386"].timeout == 10
     assert loaded.pools_by_name["centos"].timeout == 15  # global default
     assert loaded.backends("debian-7-32") == ["debian-7-i386"] and loaded.backends("el") == ["centos"]
@@ -46,7 +46,7 @@ def test_original_format_with_colons_loads_with_warnings():
 
 def test_keys_without_colons_work_too():
     plain = {key.strip(":"): value for key, value in GOOD.items()}
-    assert build(plain, {}).settings["domain"] == "example.com"
+    assert build(plain, {}).settings.domain == "example.com"
 
 
 def test_one_alias_spanning_several_pools():
@@ -58,10 +58,10 @@ def test_one_alias_spanning_several_pools():
 def test_environment_overrides_are_parsed_by_type():
     loaded = build(GOOD, {"TASK_LIMIT": "7", "REQUEST_LOGGER": "yes", "EXPERIMENTAL_FEATURES": "false",
                           "VM_LIFETIME": "2.5", "DATABASE_URL": "sqlite:////tmp/other.db"})
-    assert loaded.settings["task_limit"] == 7
-    assert loaded.settings["request_logger"] is True
-    assert loaded.settings["experimental_features"] is False
-    assert loaded.settings["vm_lifetime"] == 2.5
+    assert loaded.settings.task_limit == 7
+    assert loaded.settings.request_logger is True
+    assert loaded.settings.experimental_features is False
+    assert loaded.settings.vm_lifetime == 2.5
     assert loaded.database_url == "sqlite:////tmp/other.db"
 
 

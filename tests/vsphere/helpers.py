@@ -22,7 +22,7 @@ from vmpooler.model import PoolConfig
 from vmpooler.providers.vsphere import config as vsphere_config
 from vmpooler.providers.vsphere.provider import VSphereProvider
 from vmpooler.providers.vsphere.tasks import wait_for_task
-from vmpooler.settings import SETTINGS, SETTINGS_BY_KEY
+from vmpooler.settings import SETTINGS, SETTINGS_BY_KEY, build_settings
 
 GOPATH = "/usr/share/gocode"
 GOVMOMI_SIMULATOR = Path(GOPATH, "src/github.com/vmware/govmomi/simulator")
@@ -138,12 +138,17 @@ def fast_settings(**overrides) -> dict:
     return settings
 
 
+def core_settings(settings: dict):
+    """The core Settings among a ``fast_settings()`` mapping."""
+    return build_settings({key: value for key, value in settings.items() if key in SETTINGS_BY_KEY})
+
+
 def provider_options(section: dict, settings=None) -> vsphere_config.ProviderOptions:
     """A section's typed options as the configuration loader makes them (``fast_settings()``
     standing for both the vSphere and the core settings)."""
     settings = settings or fast_settings()
     problems: list = []
-    options = vsphere_config.parse_options(section, settings, settings, problems)
+    options = vsphere_config.parse_options(section, settings, core_settings(settings), problems)
     assert not problems, problems
     return options
 

@@ -4,14 +4,14 @@ import pytest
 from vmpooler import config
 from vmpooler.providers.registry import REGISTRY
 from vmpooler.providers.vsphere.config import parse_options, parse_pool
-from tests.vsphere.helpers import fast_settings, make_pool, provider_options
+from tests.vsphere.helpers import core_settings, fast_settings, make_pool, provider_options
 
 GOOD = {"server": "vc.example.test", "username": "svc", "password": "pw", "datacenter": "DC0"}
 
 
 def option_problems(section) -> list:
     problems: list = []
-    parse_options(section, fast_settings(), fast_settings(), problems)
+    parse_options(section, fast_settings(), core_settings(fast_settings()), problems)
     return problems
 
 
@@ -103,7 +103,7 @@ def test_the_loader_gives_vsphere_its_global_keys_and_keeps_them_out_of_the_core
     options = loaded.providers["vsphere"].options
     assert (options.create_folders, options.clone_target, options.max_tries, options.retry_factor) == (True, "C1", 5, 1)
     assert options.create_linked_clones is False  # from the environment
-    assert not {"create_folders", "clone_target", "max_tries", "retry_factor"} & set(loaded.settings)
+    assert not {"create_folders", "clone_target", "max_tries", "retry_factor"} & set(vars(loaded.settings))
     assert loaded.pools_by_name["p"].provider_options.folder == "f"
     assert not loaded.warnings
     with pytest.raises(config.ConfigError, match="config.max_tries: must be an integer"):
@@ -111,7 +111,7 @@ def test_the_loader_gives_vsphere_its_global_keys_and_keeps_them_out_of_the_core
 
 
 def test_vsphere_keys_without_a_vsphere_provider_are_warned_about():
-    loaded = config.build({":config:": {"create_folders": True}, ":pools:": [{"name": "p", "template": "t", "size": 1}]},
-                          {}, REGISTRY)
+    raw = {":config:": {"create_folders": True}, ":pools:": [{"name": "p", "template": "t", "size": 1}]}
+    loaded = config.build(raw, {}, REGISTRY)
     assert loaded.warnings == ["config.create_folders is read by the vsphere provider, which no provider here uses; "
                                "ignored"]

@@ -48,8 +48,8 @@ def pool_config(name="crash", size=3, timeout=PENDING_TIMEOUT):
 def pool_section(pool, port: int) -> dict:
     """The pool as the YAML file gives it, ready once its guests accept TCP on ``port``."""
     return {"name": pool.name, "template": pool.template, "size": pool.size, "provider": "vsphere",
-            "folder": pool.provider_options.folder, "datastore": DATASTORE, "clone_target": CLUSTER, "timeout": pool.timeout,
-            "ready_check_port": port}
+            "folder": pool.provider_options.folder, "datastore": DATASTORE, "clone_target": CLUSTER,
+            "timeout": pool.timeout, "ready_check_port": port}
 
 
 def vsphere_server(workdir, simulator, pool, port: int) -> ServerProcess:

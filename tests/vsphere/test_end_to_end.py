@@ -161,7 +161,7 @@ def test_simulator_outage_recovers_without_leaks(private_vcsim, start_service, s
     private_vcsim.stop()
     wait_until(lambda: breaker(service) != "closed", "the circuit breaker to open", timeout=15)
     assert status(service)["providers"]["vsphere"]["last_error"]
-    time.sleep(2 * config.settings["circuit_breaker_timeout"])  # trial calls fail: the breaker opens again
+    time.sleep(2 * config.settings.circuit_breaker_timeout)  # trial calls fail: the breaker opens again
     assert breaker(service) != "closed"
     assert service.get(f"/vm/{running}").json()[running]["state"] == "running"  # the API still answers,
     during = check_out(service, pool)  # and hands out what is ready: a checkout needs no vCenter
@@ -178,7 +178,7 @@ def test_simulator_outage_recovers_without_leaks(private_vcsim, start_service, s
         assert {vm_states(service_db, pool)[name] for name in before} == {"gone"}
         agreed = wait_until(lambda: settled(service_db, content, pool), "the database and the folder to agree",
                             tools=lambda: play_tools(content, pool))
-        time.sleep(3 * config.settings["reconcile_interval"])  # further reconcile passes change nothing
+        time.sleep(3 * config.settings.reconcile_interval)  # further reconcile passes change nothing
         assert settled(service_db, content, pool) == agreed
         assert len(agreed) == pool.size and not agreed & before
     assert "failed" not in vm_states(service_db, pool).values(), vm_states(service_db, pool)

@@ -93,7 +93,8 @@ def test_base_folders_group_pools_by_parent_folder():
     pools = [make_pool(name="a", base="vmpooler"), make_pool(name="b", base="vmpooler"),
              make_pool(name="c", base="vmpooler/group"), make_pool(name="top", folder="top"),
              make_pool(name="d", base="other", datacenter="DC1")]
-    bases = {(b.datacenter, b.path): b for b in purge.base_folders(pools, lambda p: p.provider_options.datacenter or "DC0")}
+    datacenter_of = lambda pool: pool.provider_options.datacenter or "DC0"  # noqa: E731
+    bases = {(b.datacenter, b.path): b for b in purge.base_folders(pools, datacenter_of)}
     assert sorted(bases) == [("DC0", "vmpooler"), ("DC0", "vmpooler/group"), ("DC1", "other")]
     vmpooler = bases[("DC0", "vmpooler")]
     assert vmpooler.in_use("a") and vmpooler.in_use("group") and not vmpooler.in_use("gone")

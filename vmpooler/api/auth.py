@@ -103,9 +103,9 @@ class Credentials:
     @classmethod
     def for_context(cls, context: Context) -> "Credentials":
         settings = context.config.settings
-        enabled = settings["rate_limiting_enabled"]
-        return cls(context, FailureWindow(settings["auth_failures_per_minute"], enabled=enabled),
-                   FailureWindow(settings["auth_token_failures_per_minute"], enabled=enabled))
+        enabled = settings.rate_limiting_enabled
+        return cls(context, FailureWindow(settings.auth_failures_per_minute, enabled=enabled),
+                   FailureWindow(settings.auth_token_failures_per_minute, enabled=enabled))
 
     # --- tokens -----------------------------------------------------------------------------
     async def token(self, request: HTTPServerRequest, required: bool):

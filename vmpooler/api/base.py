@@ -72,9 +72,6 @@ class BaseHandler(tornado.web.RequestHandler):
     def config(self):
         return self.context.config
 
-    def setting(self, key: str):
-        return self.config.settings[key]
-
     # --- answers ----------------------------------------------------------------------------
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -114,6 +111,7 @@ class BaseHandler(tornado.web.RequestHandler):
             log.warning("%s: database unavailable: %s", self._request_summary(), value)
             return
         log.error("uncaught exception in %s", self._request_summary(), exc_info=(typ, value, tb))
+        self.context.metrics.http_exception(typ.__name__)
 
     def _request_summary(self) -> str:
         return request_summary(self.request)

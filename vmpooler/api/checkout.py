@@ -9,6 +9,7 @@ from vmpooler.api.render import shown, whole_number
 from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.metrics import DISABLED
 from vmpooler.db.quotas import QuotaExceeded
 
 #: most VMs one request may take (the original had no bound)
@@ -26,11 +27,12 @@ def parse_path(names: str) -> dict:
     return counts
 
 
-def wants(config, requested: dict) -> list:
+def wants(config, requested: dict, metrics=DISABLED) -> list:
     """What ``requested`` asks for, one ``Want`` per name with a count; 404 for an unknown pool or
     alias, 400 for a bad count (nothing is checked out then)."""
     unknown = [name for name in requested if not config.backends(name)]
     if unknown:
+        metrics.checkout_invalid(unknown)
         raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]))
     counts, problems = {}, []
     for name, raw in requested.items():
@@ -49,19 +51,22 @@ async def checkout(context: Context, requested: dict, token: Optional[object]) -
     """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
     503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
     config, settings = context.config, context.config.settings
-    wanted = wants(config, requested)
+    wanted = wants(config, requested, context.metrics)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
-        taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings["vm_lifetime"], owner,
-                                     settings["vm_lifetime_auth"], config.quota(owner.user) if owner else None)
+        taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings.vm_lifetime, owner,
+                                     settings.vm_lifetime_auth, config.quota(owner.user) if owner else None)
     except vm_store.Shortfall as shortfall:
+        context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     except QuotaExceeded as exceeded:
         raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
+    context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
     if wanted:
         context.wake()
     body = {"ok": True}
-    for name, hosts in taken.items():
+    for name, vms in taken.items():
+        hosts = [vm.name for vm in vms]
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
     if config.domain:
         body["domain"] = config.domain

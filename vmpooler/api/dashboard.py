@@ -114,7 +114,7 @@ class RootHandler(DashboardHandler):
 class PageHandler(DashboardHandler):
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPES[".html"])
-        self.finish(render_page(self.setting("site_name")))
+        self.finish(render_page(self.config.settings.site_name))
 
 
 class AssetHandler(DashboardHandler):

@@ -80,7 +80,7 @@ class OndemandHandler(BaseHandler):
     def _counts(self, requested: dict) -> dict:
         """{name: count > 0}; 400 for a count that is not a whole number >= 0 or for nothing at
         all, 403 above max_ondemand_instances_per_request (the original's message)."""
-        limit = self.setting("max_ondemand_instances_per_request")
+        limit = self.config.settings.max_ondemand_instances_per_request
         counts, problems = {}, []
         for name, raw in requested.items():
             count = whole_number(raw, max_digits=6)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.render import alias_as_configured
+from vmpooler.db import overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
@@ -12,7 +13,7 @@ class PoolstatHandler(BaseHandler):
         wanted = set(self.get_argument("pool", "").split(","))
         counts = await self.db.run(stat_store.pool_counts, utcnow())
         result = {}
-        for pool in self.config.pools:
+        for pool in await self.db.run(overrides.effective_pools, self.config.pools):
             if pool.name in wanted or wanted.intersection(pool.alias):
                 entry = {"max": pool.size}
                 if pool.alias:

@@ -13,7 +13,12 @@ import tornado.web
 from vmpooler.api import dashboard
 from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
+from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
+                                 PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.healthcheck import HealthcheckHandler
+from vmpooler.api.poolreset import PoolResetHandler
 from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.poolstat import PoolstatHandler, TotalRunningHandler
 from vmpooler.api.status import StatusHandler
@@ -54,6 +59,17 @@ ROUTES = [
     ("/ondemandvm", OndemandBodyHandler, False),
     ("/ondemandvm/{request_id}", OndemandRequestHandler, False),
     ("/openapi.json", OpenApiHandler, False),
+    ("/config", ConfigHandler, False),
+    ("/config/poolsize", PoolSizeHandler, False),
+    ("/config/poolsize/{pool}", PoolSizeUndoHandler, False),
+    ("/config/pooltemplate", PoolTemplateHandler, False),
+    ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
+    ("/config/clonetarget", CloneTargetHandler, False),
+    ("/poolreset", PoolResetHandler, False),
+]
+#: routes outside /api/v1, as the original mounts them
+ROOT_ROUTES = [
+    ("/healthcheck", HealthcheckHandler),
 ]
 
 
@@ -68,6 +84,7 @@ def rules() -> list:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
     result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
+    result.extend(tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES)
     return result
 
 
@@ -75,6 +92,7 @@ def _log_request(every: bool):
     """Tornado's access log, with tokens cut from paths; every request only with request_logger."""
 
     def log(handler) -> None:
+        observe_request(handler)
         status = handler.get_status()
         # 503 is expected (an empty pool, the database busy): worth a warning, not an error
         level = (logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status == 503
@@ -91,7 +109,7 @@ def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     settings = context.config.settings
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
-    tornado_settings.setdefault("log_function", _log_request(settings["request_logger"]))
-    return LimitedApplication(rules(), default_handler_class=NotFoundHandler, openapi=openapi,
-                              vmpooler=ApiState(context, Credentials.for_context(context)),
-                              max_body_size=settings["max_body_size"], **tornado_settings)
+    tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
+    return LimitedApplication(metrics_rules(context) + rules(), default_handler_class=NotFoundHandler,
+                              openapi=openapi, vmpooler=ApiState(context, Credentials.for_context(context)),
+                              max_body_size=settings.max_body_size, **tornado_settings)

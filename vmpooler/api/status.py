@@ -1,7 +1,7 @@
 """GET /status: capacity, today's clone and boot times, queues, pools, providers, health.
 
-Computed with a fixed number of queries (three) whatever the number of pools, and reused for
-``status_cache_seconds`` when that is set.
+Computed with a fixed number of queries (four, one of them the pool overrides) whatever the
+number of pools, and reused for ``status_cache_seconds`` when that is set.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Optional
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.render import alias_as_configured, ruby_time, task_json
+from vmpooler.db import overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
@@ -41,11 +42,11 @@ async def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     db = context.db
-    counts, samples, boots, manager = await asyncio.gather(db.run(stat_store.pool_counts, now),
-                                                           db.run(stat_store.duration_stats, day, day),
-                                                           db.run(stat_store.last_boots),
-                                                           db.run(_leadership, context.leader))
-    pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in config.pools}
+    counts, samples, boots, manager, effective = await asyncio.gather(
+        db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
+        db.run(stat_store.last_boots), db.run(_leadership, context.leader),
+        db.run(overrides.effective_pools, config.pools))
+    pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
         if kind in sections:
@@ -55,12 +56,12 @@ async def build_status(context, sections: frozenset) -> dict:
                     total = total.add(stats)
             body[kind] = task_json(total)
     if "capacity" in sections:
-        current, size = sum(c["ready"] for c in pools.values()), sum(p.size for p in config.pools)
+        current, size = sum(c["ready"] for c in pools.values()), sum(p.size for p in effective)
         body["capacity"] = {"current": current, "total": size,
                             "percent": round(current / size * 100, 1) if size else 0}
     if "pools" in sections:
         body["pools"] = {}
-        for pool in config.pools:
+        for pool in effective:
             entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
             entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
             if pool.alias:
@@ -73,7 +74,7 @@ async def build_status(context, sections: frozenset) -> dict:
         queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
         body["queue"] = queue
     status = {"ok": True, "message": "Battle station fully armed and operational."}
-    empty = [pool.name for pool in config.pools if pool.size and not pools[pool.name]["ready"]]
+    empty = [pool.name for pool in effective if pool.size and not pools[pool.name]["ready"]]
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - context.started_at, 1)
@@ -85,7 +86,7 @@ async def build_status(context, sections: frozenset) -> dict:
 class StatusHandler(BaseHandler):
     async def get(self) -> None:
         sections = requested_sections(self.request.query)
-        seconds = self.setting("status_cache_seconds")
+        seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
         cached = cache.get(sections)
         if seconds and cached is not None and cached[0] > time.monotonic():

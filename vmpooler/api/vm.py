@@ -11,7 +11,7 @@ from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.vmlookup import find_vm, found
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING
 
 #: states as GET /vm/<host> shows them (a gone VM is destroyed; a failed destroy still awaits one)
 SHOWN_STATE = {PENDING: "pending", READY: "ready", RUNNING: "running", COMPLETED: "completed",
@@ -31,7 +31,7 @@ def _number(value):
 
 def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> dict:
     """The body of GET /vm/<host> for one VM row, in the original's key order."""
-    lifetime = vm.lifetime if vm.lifetime is not None else config.settings["vm_lifetime"]
+    lifetime = vm.lifetime if vm.lifetime is not None else config.settings.vm_lifetime
     info = {"template": vm.pool, "lifetime": _number(lifetime)}
     state = SHOWN_STATE.get(vm.state, vm.state)
     if vm.checkout_at is not None:
@@ -53,7 +53,23 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     info["ip"] = vm.ip or ""
     if config.domain:
         info["domain"] = config.domain
+    if extras.tasks:
+        info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
+
+
+def task_status(task) -> dict:
+    """One snapshot, revert or disk task as GET /vm/<host> shows it (beyond the original, which
+    showed nothing of a task that failed)."""
+    shown = {"kind": task.kind, "argument": task.arg, "state": task.state, "attempts": task.attempts,
+             "queued_at": rfc3339(task.created_at)}
+    if task.state == QUEUED and task.next_attempt_at is not None:
+        shown["next_attempt_at"] = rfc3339(task.next_attempt_at)
+    if task.finished_at is not None:
+        shown["finished_at"] = rfc3339(task.finished_at)
+    if task.last_error:
+        shown["error"] = task.last_error
+    return shown
 
 
 def validate_changes(body: dict, config) -> tuple:
@@ -62,7 +78,7 @@ def validate_changes(body: dict, config) -> tuple:
     for key, value in body.items():
         if key == "lifetime":
             lifetime = whole_number(value)
-            limit = config.settings["max_lifetime_upper_limit"]
+            limit = config.settings.max_lifetime_upper_limit
             if lifetime is None or lifetime <= 0:
                 failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
             elif limit and lifetime >= limit:
@@ -80,7 +96,7 @@ def _validate_tags(tags, config, failures: list) -> dict:
     if not isinstance(tags, dict):
         failures.append(f"You provided tags ({shown(tags)}) as something other than a hash.")
         return {}
-    allowed = config.settings["allowed_tags"]
+    allowed = config.settings.allowed_tags
     unsupported = {k: v for k, v in tags.items() if allowed and k not in allowed}
     if unsupported:
         failures.append(f"You provided unsuppored tags ({json.dumps(unsupported)[:200]}).")
@@ -132,7 +148,9 @@ class VmHandler(BaseHandler):
     async def delete(self, raw: str) -> None:
         vm = await find_vm(self.context, self.hostname(raw), (RUNNING,))
         await self.credentials.authorize_vm(self.request, vm, token_needed=False)
-        if not await self.db.run(vm_store.delete, vm, utcnow()):
+        deleted = await self.db.run(vm_store.delete, vm, utcnow())
+        self.context.metrics.deleted(deleted)
+        if not deleted:
             raise ApiError(404, f"{vm.name} is no longer running")
         self.context.wake()
         self.reply({"ok": True})

@@ -17,7 +17,7 @@ async def find_vm(context: Context, name: str, states=None):
 
 def found(context: Context, vm, name: str, states=None):
     """``vm``, unless it is None, not in ``states`` or destroyed more than data_ttl hours ago (404)."""
-    ttl = datetime.timedelta(hours=context.config.settings["data_ttl"])
+    ttl = datetime.timedelta(hours=context.config.settings.data_ttl)
     if vm is None or (states and vm.state not in states) or (
             vm.destroyed_at is not None and utcnow() - vm.destroyed_at > ttl):
         raise ApiError(404, f"no such VM: {name}" if states is None else f"no such VM in a state that allows "

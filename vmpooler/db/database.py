@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from vmpooler.db.batch import GroupCommit
@@ -76,6 +76,8 @@ class Database:
         self._local = threading.local()  # .batch: the connection of the batch this thread applies
         self._executor = None  # PostgreSQL's database threads, made on first use
         self.group = GroupCommit(self, inline=self.is_sqlite, batches=WRITE_BATCHES)
+        #: times the database could not serve (StoreUnavailable raised), for the metrics
+        self.unavailable_count = 0
 
     # --- the IOLoop's way in ----------------------------------------------------------------
     async def run(self, function, *args, **kwargs):
@@ -164,14 +166,24 @@ class Database:
                 with connection.begin():
                     yield connection
 
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless a write transaction can start now (it writes nothing;
+        on SQLite it takes the write lock, so a locked or read-only database fails). Blocking: for
+        GET /healthcheck, which runs it in a thread."""
+        with self._translated():
+            with self.engine.begin() as connection:
+                connection.execute(text("SELECT 1"))
+
     @contextlib.contextmanager
     def _translated(self):
         try:
             yield
         except exc.OperationalError as error:
+            self.unavailable_count += 1
             raise StoreUnavailable(_describe(error)) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
+                self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
             raise
 
@@ -206,6 +218,18 @@ def _savepoint(connection: Connection):
         connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
         raise
     connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
+
+
+def upsert(conn: Connection, table, keys: tuple, **values) -> None:
+    """Insert a row of ``table``, or update the one with the same ``keys`` columns, in one
+    statement (INSERT ... ON CONFLICT DO UPDATE, which SQLite and PostgreSQL both speak), so two
+    writers of one row never race into a duplicate key."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(table).values(**values)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
 
 
 def _describe(error: exc.OperationalError) -> str:

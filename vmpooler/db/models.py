@@ -146,6 +146,41 @@ tasks = Table(
     Index("ix_tasks_state", "state"),
 )
 
+# Pool configuration changed at run time (POST /config/...): the value of one setting of one pool
+# (size, template, clone_target) that replaces the configuration file's until undone. Values are
+# text; the code that reads them knows each setting's type.
+pool_overrides = Table(
+    "pool_overrides", metadata,
+    Column("pool", String(100), primary_key=True),
+    Column("setting", String(32), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("user", String(255)),
+    Column("changed_at", DateTime, nullable=False),
+)
+
+# A pool the manager must drain (its ready and pending VMs completed, then refilled): asked for by
+# POST /poolreset and by a new template or clone target, in the same transaction as the change.
+pool_drains = Table(
+    "pool_drains", metadata,
+    Column("pool", String(100), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+)
+
+# The audit trail of run-time configuration: who changed what, from what to what, and the drains
+# the manager carried out. Never deleted.
+pool_events = Table(
+    "pool_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pool", String(100), nullable=False, index=True),
+    Column("at", DateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("user", String(255)),
+    Column("address", String(64)),
+)
+
 # Which process holds a role (the pool manager) when several share the database: see db/leases.py.
 leases = Table(
     "leases", metadata,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, bindparam, case, exc, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select, text, update
 
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
@@ -45,6 +45,18 @@ _ADD_TO_DURATION_DAY = (update(duration_days)
 
 
 # --- pools ----------------------------------------------------------------------------------
+# Raw SQL: the on-demand tables arrive with their own migration; until then there is nothing to count.
+_ONDEMAND_WAITING = text("SELECT count(*) FROM ondemand_requests WHERE state = 'pending'")
+
+
+def ondemand_waiting(db: Database) -> Optional[int]:
+    """On-demand requests waiting for their VMs; None while the database has no on-demand table."""
+    with db.read() as conn:
+        if not inspect(conn).has_table("ondemand_requests"):
+            return None
+        return conn.execute(_ONDEMAND_WAITING).scalar_one()
+
+
 def pool_counts(db: Database, now) -> dict:
     """{pool: {pending, cloning, booting, ready, running, completed, clone_slots, ondemand}} over
     live VMs, in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning =

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, delete, exc, insert, or_, select
 
@@ -41,9 +41,9 @@ _DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
                                      vm_tags.c.name.in_(bindparam("names", expanding=True)))
 _INSERT_TAG = insert(vm_tags)
 _LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
-_DONE_TASKS = (select(tasks.c.kind, tasks.c.arg)
-               .where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.state == DONE,
-                      tasks.c.kind.in_((TaskKind.SNAPSHOT, TaskKind.DISK))).order_by(tasks.c.id))
+_VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
+                    tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
+             .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
 _PENDING = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
 _READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
                                                          vms.c.checked_at <= bindparam("checked_before"),
@@ -256,6 +256,12 @@ class Want:
     count: int
 
 
+class Taken(NamedTuple):
+    """A VM handed out: its hostname and the pool it came from."""
+    name: str
+    pool: str
+
+
 class Shortfall(Exception):
     """Not enough ready VMs: the whole checkout was rolled back."""
 
@@ -270,7 +276,7 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
 @writes
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
-    """Take the wanted VMs: {requested name: [hostnames]}. Raises Shortfall, or QuotaExceeded
+    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
     when the owner would hold more than ``quota`` VMs, having taken none."""
     taken, moved = {}, []
     reason = "checked out" + (f" by {owner.user}" if owner else "")
@@ -283,7 +289,7 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
                 vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
                 if vm is None:
                     raise Shortfall(want.requested)
-                names.append(vm.name)
+                names.append(Taken(vm.name, vm.pool))
                 moved.append(vm)
     for vm in moved:
         log_change(vm, RUNNING, reason)
@@ -363,6 +369,8 @@ class VMExtras:
     tags: dict
     snapshots: list
     disks: list
+    #: every snapshot, revert and disk task of the VM (rows), oldest first
+    tasks: list = dataclasses.field(default_factory=list)
 
 
 def latest(db: Database, name: str):
@@ -382,10 +390,10 @@ def _latest_with_extras(conn, name: str) -> tuple:
     if vm is None:
         return None, None
     tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm.id})}
-    snapshots, disks = [], []
-    for row in conn.execute(_DONE_TASKS, {"vm_id": vm.id}):  # finished snapshots and disk additions
-        (snapshots if row.kind == TaskKind.SNAPSHOT else disks).append(row.arg)
-    return vm, VMExtras(tags, snapshots, disks)
+    all_tasks = conn.execute(_VM_TASKS, {"vm_id": vm.id}).all()
+    done = [row for row in all_tasks if row.state == DONE]  # finished snapshots and disk additions
+    return vm, VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
+                        [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
 
 
 def _rows(db: Database, query, **params) -> list:

@@ -35,16 +35,19 @@ async def _pending(manager, work) -> None:
             work.settled(vm)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), _probe_boot(manager, pool, vm), work)
-    await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
-                                          error="timed out waiting for the VM to boot")
-                           for vm, reason in timed_out))
+    completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
+                                                      error="timed out waiting for the VM to boot")
+                                       for vm, reason in timed_out))
+    for (vm, _reason), done in zip(timed_out, completed):
+        if done:
+            manager.metrics.marked_failed(vm.pool)
 
 
 async def _probe_boot(manager, pool, vm) -> None:
     """Probe a booting VM a few times within one pass interval (a short, growing pause between
     probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
     the address the provider reports."""
-    pause, deadline = 0.05, time.monotonic() + manager.settings["check_loop_delay_min"]
+    pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
@@ -58,14 +61,16 @@ async def _probe_boot(manager, pool, vm) -> None:
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
-    await manager.db.run(vm_store.became_ready, vm, utcnow(), ip=ip)
+    now = utcnow()
+    if await manager.db.run(vm_store.became_ready, vm, now, ip=ip):
+        manager.metrics.became_ready(vm, now)
 
 
 async def _ready(manager, work) -> None:
     now = work.now
     if not manager.pools:
         return
-    checktime = datetime.timedelta(minutes=manager.settings["vm_checktime"])
+    checktime = datetime.timedelta(minutes=manager.settings.vm_checktime)
     shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
     stale = []
     for vm in await manager.db.run(vm_store.ready_due, now - checktime, now - shortest_ttl):

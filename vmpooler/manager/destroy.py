@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
@@ -20,6 +21,7 @@ async def run(manager, work) -> None:
 
 
 async def _destroy(manager, pool, vm) -> None:
+    started = time.monotonic()
     try:
         await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
     except VMNotFound:
@@ -29,4 +31,5 @@ async def _destroy(manager, pool, vm) -> None:
         retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
         await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
         return
-    await manager.db.run(vm_store.destroyed, vm, utcnow())
+    if await manager.db.run(vm_store.destroyed, vm, utcnow()):
+        manager.metrics.destroyed(pool.name, time.monotonic() - started)

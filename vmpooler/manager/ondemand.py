@@ -45,11 +45,11 @@ async def run(manager, work) -> None:
         return
     in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.pool_counts, now)).values())
     ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
-    slots = min(settings["ondemand_clone_limit"] - ondemand_in_flight, settings["task_limit"] - in_flight)
-    ttl = settings["ondemand_request_ttl"]
+    slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
+    ttl = settings.ondemand_request_ttl
     for request in open_requests:
         if request.filled():
-            await db.run(requests_db.hand_over, request, now, settings["vm_lifetime"], settings["vm_lifetime_auth"])
+            await db.run(requests_db.hand_over, request, now, settings.vm_lifetime, settings.vm_lifetime_auth)
         elif (now - request.row.created_at).total_seconds() > ttl * 60:
             if await db.run(requests_db.fail, request, ttl_failure(ttl), now):
                 log.info("on-demand request %s failed: not filled within %g minutes", request.row.request_id, ttl)
@@ -77,10 +77,10 @@ async def _add_missing(manager, request, slots: int, now) -> int:
         pool = manager.pools.get(want.pool)
         missing = want.count - len(request.vms_of(want, requests_db.WAITING))
         for _ in range(min(missing, slots - len(wanted)) if pool is not None else 0):
-            wanted.append((pool, hostnames.generate(manager.settings["prefix"]), want.id))
+            wanted.append((pool, hostnames.generate(manager.settings.prefix), want.id))
     if not wanted:
         return 0
-    created = await manager.db.run(requests_db.add_vms, request, wanted, now, manager.settings["data_ttl"])
+    created = await manager.db.run(requests_db.add_vms, request, wanted, now, manager.settings.data_ttl)
     for vm in created:
         manager.launch(("vm", vm.name), replenish.clone(manager, manager.pools[vm.pool], vm, failed=_clone_failed))
     return len(created)

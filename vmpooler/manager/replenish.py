@@ -23,7 +23,7 @@ async def run(manager, work) -> None:
     counts = await manager.db.run(stats.pool_counts, now)
     _retry_due(manager, work)
     await _shrink(manager, counts, now)
-    slots = manager.settings["task_limit"] - sum(c["clone_slots"] for c in counts.values())
+    slots = manager.settings.task_limit - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
@@ -83,14 +83,14 @@ async def _start_clones(manager, pool_names: list, now) -> None:
     names = set()
     wanted = []
     for pool_name in pool_names:
-        name = hostnames.generate(manager.settings["prefix"])
+        name = hostnames.generate(manager.settings.prefix)
         for _ in range(NAME_ATTEMPTS):
             if name not in names:
                 break
-            name = hostnames.generate(manager.settings["prefix"])
+            name = hostnames.generate(manager.settings.prefix)
         names.add(name)
         wanted.append((manager.pools[pool_name], name))
-    created = await manager.db.run(vm_store.new_vms, wanted, now, reserve_hours=manager.settings["data_ttl"])
+    created = await manager.db.run(vm_store.new_vms, wanted, now, reserve_hours=manager.settings.data_ttl)
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
@@ -111,7 +111,9 @@ async def clone(manager, pool, vm, failed=None) -> None:
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
-    if await manager.db.run(vm_store.cloned, vm, utcnow(), getattr(info, "ip", None), ready=ready):
+    now = utcnow()
+    if await manager.db.run(vm_store.cloned, vm, now, getattr(info, "ip", None), ready=ready):
+        manager.metrics.cloned(vm, now, ready)
         if not ready:
             manager.wake()  # probe the new VM at the next pass, soon
     else:

@@ -32,6 +32,10 @@ class Retry:
         return self.at is None
 
 
+#: beyond this many doublings any base reaches any sensible cap (2**64 seconds is forever)
+MAX_DOUBLINGS = 64
+
+
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     base: float
@@ -42,13 +46,14 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
-        limits = {kind: settings[f"{kind}_attempts"] for kind in KINDS}
-        return cls(settings["retry_backoff"], settings["retry_backoff_max"], limits,
+        limits = {CLONE: settings.clone_attempts, DESTROY: settings.destroy_attempts, TASK: settings.task_attempts}
+        return cls(settings.retry_backoff, settings.retry_backoff_max, limits,
                    lambda provider: breakers[provider].seconds_until_trial())
 
     def backoff(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
-        return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
+        """Seconds to wait after the ``attempts``-th failure: doubling, capped. The exponent stops
+        growing once the cap is reached (a pool failing for days must not overflow a float)."""
+        return min(self.base * (2 ** min(max(attempts - 1, 0), MAX_DOUBLINGS)), self.cap)
 
     def after(self, kind: str, error: ProviderError, attempts: int, provider: str,
               now: datetime.datetime) -> Retry:

@@ -11,6 +11,7 @@ from typing import Callable, TypeVar
 from tornado.ioloop import IOLoop
 
 from vmpooler.manager.breaker import CircuitBreaker
+from vmpooler.metrics import DISABLED
 from vmpooler.providers.base import CircuitOpen, Provider, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -23,17 +24,19 @@ class Fenced(Exception):
 
 
 class ProviderRunner:
-    def __init__(self, providers: dict, settings: dict, may_act: Callable[[], bool] = lambda: True):
+    def __init__(self, providers: dict, settings: dict, may_act: Callable[[], bool] = lambda: True,
+                 metrics=DISABLED):
         self.providers = providers
+        self.metrics = metrics
         #: asked before every call: false once this process lost the manager's leadership
         self.may_act = may_act
-        self.executor = concurrent.futures.ThreadPoolExecutor(settings["provider_threads"],
+        self.executor = concurrent.futures.ThreadPoolExecutor(settings.provider_threads,
                                                               thread_name_prefix="provider")
         self.breakers = {name: CircuitBreaker(
-            name, threshold=settings["circuit_breaker_failure_threshold"],
-            timeout=settings["circuit_breaker_timeout"],
-            half_open_successes=settings["circuit_breaker_half_open_attempts"],
-            enabled=settings["circuit_breaker_enabled"]) for name in providers}
+            name, threshold=settings.circuit_breaker_failure_threshold,
+            timeout=settings.circuit_breaker_timeout,
+            half_open_successes=settings.circuit_breaker_half_open_attempts,
+            enabled=settings.circuit_breaker_enabled) for name in providers}
 
     async def call(self, provider_name: str, operation: Callable[[Provider], T]) -> T:
         """``operation(providers[provider_name])`` in a worker thread, e.g.
@@ -45,7 +48,7 @@ class ProviderRunner:
         breaker = self.breakers[provider_name]
         if not breaker.allow():
             raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")
-        provider = self.providers[provider_name]
+        provider = self.metrics.observed(provider_name, self.providers[provider_name])
         try:
             result = await IOLoop.current().run_in_executor(self.executor, operation, provider)
         except ProviderError as error:

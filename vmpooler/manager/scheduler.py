@@ -17,17 +17,21 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, ondemand, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
+from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
+LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
 STORE_PAUSE = 2.0
+#: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
+#: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
+STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 
 
 class Pass:
@@ -55,12 +59,13 @@ class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
         self.config = config
         self.settings = config.settings
         self.db = db
         self.leadership = leadership
-        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting)
+        self.metrics = metrics
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
@@ -75,6 +80,7 @@ class Manager:
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
+        self.last_pass_at = time.monotonic()  # when the last pass finished (start counts as one)
 
     def acting(self) -> bool:
         """May this manager act now (change state, start provider work)?"""
@@ -88,15 +94,16 @@ class Manager:
         if not self.acting():
             return
         await self.db.run(stats.sync_pools, self.config.pools, utcnow())
+        await overrides.refresh(self)
         requeued = await self.db.run(task_store.requeue_interrupted)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
         await asyncio.gather(*(reconcile.purge_provider(self, name) for name in self.runner.providers))
-        self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+        self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
         if not self.acting() or self._stopping:
             return  # the term ended while reconciling
-        self._callback = PeriodicCallback(self.tick, self.settings["check_loop_delay_min"] * 1000)
+        self._callback = PeriodicCallback(self.tick, self.settings.check_loop_delay_min * 1000)
         self._callback.start()
         self.tick()
 
@@ -117,8 +124,8 @@ class Manager:
             await asyncio.wait([self._pass])
         pending = [task for task in self.in_flight.values() if not task.done()]
         if pending:
-            log.info("waiting up to %ss for %d provider calls", self.settings["shutdown_grace"], len(pending))
-            done, still = await asyncio.wait(pending, timeout=self.settings["shutdown_grace"])
+            log.info("waiting up to %ss for %d provider calls", self.settings.shutdown_grace, len(pending))
+            done, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
             for task in still:
                 task.cancel()
             if still:
@@ -154,6 +161,8 @@ class Manager:
     async def run_pass(self) -> None:
         """One pass: read what is due, let every loop act on it."""
         self._last_tick = time.monotonic()
+        if not self.acting():
+            self.last_pass_at = self._last_tick  # standing by is up to date: no stall on taking over
         if self._stopping or self._last_tick < self.paused_until or not self.acting():
             return
         try:
@@ -163,6 +172,7 @@ class Manager:
             return
         # what ended before this pass read cannot make its rows stale (nor any later pass's)
         self._ended = {key: at for key, at in self._ended.items() if at >= work.read_at}
+        finished = True
         for loop in LOOPS:
             try:
                 await loop.run(self, work)
@@ -171,8 +181,12 @@ class Manager:
                 return
             except Exception:  # a bug in one loop must not stop the others
                 log.exception("%s pass failed", loop.__name__)
+                finished = False
+        if finished:
+            self.last_pass_at = time.monotonic()
+        self.metrics.manager_pass(time.monotonic() - self._last_tick)
         if time.monotonic() >= self.next_reconcile:
-            self.next_reconcile = time.monotonic() + self.settings["reconcile_interval"]
+            self.next_reconcile = time.monotonic() + self.settings.reconcile_interval
             for pool in self.pools.values():
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
@@ -223,3 +237,12 @@ class Manager:
         if self.leadership is None:
             return {"leader": True}
         return self.leadership.describe()
+
+    def stalled(self):
+        """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
+        interval = self.settings.check_loop_delay_min
+        age = time.monotonic() - self.last_pass_at
+        if self._stopping or not self.acting() or age <= max(STALL_INTERVALS * interval, STALL_SECONDS):
+            return None
+        return (f"the pool manager has not finished a pass for {age:.0f} seconds (one is due every "
+                f"{interval:g} seconds)")

@@ -118,7 +118,7 @@ class PoolOptions:
     ready_check_port: int
 
 
-def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], settings: Mapping[str, Any],
+def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], settings,
                   problems: list) -> Optional[ProviderOptions]:
     """The typed options of a section, or None (and each problem, naming its key). ``values``
     are the GLOBAL_SETTINGS as loaded; ``settings`` the core ones (task_limit, domain)."""
@@ -139,14 +139,14 @@ def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], setting
     return ProviderOptions(
         host=host, port=port, username=raw["username"], password=raw["password"], insecure=raw["insecure"],
         datacenter=raw["datacenter"],
-        pool_size=raw["connection_pool_size"] or max(2, int(settings.get("task_limit") or 1)),
+        pool_size=raw["connection_pool_size"] or max(2, settings.task_limit),
         pool_timeout=raw["connection_pool_timeout"], vsphere_timeout=raw["vsphere_timeout"],
         max_tries=values["max_tries"], retry_factor=values["retry_factor"],
         purge_unconfigured=(raw["purge_unconfigured_folders"] or raw["purge_unconfigured_resources"]
                             or values["purge_unconfigured_folders"]),
         folder_whitelist=tuple(raw["folder_whitelist"]), clone_target=values["clone_target"],
         create_folders=values["create_folders"], create_linked_clones=values["create_linked_clones"],
-        create_template_delta_disks=values["create_template_delta_disks"], domain=settings.get("domain") or None)
+        create_template_delta_disks=values["create_template_delta_disks"], domain=settings.domain or None)
 
 
 def parse_pool(pool: Mapping[str, Any], problems: list) -> Optional[PoolOptions]:

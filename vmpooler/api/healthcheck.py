@@ -1,0 +1,24 @@
+"""GET /healthcheck: 200 {"ok": true} while the service can work; 503 with the reasons when the
+database cannot take a write or the pool manager has stopped finishing its passes."""
+from __future__ import annotations
+
+from tornado.ioloop import IOLoop
+
+from vmpooler.api.base import BaseHandler
+from vmpooler.db.database import StoreUnavailable
+
+
+class HealthcheckHandler(BaseHandler):
+    async def get(self) -> None:
+        reasons = []
+        try:  # waits out the database's busy timeout when it is locked: in a thread, not on the IOLoop
+            await IOLoop.current().run_in_executor(self.context.executor, self.context.db.ping)
+        except StoreUnavailable as error:
+            reasons.append(f"the database is unavailable: {error}")
+        stalled = self.context.manager_stalled()
+        if stalled:
+            reasons.append(stalled)
+        if reasons:
+            self.reply({"ok": False, "error": "; ".join(reasons), "reasons": reasons}, 503)
+        else:
+            self.reply({"ok": True})

@@ -1,0 +1,34 @@
+"""Applying run-time pool configuration (POST /config/..., /poolreset): each pass starts from
+the effective pools (the file's configuration with the database's overrides), so a pool grows
+or shrinks at once, and carries out the drains asked for, so a pool whose template or clone target
+changed (or that was reset) is refilled with VMs made the new way."""
+from __future__ import annotations
+
+import logging
+
+from vmpooler.db import overrides as override_store
+
+log = logging.getLogger("vmpooler.manager")
+WATCHED = ("size", "template", "clone_target")
+
+
+async def run(manager, work) -> None:
+    """First of a pass's loops: the drained VMs are completed before the pass reads the pending
+    ones (``work.pending``), and replenishment then refills the pools the new way."""
+    await refresh(manager)
+    for name, request in (await manager.db.run(override_store.pending_drains)).items():
+        if name in manager.pools:
+            await manager.db.run(override_store.drain, name, request, work.now)
+
+
+async def refresh(manager) -> None:
+    """Replace ``manager.pools`` with the effective pools, logging what changed."""
+    effective = await manager.db.run(override_store.effective_pools, manager.config.pools)
+    pools = {pool.name: pool for pool in effective}
+    for name, pool in pools.items():
+        old = manager.pools.get(name)
+        for key in WATCHED:
+            was, now = (None, None) if old is None else (old.raw.get(key), pool.raw.get(key))
+            if was != now:
+                log.info("[%s] %s is now %s (was %s)", name, key, now, was)
+    manager.pools = pools
