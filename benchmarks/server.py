@@ -95,19 +95,21 @@ def floor_app(db_path):
 class TickHandler(tornado.web.RequestHandler):
     """GET /_bench/tick?passes=N[&profile=1]: run the manager's pass N times here and now."""
 
-    def get(self):
+    async def get(self):
         manager = self.settings["manager"]
         passes = int(self.get_argument("passes", "5"))
         cpu, wall = [], []
         for _ in range(passes):
             c0, w0 = time.process_time(), time.perf_counter()
-            manager.tick()
+            await manager.run_pass()
             cpu.append((time.process_time() - c0) * 1000)
             wall.append((time.perf_counter() - w0) * 1000)
         report = None
         if self.get_argument("profile", "0") == "1":
             profiler = cProfile.Profile()
-            profiler.runcall(manager.tick)
+            profiler.enable()
+            await manager.run_pass()
+            profiler.disable()
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
             report = text.getvalue()

@@ -1,6 +1,7 @@
 """The API's layout: resource modules never import each other (shared parts live in non-resource
 modules), and the checkout is a plain function any caller can use without a handler."""
 import ast
+import asyncio
 import inspect
 import pathlib
 
@@ -46,9 +47,9 @@ def test_every_api_module_is_small():
 def test_the_checkout_is_a_plain_function(api):
     assert inspect.isfunction(api_checkout.checkout)
     name = api.add()
-    body = api_checkout.checkout(api.context, {"debian-7-i386": 1}, None)  # no handler, no token
+    body = asyncio.run(api_checkout.checkout(api.context, {"debian-7-i386": 1}, None))  # no handler, no token
     assert body == {"ok": True, "debian-7-i386": {"hostname": name}, "domain": "company.com"}
     assert api.wakes
     with pytest.raises(ApiError) as refused:
-        api_checkout.checkout(api.context, {"debian-7-i386": 1}, None)
+        asyncio.run(api_checkout.checkout(api.context, {"debian-7-i386": 1}, None))
     assert refused.value.status == 503

@@ -31,7 +31,7 @@ def test_each_pass_reads_the_pending_vms_once(db):
     async def scenario():
         manager = Manager(config, db, REGISTRY.build(config))
         for passes in range(1, 4):
-            manager.tick()
+            await manager.run_pass()
             assert len(reads) == passes
             await asyncio.sleep(0.05)
         await manager.stop()

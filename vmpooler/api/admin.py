@@ -9,7 +9,7 @@ from vmpooler.db.overrides import Actor
 
 
 class ChangeMixin:
-    def authorize_change(self: BaseHandler) -> Actor:
+    async def authorize_change(self: BaseHandler) -> Actor:
         """Who asks, once they may: 405 while experimental_features is off (before anything else,
         as the original), a token when an auth store is configured (401), and one of the users of
         ``:auth: admins`` when that is set (403)."""
@@ -17,7 +17,7 @@ class ChangeMixin:
             raise ApiError(405, "changing the pool configuration at run time needs experimental_features")
         if self.context.auth is None:
             return Actor(None, self.request.remote_ip)
-        row = self.credentials.token(self.request, required=True)
+        row = await self.credentials.token(self.request, required=True)
         admins = self.config.auth.get("admins")
         if admins is not None and row.user not in admins:
             raise ApiError(403, f"only the admins (:auth: admins) may change the pool configuration, "

@@ -108,7 +108,7 @@ class Credentials:
                    FailureWindow(settings.auth_token_failures_per_minute, enabled=enabled))
 
     # --- tokens -----------------------------------------------------------------------------
-    def token(self, request: HTTPServerRequest, required: bool):
+    async def token(self, request: HTTPServerRequest, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
         and none is ``required``. 401 for a missing (when required) or unknown token."""
         value = request.headers.get("X-AUTH-TOKEN")
@@ -116,15 +116,15 @@ class Credentials:
             if required:
                 raise ApiError(401, "this request needs a token in the X-AUTH-TOKEN header")
             return None
-        row = token_store.by_hash(self.context.db, token_hash(value.strip()))
+        row = await self.context.db.run(token_store.by_hash, token_hash(value.strip()))
         if row is None:
             self.wrong_token(request, "the token in X-AUTH-TOKEN is not valid")
-        self._record_use(row)
+        await self._record_use(row)
         return row
 
-    def token_if_configured(self, request: HTTPServerRequest, required: bool):
+    async def token_if_configured(self, request: HTTPServerRequest, required: bool):
         """``token()`` with an auth store; without one the header is ignored (as the original)."""
-        return self.token(request, required) if self.context.auth is not None else None
+        return await self.token(request, required) if self.context.auth is not None else None
 
     def wrong_token(self, request: HTTPServerRequest, error: str, status: int = 401) -> NoReturn:
         """Answer an unknown token: ``status``, or 429 once the address is past the coarse guard."""
@@ -138,16 +138,16 @@ class Credentials:
                         address, self.wrong_tokens.limit)
         raise ApiError(status, error)
 
-    def _record_use(self, row) -> None:
+    async def _record_use(self, row) -> None:
         now = utcnow()
         if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-            token_store.touch(self.context.db, row.token_hash, now)
+            await self.context.db.run(token_store.touch, row.token_hash, now)
 
-    def authorize_vm(self, request: HTTPServerRequest, vm, token_needed: bool, row=None) -> None:
+    async def authorize_vm(self, request: HTTPServerRequest, vm, token_needed: bool, row=None) -> None:
         """A VM checked out with a token may be changed with that token only (403 for another);
         otherwise a token is needed when ``token_needed``. ``row``: a token already checked."""
         if row is None and (token_needed or vm.token_hash is not None):
-            row = self.token(request, required=True)
+            row = await self.token(request, required=True)
         if vm.token_hash is not None and row.token_hash != vm.token_hash:
             raise ApiError(403, f"{vm.name} was checked out with another token; only that token may change it")
 

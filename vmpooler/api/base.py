@@ -64,6 +64,11 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.state.credentials
 
     @property
+    def db(self):
+        """The database; every call goes through ``await self.db.run(function, ...)``."""
+        return self.state.context.db
+
+    @property
     def config(self):
         return self.context.config
 

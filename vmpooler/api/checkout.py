@@ -47,15 +47,15 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
-def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
+async def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
     """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
     503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
-        taken = vm_store.checkout(context.db, wanted, utcnow(), settings.vm_lifetime, owner,
-                                  settings.vm_lifetime_auth, config.quota(owner.user) if owner else None)
+        taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings.vm_lifetime, owner,
+                                     settings.vm_lifetime_auth, config.quota(owner.user) if owner else None)
     except vm_store.Shortfall as shortfall:
         context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")

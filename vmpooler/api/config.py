@@ -40,10 +40,10 @@ def _json_safe(options) -> dict:
 
 
 class ConfigHandler(BaseHandler):
-    def get(self) -> None:
-        drains = overrides.pending_drains(self.context.db)
+    async def get(self) -> None:
+        drains = await self.db.run(overrides.pending_drains)
         configuration = []
-        for pool in overrides.effective_pools(self.context.db, self.config.pools):
+        for pool in await self.db.run(overrides.effective_pools, self.config.pools):
             entry = _json_safe(pool.raw)
             entry.update(size=pool.size, template=pool.template, template_ready=pool.name not in drains)
             configuration.append(entry)
@@ -59,8 +59,8 @@ class _SettingHandler(ChangeMixin, BaseHandler):
     def parse(value):
         raise NotImplementedError
 
-    def post(self) -> None:
-        actor = self.authorize_change()
+    async def post(self) -> None:
+        actor = await self.authorize_change()
         values, refused = {}, []
         for name, raw in self.change_body().items():
             value = self.parse(raw) if name in self.config.pools_by_name else None
@@ -71,8 +71,8 @@ class _SettingHandler(ChangeMixin, BaseHandler):
         if refused:
             raise ApiError(400, f"unknown pools or bad values of {self.pool_setting}: "
                            + ", ".join(shown(name) for name in refused[:5]), **{self.failures: refused})
-        changed = overrides.change_setting(self.context.db, self.config.pools_by_name, self.pool_setting, values, actor,
-                                           utcnow())
+        changed = await self.db.run(overrides.change_setting, self.config.pools_by_name, self.pool_setting, values,
+                                    actor, utcnow())
         if changed:
             self.context.wake()
         self.reply({"ok": True}, 201 if changed else 200)
@@ -84,12 +84,12 @@ class _UndoHandler(ChangeMixin, BaseHandler):
     pool_setting = ""
     shown_as = ""  # the original's prefix of the answer's keys
 
-    def delete(self, name: str) -> None:
-        actor = self.authorize_change()
+    async def delete(self, name: str) -> None:
+        actor = await self.authorize_change()
         pool = self.config.pools_by_name.get(name)
         if pool is None:
             raise ApiError(404, f"no such pool: {shown(name)}")
-        before, configured, changed = overrides.undo(self.context.db, pool, self.pool_setting, actor, utcnow())
+        before, configured, changed = await self.db.run(overrides.undo, pool, self.pool_setting, actor, utcnow())
         if changed:
             self.context.wake()
         self.reply({"ok": True, f"{self.shown_as}_before_reset": before,

@@ -95,10 +95,11 @@ class DashboardHandler(BaseHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     async def counts_and_history(self):
-        """The counts, read on the IOLoop as /status does (one grouped count); with the history
-        (``?history``), in the executor: scanning an hour of events at heavy churn takes a while."""
+        """The counts, read as /status does (one grouped count, ``db.run``); with the history
+        (``?history``), in the executor even on SQLite: scanning an hour of events at heavy churn
+        takes a while (CPU as much as the database)."""
         if self.get_argument("history", None) is None:
-            return _read(self.context.db, None)
+            return await self.db.run(_read, None)
         # one cache per application, shared by its handlers and the executor's threads
         cache = self.application.settings.setdefault("vmpooler_dashboard_changes", history.ChangeCache())
         return await IOLoop.current().run_in_executor(self.context.executor, _read, self.context.db, cache)

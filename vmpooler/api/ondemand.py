@@ -43,12 +43,12 @@ def choose_pools(backends: list, count: int, rng=random) -> dict:
 class OndemandHandler(BaseHandler):
     """What the routes share: creating a request and finding one."""
 
-    def owner_token(self):
+    async def owner_token(self):
         """With auth configured a valid token is required (401), as the original; without, the
         header is ignored."""
-        return self.credentials.token_if_configured(self.request, True)
+        return await self.credentials.token_if_configured(self.request, True)
 
-    def create(self, requested: dict, request_id, row) -> None:
+    async def create(self, requested: dict, request_id, row) -> None:
         config = self.config
         unknown = [name for name in requested if not config.backends(name)]
         if unknown:
@@ -64,8 +64,8 @@ class OndemandHandler(BaseHandler):
                  for pool, count in choose_pools(config.backends(name), total).items()]
         owner = Owner(row.token_hash, row.user) if row is not None else None
         try:
-            requests_db.create(self.context.db, request_id, wants, utcnow(), owner,
-                               config.quota(owner.user) if owner else None)
+            await self.db.run(requests_db.create, request_id, wants, utcnow(), owner,
+                              config.quota(owner.user) if owner else None)
         except requests_db.DuplicateRequest:
             refuse(409, f"request_id '{request_id}' has already been created", request_id=request_id)
         except QuotaExceeded as exceeded:
@@ -96,8 +96,8 @@ class OndemandHandler(BaseHandler):
             raise ApiError(400, "the request asks for no VMs")
         return counts
 
-    def request_or_404(self, request_id: str):
-        request = requests_db.find(self.context.db, request_id)
+    async def request_or_404(self, request_id: str):
+        request = await self.db.run(requests_db.find, request_id)
         if request is None:
             refuse(404, f"no request found for request_id '{request_id}'")
         return request
@@ -106,25 +106,25 @@ class OndemandHandler(BaseHandler):
 class OndemandBodyHandler(OndemandHandler):
     """POST /ondemandvm with a JSON body."""
 
-    def post(self) -> None:
-        row = self.owner_token()
+    async def post(self) -> None:
+        row = await self.owner_token()
         try:
             payload = self.json_body()
         except ApiError as error:
             raise ApiError(400, error.error, message="JSON payload could not be parsed") from None
         request_id = payload.pop("request_id", None)
-        self.create(payload, request_id, row)
+        await self.create(payload, request_id, row)
 
 
 class OndemandRequestHandler(OndemandHandler):
     """POST /ondemandvm/<a+a+b> (a new request), GET and DELETE /ondemandvm/<request_id>."""
 
-    def post(self, names: str) -> None:
-        row = self.owner_token()
-        self.create(parse_path(names), None, row)
+    async def post(self, names: str) -> None:
+        row = await self.owner_token()
+        await self.create(parse_path(names), None, row)
 
-    def get(self, request_id: str) -> None:
-        request = self.request_or_404(request_id)
+    async def get(self, request_id: str) -> None:
+        request = await self.request_or_404(request_id)
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
@@ -145,15 +145,15 @@ class OndemandRequestHandler(OndemandHandler):
                 entry["pending"] = str(int(entry["pending"]) + want.count - ready)
         self.reply(body, 200 if state in (OD_READY, OD_FAILED, OD_DELETED) else 202)
 
-    def delete(self, request_id: str) -> None:
-        row = self.owner_token()
-        request = self.request_or_404(request_id)
+    async def delete(self, request_id: str) -> None:
+        row = await self.owner_token()
+        request = await self.request_or_404(request_id)
         if row is not None and request.row.token_hash is not None and request.row.token_hash != row.token_hash:
             raise ApiError(403, f"on-demand request {request_id!r} was made with another token; only that token "
                                 "may delete it")
-        cancelled = requests_db.cancel(self.context.db, request_id, utcnow())
+        cancelled = await self.db.run(requests_db.cancel, request_id, utcnow())
         if cancelled is None:
-            self.request_or_404(request_id)
+            await self.request_or_404(request_id)
         if not cancelled:
             return self.reply({"ok": True, "message": "the request has already been deleted"})
         self.context.wake()

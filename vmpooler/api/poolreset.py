@@ -11,8 +11,8 @@ from vmpooler.db.database import utcnow
 
 
 class PoolResetHandler(ChangeMixin, BaseHandler):
-    def post(self) -> None:
-        actor = self.authorize_change()
+    async def post(self) -> None:
+        actor = await self.authorize_change()
         try:
             body = self.change_body()
         except ApiError as error:
@@ -23,6 +23,6 @@ class PoolResetHandler(ChangeMixin, BaseHandler):
         if refused:
             raise ApiError(400, "unknown pools: " + ", ".join(shown(name) for name in refused[:5]), bad_pools=refused)
         if body:
-            overrides.request_reset(self.context.db, list(body), actor, utcnow())
+            await self.db.run(overrides.request_reset, list(body), actor, utcnow())
             self.context.wake()
         self.reply({"ok": True}, 201)

@@ -9,11 +9,11 @@ from vmpooler.db.database import utcnow
 
 
 class PoolstatHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         wanted = set(self.get_argument("pool", "").split(","))
-        counts = stat_store.pool_counts(self.context.db, utcnow())
+        counts = await self.db.run(stat_store.pool_counts, utcnow())
         result = {}
-        for pool in overrides.effective_pools(self.context.db, self.config.pools):
+        for pool in await self.db.run(overrides.effective_pools, self.config.pools):
             if pool.name in wanted or wanted.intersection(pool.alias):
                 entry = {"max": pool.size}
                 if pool.alias:
@@ -24,6 +24,6 @@ class PoolstatHandler(BaseHandler):
 
 
 class TotalRunningHandler(BaseHandler):
-    def get(self) -> None:
-        counts = stat_store.pool_counts(self.context.db, utcnow())
+    async def get(self) -> None:
+        counts = await self.db.run(stat_store.pool_counts, utcnow())
         self.reply({"running": sum(counts.get(pool.name, {}).get("running", 0) for pool in self.config.pools)})

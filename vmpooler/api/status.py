@@ -5,6 +5,7 @@ number of pools, and reused for ``status_cache_seconds`` when that is set.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 from typing import Optional
@@ -32,13 +33,19 @@ def requested_sections(query: str) -> frozenset:
     return frozenset(name for name in view.split(",") if name in SECTIONS) | {"status"}
 
 
-def build_status(context, sections: frozenset) -> dict:
+def _leadership(_db, leader) -> dict:
+    """``leader()`` reads the manager's lease, a database read: run through ``db.run`` like the others."""
+    return leader()
+
+
+async def build_status(context, sections: frozenset) -> dict:
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
-    counts = stat_store.pool_counts(context.db, now)
-    samples = stat_store.duration_stats(context.db, day, day)
-    boots = stat_store.last_boots(context.db)
-    effective = overrides.effective_pools(context.db, config.pools)
+    db = context.db
+    counts, samples, boots, manager, effective = await asyncio.gather(
+        db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
+        db.run(stat_store.last_boots), db.run(_leadership, context.leader),
+        db.run(overrides.effective_pools, config.pools))
     pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
@@ -71,20 +78,20 @@ def build_status(context, sections: frozenset) -> dict:
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - context.started_at, 1)
-    status["manager"] = context.leader()  # which process runs the pool manager (several may share the database)
+    status["manager"] = manager  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
 
 
 class StatusHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         sections = requested_sections(self.request.query)
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
         cached = cache.get(sections)
         if seconds and cached is not None and cached[0] > time.monotonic():
             return self.reply(cached[1])
-        body = build_status(self.context, sections)
+        body = await build_status(self.context, sections)
         if seconds:
             cache[sections] = (time.monotonic() + seconds, body)
         self.reply(body)

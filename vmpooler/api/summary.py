@@ -3,6 +3,7 @@ and tag counts, per day and over the range. The database aggregates per day and 
 aggregates reach Python."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import re
 from typing import Optional
@@ -48,9 +49,9 @@ def _tally(tags: dict, name: str, value: str, count: int) -> None:
     counts["total"] += count
 
 
-def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
-    samples = stat_store.duration_stats(db, days[0], days[-1])
-    tag_rows = stat_store.tag_counts(db, days[0], days[-1], tag_name)
+async def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
+    samples, tag_rows = await asyncio.gather(db.run(stat_store.duration_stats, days[0], days[-1]),
+                                             db.run(stat_store.tag_counts, days[0], days[-1], tag_name))
     # day -> kind -> pool -> Stats
     by_day = {day: {kind: {} for kind in KINDS} for day in days}
     for day, kind, pool, stats in samples:
@@ -80,11 +81,11 @@ def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
 
 
 class SummaryHandler(BaseHandler):
-    def get(self, section: Optional[str] = None, key: Optional[str] = None) -> None:
+    async def get(self, section: Optional[str] = None, key: Optional[str] = None) -> None:
         if section not in (None, "tag") + KINDS or (section in KINDS and key not in (None, "duration", "count")):
             raise ApiError(404)
         days = day_range(self.get_argument("from", None), self.get_argument("to", None), utcnow().date())
-        full = build_summary(self.context.db, days, key if section == "tag" else None)
+        full = await build_summary(self.db, days, key if section == "tag" else None)
         if section is None:
             return self.reply(full)
         pick = (lambda block: block) if section == "tag" or key is None else (lambda block: {key: block[key]})

@@ -28,7 +28,7 @@ class _TokenBase(BaseHandler):
 class TokensHandler(_TokenBase):
     async def get(self) -> None:
         user = await self.credentials.basic_user(self.request)
-        rows = token_store.of_user(self.context.db, user)
+        rows = await self.db.run(token_store.of_user, user)
         if not rows:
             raise ApiError(404, f"{user} has no tokens")
         body = {"ok": True}
@@ -39,16 +39,16 @@ class TokensHandler(_TokenBase):
 
     async def post(self) -> None:
         user = await self.credentials.basic_user(self.request)
-        token = issue(self.context.db, user, utcnow())
+        token = await self.db.run(issue, user, utcnow())
         log.info("token %s... created for %s", token[:PREFIX_LENGTH], user)
         self.reply({"ok": True, "token": token})
 
 
 class TokenHandler(_TokenBase):
-    def get(self, token: str) -> None:
+    async def get(self, token: str) -> None:
         # No credentials are needed (as the original): an unknown token counts as a wrong one.
-        row = token_store.by_hash(self.context.db, token_hash(token))
-        running = token_store.running_vms(self.context.db, row.token_hash) if row is not None else []
+        row = await self.db.run(token_store.by_hash, token_hash(token))
+        running = await self.db.run(token_store.running_vms, row.token_hash) if row is not None else []
         if row is None:
             self.credentials.wrong_token(self.request, "no such token", status=404)
         info = {"user": row.user, "created": ruby_time(row.created_at)}
@@ -61,12 +61,12 @@ class TokenHandler(_TokenBase):
     async def delete(self, token: str) -> None:
         user = await self.credentials.basic_user(self.request)
         if len(token) == PREFIX_LENGTH:
-            rows = token_store.of_user(self.context.db, user, prefix=token)
+            rows = await self.db.run(token_store.of_user, user, prefix=token)
         else:
-            rows = [row for row in [token_store.by_hash(self.context.db, token_hash(token))] if row]
+            rows = [row for row in [await self.db.run(token_store.by_hash, token_hash(token))] if row]
         if len(rows) > 1:
             raise ApiError(409, "several of your tokens start with that prefix; give the whole token")
-        if not rows or not token_store.remove(self.context.db, rows[0].id):
+        if not rows or not await self.db.run(token_store.remove, rows[0].id):
             raise ApiError(404, "no such token")
         log.info("token %s... of %s deleted by %s", rows[0].prefix, rows[0].user, user)
         self.reply({"ok": True})

@@ -120,34 +120,35 @@ def _validate_tags(tags, config, failures: list) -> dict:
 
 
 class VmHandler(BaseHandler):
-    def post(self, names: str) -> None:
+    async def post(self, names: str) -> None:
         requested = parse_path(names)
-        self.reply(checkout(self.context, requested, self.credentials.token_if_configured(self.request, False)))
+        token = await self.credentials.token_if_configured(self.request, False)
+        self.reply(await checkout(self.context, requested, token))
 
-    def get(self, raw: str) -> None:
+    async def get(self, raw: str) -> None:
         name = self.hostname(raw)
         # one consistent read of the row and its extras, reused until the next write: clients poll this
-        vm, extras = vm_store.latest_with_extras(self.context.db, name)
+        vm, extras = await self.db.run(vm_store.latest_with_extras, name)
         vm = found(self.context, vm, name)
         self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
 
-    def put(self, raw: str) -> None:
-        vm = find_vm(self.context, self.hostname(raw), LIVE_STATES)
+    async def put(self, raw: str) -> None:
+        vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
         body = self.json_body()
         # With an auth store a lifetime needs a token (a tags-only change does not), as the original.
         lifetime_needs_token = self.context.auth is not None and "lifetime" in body
-        self.credentials.authorize_vm(self.request, vm, token_needed=lifetime_needs_token)
+        await self.credentials.authorize_vm(self.request, vm, token_needed=lifetime_needs_token)
         lifetime, tags, failures = validate_changes(body, self.config)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
-        if not vm_store.modify(self.context.db, vm, utcnow(), lifetime, tags):
+        if not await self.db.run(vm_store.modify, vm, utcnow(), lifetime, tags):
             raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
         self.reply({"ok": True})
 
-    def delete(self, raw: str) -> None:
-        vm = find_vm(self.context, self.hostname(raw), (RUNNING,))
-        self.credentials.authorize_vm(self.request, vm, token_needed=False)
-        deleted = vm_store.delete(self.context.db, vm, utcnow())
+    async def delete(self, raw: str) -> None:
+        vm = await find_vm(self.context, self.hostname(raw), (RUNNING,))
+        await self.credentials.authorize_vm(self.request, vm, token_needed=False)
+        deleted = await self.db.run(vm_store.delete, vm, utcnow())
         self.context.metrics.deleted(deleted)
         if not deleted:
             raise ApiError(404, f"{vm.name} is no longer running")

@@ -16,39 +16,39 @@ MAX_DISK_GB = 2048
 
 
 class _TaskHandler(BaseHandler):
-    def target(self, raw: str):
+    async def target(self, raw: str):
         """The VM to work on, once the request may: with an auth store a token is needed (401
         before the VM is looked up, as the original), and a VM's own token wherever it has one."""
-        row = self.credentials.token_if_configured(self.request, required=True)
-        vm = find_vm(self.context, self.hostname(raw), LIVE_STATES)
-        self.credentials.authorize_vm(self.request, vm, token_needed=False, row=row)
+        row = await self.credentials.token_if_configured(self.request, required=True)
+        vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
+        await self.credentials.authorize_vm(self.request, vm, token_needed=False, row=row)
         return vm
 
-    def queue(self, vm, kind: str, arg: str, body: dict) -> None:
-        task_store.queue(self.context.db, vm, kind, arg, utcnow())
+    async def queue(self, vm, kind: str, arg: str, body: dict) -> None:
+        await self.db.run(task_store.queue, vm, kind, arg, utcnow())
         self.context.wake()
         self.reply(body, status=202)
 
 
 class SnapshotHandler(_TaskHandler):
-    def post(self, raw: str) -> None:
-        vm = self.target(raw)
+    async def post(self, raw: str) -> None:
+        vm = await self.target(raw)
         name = random_name()
-        self.queue(vm, TaskKind.SNAPSHOT, name, {"ok": True, vm.name: {"snapshot": name}})
+        await self.queue(vm, TaskKind.SNAPSHOT, name, {"ok": True, vm.name: {"snapshot": name}})
 
 
 class RevertHandler(_TaskHandler):
-    def post(self, raw: str, snapshot: str) -> None:
-        vm = self.target(raw)
-        if not task_store.has_snapshot(self.context.db, vm.id, snapshot):
+    async def post(self, raw: str, snapshot: str) -> None:
+        vm = await self.target(raw)
+        if not await self.db.run(task_store.has_snapshot, vm.id, snapshot):
             raise ApiError(404, f"{vm.name} has no snapshot {shown(snapshot)} (yet)")
-        self.queue(vm, TaskKind.REVERT, snapshot, {"ok": True})
+        await self.queue(vm, TaskKind.REVERT, snapshot, {"ok": True})
 
 
 class DiskHandler(_TaskHandler):
-    def post(self, raw: str, size: str) -> None:
-        vm = self.target(raw)
+    async def post(self, raw: str, size: str) -> None:
+        vm = await self.target(raw)
         if not re.fullmatch(r"\d{1,4}", size) or not 1 <= int(size) <= MAX_DISK_GB:
             raise ApiError(400, f"the disk size must be a whole number of GB from 1 to {MAX_DISK_GB}, "
                            f"not {shown(size)}")
-        self.queue(vm, TaskKind.DISK, str(int(size)), {"ok": True, vm.name: {"disk": f"+{int(size)}gb"}})
+        await self.queue(vm, TaskKind.DISK, str(int(size)), {"ok": True, vm.name: {"disk": f"+{int(size)}gb"}})

@@ -9,9 +9,9 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 
 
-def find_vm(context: Context, name: str, states=None):
+async def find_vm(context: Context, name: str, states=None):
     """The newest row of the VM ``name``, else 404 (see ``found``)."""
-    vm = vm_store.latest(context.db, name)
+    vm = await context.db.run(vm_store.latest, name)
     return found(context, vm, name, states)
 
 

@@ -9,6 +9,7 @@ class VmsHandler(BaseHandler):
     def get(self) -> None:
         self.reply([pool.name for pool in self.config.pools])
 
-    def post(self) -> None:
+    async def post(self) -> None:
         requested = self.json_body()
-        self.reply(checkout(self.context, requested, self.credentials.token_if_configured(self.request, False)))
+        token = await self.credentials.token_if_configured(self.request, False)
+        self.reply(await checkout(self.context, requested, token))

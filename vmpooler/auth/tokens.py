@@ -9,6 +9,7 @@ import hashlib
 import secrets
 
 from vmpooler.db import tokens as token_store
+from vmpooler.db.database import writes
 
 TOKEN_LENGTH = 32
 PREFIX_LENGTH = 8
@@ -29,6 +30,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@writes
 def issue(db, user: str, now) -> str:
     """A new token for ``user``, stored by its hash (db/tokens.py); returns the token: the only
     time it is known in full."""

@@ -2,20 +2,39 @@
 
 Everything else speaks portable SQLAlchemy Core through ``write()`` and ``read()``. The only
 SQLite-specific code in the project is in ``_prepare_sqlite`` below.
+
+Code on the IOLoop (api/, manager/) reaches the state layer through ONE call, ``await
+db.run(function, *args)``, ``function`` being a public function of db/ (its first parameter the
+``Database``). A function marked ``@writes`` joins the group commit (db/batch.py): requests that
+arrive together share one transaction, each in a SAVEPOINT of its own, and are answered after its
+commit. Any other function is a read: on SQLite it runs inline (a local file read costs less than
+a thread hop), on PostgreSQL in a bounded pool of database threads, so the IOLoop never waits on
+the network.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import datetime
+import functools
 import logging
 import os
+import threading
 
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
+from vmpooler.db.batch import GroupCommit
+from vmpooler.db.errors import StoreUnavailable
+
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
 CACHE_ENTRIES = 10000
+#: PostgreSQL: threads for reads, and how many group-commit batches may be in flight at once
+#: (each holds one connection; SKIP LOCKED lets concurrent batches take different VMs)
+READ_THREADS = 8
+WRITE_BATCHES = 8
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,13 +45,16 @@ def migrations_dir() -> str:
     return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), "migrations")
 
 
-class StoreUnavailable(Exception):
-    """The database cannot serve the request now (locked, full, read-only, gone). Nothing was
-    written; the API answers 503 and the manager tries again on its next pass."""
-
-
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def writes(function):
+    """Mark a public function of db/ as a write: ``Database.run`` hands it to the group commit.
+    (An unmarked function that writes is still correct, in a transaction of its own, but not
+    batched.)"""
+    function.vmpooler_writes = True
+    return function
 
 
 class Database:
@@ -42,24 +64,78 @@ class Database:
         options = {"future": True}
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        else:  # every database thread may hold a connection, a batch two (its own and a read's)
+            options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
             _prepare_sqlite(self.engine, busy_timeout_ms)
         #: counts write transactions; a read cached under an older count may be stale
         self.generation = 0
+        self._generation_lock = threading.Lock()
         self._cache: dict = {}
+        self._local = threading.local()  # .batch: the connection of the batch this thread applies
+        self._executor = None  # PostgreSQL's database threads, made on first use
+        self.group = GroupCommit(self, inline=self.is_sqlite, batches=WRITE_BATCHES)
         #: times the database could not serve (StoreUnavailable raised), for the metrics
         self.unavailable_count = 0
 
+    # --- the IOLoop's way in ----------------------------------------------------------------
+    async def run(self, function, *args, **kwargs):
+        """``function(self, *args, **kwargs)`` without the IOLoop waiting on the database: a
+        ``@writes`` function through the group commit, a read inline on SQLite and in a database
+        thread on PostgreSQL."""
+        if getattr(function, "vmpooler_writes", False):
+            return await self.group.submit(function, args, kwargs)
+        if self.is_sqlite:
+            return function(self, *args, **kwargs)
+        call = functools.partial(function, self, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor(), call)
+
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The bounded pool of database threads (PostgreSQL): reads, and the group commit's batches."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(READ_THREADS + WRITE_BATCHES,
+                                                                   thread_name_prefix="database")
+        return self._executor
+
+    # --- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager
     def write(self) -> Connection:
-        """One write transaction: committed when the block ends, rolled back on any error."""
+        """One write transaction: committed when the block ends, rolled back on any error. Inside
+        a batch of the group commit it is a SAVEPOINT of the batch's transaction instead, released
+        when the block ends and rolled back on any error (so a request's failure undoes only its
+        own changes); the batch commits them all."""
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            with self._translated():
+                with _savepoint(batch):
+                    yield batch
+            return
         try:
             with self._translated():
                 with self.engine.begin() as connection:
                     yield connection
         finally:
-            self.generation += 1  # after the commit: a read cached before it is now stale
+            self.bump()  # after the commit: a read cached before it is now stale
+
+    @contextlib.contextmanager
+    def batch(self) -> Connection:
+        """The one transaction of a group-commit batch (db/batch.py): ``write()`` in this thread
+        joins it as a savepoint until the block ends; committed then, rolled back on any error."""
+        try:
+            with self._translated():
+                with self.engine.begin() as connection:
+                    self._local.batch = connection
+                    try:
+                        yield connection
+                    finally:
+                        self._local.batch = None
+        finally:
+            self.bump()
+
+    def bump(self) -> None:
+        with self._generation_lock:
+            self.generation += 1
 
     def cached(self, key, load):
         """``load(conn)`` in a read transaction, reused for ``key`` until the next write transaction
@@ -122,7 +198,26 @@ class Database:
         command.upgrade(config, "head")
 
     def dispose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _savepoint(connection: Connection):
+    """A SAVEPOINT of the batch's transaction, emitted directly: SQLAlchemy's begin_nested()
+    costs more Python than the statement costs the database."""
+    connection.exec_driver_sql("SAVEPOINT vmpooler_request")
+    try:
+        yield
+    except BaseException:
+        # undoes this request only; if even that fails the transaction is broken, and that error
+        # (the database's, so a StoreUnavailable) fails the whole batch
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT vmpooler_request")
+        connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
+        raise
+    connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
 
 
 def upsert(conn: Connection, table, keys: tuple, **values) -> None:

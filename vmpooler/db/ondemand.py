@@ -19,7 +19,7 @@ from typing import Optional
 from sqlalchemy import bindparam, exc, insert, select, update
 
 from vmpooler.db import quotas
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.events import change, log_change
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
 from vmpooler.db.vms import Owner, insert_new, log_new, running_values
@@ -60,6 +60,7 @@ class Request:
 _BY_REQUEST_ID = select(ondemand_requests).where(ondemand_requests.c.request_id == bindparam("request_id"))
 
 
+@writes
 def create(db: Database, request_id: str, wants: list, now, owner: Optional[Owner] = None,
            quota: Optional[int] = None) -> None:
     """Record a request for ``wants`` ((requested name, pool, count) triples). Raises
@@ -88,6 +89,7 @@ def find(db: Database, request_id: str) -> Optional[Request]:
         return None if row is None else _load(conn, [row])[0]
 
 
+@writes
 def cancel(db: Database, request_id: str, now) -> Optional[bool]:
     """The client deletes its request: False when it was deleted already, None when unknown;
     otherwise it is deleted and its VMs (handed over or not) are completed."""
@@ -115,6 +117,7 @@ def open_requests(db: Database) -> list:
         return _load(conn, list(conn.execute(_OPEN)))
 
 
+@writes
 def add_vms(db: Database, request: Request, wanted: list, now, reserve_hours: float) -> list:
     """Record new VMs for ``request`` ((pool, name, want id) triples) before they are cloned, if it
     is still pending; the guarded touch of its row also locks it (PostgreSQL) against a
@@ -135,6 +138,7 @@ def add_vms(db: Database, request: Request, wanted: list, now, reserve_hours: fl
     return created
 
 
+@writes
 def hand_over(db: Database, request: Request, now, default_lifetime: float,
               owner_lifetime: Optional[float]) -> bool:
     """Every want has its VMs ready: they become the requester's (running, with the lifetime a
@@ -164,6 +168,7 @@ def hand_over(db: Database, request: Request, now, default_lifetime: float,
     return True
 
 
+@writes
 def fail(db: Database, request: Request, failure: str, now) -> bool:
     """The request cannot be filled: failed (``failure`` says why), its VMs completed."""
     with db.write() as conn:
@@ -175,6 +180,7 @@ def fail(db: Database, request: Request, failure: str, now) -> bool:
     return True
 
 
+@writes
 def clone_given_up(db: Database, vm, error: str, attempts: int, now) -> bool:
     """A clone for a request failed for good (a permanent error, or its ``attempts`` used up):
     the VM is completed and its request fails, at once, in one transaction."""

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 from sqlalchemy import bindparam, delete, insert, select
 
-from vmpooler.db.database import Database, upsert
+from vmpooler.db.database import Database, upsert, writes
 from vmpooler.db.models import pool_drains, pool_events, pool_overrides, vms
 from vmpooler.db.events import change, log_change
 from vmpooler.model import COMPLETED, PENDING, READY
@@ -123,6 +123,7 @@ def _store(conn, pool, setting: str, value, actor: Actor, now) -> None:
                user=actor.user, changed_at=now)
 
 
+@writes
 def change_setting(db: Database, configured: dict, setting: str, values: dict, actor: Actor, now) -> list:
     """Set ``setting`` of each pool in ``values`` ({pool name: new value}), ``configured`` being
     {pool name: pool as the file configures it}, in ONE transaction. Returns the names of the
@@ -156,6 +157,7 @@ def effective_value(pool, found: dict, setting: str):
     return pool.raw.get(setting)
 
 
+@writes
 def undo(db: Database, pool, setting: str, actor: Actor, now) -> tuple:
     """Remove the override of ``setting``: (value before, configured value, whether it changed).
     Undoing a template override drains the pool, as setting one does."""
@@ -173,6 +175,7 @@ def undo(db: Database, pool, setting: str, actor: Actor, now) -> tuple:
     return before, configured, changed
 
 
+@writes
 def request_reset(db: Database, pool_names: list, actor: Actor, now) -> None:
     """POST /poolreset: the manager drains each pool and refills it."""
     with db.write() as conn:
@@ -182,6 +185,7 @@ def request_reset(db: Database, pool_names: list, actor: Actor, now) -> None:
     log.info("reset of %s requested by %s", ", ".join(pool_names), actor)
 
 
+@writes
 def drain(db: Database, pool: str, request, now) -> Optional[int]:
     """Carry out a drain ``request`` (a row of ``pending_drains``): every ready and pending VM of
     the pool is completed (the destroy loop removes it; replenishment refills the pool from its

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, bindparam, case, func, insert, inspect, select, text, update
+from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select, text, update
 
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
 from vmpooler.model import LIVE_STATES, PENDING, READY
 
@@ -96,6 +96,7 @@ def last_boots(db: Database) -> dict:
         return dict(conn.execute(_LAST_BOOTS).all())
 
 
+@writes
 def sync_pools(db: Database, pool_configs, now) -> None:
     """Mirror the configured pools into the pools table (for operators' queries and lastBoot)."""
     with db.write() as conn:
@@ -129,15 +130,22 @@ class Stats:
 
 def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at) -> None:
     """Append a clone or boot sample and fold it into its day's totals (update, else insert:
-    portable, and safe because the caller's write transaction serialises writers). Joins the
-    caller's transaction: the sample commits with the transition that measured it."""
+    portable). Joins the caller's transaction: the sample commits with the transition that
+    measured it."""
     day = at.strftime("%Y-%m-%d")
     conn.execute(_INSERT_DURATION, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
                                     "day": day})
-    updated = conn.execute(_ADD_TO_DURATION_DAY, {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds})
-    if updated.rowcount == 0:
-        conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1, "total": seconds,
-                                            "low": seconds, "high": seconds})
+    added = {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds}
+    if conn.execute(_ADD_TO_DURATION_DAY, added).rowcount == 0:
+        # The day's first sample. On PostgreSQL another transaction (a database thread beside
+        # this one) may insert that row first: then this insert fails once the other commits,
+        # inside its own savepoint, and the update finds the row.
+        try:
+            with conn.begin_nested():
+                conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1,
+                                                    "total": seconds, "low": seconds, "high": seconds})
+        except exc.IntegrityError:
+            conn.execute(_ADD_TO_DURATION_DAY, added)
 
 
 def record_boot(conn, pool: str, vm_name: str, seconds: float, at) -> None:

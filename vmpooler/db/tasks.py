@@ -8,7 +8,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.models import tasks, vms
 from vmpooler.model import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, TaskKind
 
@@ -24,6 +24,7 @@ _SNAPSHOT_TAKEN = (select(tasks.c.id).where(tasks.c.vm_id == bindparam("vm_id"),
                                             tasks.c.arg == bindparam("name"), tasks.c.state == DONE).limit(1))
 
 
+@writes
 def queue(db: Database, vm, kind: str, arg: str, now) -> int:
     """Queue a snapshot, revert or disk task for the manager. Returns the task's id."""
     with db.write() as conn:
@@ -37,14 +38,17 @@ def _move(db: Database, task_id: int, from_state: str, to_state: str, **values) 
                                               **values}).rowcount == 1
 
 
+@writes
 def claim(db: Database, task_id: int) -> bool:
     return _move(db, task_id, QUEUED, TASK_RUNNING)
 
 
+@writes
 def finish(db: Database, task_id: int, now) -> bool:
     return _move(db, task_id, TASK_RUNNING, DONE, finished_at=now, last_error=None)
 
 
+@writes
 def failed(db: Database, task, error: str, now, attempts: int, retry_at: Optional[datetime.datetime]) -> bool:
     """A run of the task did not succeed: ``attempts`` is its new count (unchanged when the
     provider's circuit breaker refused the call: that was no attempt). Back to the queue until
@@ -54,6 +58,7 @@ def failed(db: Database, task, error: str, now, attempts: int, retry_at: Optiona
     return _move(db, task.id, TASK_RUNNING, QUEUED, attempts=attempts, last_error=error, next_attempt_at=retry_at)
 
 
+@writes
 def requeue_interrupted(db: Database) -> int:
     """Tasks left running by a stopped process go back to the queue. A snapshot or revert is safe
     to repeat; a disk add interrupted after the provider made the disk may add a second one."""

@@ -7,7 +7,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.models import tokens, vms
 from vmpooler.model import RUNNING
 
@@ -20,6 +20,7 @@ _RUNNING_VMS = (select(vms.c.name).where(vms.c.token_hash == bindparam("digest")
                 .order_by(vms.c.checkout_at, vms.c.id))
 
 
+@writes
 def create(db: Database, user: str, digest: str, prefix: str, now) -> int:
     """Store a new token of ``user`` by its hash and prefix; returns the row's id."""
     with db.write() as conn:
@@ -27,12 +28,14 @@ def create(db: Database, user: str, digest: str, prefix: str, now) -> int:
                                       "created_at": now}).inserted_primary_key[0]
 
 
+@writes
 def touch(db: Database, digest: str, now) -> None:
     """Record a use of the token (its ``last`` time)."""
     with db.write() as conn:
         conn.execute(_TOUCH, {"last_used_at": now, "digest": digest})
 
 
+@writes
 def remove(db: Database, token_id: int) -> bool:
     with db.write() as conn:
         return conn.execute(_DELETE, {"token_id": token_id}).rowcount == 1

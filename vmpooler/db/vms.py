@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 from sqlalchemy import bindparam, delete, exc, insert, or_, select
 
 from vmpooler.db import quotas, stats
-from vmpooler.db.database import Database
+from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, fetch, log_change, record_event, transition
 from vmpooler.db.models import tasks, vm_tags, vms
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
@@ -63,6 +63,7 @@ _ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attemp
 
 
 # --- the pool manager's transitions ---------------------------------------------------------
+@writes
 def new_vms(db: Database, wanted: list, now, reserve_hours: float = 0) -> list:
     """Record clones about to start, ``wanted`` being (pool, name) pairs, in ONE transaction and
     before any provider is asked, so that a crash during a clone leaves a row to reconcile.
@@ -102,6 +103,7 @@ def log_new(created: list) -> None:
         log.info("[%s] %s: cloning from %s", vm.pool, vm.name, vm.template)
 
 
+@writes
 def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False) -> bool:
     """The provider finished the clone: the VM is booting, and with ``ready`` (it answered its
     readiness probe at once) also ready, in the same transaction. Records the durations."""
@@ -129,6 +131,7 @@ def _mark_cloned(conn, vm, now, ip) -> Optional[str]:
     return reason
 
 
+@writes
 def became_ready(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     with db.write() as conn:
         reason = _mark_ready(conn, vm, now, ip)
@@ -149,6 +152,7 @@ def _mark_ready(conn, vm, now, ip) -> Optional[str]:
     return reason
 
 
+@writes
 def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     """A ready VM passed its periodic check (``ip``: the address it reports now). An event only
     when the address changed: checks come every vm_checktime, and checked_at is bookkeeping."""
@@ -160,6 +164,7 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
                                               "checked_at": now}).rowcount == 1
 
 
+@writes
 def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
     """Retire a VM: the destroy loop removes it from the provider."""
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
@@ -168,6 +173,7 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
     return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
 
 
+@writes
 def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
                    retry_at: Optional[datetime.datetime]) -> bool:
     """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
@@ -193,17 +199,20 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
     return True
 
 
+@writes
 def destroyed(db: Database, vm, now, reason: str = "destroyed") -> bool:
     return transition(db, vm, DESTROYED, reason, now, allowed=(COMPLETED,), destroyed_at=now, live_name=None,
                    next_attempt_at=None)
 
 
+@writes
 def gone(db: Database, vm, reason: str, now) -> bool:
     """The provider no longer has the VM: forget it (a phantom otherwise)."""
     return transition(db, vm, GONE, reason, now, allowed=LIVE_STATES + (FAILED,), destroyed_at=now, live_name=None,
                    next_attempt_at=None, expires_at=None)
 
 
+@writes
 def discovered(db: Database, pool, name: str, now) -> Optional[int]:
     """A VM in the pool's folder that we do not know: record it as completed so it is destroyed."""
     reason = "found in the provider but unknown to the database"
@@ -220,6 +229,7 @@ def discovered(db: Database, pool, name: str, now) -> Optional[int]:
     return vm_id
 
 
+@writes
 def revive(db: Database, vm, now) -> bool:
     """A VM we had written off as destroyed or gone is in the provider after all: destroy it."""
     reason = f"reappeared in the provider after being {vm.state}"
@@ -263,6 +273,7 @@ def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> O
     return checkout_at + datetime.timedelta(hours=lifetime_hours)
 
 
+@writes
 def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
     """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
@@ -308,12 +319,14 @@ def running_values(vm, now, default_lifetime, owner: Optional[Owner], owner_life
     return values
 
 
+@writes
 def delete(db: Database, vm, now) -> bool:
     """A client is done with a running VM: the destroy loop removes it."""
     return transition(db, vm, COMPLETED, "deleted by the client", now, allowed=(RUNNING,), completed_at=now,
                    expires_at=None)
 
 
+@writes
 def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Optional[dict] = None) -> bool:
     """Set a VM's lifetime (hours since checkout) and/or tags in one transaction, guarded by the
     state the VM was read in, with an event saying what changed (before -> after). False when

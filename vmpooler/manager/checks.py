@@ -18,25 +18,29 @@ log = logging.getLogger("vmpooler.manager")
 HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 
 
-def run(manager, work) -> None:
-    _pending(manager, work)
-    _ready(manager, work.now)
-    _running(manager, work.now)
+async def run(manager, work) -> None:
+    await _pending(manager, work)
+    await _ready(manager, work)
+    await _running(manager, work.now)
 
 
-def _pending(manager, work) -> None:
-    now = work.now
+async def _pending(manager, work) -> None:
+    now, timed_out = work.now, []
     for vm in list(work.pending):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            if vm_store.complete(manager.db, vm, f"still pending after {pool.timeout:g} minutes", now,
-                                 error="timed out waiting for the VM to boot"):
-                manager.metrics.marked_failed(pool.name)
+            timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
             work.settled(vm)
         elif vm.cloned_at is not None:
-            manager.launch(("vm", vm.name), probe_boot(manager, pool, vm))
+            manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
+    completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
+                                                      error="timed out waiting for the VM to boot")
+                                       for vm, reason in timed_out))
+    for (vm, _reason), done in zip(timed_out, completed):
+        if done:
+            manager.metrics.marked_failed(vm.pool)
 
 
 async def probe_boot(manager, pool, vm, ip=None) -> None:
@@ -59,23 +63,26 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
         return
     now = utcnow()
-    if vm_store.became_ready(manager.db, vm, now, ip=ip):
+    if await manager.db.run(vm_store.became_ready, vm, now, ip=ip):
         manager.metrics.became_ready(vm, now)
 
 
-def _ready(manager, now) -> None:
+async def _ready(manager, work) -> None:
+    now = work.now
     if not manager.pools:
         return
     checktime = datetime.timedelta(minutes=manager.settings.vm_checktime)
     shortest_ttl = datetime.timedelta(minutes=min(p.ready_ttl for p in manager.pools.values()))
-    for vm in vm_store.ready_due(manager.db, now - checktime, now - shortest_ttl):
+    stale = []
+    for vm in await manager.db.run(vm_store.ready_due, now - checktime, now - shortest_ttl):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
         if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
-            vm_store.complete(manager.db, vm, f"ready for more than {pool.ready_ttl:g} minutes", now)
+            stale.append((vm, f"ready for more than {pool.ready_ttl:g} minutes"))
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
-            manager.launch(("vm", vm.name), _check_ready(manager, pool, vm))
+            manager.launch(("vm", vm.name), _check_ready(manager, pool, vm), work)
+    await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now) for vm, reason in stale))
 
 
 async def _check_ready(manager, pool, vm) -> None:
@@ -83,7 +90,7 @@ async def _check_ready(manager, pool, vm) -> None:
     try:
         info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
         if info is None:
-            vm_store.gone(manager.db, vm, "vanished from the provider", utcnow())
+            await manager.db.run(vm_store.gone, vm, "vanished from the provider", utcnow())
             return
         problem = _problem(pool, vm, info)
         if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
@@ -93,9 +100,9 @@ async def _check_ready(manager, pool, vm) -> None:
         return
     now = utcnow()
     if problem is not None:
-        vm_store.complete(manager.db, vm, problem, now, error=problem)
+        await manager.db.run(vm_store.complete, vm, problem, now, error=problem)
     else:
-        vm_store.checked(manager.db, vm, now, ip=info.ip)
+        await manager.db.run(vm_store.checked, vm, now, ip=info.ip)
 
 
 def _problem(pool, vm, info):
@@ -108,6 +115,7 @@ def _problem(pool, vm, info):
     return None
 
 
-def _running(manager, now) -> None:
-    for vm in vm_store.expired(manager.db, now):
-        vm_store.complete(manager.db, vm, "reached the end of its lifetime", now)
+async def _running(manager, now) -> None:
+    expired = await manager.db.run(vm_store.expired, now)
+    await asyncio.gather(*(manager.db.run(vm_store.complete, vm, "reached the end of its lifetime", now)
+                           for vm in expired))

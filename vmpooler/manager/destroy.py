@@ -13,11 +13,11 @@ from vmpooler.providers.base import ProviderError, VMNotFound
 log = logging.getLogger("vmpooler.manager")
 
 
-def run(manager, work) -> None:
-    for vm in vm_store.to_destroy(manager.db, work.now):
+async def run(manager, work) -> None:
+    for vm in await manager.db.run(vm_store.to_destroy, work.now):
         pool = manager.pools.get(vm.pool)
         if pool is not None:
-            manager.launch(("vm", vm.name), _destroy(manager, pool, vm))
+            manager.launch(("vm", vm.name), _destroy(manager, pool, vm), work)
 
 
 async def _destroy(manager, pool, vm) -> None:
@@ -29,7 +29,7 @@ async def _destroy(manager, pool, vm) -> None:
     except ProviderError as error:
         now = utcnow()
         retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
-        vm_store.attempt_failed(manager.db, vm, DESTROY, str(error), now, retry.attempts, retry.at)
+        await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
         return
-    if vm_store.destroyed(manager.db, vm, utcnow()):
+    if await manager.db.run(vm_store.destroyed, vm, utcnow()):
         manager.metrics.destroyed(pool.name, time.monotonic() - started)

@@ -34,27 +34,29 @@ def ttl_failure(ttl) -> str:
     return f"The request failed to provision instances within the configured ondemand_request_ttl '{ttl:g}'"
 
 
-def run(manager, work) -> None:
+async def run(manager, work) -> None:
     settings, now = manager.settings, work.now
-    for vm in requests_db.strays(manager.db):
-        if vm_store.complete(manager.db, vm, "its on-demand request is finished", now):
+    db = manager.db
+    for vm in await db.run(requests_db.strays):
+        if await db.run(vm_store.complete, vm, "its on-demand request is finished", now):
             work.settled(vm)
-    open_requests = requests_db.open_requests(manager.db)
+    open_requests = await db.run(requests_db.open_requests)
     if not open_requests:
         return
-    in_flight = sum(entry["clone_slots"] for entry in stats.pool_counts(manager.db, now).values())
-    ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
-    slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
-    ttl = settings.ondemand_request_ttl
-    for request in open_requests:
-        if request.filled():
-            requests_db.hand_over(manager.db, request, now, settings.vm_lifetime, settings.vm_lifetime_auth)
-        elif (now - request.row.created_at).total_seconds() > ttl * 60:
-            if requests_db.fail(manager.db, request, ttl_failure(ttl), now):
-                log.info("on-demand request %s failed: not filled within %g minutes", request.row.request_id, ttl)
-        else:
-            _retry_due(manager, request, now)
-            slots -= _add_missing(manager, request, max(slots, 0), now)
+    async with manager.slots.lock:  # counted and taken with no refill in between (manager/slots.py)
+        in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.pool_counts, now)).values())
+        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
+        slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
+        ttl = settings.ondemand_request_ttl
+        for request in open_requests:
+            if request.filled():
+                await db.run(requests_db.hand_over, request, now, settings.vm_lifetime, settings.vm_lifetime_auth)
+            elif (now - request.row.created_at).total_seconds() > ttl * 60:
+                if await db.run(requests_db.fail, request, ttl_failure(ttl), now):
+                    log.info("on-demand request %s failed: not filled within %g minutes", request.row.request_id, ttl)
+            else:
+                _retry_due(manager, work, request)
+                slots -= await _add_missing(manager, request, max(slots, 0), now)
 
 
 def _cloning_now(vm, now) -> bool:
@@ -62,14 +64,14 @@ def _cloning_now(vm, now) -> bool:
     return vm.state == PENDING and vm.cloned_at is None and (vm.next_attempt_at is None or vm.next_attempt_at <= now)
 
 
-def _retry_due(manager, request, now) -> None:
+def _retry_due(manager, work, request) -> None:
     for vm in request.vms:
         pool = manager.pools.get(vm.pool)
-        if pool is not None and _cloning_now(vm, now) and not manager.busy(vm.name):
-            manager.launch(("vm", vm.name), replenish.clone(manager, pool, vm, failed=_clone_failed))
+        if pool is not None and _cloning_now(vm, work.now) and not manager.busy(vm.name):
+            manager.launch(("vm", vm.name), replenish.clone(manager, pool, vm, failed=_clone_failed), work)
 
 
-def _add_missing(manager, request, slots: int, now) -> int:
+async def _add_missing(manager, request, slots: int, now) -> int:
     """Record and launch the clones ``request`` still lacks, at most ``slots``; how many."""
     wanted = []
     for want in request.wants:
@@ -79,19 +81,19 @@ def _add_missing(manager, request, slots: int, now) -> int:
             wanted.append((pool, hostnames.generate(manager.settings.prefix), want.id))
     if not wanted:
         return 0
-    created = requests_db.add_vms(manager.db, request, wanted, now, manager.settings.data_ttl)
+    created = await manager.db.run(requests_db.add_vms, request, wanted, now, manager.settings.data_ttl)
     for vm in created:
         manager.launch(("vm", vm.name), replenish.clone(manager, manager.pools[vm.pool], vm, failed=_clone_failed))
     return len(created)
 
 
-def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
+async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
     """The retry policy's answer (manager/retry.py; an open breaker is no attempt), except that
     a clone given up fails its request with it."""
     now = utcnow()
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     if not retry.gives_up:
-        vm_store.attempt_failed(manager.db, vm, CLONE, str(error), now, retry.attempts, retry.at)
-    elif requests_db.clone_given_up(manager.db, vm, str(error), retry.attempts, now):
+        await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)
+    elif await manager.db.run(requests_db.clone_given_up, vm, str(error), retry.attempts, now):
         log.warning("[%s] %s: clone for an on-demand request given up: %s", pool.name, vm.name, error)
 

@@ -12,18 +12,19 @@ log = logging.getLogger("vmpooler.manager")
 WATCHED = ("size", "template", "clone_target")
 
 
-def run(manager, work) -> None:
+async def run(manager, work) -> None:
     """First of a pass's loops: the drained VMs are completed before the pass reads the pending
     ones (``work.pending``), and replenishment then refills the pools the new way."""
-    refresh(manager)
-    for name, request in override_store.pending_drains(manager.db).items():
+    await refresh(manager)
+    for name, request in (await manager.db.run(override_store.pending_drains)).items():
         if name in manager.pools:
-            override_store.drain(manager.db, name, request, work.now)
+            await manager.db.run(override_store.drain, name, request, work.now)
 
 
-def refresh(manager) -> None:
+async def refresh(manager) -> None:
     """Replace ``manager.pools`` with the effective pools, logging what changed."""
-    pools = {pool.name: pool for pool in override_store.effective_pools(manager.db, manager.config.pools)}
+    effective = await manager.db.run(override_store.effective_pools, manager.config.pools)
+    pools = {pool.name: pool for pool in effective}
     for name, pool in pools.items():
         old = manager.pools.get(name)
         for key in WATCHED:

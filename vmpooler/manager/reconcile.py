@@ -28,35 +28,35 @@ async def reconcile_pool(manager, pool) -> bool:
         log.warning("[%s] inventory failed, nothing reconciled: %s", pool.name, error)
         return False
     listed = {info.name: info for info in inventory}
-    rows = {row.name: row for row in vm_store.live_in_pool(manager.db, pool.name)}
+    rows = {row.name: row for row in await manager.db.run(vm_store.live_in_pool, pool.name)}
     for name, row in rows.items():
         if manager.busy(name) or row.state_changed_at >= started:
             continue
         cloning = row.state == PENDING and row.cloned_at is None
         if name in listed and cloning:
-            _resolve_interrupted_clone(manager, row, listed[name])
+            await _resolve_interrupted_clone(manager, row, listed[name])
         elif name not in listed and not cloning:
-            vm_store.gone(manager.db, row, "no longer in the provider", utcnow())
+            await manager.db.run(vm_store.gone, row, "no longer in the provider", utcnow())
     unknown = set(listed) - set(rows)
-    dead = vm_store.latest_dead(manager.db, pool.name, unknown)
+    dead = await manager.db.run(vm_store.latest_dead, pool.name, unknown)
     for name in sorted(unknown):
         if manager.busy(name):
             continue
         if name in dead:
             if dead[name].state_changed_at < started:
-                vm_store.revive(manager.db, dead[name], utcnow())
+                await manager.db.run(vm_store.revive, dead[name], utcnow())
         else:
-            vm_store.discovered(manager.db, pool, name, utcnow())
+            await manager.db.run(vm_store.discovered, pool, name, utcnow())
     return True
 
 
-def _resolve_interrupted_clone(manager, row, info) -> None:
+async def _resolve_interrupted_clone(manager, row, info) -> None:
     """A clone cut short by a stop left its VM: take it as cloned when it is powered on; one
     stopped before its power-on would never boot, so it is retired (destroyed and replaced)."""
     if info.powered_on:
-        vm_store.cloned(manager.db, row, utcnow())
+        await manager.db.run(vm_store.cloned, row, utcnow())
     else:
-        vm_store.complete(manager.db, row, "clone interrupted before its power-on", utcnow(),
+        await manager.db.run(vm_store.complete, row, "clone interrupted before its power-on", utcnow(),
                              error="clone interrupted before its power-on")
 
 

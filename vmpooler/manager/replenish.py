@@ -4,6 +4,7 @@ manager/slots.py), retries failed clones as the
 retry policy says (manager/retry.py), and retires the excess of a pool that shrank."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 
@@ -18,24 +19,26 @@ log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
 
 
-def run(manager, work) -> None:
+async def run(manager, work) -> None:
     now = work.now
-    counts = stats.pool_counts(manager.db, now)
-    _retry_due(manager, work)
-    _shrink(manager, counts, now)
-    _fill(manager, counts, now)
+    async with manager.slots.lock:
+        counts = await manager.db.run(stats.pool_counts, now)
+        _retry_due(manager, work)
+        await _shrink(manager, counts, now)
+        await _fill(manager, counts, now)
 
 
-def refill(manager) -> None:
+async def refill(manager) -> None:
     """Fill the free clone slots now, between passes (a clone ended: manager/slots.py)."""
-    now = utcnow()
-    _fill(manager, stats.pool_counts(manager.db, now), now)
+    async with manager.slots.lock:
+        now = utcnow()
+        await _fill(manager, await manager.db.run(stats.pool_counts, now), now)
 
 
-def _fill(manager, counts: dict, now) -> None:
+async def _fill(manager, counts: dict, now) -> None:
     """Start as many clones as ``task_limit`` has free slots, for the pools short of their size
-    and not backing off after failed clones. The count and the new rows are one synchronous step
-    on the IOLoop, so two fills never hand out one slot."""
+    and not backing off after failed clones. Called under ``manager.slots.lock``: the count and
+    the new rows are one step, so two fills never hand out one slot."""
     slots = manager.settings.task_limit - sum(c["clone_slots"] for c in counts.values())
     wanted = {}
     for pool in manager.pools.values():
@@ -43,7 +46,7 @@ def _fill(manager, counts: dict, now) -> None:
         missing = pool.size - _stock(entry)
         if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
             wanted[pool.name] = missing
-    _start_clones(manager, manager.slots.share(wanted, slots), now)
+    await _start_clones(manager, manager.slots.share(wanted, slots), now)
 
 
 def _stock(entry: dict) -> int:
@@ -58,19 +61,21 @@ def _retry_due(manager, work) -> None:
         if pool is None or vm.cloned_at is not None or vm.want_id is not None or manager.busy(vm.name):
             continue
         if vm.next_attempt_at is None or vm.next_attempt_at <= now:
-            manager.launch(("vm", vm.name), clone(manager, pool, vm))
+            manager.launch(("vm", vm.name), clone(manager, pool, vm), work)
 
 
-def _shrink(manager, counts, now) -> None:
+async def _shrink(manager, counts, now) -> None:
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
         extra = _stock(entry) - pool.size
         if extra > 0:
-            for vm in vm_store.excess(manager.db, pool.name, extra):
-                vm_store.complete(manager.db, vm, f"pool {pool.name} is over its size of {pool.size}", now)
+            reason = f"pool {pool.name} is over its size of {pool.size}"
+            excess = await manager.db.run(vm_store.excess, pool.name, extra)
+            # submitted together, so that they share one batch of the group commit
+            await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now) for vm in excess))
 
 
-def _start_clones(manager, pool_names: list, now) -> None:
+async def _start_clones(manager, pool_names: list, now) -> None:
     """Record the new VMs in one transaction, then launch their clones. A name that is taken
     is skipped; the next pass makes up for it."""
     if not pool_names:
@@ -85,7 +90,7 @@ def _start_clones(manager, pool_names: list, now) -> None:
             name = hostnames.generate(manager.settings.prefix)
         names.add(name)
         wanted.append((manager.pools[pool_name], name))
-    created = vm_store.new_vms(manager.db, wanted, now, reserve_hours=manager.settings.data_ttl)
+    created = await manager.db.run(vm_store.new_vms, wanted, now, reserve_hours=manager.settings.data_ttl)
     if len(created) < len(wanted):
         log.info("%d generated hostnames were taken; the next pass makes up for them", len(wanted) - len(created))
     for vm in created:
@@ -98,7 +103,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
     try:
         info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
-        (failed or _clone_failed)(manager, pool, vm, error)
+        await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.freed()  # a slot for another pool (this one backs off) or for this VM's retry
         return
     manager.pool_failures.pop(pool.name, None)
@@ -108,7 +113,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
-    recorded = vm_store.cloned(manager.db, vm, now, ip, ready=ready)
+    recorded = await manager.db.run(vm_store.cloned, vm, now, ip, ready=ready)
     manager.slots.freed()  # the clone's slot is free: the next clone starts now, not at the next pass
     if not recorded:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
@@ -118,7 +123,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         await checks.probe_boot(manager, pool, vm, ip)
 
 
-def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
+async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
     """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
     provider's breaker may let calls through when it refused the call, else for a backoff that
     grows with the pool's consecutive failures."""
@@ -130,4 +135,4 @@ def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
         manager.pool_failures[pool.name] = failures
         manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
-    vm_store.attempt_failed(manager.db, vm, CLONE, str(error), now, retry.attempts, retry.at)
+    await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

@@ -8,7 +8,6 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 
@@ -37,17 +36,21 @@ STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 
 
 class Pass:
-    """What one pass reads once and hands to every loop (``loop.run(manager, work)``): its time,
-    and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone retries)
-    go through. Read on first use; a loop that retires a pending VM takes it out (``settled``)."""
+    """What one pass reads once and hands to every loop (``await loop.run(manager, work)``): its
+    time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
+    retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, db, now):
-        self.db = db
+    def __init__(self, now, pending: list, read_at: float = 0.0):
         self.now = now
+        self.pending = pending
+        #: time.monotonic() before the pass read anything: provider work on a VM that ended after
+        #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
+        self.read_at = read_at
 
-    @functools.cached_property
-    def pending(self) -> list:
-        return vm_store.pending(self.db)
+    @classmethod
+    async def read(cls, db) -> "Pass":
+        read_at = time.monotonic()
+        return cls(utcnow(), await db.run(vm_store.pending), read_at)
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -68,11 +71,14 @@ class Manager:
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
+        self._ended: dict = {}  # key -> time.monotonic() when its last work ended
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
         self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
+        self._pass = None  # the pass running now (an asyncio.Task)
+        self._again = False
         self._wake_pending = False
         self._last_tick = 0.0
         self._stopping = False
@@ -94,9 +100,9 @@ class Manager:
         self.pause()
         if not self.acting():
             return
-        stats.sync_pools(self.db, self.config.pools, utcnow())
-        overrides.refresh(self)
-        requeued = task_store.requeue_interrupted(self.db)
+        await self.db.run(stats.sync_pools, self.config.pools, utcnow())
+        await overrides.refresh(self)
+        requeued = await self.db.run(task_store.requeue_interrupted)
         if requeued:
             log.info("requeued %d tasks interrupted by the last stop", requeued)
         await asyncio.gather(*(reconcile.reconcile_pool(self, pool) for pool in self.pools.values()))
@@ -121,6 +127,8 @@ class Manager:
         self._stopping = True
         if self._callback is not None:
             self._callback.stop()
+        if self._pass is not None:
+            await asyncio.wait([self._pass])
         pending = [task for task in self.in_flight.values() if not task.done()]
         if pending:
             log.info("waiting up to %ss for %d provider calls", self.settings.shutdown_grace, len(pending))
@@ -142,17 +150,39 @@ class Manager:
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
+        """Start a pass unless one is running (a pass waits on the database, never the IOLoop)."""
         self._wake_pending = False
+        if self._pass is not None and not self._pass.done():
+            self._again = True  # asked for while one runs: another follows it
+            return
+        self._pass = asyncio.ensure_future(self._pass_then_again())
+
+    async def _pass_then_again(self) -> None:
+        try:
+            await self.run_pass()
+        finally:
+            if self._again:
+                self._again = False
+                self.wake()
+
+    async def run_pass(self) -> None:
+        """One pass: read what is due, let every loop act on it."""
         self._last_tick = time.monotonic()
         if not self.acting():
             self.last_pass_at = self._last_tick  # standing by is up to date: no stall on taking over
         if not self.may_start_work():
             return
-        work = Pass(self.db, utcnow())
+        try:
+            work = await Pass.read(self.db)
+        except StoreUnavailable as error:
+            self.database_unavailable("the", error)
+            return
+        # what ended before this pass read cannot make its rows stale (nor any later pass's)
+        self._ended = {key: at for key, at in self._ended.items() if at >= work.read_at}
         finished = True
         for loop in LOOPS:
             try:
-                loop.run(self, work)
+                await loop.run(self, work)
             except StoreUnavailable as error:
                 self.database_unavailable(loop.__name__.rsplit(".", 1)[-1], error)
                 return
@@ -170,14 +200,17 @@ class Manager:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
 
     def database_unavailable(self, what: str, error) -> None:
-        """Every query would wait out the busy timeout on the IOLoop: no passes nor refills for
-        a while, so that the API gets the loop."""
+        """The database is unavailable: every query would wait out its timeout, so no passes nor
+        refills for a while (the API's requests get the database meanwhile)."""
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key, coroutine) -> bool:
-        """Run ``coroutine`` in the background unless work on ``key`` is already in flight."""
-        if key in self.in_flight or self._stopping or not self.acting():
+    def launch(self, key, coroutine, work: "Pass" = None) -> bool:
+        """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
+        for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
+        waits on the database, so work can end while it runs)."""
+        stale = work is not None and self._ended.get(key, float("-inf")) >= work.read_at
+        if key in self.in_flight or self._stopping or stale or not self.acting():
             coroutine.close()
             return False
         task = asyncio.ensure_future(self._guarded(key, coroutine))
@@ -198,6 +231,7 @@ class Manager:
             log.exception("%s failed", key)
         finally:
             self.in_flight.pop(key, None)
+            self._ended[key] = time.monotonic()
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight

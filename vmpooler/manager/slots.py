@@ -4,12 +4,13 @@
 being recorded until the provider's answer is). A pass fills the free slots (replenish.run); so
 does a clone that ends, succeeded or failed, in the next IOLoop turn (``freed``), so that a pool
 refills as fast as the provider clones rather than ``task_limit`` clones per pass. Every fill
-counts the free slots and records the new rows in one synchronous step on the IOLoop, so two
-fills never hand out the same free slot (nor more than a pool's size of pending and ready VMs).
-Slots go round-robin over the pools, carried on from where the last fill stopped, so
+counts the free slots and records the new rows under one lock: fills wait on the database, and
+two of them must never hand out the same free slot (nor more than a pool's size of pending and
+ready VMs). Slots go round-robin over the pools, carried on from where the last fill stopped, so
 the freed slots go to each pool that wants VMs in turn."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from tornado.ioloop import IOLoop
@@ -21,8 +22,9 @@ log = logging.getLogger("vmpooler.manager")
 
 class Slots:
     def __init__(self, manager, refill):
-        """``refill(manager)``: fills the free slots (replenish.refill)."""
+        """``refill(manager)``: the coroutine that fills the free slots (replenish.refill)."""
         self.manager = manager
+        self.lock = asyncio.Lock()
         self._refill = refill
         self._last = None  # the pool that got the last slot handed out
         self._queued = False
@@ -35,12 +37,12 @@ class Slots:
         self._queued = True
         IOLoop.current().add_callback(self._fill_now)
 
-    def _fill_now(self) -> None:
+    async def _fill_now(self) -> None:
         self._queued = False
         if not self.manager.may_start_work():
             return  # stopped, paused, or no longer the leader: the next pass (or term) fills
         try:
-            self._refill(self.manager)
+            await self._refill(self.manager)
         except StoreUnavailable as error:
             self.manager.database_unavailable("refill", error)
         except Exception:  # a bug here must not go unnoticed, nor stop the passes

@@ -21,28 +21,28 @@ OPERATIONS = {
 }
 
 
-def run(manager, work) -> None:
+async def run(manager, work) -> None:
     now = work.now
-    for task in task_store.due(manager.db, now):
+    for task in await manager.db.run(task_store.due, now):
         pool = manager.pools.get(task.vm_pool)
         if pool is None or task.vm_state not in LIVE_STATES:
-            if task_store.claim(manager.db, task.id):
-                task_store.failed(manager.db, task, f"the VM is {task.vm_state}", now, task.attempts, None)
+            if await manager.db.run(task_store.claim, task.id):
+                await manager.db.run(task_store.failed, task, f"the VM is {task.vm_state}", now, task.attempts, None)
             continue
-        manager.launch(("vm", task.vm_name), _run(manager, pool, task))
+        manager.launch(("vm", task.vm_name), _run(manager, pool, task), work)
 
 
 async def _run(manager, pool, task) -> None:
-    if not task_store.claim(manager.db, task.id):
+    if not await manager.db.run(task_store.claim, task.id):
         return
     try:
         await manager.runner.call(pool.provider, lambda p: OPERATIONS[task.kind](p, pool, task.vm_name, task.arg))
     except ProviderError as error:
         now = utcnow()
         retry = manager.retry.after(TASK, error, task.attempts, pool.provider, now)
-        task_store.failed(manager.db, task, str(error), now, retry.attempts, retry.at)
+        await manager.db.run(task_store.failed, task, str(error), now, retry.attempts, retry.at)
         log.warning("[%s] %s: %s %s failed%s: %s", pool.name, task.vm_name, task.kind, task.arg,
                     " for good" if retry.gives_up else "", error)
         return
-    task_store.finish(manager.db, task.id, utcnow())
+    await manager.db.run(task_store.finish, task.id, utcnow())
     log.info("[%s] %s: %s %s done", pool.name, task.vm_name, task.kind, task.arg)

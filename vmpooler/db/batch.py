@@ -1,0 +1,153 @@
+"""Group commit: the write requests that arrive together share one database transaction.
+
+``Database.run`` hands every ``@writes`` function here. Requests queue; a batch takes at most
+``MAX_BATCH`` of them (and stops taking more once it has run ``MAX_BATCH_SECONDS``), applies each
+in order in ONE transaction, each request inside its own SAVEPOINT (``Database.write()`` inside a
+batch), commits, and only then answers every request of the batch, in order. So:
+
+- each request is all-or-nothing on its own: one checkout's shortfall rolls back its savepoint
+  only, and its neighbours commit;
+- a request sees the effects of the requests before it in the batch (a second checkout takes
+  another VM), and nobody is answered before the commit that holds what it was told: a kill -9
+  before the commit loses only unanswered requests;
+- when the batch as a whole fails (the database is locked, gone, or the commit fails), every
+  request in it gets the ``StoreUnavailable`` it would have got alone (the API's 503).
+
+A batch of one request runs exactly as that request alone (its own transaction, no savepoint).
+On SQLite a batch runs inline on the IOLoop, one per loop turn (everything the handlers of one
+turn asked for). On PostgreSQL it runs in a database thread; up to ``batches`` batches are in
+flight at once, so that a request rarely waits for another's round trips, and the requests that
+arrive while all are busy form the next batch: the more writes queue, the larger the batches.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+
+from vmpooler.db.errors import StoreUnavailable
+
+log = logging.getLogger("vmpooler.state")
+
+#: most requests in one batch, and the time after which a batch takes no more (seconds): a batch
+#: on the IOLoop (SQLite) must leave it to the other requests soon; one in a database thread
+#: (PostgreSQL) holds only its own requests' answers back
+MAX_BATCH = 64
+MAX_BATCH_SECONDS = {"inline": 0.01, "thread": 0.05}
+
+
+@dataclasses.dataclass
+class Request:
+    function: object
+    args: tuple
+    kwargs: dict
+    future: asyncio.Future
+
+
+class GroupCommit:
+    def __init__(self, db, inline: bool, batches: int):
+        self.db = db
+        self.inline = inline
+        self.batches = 1 if inline else batches
+        self.queue: collections.deque = collections.deque()
+        self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS["inline" if inline else "thread"]
+        self._loop = None  # the IOLoop the batches answer on
+        self.in_flight = 0
+        self.scheduled = False  # a batch is about to start (at the end of this loop turn)
+        #: counters, for tests and benchmarks: batches committed or failed, requests in them, requests alone
+        self.stats = collections.Counter()
+
+    def submit(self, function, args: tuple, kwargs: dict) -> asyncio.Future:
+        """Queue one request; its future is resolved after the commit of the batch holding it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several in turn): the old one's state is void
+            self._loop, self.scheduled, self.in_flight = loop, False, 0
+        future = loop.create_future()
+        self.queue.append(Request(function, args, kwargs, future))
+        self._start(loop)
+        return future
+
+    def _start(self, loop) -> None:
+        """Start batches at the end of this loop turn (so that every request this turn's handlers
+        make can join), unless that is already asked for or every batch slot is busy."""
+        if self.queue and not self.scheduled and self.in_flight < self.batches:
+            self.scheduled = True
+            loop.call_soon(self._dispatch, loop)
+
+    def _dispatch(self, loop) -> None:
+        """Spread the queued requests over the free batch slots: with slots to spare each request
+        runs alone and in parallel (on a network database a batch's requests wait for each
+        other's round trips); only when every slot is busy do the requests queue into batches."""
+        self.scheduled = False
+        while self.queue and self.in_flight < self.batches:
+            free = self.batches - self.in_flight
+            taken = [self.queue.popleft() for _ in range(min(self.max_batch, -(-len(self.queue) // free)))]
+            self.in_flight += 1
+            if self.inline:  # one batch per loop turn: the rest of the queue waits for the next
+                self._answer(loop, self._apply_batch(taken))
+                return
+            done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
+            done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+
+    def _apply_batch(self, taken: list) -> tuple:
+        """Apply ``taken`` (in the thread that runs the batch): ([(request, ok, value)], requests
+        left for the next batch by the time bound). A batch of one runs exactly as the request
+        would alone (its own transaction, no savepoint)."""
+        if len(taken) == 1:
+            self.stats["alone"] += 1
+            return [_apply(self.db, taken[0], alone=True)], []
+        started, outcomes = time.monotonic(), []
+        try:
+            with self.db.batch():
+                for request in taken:
+                    if outcomes and time.monotonic() - started >= self.max_seconds:
+                        break
+                    outcomes.append(_apply(self.db, request))
+        except Exception as error:  # the batch as a whole: each request fails as it would alone
+            self.stats["failed_batches"] += 1
+            if not isinstance(error, StoreUnavailable):
+                log.exception("a batch of %d writes failed", len(taken))
+            return [(request, False, _copy(error)) for request in taken], []
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(outcomes)
+        return outcomes, taken[len(outcomes):]
+
+    def _answer(self, loop, applied: tuple) -> None:
+        """On the IOLoop: answer the batch's requests in their order, put back what the time bound
+        left (first in the queue), then start the next batches."""
+        outcomes, left = applied
+        if loop is self._loop:
+            self.in_flight -= 1
+        self.queue.extendleft(reversed(left))
+        for request, ok, value in outcomes:
+            if request.future.cancelled() or request.future.get_loop().is_closed():
+                continue
+            if ok:
+                request.future.set_result(value)
+            else:
+                request.future.set_exception(value)
+        if loop is self._loop:
+            self._start(loop)
+
+
+def _apply(db, request: Request, alone: bool = False) -> tuple:
+    """One request. Inside a batch a StoreUnavailable means the transaction itself is broken: it
+    fails the whole batch. Any other error is the request's own (its savepoint was rolled back by
+    ``Database.write()``)."""
+    try:
+        return request, True, request.function(db, *request.args, **request.kwargs)
+    except StoreUnavailable as error:
+        if alone:
+            return request, False, error
+        raise
+    except Exception as error:
+        return request, False, error
+
+
+def _copy(error: Exception) -> Exception:
+    """A StoreUnavailable of its own for each request (each is raised in its own handler)."""
+    if isinstance(error, StoreUnavailable):
+        return StoreUnavailable(str(error))
+    return StoreUnavailable(f"the database could not apply the batch: {error}")
