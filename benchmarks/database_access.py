@@ -29,6 +29,7 @@ from benchmarks.harness import vm_rows  # noqa: E402
 from tests.netproxy import DelayProxy  # noqa: E402
 from vmpooler.db import vms as vm_store  # noqa: E402
 from vmpooler.db.database import Database, utcnow  # noqa: E402
+from vmpooler.db import vm_statements  # noqa: E402
 from vmpooler.db.events import GUARDED_UPDATE, _INSERT_EVENT  # noqa: E402
 from vmpooler.db.models import metadata, vms  # noqa: E402
 
@@ -69,10 +70,10 @@ def checkout_asyncio_engine(engine):
     async def one():
         now = utcnow()
         async with engine.begin() as conn:
-            vm = (await conn.execute(vm_store._OLDEST_READY, {"pools": ["a"]})).first()
-            await conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, "state": "running",
+            vm = (await conn.execute(vm_statements.oldest_ready(1).statement, {"pool_0": "a"})).first()
+            await conn.execute(GUARDED_UPDATE.statement, {"guard_id": vm.id, "guard_state": vm.state, "state": "running",
                                                 "state_changed_at": now, "checkout_at": now})
-            await conn.execute(_INSERT_EVENT, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
+            await conn.execute(_INSERT_EVENT.statement, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
                                                "from_state": vm.state, "to_state": "running", "reason": "bench"})
     return one
 

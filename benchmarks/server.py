@@ -23,7 +23,6 @@ import asyncio
 import cProfile
 import io
 import json
-import logging
 import os
 import pstats
 import signal
@@ -37,6 +36,8 @@ sys.path.insert(0, ROOT)
 import tornado.web  # noqa: E402
 from tornado.httpserver import HTTPServer  # noqa: E402
 from tornado.netutil import bind_sockets  # noqa: E402
+
+from vmpooler.logs import setup_logging  # noqa: E402
 
 COUNT_SQL = ("SELECT pool, state, count(*) FROM vms WHERE state IN ('pending', 'ready', 'running', 'completed') "
              "GROUP BY pool, state")
@@ -209,11 +210,7 @@ def main():
     parser.add_argument("--db")
     parser.add_argument("--no-manager", action="store_true", help="the API alone (a diagnostic: no refill)")
     args = parser.parse_args()
-    # As `vmpooler serve` logs (vmpooler/cli.py): INFO to stderr, which the benchmark sends to a file.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    setup_logging("INFO")  # as `vmpooler serve` logs (vmpooler/cli.py): to stderr, which the benchmark sends to a file
     asyncio.run(serve(args.mode, args))
 
 

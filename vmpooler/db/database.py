@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from vmpooler.db.batch import GroupCommit
 from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.prepared import PreparedWrite
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -204,20 +205,25 @@ class Database:
         self.engine.dispose()
 
 
+_SAVEPOINT = PreparedWrite(text("SAVEPOINT vmpooler_request"))
+_ROLLBACK_TO_SAVEPOINT = PreparedWrite(text("ROLLBACK TO SAVEPOINT vmpooler_request"))
+_RELEASE_SAVEPOINT = PreparedWrite(text("RELEASE SAVEPOINT vmpooler_request"))
+
+
 @contextlib.contextmanager
 def _savepoint(connection: Connection):
-    """A SAVEPOINT of the batch's transaction, emitted directly: SQLAlchemy's begin_nested()
-    costs more Python than the statement costs the database."""
-    connection.exec_driver_sql("SAVEPOINT vmpooler_request")
+    """A SAVEPOINT of the batch's transaction, emitted directly (db/prepared.py): SQLAlchemy's
+    begin_nested() costs more Python than the statement costs the database."""
+    _SAVEPOINT.execute(connection, {})
     try:
         yield
     except BaseException:
         # undoes this request only; if even that fails the transaction is broken, and that error
         # (the database's, so a StoreUnavailable) fails the whole batch
-        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT vmpooler_request")
-        connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
+        _ROLLBACK_TO_SAVEPOINT.execute(connection, {})
+        _RELEASE_SAVEPOINT.execute(connection, {})
         raise
-    connection.exec_driver_sql("RELEASE SAVEPOINT vmpooler_request")
+    _RELEASE_SAVEPOINT.execute(connection, {})
 
 
 def upsert(conn: Connection, table, keys: tuple, **values) -> None:

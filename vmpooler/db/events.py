@@ -12,14 +12,17 @@ from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
+from vmpooler.db.prepared import PreparedWrite
 from vmpooler.model import LIVE_STATES
 
 log = logging.getLogger("vmpooler.state")
 
 # Built once: the SET clause of an UPDATE without .values() comes from the parameters given to
 # execute(), so one statement serves every change (building one costs more than running it).
-GUARDED_UPDATE = update(vms).where(vms.c.id == bindparam("guard_id"), vms.c.state == bindparam("guard_state"))
-_INSERT_EVENT = insert(vm_events)
+# Both are the hot writes of every transition: prepared (db/prepared.py).
+GUARDED_UPDATE = PreparedWrite(update(vms).where(vms.c.id == bindparam("guard_id"),
+                                                 vms.c.state == bindparam("guard_state")))
+_INSERT_EVENT = PreparedWrite(insert(vm_events))
 _FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
 
 
@@ -27,16 +30,15 @@ def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **value
     """Move ``vm`` (a row with id, name, pool, state) to ``to_state`` if it is still in the state
     it was read in. Returns whether this call made the change; the caller logs once it has
     committed (see ``log_change``)."""
-    result = conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, "state": to_state,
-                                           "state_changed_at": now, **values})
-    if result.rowcount != 1:
+    if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, "state": to_state,
+                                     "state_changed_at": now, **values}) != 1:
         return False
     record_event(conn, vm, vm.state, to_state, reason, now)
     return True
 
 
 def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:
-    conn.execute(_INSERT_EVENT, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
+    _INSERT_EVENT.execute(conn, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
                                  "from_state": from_state, "to_state": to_state, "reason": reason})
 
 
@@ -63,7 +65,7 @@ def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_S
 def amend(db: Database, vm, reason: str, now, guard=GUARDED_UPDATE, **values) -> bool:
     """Change columns of ``vm`` but not its state (still guarded by it), with an event."""
     with db.write() as conn:
-        if conn.execute(guard, {"guard_id": vm.id, "guard_state": vm.state, **values}).rowcount != 1:
+        if guard.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, **values}) != 1:
             return False
         record_event(conn, vm, vm.state, vm.state, reason, now)
     return True

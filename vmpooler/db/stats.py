@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select
 
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
+from vmpooler.db.prepared import PreparedWrite
 from vmpooler.model import LIVE_STATES, PENDING, READY
 
 DURATION_KINDS = ("boot", "clone")
@@ -23,25 +24,33 @@ _COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "c
 # Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
 _CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
 _WAITING = and_(_CLONING, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > bindparam("now"))
-_POOL_COUNTS = (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
-                       func.sum(case((_WAITING, 1), else_=0)),
-                       func.sum(case((vms.c.want_id.is_not(None), 1), else_=0)))
-                .where(vms.c.state.in_(LIVE_STATES)).group_by(vms.c.state, vms.c.pool))
+
+
+def _counts_of(states: tuple):
+    return (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
+                   func.sum(case((_WAITING, 1), else_=0)), func.sum(case((vms.c.want_id.is_not(None), 1), else_=0)))
+            .where(vms.c.state.in_(states)).group_by(vms.c.state, vms.c.pool))
+
+
+_POOL_COUNTS = _counts_of(LIVE_STATES)
+_STOCK_COUNTS = _counts_of((PENDING, READY))
 _LAST_BOOTS = select(pools.c.name, pools.c.last_boot_at).where(pools.c.last_boot_at.is_not(None))
 _DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_days.c.pool, duration_days.c.count,
                          duration_days.c.total, duration_days.c.low, duration_days.c.high)
                   .where(duration_days.c.kind.in_(DURATION_KINDS), duration_days.c.day >= bindparam("first"),
                          duration_days.c.day <= bindparam("last")))
-_LAST_BOOT = update(pools).where(pools.c.name == bindparam("pool_name"))
-_INSERT_DURATION = insert(durations)
+# The writes of every VM that boots: prepared (db/prepared.py).
+_LAST_BOOT = PreparedWrite(update(pools).where(pools.c.name == bindparam("pool_name")))
+_INSERT_DURATION = PreparedWrite(insert(durations))
 _INSERT_DURATION_DAY = insert(duration_days)
 _SAMPLE = bindparam("sample")
-_ADD_TO_DURATION_DAY = (update(duration_days)
-                        .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),
-                               duration_days.c.pool == bindparam("b_pool"))
-                        .values(count=duration_days.c.count + 1, total=duration_days.c.total + _SAMPLE,
-                                low=case((duration_days.c.low > _SAMPLE, _SAMPLE), else_=duration_days.c.low),
-                                high=case((duration_days.c.high < _SAMPLE, _SAMPLE), else_=duration_days.c.high)))
+_ADD_TO_DURATION_DAY = PreparedWrite(
+    update(duration_days)
+    .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),
+           duration_days.c.pool == bindparam("b_pool"))
+    .values(count=duration_days.c.count + 1, total=duration_days.c.total + _SAMPLE,
+            low=case((duration_days.c.low > _SAMPLE, _SAMPLE), else_=duration_days.c.low),
+            high=case((duration_days.c.high < _SAMPLE, _SAMPLE), else_=duration_days.c.high)))
 
 
 # --- pools ----------------------------------------------------------------------------------
@@ -65,9 +74,20 @@ def pool_counts(db: Database, now) -> dict:
     ondemand = VMs cloned for an on-demand request and not yet handed over (pending or ready):
     they count as pending, never as ready (no checkout can take them), and a pool's size is
     kept by its other VMs (``pending - ondemand + ready``)."""
+    return _counted(db, _POOL_COUNTS, now)
+
+
+def stock_counts(db: Database, now) -> dict:
+    """``pool_counts`` of the pending and ready VMs only (running and completed ones count 0):
+    all the pool manager needs to keep pools at their size and clones within ``task_limit``, and
+    it scans only those rows of the index (pools' running VMs are often most of the table)."""
+    return _counted(db, _STOCK_COUNTS, now)
+
+
+def _counted(db: Database, query, now) -> dict:
     counts = {}
     with db.read() as conn:
-        rows = conn.execute(_POOL_COUNTS, {"now": now}).all()
+        rows = conn.execute(query, {"now": now}).all()
     for pool, state, count, cloning_count, waiting_count, ondemand_count in rows:
         entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
         ondemand_count = int(ondemand_count or 0)
@@ -133,10 +153,10 @@ def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at
     portable). Joins the caller's transaction: the sample commits with the transition that
     measured it."""
     day = at.strftime("%Y-%m-%d")
-    conn.execute(_INSERT_DURATION, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
+    _INSERT_DURATION.execute(conn, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
                                     "day": day})
     added = {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds}
-    if conn.execute(_ADD_TO_DURATION_DAY, added).rowcount == 0:
+    if _ADD_TO_DURATION_DAY.execute(conn, added) == 0:
         # The day's first sample. On PostgreSQL another transaction (a database thread beside
         # this one) may insert that row first: then this insert fails once the other commits,
         # inside its own savepoint, and the update finds the row.
@@ -145,14 +165,14 @@ def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at
                 conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1,
                                                     "total": seconds, "low": seconds, "high": seconds})
         except exc.IntegrityError:
-            conn.execute(_ADD_TO_DURATION_DAY, added)
+            _ADD_TO_DURATION_DAY.execute(conn, added)
 
 
 def record_boot(conn, pool: str, vm_name: str, seconds: float, at) -> None:
     """A VM of ``pool`` became ready: its boot sample and the pool's last boot (lastBoot in
     /status), in the caller's transaction."""
     record_duration(conn, "boot", pool, vm_name, seconds, at)
-    conn.execute(_LAST_BOOT, {"pool_name": pool, "last_boot_at": at})
+    _LAST_BOOT.execute(conn, {"pool_name": pool, "last_boot_at": at})
 
 
 def duration_stats(db: Database, first_day: str, last_day: str) -> Iterable:

@@ -14,52 +14,16 @@ import datetime
 import logging
 from typing import NamedTuple, Optional
 
-from sqlalchemy import bindparam, delete, exc, insert, or_, select
+from sqlalchemy import exc
 
 from vmpooler.db import quotas, stats
+from vmpooler.db import vm_statements as statements
 from vmpooler.db.database import Database, writes
-from vmpooler.db.events import GUARDED_UPDATE, amend, change, fetch, log_change, record_event, transition
-from vmpooler.db.models import tasks, vm_tags, vms
+from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
                             TaskKind)
 
 log = logging.getLogger("vmpooler.state")
-
-# Built once (building a statement costs SQLAlchemy more than SQLite takes to run it).
-_CLONING_UPDATE = GUARDED_UPDATE.where(vms.c.cloned_at.is_(None))  # guard_state: pending
-_INSERT_VM = insert(vms)
-_NAMES_TAKEN = select(vms.c.name).where(vms.c.name.in_(bindparam("names", expanding=True)),
-                                        or_(vms.c.live_name.is_not(None), vms.c.destroyed_at > bindparam("since")))
-# The longest-ready VM of some pools. FOR UPDATE SKIP LOCKED makes concurrent checkouts on
-# PostgreSQL pick different rows instead of queueing on one; SQLite, whose write transactions are
-# serialised anyway, compiles it to nothing.
-_OLDEST_READY = (select(vms).where(vms.c.pool.in_(bindparam("pools", expanding=True)), vms.c.state == READY,
-                                   vms.c.want_id.is_(None))  # on-demand VMs belong to their request
-                 .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
-_VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
-_DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
-                                     vm_tags.c.name.in_(bindparam("names", expanding=True)))
-_INSERT_TAG = insert(vm_tags)
-_LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
-_VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
-                    tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
-             .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
-_PENDING = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
-_READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
-                                                         vms.c.checked_at <= bindparam("checked_before"),
-                                                         vms.c.ready_at <= bindparam("ready_before")))
-_EXPIRED = select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
-                             vms.c.expires_at <= bindparam("now"))
-_TO_DESTROY = select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
-                                                              vms.c.next_attempt_at <= bindparam("now")))
-_SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
-                                 vms.c.want_id.is_(None))  # a pool's own VMs
-               .order_by(vms.c.id.desc()))
-_LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
-_DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
-                          vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)
-#: what a failed attempt of each kind counts in, and the state a VM is left in when it is given up
-_ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attempts", FAILED)}
 
 
 # --- the pool manager's transitions ---------------------------------------------------------
@@ -83,17 +47,16 @@ def insert_new(conn, wanted: list, now, reserve_hours: float, reason: str = "clo
     """``new_vms`` inside the caller's transaction (``values``: further columns of every row)."""
     since = now - datetime.timedelta(hours=reserve_hours)
     names = [name for _pool, name in wanted]
-    taken = {row.name for row in conn.execute(_NAMES_TAKEN, {"names": names, "since": since})}
+    taken = {row.name for row in statements.names_taken(len(names)).all(conn, {"since": since, **statements.numbered("name", names)})}
     created = []
     for pool, name in wanted:
         if name in taken:
             continue
         taken.add(name)
-        vm_id = conn.execute(_INSERT_VM, {
+        created.append(statements.INSERT_VM.first(conn, {
             "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
             "template": pool.template, "state": PENDING, "state_changed_at": now, "created_at": now,
-            "clone_attempts": 0, "destroy_attempts": 0, "want_id": None, **values}).inserted_primary_key[0]
-        created.append(fetch(conn, vm_id))
+            "clone_attempts": 0, "destroy_attempts": 0, "want_id": None, **values}))
         record_event(conn, created[-1], None, PENDING, reason, now)
     return created
 
@@ -106,29 +69,26 @@ def log_new(created: list) -> None:
 @writes
 def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False) -> bool:
     """The provider finished the clone: the VM is booting, and with ``ready`` (it answered its
-    readiness probe at once) also ready, in the same transaction. Records the durations."""
+    readiness probe at once) also ready, in the same transaction and the same guarded UPDATE
+    (each change still has its event). Records the durations."""
+    seconds = max((now - vm.created_at).total_seconds(), 0.0)
+    reason, ready_reason = f"cloned in {seconds:.2f}s", f"booted in {seconds:.2f}s"
+    values = {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now, "ip": ip, "next_attempt_at": None,
+              "state_changed_at": now}
+    if ready:
+        values.update(state=READY, ready_at=now, checked_at=now)
     with db.write() as conn:
-        reason = _mark_cloned(conn, vm, now, ip)
-        if reason is None:
-            return False
-        ready_reason = _mark_ready(conn, vm, now, ip) if ready else None
+        if statements.CLONING_UPDATE.execute(conn, values) != 1:
+            return False  # no longer cloning: given up meanwhile
+        record_event(conn, vm, PENDING, PENDING, reason, now)
+        stats.record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
+        if ready:
+            record_event(conn, vm, PENDING, READY, ready_reason, now)
+            stats.record_boot(conn, vm.pool, vm.name, seconds, now)
     log.info("[%s] %s: %s", vm.pool, vm.name, reason)
-    if ready_reason:
+    if ready:
         log_change(vm, READY, ready_reason)
     return True
-
-
-def _mark_cloned(conn, vm, now, ip) -> Optional[str]:
-    """Set cloned_at on a cloning VM; the event's reason, or None when it was no longer cloning."""
-    seconds = max((now - vm.created_at).total_seconds(), 0.0)
-    reason = f"cloned in {seconds:.2f}s"
-    result = conn.execute(_CLONING_UPDATE, {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now,
-                                            "ip": ip, "next_attempt_at": None, "state_changed_at": now})
-    if result.rowcount != 1:
-        return None
-    record_event(conn, vm, PENDING, PENDING, reason, now)
-    stats.record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
-    return reason
 
 
 @writes
@@ -160,8 +120,7 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
     if ip != vm.ip:
         return amend(db, vm, f"address {vm.ip or '(none)'} -> {ip}", now, checked_at=now, ip=ip)
     with db.write() as conn:
-        return conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": READY,
-                                              "checked_at": now}).rowcount == 1
+        return GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": READY, "checked_at": now}) == 1
 
 
 @writes
@@ -181,7 +140,7 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
     VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
     given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
     fails (an operator must look)."""
-    column, give_up_state = _ATTEMPTS[kind]
+    column, give_up_state = statements.ATTEMPTS[kind]
     values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
     if retry_at is None:
         reason = f"{kind} failed {attempts} times, giving up: {error}"
@@ -192,7 +151,7 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
     waiting = attempts == getattr(vm, column)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
               else f"{kind} attempt {attempts} failed, retrying: {error}")
-    guard = _CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
+    guard = statements.CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
     if not amend(db, vm, reason, now, guard=guard, **values):
         return False
     (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
@@ -218,15 +177,15 @@ def discovered(db: Database, pool, name: str, now) -> Optional[int]:
     reason = "found in the provider but unknown to the database"
     try:
         with db.write() as conn:
-            vm_id = conn.execute(_INSERT_VM, {
+            vm = statements.INSERT_VM.first(conn, {
                 "name": name, "live_name": name, "pool": pool.name, "provider": pool.provider,
                 "template": pool.template, "state": COMPLETED, "state_changed_at": now, "created_at": now,
-                "completed_at": now, "clone_attempts": 0, "destroy_attempts": 0}).inserted_primary_key[0]
-            record_event(conn, fetch(conn, vm_id), None, COMPLETED, reason, now)
+                "completed_at": now, "clone_attempts": 0, "destroy_attempts": 0})
+            record_event(conn, vm, None, COMPLETED, reason, now)
     except exc.IntegrityError:
         return None
     log.info("[%s] %s: discovered -> completed: %s", pool.name, name, reason)
-    return vm_id
+    return vm.id
 
 
 @writes
@@ -300,7 +259,7 @@ def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, re
     """Move the longest-ready VM of the wanted pools to running. The guarded UPDATE makes this
     safe even where another writer could interleave (PostgreSQL): a lost race tries the next."""
     for _attempt in range(5):
-        vm = conn.execute(_OLDEST_READY, {"pools": list(want.pools)}).first()
+        vm = statements.oldest_ready(len(want.pools)).first(conn, statements.numbered("pool", want.pools))
         if vm is None:
             return None
         if change(conn, vm, RUNNING, reason, now, **running_values(vm, now, default_lifetime, owner, owner_lifetime)):
@@ -340,12 +299,12 @@ def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Option
             described += f" (expires {_when(vm.expires_at)} -> {_when(values['expires_at'])})"
         changes.append(described)
     with db.write() as conn:
-        if conn.execute(GUARDED_UPDATE, {"guard_id": vm.id, "guard_state": vm.state, **values}).rowcount != 1:
+        if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, **values}) != 1:
             return False
         if tags:
-            before = dict(conn.execute(_VM_TAGS, {"vm_id": vm.id}).all())
-            conn.execute(_DELETE_TAGS, {"b_vm_id": vm.id, "names": list(tags)})
-            conn.execute(_INSERT_TAG, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
+            before = dict(conn.execute(statements.VM_TAGS, {"vm_id": vm.id}).all())
+            conn.execute(statements.DELETE_TAGS, {"b_vm_id": vm.id, "names": list(tags)})
+            conn.execute(statements.INSERT_TAG, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
                                         "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
             changes.extend(f"tag {name}: {before[name]!r} -> {value!r}" if name in before
                            else f"tag {name}: (none) -> {value!r}" for name, value in tags.items())
@@ -376,7 +335,7 @@ class VMExtras:
 def latest(db: Database, name: str):
     """The newest row of the VM called ``name`` (names are reused once a VM is gone), or None."""
     with db.read() as conn:
-        return conn.execute(_LATEST, {"name": name}).first()
+        return conn.execute(statements.LATEST, {"name": name}).first()
 
 
 def latest_with_extras(db: Database, name: str) -> tuple:
@@ -386,11 +345,11 @@ def latest_with_extras(db: Database, name: str) -> tuple:
 
 
 def _latest_with_extras(conn, name: str) -> tuple:
-    vm = conn.execute(_LATEST, {"name": name}).first()
+    vm = conn.execute(statements.LATEST, {"name": name}).first()
     if vm is None:
         return None, None
-    tags = {row.name: row.value for row in conn.execute(_VM_TAGS, {"vm_id": vm.id})}
-    all_tasks = conn.execute(_VM_TASKS, {"vm_id": vm.id}).all()
+    tags = {row.name: row.value for row in conn.execute(statements.VM_TAGS, {"vm_id": vm.id})}
+    all_tasks = conn.execute(statements.VM_TASKS, {"vm_id": vm.id}).all()
     done = [row for row in all_tasks if row.state == DONE]  # finished snapshots and disk additions
     return vm, VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
                         [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
@@ -403,36 +362,36 @@ def _rows(db: Database, query, **params) -> list:
 
 def pending(db: Database) -> list:
     """Every pending VM (cloning and booting), oldest first: read once per manager pass."""
-    return _rows(db, _PENDING)
+    return _rows(db, statements.PENDING_VMS)
 
 
 def ready_due(db: Database, checked_before: datetime.datetime, ready_before: datetime.datetime) -> list:
     """Ready VMs whose periodic check is due, or that may have outlived the shortest ready_ttl."""
-    return _rows(db, _READY_DUE, checked_before=checked_before, ready_before=ready_before)
+    return _rows(db, statements.READY_DUE, checked_before=checked_before, ready_before=ready_before)
 
 
 def expired(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, _EXPIRED, now=now)
+    return _rows(db, statements.EXPIRED, now=now)
 
 
 def to_destroy(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, _TO_DESTROY, now=now)
+    return _rows(db, statements.TO_DESTROY, now=now)
 
 
 def excess(db: Database, pool: str, count: int) -> list:
     """The ``count`` VMs to remove from a shrunk pool: pending before ready, newest first."""
-    rows = _rows(db, _SHRINKABLE, pool=pool)
+    rows = _rows(db, statements.SHRINKABLE, pool=pool)
     rows.sort(key=lambda row: row.state != PENDING)
     return rows[:count]
 
 
 def live_in_pool(db: Database, pool: str) -> list:
-    return _rows(db, _LIVE_IN_POOL, pool=pool)
+    return _rows(db, statements.LIVE_IN_POOL, pool=pool)
 
 
 def latest_dead(db: Database, pool: str, names) -> dict:
     """{name: newest destroyed/gone row} for names a provider still lists."""
     names, found = list(names), {}
     for start in range(0, len(names), 500):
-        found.update((row.name, row) for row in _rows(db, _DEAD, pool=pool, names=names[start:start + 500]))
+        found.update((row.name, row) for row in _rows(db, statements.DEAD, pool=pool, names=names[start:start + 500]))
     return found

@@ -44,7 +44,7 @@ async def run(manager, work) -> None:
     if not open_requests:
         return
     async with manager.slots.lock:  # counted and taken with no refill in between (manager/slots.py)
-        in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.pool_counts, now)).values())
+        in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.stock_counts, now)).values())
         ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
         slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
         ttl = settings.ondemand_request_ttl

@@ -22,7 +22,7 @@ NAME_ATTEMPTS = 5
 async def run(manager, work) -> None:
     now = work.now
     async with manager.slots.lock:
-        counts = await manager.db.run(stats.pool_counts, now)
+        counts = await manager.db.run(stats.stock_counts, now)
         _retry_due(manager, work)
         await _shrink(manager, counts, now)
         await _fill(manager, counts, now)
@@ -32,7 +32,7 @@ async def refill(manager) -> None:
     """Fill the free clone slots now, between passes (a clone ended: manager/slots.py)."""
     async with manager.slots.lock:
         now = utcnow()
-        await _fill(manager, await manager.db.run(stats.pool_counts, now), now)
+        await _fill(manager, await manager.db.run(stats.stock_counts, now), now)
 
 
 async def _fill(manager, counts: dict, now) -> None:

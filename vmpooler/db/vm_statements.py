@@ -1,0 +1,68 @@
+"""The statements of db/vms.py, built once: building one costs SQLAlchemy more than SQLite takes
+to run it. The hot ones are prepared (db/prepared.py); those with an IN list of values are one
+prepared statement per number of values (their parameters ``prefix_0``, ``prefix_1``, ...)."""
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy import bindparam, delete, insert, or_, select
+
+from vmpooler.db.events import GUARDED_UPDATE
+from vmpooler.db.models import tasks, vm_tags, vms
+from vmpooler.db.prepared import PreparedRead, PreparedWrite
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+
+CLONING_UPDATE = PreparedWrite(GUARDED_UPDATE.statement.where(vms.c.cloned_at.is_(None)))  # guard_state: pending
+INSERT_VM = PreparedRead(insert(vms).returning(*vms.c))  # the new row, in the same statement
+VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
+DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
+                                    vm_tags.c.name.in_(bindparam("names", expanding=True)))
+INSERT_TAG = insert(vm_tags)
+LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
+VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
+                   tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
+            .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
+PENDING_VMS = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
+READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
+                                                        vms.c.checked_at <= bindparam("checked_before"),
+                                                        vms.c.ready_at <= bindparam("ready_before")))
+EXPIRED = select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
+                            vms.c.expires_at <= bindparam("now"))
+TO_DESTROY = select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
+                                                             vms.c.next_attempt_at <= bindparam("now")))
+SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
+                                vms.c.want_id.is_(None))  # a pool's own VMs
+              .order_by(vms.c.id.desc()))
+LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
+DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
+                         vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)
+#: what a failed attempt of each kind counts in, and the state a VM is left in when it is given up
+ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attempts", FAILED)}
+
+
+def numbered(prefix: str, values) -> dict:
+    """The parameters of an IN list of ``in_list(prefix, len(values))``."""
+    return {f"{prefix}_{i}": value for i, value in enumerate(values)}
+
+
+def in_list(prefix: str, count: int) -> list:
+    return [bindparam(f"{prefix}_{i}") for i in range(count)]
+
+
+@functools.lru_cache(maxsize=None)
+def names_taken(count: int) -> PreparedRead:
+    """Which of ``count`` names (name_0, ...) a VM holds: a live one, or one destroyed ``since``."""
+    return PreparedRead(select(vms.c.name).where(vms.c.name.in_(in_list("name", count)),
+                                                 or_(vms.c.live_name.is_not(None),
+                                                     vms.c.destroyed_at > bindparam("since"))))
+
+
+@functools.lru_cache(maxsize=None)
+def oldest_ready(pool_count: int) -> PreparedRead:
+    """The longest-ready VM of ``pool_count`` pools (parameters pool_0, pool_1, ...: a pool or
+    an alias's backends), prepared: it is the checkout's hot read. FOR UPDATE SKIP LOCKED makes
+    concurrent checkouts on PostgreSQL pick different rows instead of queueing on one; SQLite,
+    whose write transactions are serialised anyway, compiles it to nothing."""
+    return PreparedRead(select(vms).where(vms.c.pool.in_(in_list("pool", pool_count)), vms.c.state == READY,
+                                          vms.c.want_id.is_(None))  # on-demand VMs belong to their request
+                        .order_by(vms.c.ready_at, vms.c.id).limit(1).with_for_update(skip_locked=True))
