@@ -187,6 +187,26 @@ def states(api, names):
     return {name: vm_row(api, name).state for name in names}
 
 
+def assert_too_large(client: Client, body, timeout: float = 10) -> dict:
+    """POST ``body`` (bytes; an iterable of chunks is sent chunked) to /api/v1/vm on a connection
+    of its own: it must be answered 413 with a JSON error (not reset), and the same connection must
+    then still answer a GET /api/v1/status (the server read the refused body to its end). Returns
+    the error body."""
+    connection = http.client.HTTPConnection("127.0.0.1", client.port, timeout=timeout)
+    try:
+        connection.request("POST", "/api/v1/vm", body=body, encode_chunked=not isinstance(body, bytes))
+        response = connection.getresponse()
+        assert response.status == 413, response.status
+        assert response.getheader("content-type") == "application/json"
+        error = json.loads(response.read())
+        assert error["ok"] is False and error["error"], error
+        connection.request("GET", "/api/v1/status")
+        assert connection.getresponse().status == 200
+        return error
+    finally:
+        connection.close()
+
+
 def assert_error(response, status, with_message=True):
     """A JSON error: the status, Content-Type application/json, ok false (and an error text)."""
     assert response.status == status, (response.status, response.text)
