@@ -1,5 +1,6 @@
 """Shared fixtures of the API tests: a real server on a free port (its own IOLoop in a thread),
-a plain HTTP client that can send anything, and seeded VMs."""
+a plain HTTP client that can send anything, and seeded VMs; and checks used beyond tests/api/:
+a Prometheus scrape read by prometheus_client's parser, an oversized body's 413."""
 import asyncio
 import base64
 import concurrent.futures
@@ -9,6 +10,7 @@ import json
 import threading
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
@@ -185,6 +187,24 @@ def vm_row(api, name):
 
 def states(api, names):
     return {name: vm_row(api, name).state for name in names}
+
+
+def scrape(client: Client, path="/prometheus"):
+    """(text, {family name: family}) of one scrape, read by prometheus_client's own parser."""
+    response = client.get(path)
+    assert response.status == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return response.text, {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def values(families, family: str, sample: str = None, **match) -> dict:
+    """{poolname (or the labels left): value} of the samples named ``sample`` matching ``match``."""
+    found = {}
+    for s in families[family].samples if family in families else ():
+        if s.name == (sample or families[family].samples[0].name) and all(s.labels.get(k) == v
+                                                                          for k, v in match.items()):
+            found[s.labels.get("poolname", tuple(sorted(s.labels.items())))] = s.value
+    return found
 
 
 def assert_too_large(client: Client, body, timeout: float = 10) -> dict:

@@ -138,7 +138,7 @@ class ServerProcess:
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-        if self.role == "manager":  # no HTTP: started once it campaigns for the manager's lease
+        if self.role == "manager":  # no API (at most its metrics): started once it campaigns for the lease
             return "campaigning to run the pool manager" in self.log()
         return self.client.get("/api/v1/vm", timeout=2).status == 200
 
