@@ -4,9 +4,10 @@ No samples are stored: every state change writes a ``vm_events`` row in its own 
 the count of a state at any past moment is the count now minus the changes since. The database
 groups the window's events into net changes per pool and step (whole minutes since the epoch),
 counting the VMs each state counts in /status (on-demand VMs waiting in ready are not the pool's
-ready VMs), so a read returns at most pools x steps rows, whatever the number of VMs. An hour of heavy churn
-is still a scan of many rows, so ``ChangeCache`` keeps the grouped changes of all but the last
-seconds and reads only the events since: one full scan per minute, however many dashboards ask.
+ready VMs), so a read returns at most pools x steps rows, whatever the number of VMs. An hour of
+heavy churn is still a scan of many rows, so ``ChangeCache`` keeps the grouped changes of all but
+the last seconds and reads only the events since: one full scan per minute, however many
+dashboards ask.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from vmpooler.model import READY, RUNNING
 TRACKED = (READY, RUNNING)
 #: the VMs each tracked state counts, as /status counts them (stats.pool_counts): a VM cloned for an
 #: on-demand request (``want_id``) waits in ready for its siblings but is not the pool's stock, so
-#: ready counts only the pool's own VMs; running counts every VM. (A VM whose row is gone, which the
-#: outer join leaves without one, counts as the pool's.)
+#: ready counts only the pool's own VMs; running counts every VM. (VM rows are never deleted; should
+#: one be missing, the outer join still counts its events, as the pool's.)
 COUNTED = {READY: vms.c.want_id.is_(None), RUNNING: None}
 
 
