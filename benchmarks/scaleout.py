@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 
 from benchmarks import loadgen
 from benchmarks.harness import Row, Server, create_database, seed_rows, wait_until, write_config
 from benchmarks.scenarios import CLIENTS_READ, CLIENTS_WRITE, PROCESSES, _burst, dummy_pool, ms
+from benchmarks.threads import run_threads
 
 URL_VARIABLES = ("VMPOOLER_BENCH_POSTGRES_URL", "VMPOOLER_TEST_POSTGRES_URL")
 POOL = "scale"
@@ -125,11 +125,7 @@ def _transactions(url: str, clients: int, seconds: float, one) -> float:
                 counts[index] += 1
 
     began = time.monotonic()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
+    run_threads(client, clients, seconds + 60)
     return sum(counts) / (time.monotonic() - began)
 
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from vmpooler import config as config_module
-from vmpooler.db import events
+from vmpooler.db import events, ondemand
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata
@@ -52,6 +52,15 @@ def new_vm(db, pool, name, now, reserve_hours=0):
     """Record one clone about to start, as replenish does; its id, or None when the name is taken."""
     created = vm_store.new_vms(db, [(pool, name)], now, reserve_hours)
     return created[0].id if created else None
+
+
+def new_ondemand_vms(db, request_id, pool, count, now) -> list:
+    """Record an on-demand request for ``count`` VMs of ``pool`` and its VMs about to be cloned,
+    as the API and the manager do; the VMs' ids."""
+    ondemand.create(db, request_id, [(pool.name, pool.name, count)], now)
+    request = ondemand.find(db, request_id)
+    wanted = [(pool, f"{request_id}-{n}", request.wants[0].id) for n in range(count)]
+    return [vm.id for vm in ondemand.add_vms(db, request, wanted, now, 0)]
 
 
 def add_vm(db, pool, state="ready", name=None):

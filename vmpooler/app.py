@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from vmpooler.api.routes import make_app
+from vmpooler.api.routes import make_app, make_metrics_app
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db.database import Database
@@ -29,9 +29,11 @@ ROLES = ("all", "api", "manager")
 
 
 class Service:
-    """One running pooler. ``start`` upgrades the schema, listens (roles all and api), and
-    campaigns to run the pool manager (roles all and manager): with several processes on one
-    database, exactly one of them manages at a time (manager/leader.py)."""
+    """One running pooler. ``start`` upgrades the schema, listens (roles all and api: the API;
+    role manager: only the metrics endpoint and /healthcheck, when ``:prometheus:`` is configured,
+    as the original's manager process does), and campaigns to run the pool manager (roles all and
+    manager): with several processes on one database, exactly one of them manages at a time
+    (manager/leader.py)."""
 
     def __init__(self, config, role: str = "all", registry=REGISTRY):
         if role not in ROLES:
@@ -57,9 +59,15 @@ class Service:
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
-        self.app = make_app(self.context)
+        self.app = self._application()
         self.server = None
         self.port = None
+
+    def _application(self):
+        """What this process serves over HTTP; None: nothing (a manager process without metrics)."""
+        if self.role != "manager":
+            return make_app(self.context)
+        return make_metrics_app(self.context) if self.metrics.enabled else None
 
     def wake(self) -> None:
         """Ask the pool manager for a pass now: this process's own when it leads, else the leader's."""
@@ -70,7 +78,7 @@ class Service:
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()
-        if self.role != "manager":
+        if self.app is not None:
             self._listen(host, port)
         if self.manager is not None:
             await self._campaign()
@@ -101,8 +109,9 @@ class Service:
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
-        log.info("%s listening on http://%s:%d/api/v1 (database %s)", self.config.settings.site_name,
-                 host, self.port, _safe_url(self.db.url))
+        served = f"{self.metrics.endpoint} and /healthcheck only" if self.role == "manager" else "/api/v1"
+        log.info("%s listening on http://%s:%d%s (database %s)", self.config.settings.site_name,
+                 host, self.port, served, _safe_url(self.db.url))
 
     async def stop(self) -> None:
         if self.server is not None:

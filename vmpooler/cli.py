@@ -150,7 +150,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=4567, help="port to listen on (default 4567)")
     serve.add_argument("--role", choices=("all", "api", "manager"), default="all",
                        help="all (default): the API and the pool manager; api: the API only; manager: the pool "
-                            "manager only, no HTTP. With several processes on one database, one of those that "
+                            "manager only, serving no API (with :prometheus:, only its metrics and /healthcheck "
+                            "on --host/--port). With several processes on one database, one of those that "
                             "manage runs the manager at a time; the others stand by")
     _command(commands, "check-config", cmd_check_config, "validate a configuration file",
              "List every problem in FILE and exit 1 if there is any.", positional="FILE")

@@ -1,5 +1,6 @@
 """Shared fixtures of the API tests: a real server on a free port (its own IOLoop in a thread),
-a plain HTTP client that can send anything, and seeded VMs."""
+a plain HTTP client that can send anything, and seeded VMs; and checks used beyond tests/api/:
+a Prometheus scrape read by prometheus_client's parser, an oversized body's 413."""
 import asyncio
 import base64
 import concurrent.futures
@@ -9,6 +10,7 @@ import json
 import threading
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
@@ -185,6 +187,44 @@ def vm_row(api, name):
 
 def states(api, names):
     return {name: vm_row(api, name).state for name in names}
+
+
+def scrape(client: Client, path="/prometheus"):
+    """(text, {family name: family}) of one scrape, read by prometheus_client's own parser."""
+    response = client.get(path)
+    assert response.status == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return response.text, {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def values(families, family: str, sample: str = None, **match) -> dict:
+    """{poolname (or the labels left): value} of the samples named ``sample`` matching ``match``."""
+    found = {}
+    for s in families[family].samples if family in families else ():
+        if s.name == (sample or families[family].samples[0].name) and all(s.labels.get(k) == v
+                                                                          for k, v in match.items()):
+            found[s.labels.get("poolname", tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def assert_too_large(client: Client, body, timeout: float = 10) -> dict:
+    """POST ``body`` (bytes; an iterable of chunks is sent chunked) to /api/v1/vm on a connection
+    of its own: it must be answered 413 with a JSON error (not reset), and the same connection must
+    then still answer a GET /api/v1/status (the server read the refused body to its end). Returns
+    the error body."""
+    connection = http.client.HTTPConnection("127.0.0.1", client.port, timeout=timeout)
+    try:
+        connection.request("POST", "/api/v1/vm", body=body, encode_chunked=not isinstance(body, bytes))
+        response = connection.getresponse()
+        assert response.status == 413, response.status
+        assert response.getheader("content-type") == "application/json"
+        error = json.loads(response.read())
+        assert error["ok"] is False and error["error"], error
+        connection.request("GET", "/api/v1/status")
+        assert connection.getresponse().status == 200
+        return error
+    finally:
+        connection.close()
 
 
 def assert_error(response, status, with_message=True):

@@ -1,6 +1,7 @@
 """The dashboard's routes over HTTP: the redirect, the page and its assets (versions, caching,
 HEAD, 404), the two JSON routes in the original's shapes, and that a pip install ships the assets.
 The page itself runs in Chromium in tests/browser."""
+import datetime
 import os
 import re
 import subprocess
@@ -8,9 +9,12 @@ import sys
 
 import pytest
 
-from tests.api.conftest import ALIAS_POOLS, assert_error
+from tests.api.conftest import ALIAS_POOLS, assert_error, vm_row
+from tests.conftest import new_ondemand_vms, new_vm
 from tests.test_cli import ROOT
 from vmpooler.api import dashboard
+from vmpooler.db import vms as vm_store
+from vmpooler.db.database import utcnow
 
 PLATFORM_POOLS = ALIAS_POOLS + [{"name": "solaris", "template": "solaris-11", "size": 1}]
 
@@ -105,6 +109,24 @@ def test_pool_history_is_the_past_hour_in_the_original_shape(start_api):
         assert len(points) == 60 * dashboard.POINT_REPEAT and points[-1] == entry["ready"]
         assert all(len(set(points[i:i + 8])) == 1 for i in range(0, len(points), 8)), "each minute 8 times"
     assert body["debian-7-i386"]["ready"] == 2 and body["debian-7-i386"]["history"][0] == 0
+
+
+def test_pool_history_counts_ready_as_status_does_without_waiting_on_demand_vms(start_api):
+    """An on-demand VM waiting in ready for its sibling is no ready VM of its pool in /status, nor
+    at any point of the history (which was one higher before it became ready)."""
+    api = start_api(pools=ALIAS_POOLS)
+    pool = api.config.pools_by_name["debian-7-i386"]
+    now = utcnow()
+    stock_at, waiting_at = now - datetime.timedelta(minutes=50), now - datetime.timedelta(minutes=20)
+    new_vm(api.db, pool, "stock", stock_at)
+    assert vm_store.cloned(api.db, vm_store.latest(api.db, "stock"), stock_at, ready=True)
+    new_ondemand_vms(api.db, "r1", pool, 2, waiting_at)  # r1-0 ready, r1-1 still cloning
+    assert vm_store.cloned(api.db, vm_row(api, "r1-0"), waiting_at, ready=True)
+    assert api.get("/api/v1/status").json()["pools"][pool.name]["ready"] == 1
+    entry = api.get("/dashboard/stats/vmpooler/pool?history=1").json()[pool.name]
+    per_minute = entry["history"][::dashboard.POINT_REPEAT]
+    assert entry["ready"] == 1 and per_minute[-1] == 1
+    assert per_minute[:9] == [0] * 9 and per_minute[10:] == [1] * 50  # the stock VM alone, since 50 minutes
 
 
 def test_running_is_summed_by_platform(start_api):

@@ -11,7 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect, text
 
-from tests.api.conftest import USERS_AUTH, Client
+from tests.api.conftest import USERS_AUTH, scrape, values
 from tests.manager.helpers import FAST
 from tests.conftest import make_config
 from tests.service import InProcessService
@@ -40,24 +40,6 @@ def wait_until(predicate, timeout=20.0, what="condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def scrape(client: Client, path="/prometheus"):
-    """(text, {family name: family}) of one scrape, read by prometheus_client's own parser."""
-    response = client.get(path)
-    assert response.status == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return response.text, {family.name: family for family in text_string_to_metric_families(response.text)}
-
-
-def values(families, family: str, sample: str = None, **match) -> dict:
-    """{poolname (or the labels left): value} of the samples named ``sample`` matching ``match``."""
-    found = {}
-    for s in families[family].samples if family in families else ():
-        if s.name == (sample or families[family].samples[0].name) and all(s.labels.get(k) == v
-                                                                          for k, v in match.items()):
-            found[s.labels.get("poolname", tuple(sorted(s.labels.items())))] = s.value
-    return found
 
 
 def status(svc):

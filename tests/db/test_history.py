@@ -4,8 +4,8 @@ import datetime
 
 from sqlalchemy import event
 
-from tests.conftest import make_config, new_vm
-from vmpooler.db import events, history
+from tests.conftest import make_config, new_ondemand_vms, new_vm
+from vmpooler.db import events, history, ondemand
 from vmpooler.db import stats as stat_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
@@ -122,3 +122,31 @@ def test_the_cache_scans_the_window_once_and_adds_what_came_since(db):
     cache.ttl = datetime.timedelta(0)
     assert both()[0] == fresh and len(scans) == 2
 
+
+
+def test_on_demand_vms_waiting_in_ready_are_not_the_pools_ready_vms(db):
+    """A VM cloned for an on-demand request waits in ``ready`` until the whole request is handed
+    over, but no checkout can take it: /status (stats.pool_counts) counts it as pending, so the
+    ready history leaves it out at every step, as it did when that step was now. Running counts
+    it once handed over, as /status does."""
+    pool = make_config().pools_by_name["debian-7-i386"]
+    end = utcnow().replace(microsecond=0)
+    ago = lambda minutes: end - datetime.timedelta(minutes=minutes, seconds=30)  # noqa: E731
+    play(db, pool, "stock", [("pending", ago(52)), ("ready", ago(50))])
+    # request r1: two VMs, ready 25 and 20 minutes ago, handed over 10 minutes ago
+    first = new_ondemand_vms(db, "r1", pool, 2, ago(30))
+    for vm_id, at in zip(first, (ago(25), ago(20))):
+        assert vm_store.cloned(db, live(db, vm_id), at) and vm_store.became_ready(db, live(db, vm_id), at)
+    assert ondemand.hand_over(db, ondemand.find(db, "r1"), ago(10), 12, None)
+    # request r2: one VM ready 2 minutes ago, its sibling still cloning
+    waiting, _sibling = new_ondemand_vms(db, "r2", pool, 2, ago(4))
+    assert vm_store.cloned(db, live(db, waiting), ago(2)) and vm_store.became_ready(db, live(db, waiting), ago(2))
+
+    counts = stat_store.pool_counts(db, end)
+    assert (counts[pool.name]["ready"], counts[pool.name]["ondemand"], counts[pool.name][RUNNING]) == (1, 2, 2)
+    window = history.Window(end)
+    past = history.state_history(db, window, counts)[pool.name]
+    ends = [window.start + (i + 1) * MINUTE for i in range(window.steps - 1)] + [end + MINUTE]
+    # ready: the stock VM alone, from the moment it became ready; running: r1's two VMs
+    assert past["ready"] == [int(moment > ago(50)) for moment in ends] and past["ready"][-1] == 1
+    assert past[RUNNING] == [2 * (moment > ago(10)) for moment in ends]

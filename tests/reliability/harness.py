@@ -9,14 +9,18 @@
 
 Both are reached over HTTP with ``tests.api.conftest.Client`` and both bind loopback only.
 
-``Worker`` is one HTTP client of the crash scenarios: a seeded mix of checkouts, PUTs, DELETEs and
+The crash scenarios' rounds: ``crash_seed`` (replayable), ``crash_scenario`` (the log on failure,
+no server left running) and ``load_then_kill`` (client loops against the server, then SIGKILL).
+``Worker`` is one HTTP client of them: a seeded mix of checkouts, PUTs, DELETEs and
 token changes, each acknowledged answer recorded in an ``invariants.Ledger``.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -134,7 +138,7 @@ class ServerProcess:
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-        if self.role == "manager":  # no HTTP: started once it campaigns for the manager's lease
+        if self.role == "manager":  # no API (at most its metrics): started once it campaigns for the lease
             return "campaigning to run the pool manager" in self.log()
         return self.client.get("/api/v1/vm", timeout=2).status == 200
 
@@ -142,6 +146,11 @@ class ServerProcess:
         """SIGKILL: no clean-up of any kind runs."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+    def kill_if_running(self) -> None:
+        """The last resort on a test's way out: SIGKILL a server still running (none left behind)."""
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
 
     def stop(self) -> int:
         """SIGTERM, the clean stop; returns the exit code."""
@@ -206,6 +215,50 @@ class ClientLoop:
 
     def step(self, step):
         raise NotImplementedError
+
+
+def crash_seed(what: str, rounds: int, variable: str = "VMPOOLER_CRASH") -> tuple:
+    """(seed, rounds) of a crash scenario: ``$<variable>_SEED`` and ``$<variable>_ROUNDS`` when
+    set, else a random seed and ``rounds``. The seed is printed so that a failure can be replayed."""
+    seed = int(os.environ.get(f"{variable}_SEED") or random.randrange(2 ** 32))
+    rounds = int(os.environ.get(f"{variable}_ROUNDS") or rounds)
+    print(f"\n{what} seed {seed}; replay with {variable}_SEED={seed}")
+    return seed, rounds
+
+
+@contextlib.contextmanager
+def crash_scenario(server: ServerProcess, what: str, seed: int):
+    """Around a crash scenario's rounds: a failed assertion prints the seed and the server log's
+    tail; on the way out, however it goes, a server still running is killed."""
+    try:
+        yield server
+    except AssertionError:
+        print(f"{what} seed {seed}; server log tail:\n{server.log()[-4000:]}")
+        raise
+    finally:
+        server.kill_if_running()
+
+
+def load_then_kill(server: ServerProcess, loops, seconds: float) -> list:
+    """One round of the crash scenarios: run each ``ClientLoop`` of ``loops`` in a thread of its
+    own against the running ``server`` for ``seconds``, kill -9 the server, stop the loops and
+    wait for them (their requests in flight fail with the server). Returns the answers they did
+    not expect."""
+    threads = [threading.Thread(target=loop.run, name="crash-client") for loop in loops]
+    for thread in threads:
+        thread.start()
+    try:
+        threading.Event().wait(seconds)
+        server.kill()
+    finally:
+        for loop in loops:
+            loop.stop.set()
+    unexpected = []
+    for loop, thread in zip(loops, threads):
+        thread.join(10)
+        assert not thread.is_alive(), "a client loop still running 10s after the server was killed"
+        unexpected += loop.unexpected
+    return unexpected
 
 
 class Worker(ClientLoop):

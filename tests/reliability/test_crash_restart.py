@@ -4,12 +4,11 @@ refill, restarted, and checked against what it acknowledged.
 Replay a failure with the seed the test prints: VMPOOLER_CRASH_SEED=<seed> (and optionally
 VMPOOLER_CRASH_ROUNDS=<n>) python -m pytest tests/reliability/test_crash_restart.py -s
 """
-import os
 import random
-import threading
 
 from tests.api.conftest import USERS_AUTH
-from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
+from tests.reliability.harness import (ServerProcess, Worker, crash_scenario, crash_seed, load_then_kill, pools_full,
+                                      wait_until)
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 
@@ -38,15 +37,13 @@ def crash_rounds(tmp_path, pools, clients: int, rounds: int, pause: tuple) -> li
     its own: it acts only on what it was given) for a random time within ``pause``, kill -9 it,
     and check every acknowledged answer against the database; then a last clean start and stop.
     Returns the ledgers."""
-    seed = int(os.environ.get("VMPOOLER_CRASH_SEED") or random.randrange(2 ** 32))
-    rounds = int(os.environ.get("VMPOOLER_CRASH_ROUNDS") or rounds)
-    print(f"\ncrash-restart seed {seed} ({clients} clients); replay with VMPOOLER_CRASH_SEED={seed}")
+    seed, rounds = crash_seed(f"crash-restart ({clients} clients)", rounds)
     rng = random.Random(seed)
     server = ServerProcess(tmp_path, pools, settings={"reconcile_interval": 0.1}, dummy={**DUMMY, "seed": seed},
                            auth=USERS_AUTH)
     ledgers = [Ledger() for _ in range(clients)]
     unexpected = []
-    try:
+    with crash_scenario(server, "crash-restart", seed):
         for round_number in range(rounds):
             server.start()
             # After a restart and its reconcile pass every pool converges back to its size, and
@@ -59,27 +56,13 @@ def crash_rounds(tmp_path, pools, clients: int, rounds: int, pause: tuple) -> li
                     ledger.tokens[response.json()["token"]] = "jdoe"
             workers = [Worker(server.client, ledger, random.Random(rng.random()), f"r{round_number}c{n}")
                        for n, ledger in enumerate(ledgers)]
-            threads = [threading.Thread(target=worker.run) for worker in workers]
-            for thread in threads:
-                thread.start()
-            threading.Event().wait(rng.uniform(*pause))
-            server.kill()
-            for worker, thread in zip(workers, threads):
-                worker.stop.set()
-                thread.join(10)
-                unexpected += worker.unexpected
+            unexpected += load_then_kill(server, workers, rng.uniform(*pause))
             check_database(server, ledgers, inventory_too=False)
         server.start()
         wait_until(lambda: pools_full(server.client, pools), 20, "pools to refill after the last restart")
         check_database(server, ledgers, inventory_too=True)
         assert server.stop() == 0
         check_database(server, ledgers, inventory_too=True)
-    except AssertionError:
-        print(f"crash-restart seed {seed}; server log tail:\n{server.log()[-4000:]}")
-        raise
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.kill()
     checkouts = sum(len(ledger.checkouts) for ledger in ledgers)
     print(f"{checkouts} checkouts, {sum(len(ledger.deleted) for ledger in ledgers)} deletes, "
           f"{sum(len(ledger.tags) for ledger in ledgers)} VMs tagged acknowledged")

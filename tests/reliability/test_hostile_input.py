@@ -7,7 +7,6 @@ tests/api/ holds the API's own tests (and its route fuzzer when there is one); t
 hostile values and the whole-process checks (logs, the real HTTP server's limits).
 """
 import base64
-import http.client
 import json
 import re
 import sqlite3
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.conftest import PASSWORD, USERS_AUTH
+from tests.api.conftest import PASSWORD, USERS_AUTH, assert_too_large
 from tests.reliability.harness import ServerProcess, pools_full, wait_until
 from vmpooler.api.routes import PREFIX, ROUTES
 
@@ -105,24 +104,13 @@ def test_bodies_over_max_body_size_are_refused_with_413(server):
             assert response.status == 413, (method, path, response.status)
             assert_clean_answer(response, path)
     # The same, sent in chunks (no Content-Length up front).
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("POST", "/api/v1/vm", body=iter([b"{" + b" " * 4096] * 4), encode_chunked=True)
-    response = connection.getresponse()
-    assert response.status == 413 and json.loads(response.read())["ok"] is False
-    connection.close()
+    assert_too_large(server.client, iter([b"{" + b" " * 4096] * 4))
 
 
 def test_a_body_over_the_http_servers_own_cap_is_a_413_too(server):
     """2 MiB, over Tornado's former cap (4 x max_body_size, at least 1 MiB), which reset the
     connection: the server reads and drops the body, answers 413 JSON and carries on."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request("POST", "/api/v1/vm", body=b"{" + b" " * (2 << 20))
-        response = connection.getresponse()
-        assert response.status == 413 and json.loads(response.read())["ok"] is False
-    finally:
-        connection.close()
-    assert server.client.get("/api/v1/status").status == 200
+    assert_too_large(server.client, b"{" + b" " * (2 << 20))
 
 
 def deeply_nested(depth, opener="[", closer="]"):

@@ -5,14 +5,14 @@ completed after the restart, no VM is lost, leaked or given to two requests.
 Replay a failure with the seed the test prints: VMPOOLER_CRASH_SEED=<seed> python -m pytest
 tests/reliability/test_ondemand_crash.py -s
 """
-import os
 import random
 import threading
 
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
-from tests.reliability.harness import ClientLoop, ServerProcess, pools_full, wait_until
+from tests.reliability.harness import (ClientLoop, ServerProcess, crash_scenario, crash_seed, load_then_kill,
+                                      pools_full, wait_until)
 from tests.reliability.invariants import (assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
@@ -97,28 +97,20 @@ def all_settled(server) -> bool:
 
 
 def test_ondemand_requests_survive_kill_9_at_random_moments(tmp_path):
-    seed = int(os.environ.get("VMPOOLER_CRASH_SEED") or random.randrange(2 ** 32))
-    rounds = int(os.environ.get("VMPOOLER_CRASH_ROUNDS") or 10)
-    print(f"\nondemand crash seed {seed}; replay with VMPOOLER_CRASH_SEED={seed}")
+    seed, rounds = crash_seed("ondemand crash", 10)
     rng = random.Random(seed)
     server = ServerProcess(tmp_path, POOLS, settings=SETTINGS, dummy={**DUMMY, "seed": seed}, auth=USERS_AUTH)
     acknowledged, deleted, unexpected = {}, set(), []
     interrupted = 0
     token = None
-    try:
+    with crash_scenario(server, "ondemand crash", seed):
         for round_number in range(rounds):
             server.start()
             if token is None:
                 token = server.client.post("/api/v1/token", user="jdoe").json()["token"]
             requester = Requester(server.client, token, random.Random(rng.random()), f"r{round_number}",
                                   acknowledged, deleted)
-            thread = threading.Thread(target=requester.run)
-            thread.start()
-            threading.Event().wait(rng.uniform(0.05, 0.5))
-            server.kill()
-            requester.stop.set()
-            thread.join(10)
-            unexpected += requester.unexpected
+            unexpected += load_then_kill(server, [requester], rng.uniform(0.05, 0.5))
             stored = check_acknowledged(server, acknowledged, deleted)
             # killed in the middle of a request: some of it cloned or booting, not yet handed over
             interrupted += any(state == "pending" and rows for state, _counts, rows in stored.values())
@@ -144,12 +136,6 @@ def test_ondemand_requests_survive_kill_9_at_random_moments(tmp_path):
         finally:
             db.dispose()
         assert server.stop() == 0
-    except AssertionError:
-        print(f"ondemand crash seed {seed}; server log tail:\n{server.log()[-4000:]}")
-        raise
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.kill()
     print(f"{len(acknowledged)} requests, {len(deleted)} deletes acknowledged; {len(handed)} VMs handed over; "
           f"{interrupted} of {rounds} kills in the middle of a request")
     assert unexpected == [], f"unexpected answers (seed {seed}): {unexpected[:5]}"

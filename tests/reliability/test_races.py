@@ -10,7 +10,7 @@ import random
 import threading
 import time
 
-
+from benchmarks.threads import run_threads
 from tests.reliability.harness import pools_full, service_config, wait_until
 from tests.service import InProcessService
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,
@@ -69,11 +69,7 @@ def test_clients_racing_each_other_and_the_manager(tmp_path):
     try:
         wait_until(lambda: pools_full(service.client, POOLS), 10, "the pools to fill")
         started = time.monotonic()
-        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(SECONDS + 30)
+        run_threads(client_loop, CLIENTS, SECONDS + 30)
         print(f"{len(handed_out)} checkouts in {time.monotonic() - started:.1f}s")
         # Lifetimes end, the manager destroys and refills; then one reconcile pass.
         wait_until(lambda: pools_full(service.client, POOLS), 20, "the pools to refill")

@@ -13,6 +13,7 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
+from tests.api.conftest import scrape, values
 from tests.reliability.harness import ServerProcess, wait_until
 from vmpooler.db.database import Database
 from vmpooler.db.models import metadata, vms
@@ -37,18 +38,18 @@ def database():
 
 @pytest.fixture
 def cluster(tmp_path, database):
-    """cluster(n, role="all"): n processes on the database, sharing one inventory file, all
-    started at the same moment; stopped after the test."""
+    """cluster(n, role="all", **sections): n processes on the database, sharing one inventory file,
+    all started at the same moment; stopped after the test."""
     members = []
 
-    def make(count, role="all"):
+    def make(count, role="all", **sections):
         made = []
         for index in range(len(members), len(members) + count):
             workdir = tmp_path / f"process{index}"
             workdir.mkdir()
             made.append(ServerProcess(workdir, POOLS, settings=SETTINGS, database_url=URL, role=role,
                                       inventory_path=tmp_path / "inventory.json",
-                                      dummy={"createvm_max_time": 0.02}))
+                                      dummy={"createvm_max_time": 0.02}, **sections))
         threads = [threading.Thread(target=member.start) for member in made]
         for thread in threads:
             thread.start()
@@ -173,3 +174,26 @@ def test_an_api_process_never_manages_and_a_manager_process_serves_no_http(clust
     with pytest.raises(OSError):
         manager.client.get("/api/v1/vm", timeout=2)
     assert re.search(r"campaigning to run the pool manager as \S+", manager.log())
+
+
+def clones(member) -> dict:
+    """{pool: clones} in one scrape of the member's /prometheus."""
+    return values(scrape(member.client)[1], "vmpooler_clone", "vmpooler_clone_count")
+
+
+def test_a_manager_process_with_prometheus_serves_the_managers_metrics(cluster, database):
+    """As the original's ``vmpooler manager`` with ``:prometheus:``: the manager-only process
+    answers /prometheus (and /healthcheck) on its port, with the clones it made for the checkouts
+    the API process handed out; the API process counts the checkouts."""
+    manager, = cluster(1, role="manager", prometheus={})
+    api, = cluster(1, role="api", prometheus={})
+    wait_until(lambda: full(api), 60, "the pools to fill")
+    assert wait_until(lambda: clones(manager) == SIZES and clones(manager), 10, "the fill in the manager's metrics")
+    hosts = [check_out(api), check_out(api)]
+    wait_until(lambda: full(api), 30, "the manager process to refill, woken by the API process")
+    assert wait_until(lambda: clones(manager) == {"a": SIZES["a"] + 2, "b": SIZES["b"]}, 10,
+                      "the refill in the manager's metrics") and len(set(hosts)) == 2
+    assert values(scrape(api.client)[1], "vmpooler_checkout_success") == {"a": 2}
+    assert clones(api) == {}  # the API process clones nothing
+    assert manager.client.get("/healthcheck").json() == {"ok": True}
+    assert manager.client.get("/api/v1/vm").status == 404

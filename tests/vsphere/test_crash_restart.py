@@ -10,16 +10,15 @@ sshd for ``ready_check_port``. Both outlive the killed servers.
 Replay a failure with the seed the test prints: VMPOOLER_VSPHERE_CRASH_SEED=<seed> (and optionally
 VMPOOLER_VSPHERE_CRASH_ROUNDS=<n>) python -m pytest tests/reliability/test_crash_restart_vsphere.py -s
 """
-import os
 import random
-import threading
 import time
 
 from sqlalchemy import select
 
 from tests.api.conftest import USERS_AUTH
 from tests.conftest import new_vm
-from tests.reliability.harness import ServerProcess, Worker, pools_full, wait_until
+from tests.reliability.harness import (ServerProcess, Worker, crash_scenario, crash_seed, load_then_kill, pools_full,
+                                      wait_until)
 from tests.reliability.invariants import (Ledger, assert_each_vm_checked_out_at_most_once, assert_live_set_is,
                                           assert_no_name_live_twice)
 from tests.vsphere.conftest import E2E_SETTINGS
@@ -56,12 +55,6 @@ def vsphere_server(workdir, simulator, pool, port: int) -> ServerProcess:
     """A server process whose one pool is ``pool`` on ``simulator``, with users auth."""
     return ServerProcess(workdir, [pool_section(pool, port)], settings=SETTINGS, auth=USERS_AUTH,
                          providers={"vsphere": simulator.options(vsphere_timeout=10, connection_pool_timeout=10)})
-
-
-def stop_for_good(server) -> None:
-    if server.process is not None and server.process.poll() is None:
-        server.process.kill()
-        server.process.wait(10)
 
 
 def given_up_pending(server) -> list:
@@ -141,16 +134,14 @@ def settled_check(server, ledger, content, pool, refill_timeout: float = 30) -> 
 
 
 def test_kill_9_against_the_vsphere_simulator_loses_nothing(tmp_path, vcsim, guest_port):
-    seed = int(os.environ.get("VMPOOLER_VSPHERE_CRASH_SEED") or random.randrange(2 ** 32))
-    rounds = int(os.environ.get("VMPOOLER_VSPHERE_CRASH_ROUNDS") or ROUNDS)
-    print(f"\nvSphere crash-restart seed {seed}; replay with VMPOOLER_VSPHERE_CRASH_SEED={seed}")
+    seed, rounds = crash_seed("vSphere crash-restart", ROUNDS, variable="VMPOOLER_VSPHERE_CRASH")
     rng = random.Random(seed)
     pool = pool_config()
     server = vsphere_server(tmp_path, vcsim, pool, guest_port)
     ledger = Ledger()
     unexpected, in_flight, timings = [], [], []
     started = time.monotonic()
-    try:
+    with crash_scenario(server, "vSphere crash-restart", seed):
         with ToolsPlayer(vcsim, [pool]) as tools, session(vcsim) as content:
             for round_number in range(rounds + 1):
                 begin = time.monotonic()
@@ -164,26 +155,13 @@ def test_kill_9_against_the_vsphere_simulator_loses_nothing(tmp_path, vcsim, gue
                     ledger.tokens[response.json()["token"]] = "jdoe"
                 worker = Worker(server.client, ledger, random.Random(rng.random()), f"r{round_number}",
                                 pools=(pool.name,))
-                thread = threading.Thread(target=worker.run, name="crash-client")
-                thread.start()
-                try:
-                    threading.Event().wait(rng.uniform(*KILL_AFTER))
-                    server.kill()
-                finally:
-                    worker.stop.set()
-                    thread.join(10)
-                unexpected += worker.unexpected
+                unexpected += load_then_kill(server, [worker], rng.uniform(*KILL_AFTER))
                 states = rows_by_state(server)
                 in_flight.append({kind: len(states.get(state, [])) for kind, state in
                                   (("clones", "cloning"), ("boots", "booting"), ("destroys", "completed"))})
                 check_database(server, ledger)
             assert server.stop() == 0
             check_database(server, ledger, set(folder_vms(content, pool)))
-    except AssertionError:
-        print(f"vSphere crash-restart seed {seed}; server log tail:\n{server.log()[-4000:]}")
-        raise
-    finally:
-        stop_for_good(server)
     print(f"{rounds} kills in {time.monotonic() - started:.1f}s (restart to settled: {timings} s); in flight at "
           f"each kill: {in_flight}; {len(ledger.checkouts)} checkouts, {len(ledger.deleted)} deletes, "
           f"{len(ledger.tags)} VMs tagged, {len(ledger.lifetimes)} lifetimes acknowledged; VMware Tools: "
@@ -216,6 +194,6 @@ def test_a_clone_killed_before_its_power_on_does_not_stay_pending(tmp_path, vcsi
                 settled_check(server, Ledger(), content, pool, refill_timeout=10)
         assert server.stop() == 0
     finally:
-        stop_for_good(server)
+        server.kill_if_running()
         provider.close()
         db.dispose()

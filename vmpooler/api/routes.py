@@ -84,8 +84,11 @@ def rules() -> list:
         for full in [PREFIX + path] + ([path] if aliased else []):
             result.append(tornado.web.url(_pattern(full), handler, name=full))
     result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
-    result.extend(tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES)
-    return result
+    return result + _root_rules()
+
+
+def _root_rules() -> list:
+    return [tornado.web.url(_pattern(path), handler, name=path) for path, handler in ROOT_ROUTES]
 
 
 def _log_request(every: bool):
@@ -105,11 +108,23 @@ def _log_request(every: bool):
     return log
 
 
-def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
+def _application(context: Context, routes: list, **tornado_settings) -> tornado.web.Application:
+    """``routes`` with a JSON 404 for any other path, every request counted and logged, every body
+    limited (413 JSON)."""
     settings = context.config.settings
+    tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
+    return LimitedApplication(routes, default_handler_class=NotFoundHandler,
+                              vmpooler=ApiState(context, Credentials.for_context(context)),
+                              max_body_size=settings.max_body_size, **tornado_settings)
+
+
+def make_app(context: Context, **tornado_settings) -> tornado.web.Application:
     with open(OPENAPI_FILE, encoding="utf-8") as handle:
         openapi = json.load(handle)
-    tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
-    return LimitedApplication(metrics_rules(context) + rules(), default_handler_class=NotFoundHandler,
-                              openapi=openapi, vmpooler=ApiState(context, Credentials.for_context(context)),
-                              max_body_size=settings.max_body_size, **tornado_settings)
+    return _application(context, metrics_rules(context) + rules(), openapi=openapi, **tornado_settings)
+
+
+def make_metrics_app(context: Context, **tornado_settings) -> tornado.web.Application:
+    """What a manager-only process serves when metrics are kept, as the original's cut-down API
+    does: the metrics endpoint and /healthcheck, nothing else (JSON 404)."""
+    return _application(context, metrics_rules(context) + _root_rules(), **tornado_settings)

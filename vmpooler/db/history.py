@@ -3,9 +3,11 @@
 No samples are stored: every state change writes a ``vm_events`` row in its own transaction, so
 the count of a state at any past moment is the count now minus the changes since. The database
 groups the window's events into net changes per pool and step (whole minutes since the epoch),
-so a read returns at most pools x steps rows, whatever the number of VMs. An hour of heavy churn
-is still a scan of many rows, so ``ChangeCache`` keeps the grouped changes of all but the last
-seconds and reads only the events since: one full scan per minute, however many dashboards ask.
+counting the VMs each state counts in /status (on-demand VMs waiting in ready are not the pool's
+ready VMs), so a read returns at most pools x steps rows, whatever the number of VMs. An hour of
+heavy churn is still a scan of many rows, so ``ChangeCache`` keeps the grouped changes of all but
+the last seconds and reads only the events since: one full scan per minute, however many
+dashboards ask.
 """
 from __future__ import annotations
 
@@ -17,10 +19,15 @@ from typing import Optional
 from sqlalchemy import Integer, and_, bindparam, case, cast, extract, func, or_, select
 
 from vmpooler.db.database import Database
-from vmpooler.db.models import vm_events
+from vmpooler.db.models import vm_events, vms
 from vmpooler.model import READY, RUNNING
 
 TRACKED = (READY, RUNNING)
+#: the VMs each tracked state counts, as /status counts them (stats.pool_counts): a VM cloned for an
+#: on-demand request (``want_id``) waits in ready for its siblings but is not the pool's stock, so
+#: ready counts only the pool's own VMs; running counts every VM. (VM rows are never deleted; should
+#: one be missing, the outer join still counts its events, as the pool's.)
+COUNTED = {READY: vms.c.want_id.is_(None), RUNNING: None}
 
 
 def epoch_seconds(when: datetime.datetime) -> int:
@@ -29,10 +36,13 @@ def epoch_seconds(when: datetime.datetime) -> int:
 
 def _net_change(state: str):
     """+1 for an event that enters ``state``, -1 for one that leaves it, 0 otherwise (an event
-    from a state to itself, such as a retry, changes no count)."""
+    from a state to itself, such as a retry, changes no count; so does one of a VM the state does
+    not count, see ``COUNTED``)."""
     entered = and_(vm_events.c.to_state == state, or_(vm_events.c.from_state.is_(None),
                                                         vm_events.c.from_state != state))
     left = and_(vm_events.c.from_state == state, vm_events.c.to_state != state)
+    if COUNTED[state] is not None:
+        entered, left = and_(entered, COUNTED[state]), and_(left, COUNTED[state])
     return func.sum(case((entered, 1), (left, -1), else_=0))
 
 
@@ -48,6 +58,7 @@ def _changes_statement(bounded: bool):
     if bounded:
         conditions.append(vm_events.c.at < bindparam("until"))
     return (select(vm_events.c.pool, step, *(_net_change(state) for state in TRACKED))
+            .select_from(vm_events.outerjoin(vms, vms.c.id == vm_events.c.vm_id))
             .where(*conditions).group_by(vm_events.c.pool, step))
 
 

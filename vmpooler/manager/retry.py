@@ -16,7 +16,6 @@ from typing import Callable, Mapping, Optional
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 CLONE, DESTROY, TASK = "clone", "destroy", "task"
-KINDS = (CLONE, DESTROY, TASK)
 
 
 @dataclasses.dataclass(frozen=True)
