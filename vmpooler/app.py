@@ -55,6 +55,7 @@ class Service:
         self.listener = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
+            refill=self.refill,
             provider_health=self.manager.health if self.manager else dict,
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
@@ -73,6 +74,14 @@ class Service:
         """Ask the pool manager for a pass now: this process's own when it leads, else the leader's."""
         if self.manager is not None and self.manager.acting():
             self.manager.wake()
+        elif self.wake_sender is not None:
+            self.wake_sender.send()
+
+    def refill(self) -> None:
+        """Ask the pool manager to fill the pools now: this process's own when it leads (a fill,
+        not a whole pass), else the leader's (a wake-up, which its pass answers with a fill)."""
+        if self.manager is not None and self.manager.acting():
+            self.manager.refill()
         elif self.wake_sender is not None:
             self.wake_sender.send()
 

@@ -1,7 +1,8 @@
 """What the HTTP handlers are given: the parts of the running service they may use.
 
 Handlers never see the providers or the manager itself; they change state through the db layer
-and nudge the manager with ``wake`` so that a pool emptied by a checkout refills at once.
+and nudge the manager: ``refill`` after a checkout, so that the pool refills at once, ``wake``
+after other changes it should act on (a delete, a task, a request).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class Context:
     executor: Optional[concurrent.futures.Executor] = None
     #: asks the pool manager for a pass now (a no-op when no manager runs, as in API tests)
     wake: Callable[[], None] = lambda: None
+    #: asks the pool manager to fill the pools now, not a whole pass (a no-op when none runs)
+    refill: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
     #: which process runs the pool manager (manager/leader.py), for /status and the health check

@@ -102,7 +102,7 @@ class Api:
 
     client: Client
     context: Context
-    wakes: list
+    wakes: list  # what the manager was asked for: "pass" (wake) or "refill"
     app: object
 
     @property
@@ -153,7 +153,7 @@ def start_api(db):
         executor = concurrent.futures.ThreadPoolExecutor(2)
         wakes = []
         context = Context(config=config, db=db, auth=build_auth_store(config), executor=executor,
-                          wake=lambda: wakes.append(1))
+                          wake=lambda: wakes.append("pass"), refill=lambda: wakes.append("refill"))
         app = make_app(context)
         server = Server(app)
         servers.append(server)

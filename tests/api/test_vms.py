@@ -20,7 +20,7 @@ def test_checkout_one(api):
     assert response.status == 200
     assert response.json() == {"ok": True, "debian-7-i386": {"hostname": name}, "domain": "company.com"}
     assert vm_row(api, name).state == "running"
-    assert api.wakes
+    assert api.wakes == ["refill"]  # a fill, not a whole pass
 
 
 def test_checkout_several_by_path(api):

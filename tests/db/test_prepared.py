@@ -4,7 +4,7 @@ counts, literals of the statement, and SQLAlchemy's exception classes. On SQLite
 import datetime
 
 import pytest
-from sqlalchemy import bindparam, exc, insert, select, update
+from sqlalchemy import bindparam, event, exc, insert, select, update
 
 from tests.conftest import add_vm, make_config
 from vmpooler.db import vm_statements
@@ -99,3 +99,17 @@ def test_a_statement_needing_column_defaults_is_refused(db):
     with pytest.raises(ValueError, match="defaults"):
         with db.write() as conn:
             PreparedWrite(insert(vms)).execute(conn, row)
+
+
+def test_statement_listeners_see_prepared_statements(db):
+    """Instrumentation on the engine (statement counts, as tests and operators attach) sees a
+    prepared statement as it sees any other."""
+    seen = []
+    listener = lambda _conn, _cursor, statement, parameters, *_args: seen.append((statement, parameters))
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        with db.write() as conn:
+            INSERT_EVENT.execute(conn, EVENT)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert [statement for statement, _ in seen if statement.startswith("INSERT INTO vm_events")]

@@ -2,16 +2,13 @@
 through, are one query per pass, handed to the loops (scheduler.Pass)."""
 import asyncio
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from tests.conftest import add_vm
 from tests.manager.helpers import fast_config, rows
-from vmpooler.db.models import vms
-from vmpooler.model import PENDING
+from vmpooler.db import vm_statements as statements
 from vmpooler.manager.scheduler import Manager
 from vmpooler.providers.registry import REGISTRY
-
-PENDING_READ = str(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
 
 
 def test_each_pass_reads_the_pending_vms_once(db):
@@ -23,10 +20,12 @@ def test_each_pass_reads_the_pending_vms_once(db):
         add_vm(db, pool, "pending")
     reads = []
 
-    def count(_conn, clause, *_args):
-        if str(clause) == PENDING_READ:
-            reads.append(clause)
-    event.listen(db.engine, "before_execute", count)
+    pending_read = statements.PENDING_VMS.statement.compile(dialect=db.engine.dialect).string
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement == pending_read:
+            reads.append(statement)
+    event.listen(db.engine, "before_cursor_execute", count)
 
     async def scenario():
         manager = Manager(config, db, REGISTRY.build(config))
@@ -38,6 +37,6 @@ def test_each_pass_reads_the_pending_vms_once(db):
     try:
         asyncio.run(scenario())
     finally:
-        event.remove(db.engine, "before_execute", count)
+        event.remove(db.engine, "before_cursor_execute", count)
     assert len([r for r in rows(db) if r.state == "pending"]) == 4
 

@@ -175,3 +175,32 @@ def test_a_manager_that_stopped_leading_starts_no_clone(db):
     clone, providers["dummy"].create_vm = providers["dummy"].create_vm, create_vm
     asyncio.run(scenario())
     assert len(rows(db)) == 2
+
+
+def test_a_checkout_refills_with_a_fill_not_a_pass(db):
+    """After a checkout the manager fills the pool in the next IOLoop turn, with no pass (passes
+    are 30 s apart); a clone that ends while no pool waits for a slot starts nothing more."""
+    config = fast_config(pools(a=3), settings={**NO_PASSES, "task_limit": 10})
+
+    async def scenario():
+        async with running(config, db) as (manager, dummy):
+            await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=30, what="pool full")
+            passes, fills = [], []
+            original_pass, original_fill = manager.run_pass, manager.slots._refill
+
+            async def counted_pass():
+                passes.append(1)
+                await original_pass()
+
+            async def counted_fill(manager_):
+                fills.append(1)
+                await original_fill(manager_)
+            manager.run_pass, manager.slots._refill = counted_pass, counted_fill
+            await db.run(vm_store.checkout, [vm_store.Want("a", ("a",), 2)], utcnow(), 24)
+            manager.refill()
+            await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=10, what="pool refilled")
+            await asyncio.sleep(0.2)  # the two clones have ended: neither asks for another fill
+            return passes, fills
+    passes, fills = asyncio.run(scenario())
+    assert passes == [] and fills == [1]
+    assert states(db, "a") == {"ready": 3, "running": 2}

@@ -63,7 +63,7 @@ async def checkout(context: Context, requested: dict, token: Optional[object]) -
         raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
     context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
     if wanted:
-        context.wake()
+        context.refill()
     body = {"ok": True}
     for name, vms in taken.items():
         hosts = [vm.name for vm in vms]

@@ -10,7 +10,8 @@ compiled for the connection's dialect; each value still goes through its column 
 processing and each column read through its result processing, so what reaches the database and
 what comes back are exactly what ``conn.execute`` would give. Errors come out as SQLAlchemy's own
 exception classes, so callers (and ``Database._translated``) handle them as before, and a lost
-connection is invalidated as SQLAlchemy would. Only for statements whose every value comes from
+connection is invalidated as SQLAlchemy would; ``before_cursor_execute`` listeners are called as
+for any statement. Only for statements whose every value comes from
 the parameters or the statement (no column defaults filled in by SQLAlchemy at execution).
 """
 from __future__ import annotations
@@ -41,6 +42,10 @@ class _Prepared:
         dbapi_connection = conn.connection.dbapi_connection
         cursor = dbapi_connection.cursor()
         try:
+            listeners = conn.dispatch.before_cursor_execute
+            if listeners:  # instrumentation (statement counts) sees these statements too
+                for listener in listeners:
+                    listener(conn, cursor, sql, values, None, False)
             cursor.execute(sql, values)
             return use(cursor)
         except dialect.loaded_dbapi.Error as error:
@@ -53,6 +58,8 @@ class _Prepared:
 
     def _compile(self, dialect, params: dict) -> tuple:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(params))
+        if "POSTCOMPILE" in compiled.string:  # an expanding IN list: its SQL depends on the values
+            raise ValueError(f"{self.statement} has an expanding IN list; give each value a bindparam")
         if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
             raise ValueError(f"{self.statement} needs column defaults at execution; use conn.execute")
         if compiled.positional:
@@ -84,7 +91,7 @@ class PreparedRead(_Prepared):
     def __init__(self, statement):
         super().__init__(statement)
         self._columns = list(statement.exported_columns)
-        self._row = collections.namedtuple("Row", [column.key for column in self._columns])
+        self._row = collections.namedtuple("Row", [column.key for column in self._columns], rename=True)
         self._processors: dict = {}  # dialect name -> [result processor or None] per column
 
     def first(self, conn: Connection, params: dict):

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select
 
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
-from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.prepared import PreparedRead, PreparedWrite
 from vmpooler.model import LIVE_STATES, PENDING, READY
 
 DURATION_KINDS = ("boot", "clone")
@@ -26,10 +26,17 @@ _CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
 _WAITING = and_(_CLONING, vms.c.next_attempt_at.is_not(None), vms.c.next_attempt_at > bindparam("now"))
 
 
-def _counts_of(states: tuple):
-    return (select(vms.c.pool, vms.c.state, func.count(), func.sum(case((_CLONING, 1), else_=0)),
-                   func.sum(case((_WAITING, 1), else_=0)), func.sum(case((vms.c.want_id.is_not(None), 1), else_=0)))
-            .where(vms.c.state.in_(states)).group_by(vms.c.state, vms.c.pool))
+def _counts_of(states: tuple) -> PreparedRead:
+    """The grouped count over VMs in ``states``, prepared (db/prepared.py): the manager runs it
+    at every refill. Each state is a bind of its own (an IN list of one expanding bind cannot be
+    prepared)."""
+    in_states = [bindparam(f"counted_{i}", value=state) for i, state in enumerate(states)]
+    return PreparedRead(
+        select(vms.c.pool, vms.c.state, func.count().label("vms"),
+               func.sum(case((_CLONING, 1), else_=0)).label("cloning"),
+               func.sum(case((_WAITING, 1), else_=0)).label("waiting"),
+               func.sum(case((vms.c.want_id.is_not(None), 1), else_=0)).label("ondemand"))
+        .where(vms.c.state.in_(in_states)).group_by(vms.c.state, vms.c.pool))
 
 
 _POOL_COUNTS = _counts_of(LIVE_STATES)
@@ -87,7 +94,7 @@ def stock_counts(db: Database, now) -> dict:
 def _counted(db: Database, query, now) -> dict:
     counts = {}
     with db.read() as conn:
-        rows = conn.execute(query, {"now": now}).all()
+        rows = query.all(conn, {"now": now})
     for pool, state, count, cloning_count, waiting_count, ondemand_count in rows:
         entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
         ondemand_count = int(ondemand_count or 0)

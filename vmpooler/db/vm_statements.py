@@ -18,18 +18,18 @@ VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindp
 DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
                                     vm_tags.c.name.in_(bindparam("names", expanding=True)))
 INSERT_TAG = insert(vm_tags)
-LATEST = select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1)
+LATEST = PreparedRead(select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1))
 VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
                    tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
             .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
-PENDING_VMS = select(vms).where(vms.c.state == PENDING).order_by(vms.c.id)
-READY_DUE = select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
-                                                        vms.c.checked_at <= bindparam("checked_before"),
-                                                        vms.c.ready_at <= bindparam("ready_before")))
-EXPIRED = select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
-                            vms.c.expires_at <= bindparam("now"))
-TO_DESTROY = select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
-                                                             vms.c.next_attempt_at <= bindparam("now")))
+PENDING_VMS = PreparedRead(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
+READY_DUE = PreparedRead(select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
+                                                                     vms.c.checked_at <= bindparam("checked_before"),
+                                                                     vms.c.ready_at <= bindparam("ready_before"))))
+EXPIRED = PreparedRead(select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
+                                         vms.c.expires_at <= bindparam("now")))
+TO_DESTROY = PreparedRead(select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
+                                                                          vms.c.next_attempt_at <= bindparam("now"))))
 SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
                                 vms.c.want_id.is_(None))  # a pool's own VMs
               .order_by(vms.c.id.desc()))

@@ -20,6 +20,7 @@ from vmpooler.db import quotas, stats
 from vmpooler.db import vm_statements as statements
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
+from vmpooler.db.prepared import PreparedRead
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
                             TaskKind)
 
@@ -47,7 +48,8 @@ def insert_new(conn, wanted: list, now, reserve_hours: float, reason: str = "clo
     """``new_vms`` inside the caller's transaction (``values``: further columns of every row)."""
     since = now - datetime.timedelta(hours=reserve_hours)
     names = [name for _pool, name in wanted]
-    taken = {row.name for row in statements.names_taken(len(names)).all(conn, {"since": since, **statements.numbered("name", names)})}
+    params = {"since": since, **statements.numbered("name", names)}
+    taken = {row.name for row in statements.names_taken(len(names)).all(conn, params)}
     created = []
     for pool, name in wanted:
         if name in taken:
@@ -335,7 +337,7 @@ class VMExtras:
 def latest(db: Database, name: str):
     """The newest row of the VM called ``name`` (names are reused once a VM is gone), or None."""
     with db.read() as conn:
-        return conn.execute(statements.LATEST, {"name": name}).first()
+        return statements.LATEST.first(conn, {"name": name})
 
 
 def latest_with_extras(db: Database, name: str) -> tuple:
@@ -345,7 +347,7 @@ def latest_with_extras(db: Database, name: str) -> tuple:
 
 
 def _latest_with_extras(conn, name: str) -> tuple:
-    vm = conn.execute(statements.LATEST, {"name": name}).first()
+    vm = statements.LATEST.first(conn, {"name": name})
     if vm is None:
         return None, None
     tags = {row.name: row.value for row in conn.execute(statements.VM_TAGS, {"vm_id": vm.id})}
@@ -357,6 +359,8 @@ def _latest_with_extras(conn, name: str) -> tuple:
 
 def _rows(db: Database, query, **params) -> list:
     with db.read() as conn:
+        if isinstance(query, PreparedRead):
+            return query.all(conn, params)
         return list(conn.execute(query, params))
 
 

@@ -104,7 +104,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
     except ProviderError as error:
         await (failed or _clone_failed)(manager, pool, vm, error)
-        manager.slots.freed()  # a slot for another pool (this one backs off) or for this VM's retry
+        manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
@@ -114,7 +114,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
     recorded = await manager.db.run(vm_store.cloned, vm, now, ip, ready=ready)
-    manager.slots.freed()  # the clone's slot is free: the next clone starts now, not at the next pass
+    manager.slots.slot_freed()  # the next clone starts now, not at the next pass
     if not recorded:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)
         return

@@ -148,6 +148,12 @@ class Manager:
         delay = max(0.0, self._last_tick + WAKE_INTERVAL - time.monotonic())
         IOLoop.current().call_later(delay, self.tick)
 
+    def refill(self) -> None:
+        """Fill the pools in the next IOLoop turn (a checkout took VMs): a fill, not a pass."""
+        if self._callback is None or self._stopping:
+            return  # not started yet (start reconciles first) or stopping
+        self.slots.fill_soon()
+
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
         """Start a pass unless one is running (a pass waits on the database, never the IOLoop)."""
