@@ -22,7 +22,7 @@ import time
 
 from benchmarks import loadgen
 from benchmarks.harness import Row, Server, create_database, seed_rows, wait_until, write_config
-from benchmarks.scenarios import CLIENTS_READ, CLIENTS_WRITE, PROCESSES, _burst, dummy_pool, ms
+from benchmarks.scenarios import CLIENTS_READ, CLIENTS_WRITE, PROCESSES, burst, dummy_pool, ms
 from benchmarks.threads import run_threads
 
 URL_VARIABLES = ("VMPOOLER_BENCH_POSTGRES_URL", "VMPOOLER_TEST_POSTGRES_URL")
@@ -190,11 +190,11 @@ def measure_cluster(run, label: str, url, processes: int, total: int, duration: 
                                                  paths=paths)
         host = Measured(servers, load([f"/api/v1/vm/{name}" for name in names]))
         status = Measured(servers, load(["/api/v1/status"]))
-        burst = Measured(servers, lambda: _burst(ports, POOL, total))
+        checkouts = Measured(servers, lambda: burst(ports, POOL, total))
     for what, measured in (("GET /vm/<host>", host), ("GET /status", status)):
         if measured.result.count(status=200) != measured.result.count():
             raise RuntimeError(f"{label} {what}: answers that were not 200: {measured.result.statuses}")
-    return {"host": host, "status": status, "burst": burst}
+    return {"host": host, "status": status, "burst": checkouts}
 
 
 def scaleout(run) -> list:
@@ -208,7 +208,7 @@ def scaleout(run) -> list:
     seed_rows(floor_database, {POOL: {"ready": total}})
     floor_database.dispose()
     with Server(run.workspace, "floor", "--db", sqlite_floor_db, name="scaleout-sqlite-floor") as floor:
-        sqlite_checkout_floor = _burst(floor.port, POOL, total)[0].rate
+        sqlite_checkout_floor = burst(floor.port, POOL, total)[0].rate
     if not url:
         return _rows(results, floors, None, sqlite_checkout_floor) + [Row(
             "7 scale-out", "PostgreSQL: skipped", float("nan"), "", note=f"set {URL_VARIABLES[0]}")]

@@ -94,3 +94,26 @@ def test_contenders_racing_for_a_free_lease_get_one_holder(db, contenders):
     winners = [name for name, epoch in results.items() if epoch is not None]
     assert len(results) == contenders and len(winners) == 1
     assert leases.current(db, LEASE_NAME).holder == winners[0]
+
+
+def test_renewing_the_lease_keeps_the_read_cache(db):
+    """The lease is renewed every few seconds; a renewal changes no row a cached read shows, so it
+    must not empty the cache (GET /vm/<host> would then read the database for every host after
+    every renewal). A VM change still does."""
+    if not db.is_sqlite:
+        pytest.skip("the read cache is kept on SQLite only (one process owns the file)")
+    loads = []
+
+    def cached_read():
+        return db.cached(("test", 1), lambda conn: loads.append(1) or len(loads))
+
+    assert leases.hold(db, LEASE_NAME, "a", 5) is not None
+    first = cached_read()
+    for _ in range(3):
+        assert leases.hold(db, LEASE_NAME, "a", 5) is not None
+        assert cached_read() == first
+    assert leases.release(db, LEASE_NAME, "a", leases.current(db, LEASE_NAME).epoch)
+    assert cached_read() == first and len(loads) == 1
+    with db.write():
+        pass  # any other write transaction
+    assert cached_read() == 2

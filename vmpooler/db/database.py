@@ -101,11 +101,13 @@ class Database:
 
     # --- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def write(self) -> Connection:
+    def write(self, invalidates: bool = True) -> Connection:
         """One write transaction: committed when the block ends, rolled back on any error. Inside
         a batch of the group commit it is a SAVEPOINT of the batch's transaction instead, released
         when the block ends and rolled back on any error (so a request's failure undoes only its
-        own changes); the batch commits them all."""
+        own changes); the batch commits them all. ``invalidates=False``: for a write no cached
+        read depends on (the manager's lease, renewed every few seconds, must not empty the cache
+        of GET /vm/<host> each time)."""
         batch = getattr(self._local, "batch", None)
         if batch is not None:
             with self._translated():
@@ -117,7 +119,8 @@ class Database:
                 with self.engine.begin() as connection:
                     yield connection
         finally:
-            self.bump()  # after the commit: a read cached before it is now stale
+            if invalidates:
+                self.bump()  # after the commit: a read cached before it is now stale
 
     @contextlib.contextmanager
     def batch(self) -> Connection:

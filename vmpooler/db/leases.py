@@ -36,7 +36,7 @@ def _database_now(conn) -> datetime.datetime:
 def hold(db: Database, name: str, holder: str, seconds: float) -> Optional[int]:
     """Take the lease ``name`` for ``holder`` or renew it, for ``seconds``. Returns the epoch of this
     holding, or None when another holder's lease has not expired."""
-    with db.write() as conn:
+    with db.write(invalidates=False) as conn:  # no cached read shows leases
         now = _database_now(conn)
         expires = now + datetime.timedelta(seconds=seconds)
         current = conn.execute(select(leases).where(leases.c.name == name)).first()
@@ -61,7 +61,7 @@ def hold(db: Database, name: str, holder: str, seconds: float) -> Optional[int]:
 
 def release(db: Database, name: str, holder: str, epoch: int) -> bool:
     """Give the lease up at once (a clean stop), so another process need not wait for it to expire."""
-    with db.write() as conn:
+    with db.write(invalidates=False) as conn:  # no cached read shows leases
         changed = conn.execute(update(leases).where(
             and_(leases.c.name == name, leases.c.holder == holder, leases.c.epoch == epoch),
         ).values(holder=None, expires_at=None))
