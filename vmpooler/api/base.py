@@ -80,8 +80,12 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.get(*args, **kwargs)
 
     def reply(self, body, status: int = 200) -> None:
+        self.reply_encoded(encode(body), status)
+
+    def reply_encoded(self, text: str, status: int = 200) -> None:
+        """Answer with JSON already encoded (``render.encode``)."""
         self.set_status(status)
-        self.finish(encode(body))
+        self.finish(text)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]

@@ -11,7 +11,7 @@ import urllib.parse
 from typing import Optional
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.render import alias_as_configured, ruby_time, task_json
+from vmpooler.api.render import alias_as_configured, encode, ruby_time, task_json
 from vmpooler.db import overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
@@ -90,8 +90,8 @@ class StatusHandler(BaseHandler):
         cache = self.state.status_cache
         cached = cache.get(sections)
         if seconds and cached is not None and cached[0] > time.monotonic():
-            return self.reply(cached[1])
-        body = await build_status(self.context, sections)
-        if seconds:
-            cache[sections] = (time.monotonic() + seconds, body)
-        self.reply(body)
+            return self.reply_encoded(cached[1])
+        text = encode(await build_status(self.context, sections))
+        if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
+            cache[sections] = (time.monotonic() + seconds, text)
+        self.reply_encoded(text)

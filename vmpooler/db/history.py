@@ -25,9 +25,10 @@ from vmpooler.model import READY, RUNNING
 TRACKED = (READY, RUNNING)
 #: the VMs each tracked state counts, as /status counts them (stats.pool_counts): a VM cloned for an
 #: on-demand request (``want_id``) waits in ready for its siblings but is not the pool's stock, so
-#: ready counts only the pool's own VMs; running counts every VM. (VM rows are never deleted; should
-#: one be missing, the outer join still counts its events, as the pool's.)
-COUNTED = {READY: vms.c.want_id.is_(None), RUNNING: None}
+#: ready counts only the pool's own VMs; running counts every VM. The on-demand VMs are few: their
+#: ids are looked up once per query (an uncorrelated IN), not a join of every event to its VM row.
+COUNTED = {READY: vm_events.c.vm_id.not_in(select(vms.c.id).where(vms.c.want_id.is_not(None)).scalar_subquery()),
+           RUNNING: None}
 
 
 def epoch_seconds(when: datetime.datetime) -> int:
@@ -58,7 +59,6 @@ def _changes_statement(bounded: bool):
     if bounded:
         conditions.append(vm_events.c.at < bindparam("until"))
     return (select(vm_events.c.pool, step, *(_net_change(state) for state in TRACKED))
-            .select_from(vm_events.outerjoin(vms, vms.c.id == vm_events.c.vm_id))
             .where(*conditions).group_by(vm_events.c.pool, step))
 
 
