@@ -72,16 +72,16 @@ class Service:
 
     def wake(self) -> None:
         """Ask the pool manager for a pass now: this process's own when it leads, else the leader's."""
-        if self.manager is not None and self.manager.acting():
-            self.manager.wake()
-        elif self.wake_sender is not None:
-            self.wake_sender.send()
+        self._ask_manager(lambda manager: manager.wake())
 
     def refill(self) -> None:
         """Ask the pool manager to fill the pools now: this process's own when it leads (a fill,
         not a whole pass), else the leader's (a wake-up, which its pass answers with a fill)."""
+        self._ask_manager(lambda manager: manager.refill())
+
+    def _ask_manager(self, ask_local) -> None:
         if self.manager is not None and self.manager.acting():
-            self.manager.refill()
+            ask_local(self.manager)
         elif self.wake_sender is not None:
             self.wake_sender.send()
 

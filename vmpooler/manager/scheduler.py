@@ -139,10 +139,14 @@ class Manager:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
 
+    def _running(self) -> bool:
+        """Started (start reconciles first) and not stopping."""
+        return self._callback is not None and not self._stopping
+
     def wake(self) -> None:
-        """Ask for a pass soon (after a checkout, a delete or a finished clone): at most one
-        queued at a time, and not sooner than WAKE_INTERVAL after the last pass."""
-        if self._callback is None or self._wake_pending or self._stopping:
+        """Ask for a pass soon (after a delete, a task, a request): at most one queued at a
+        time, and not sooner than WAKE_INTERVAL after the last pass."""
+        if not self._running() or self._wake_pending:
             return
         self._wake_pending = True
         delay = max(0.0, self._last_tick + WAKE_INTERVAL - time.monotonic())
@@ -150,9 +154,8 @@ class Manager:
 
     def refill(self) -> None:
         """Fill the pools in the next IOLoop turn (a checkout took VMs): a fill, not a pass."""
-        if self._callback is None or self._stopping:
-            return  # not started yet (start reconciles first) or stopping
-        self.slots.fill_soon()
+        if self._running():
+            self.slots.fill_soon()
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
