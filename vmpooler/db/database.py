@@ -25,8 +25,9 @@ import threading
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
+from vmpooler.db import shared
 from vmpooler.db.batch import GroupCommit
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict
 from vmpooler.db.prepared import PreparedWrite
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Database:
             return
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     yield connection
         finally:
             if invalidates:
@@ -128,7 +129,7 @@ class Database:
         joins it as a savepoint until the block ends; committed then, rolled back on any error."""
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     self._local.batch = connection
                     try:
                         yield connection
@@ -136,6 +137,18 @@ class Database:
                         self._local.batch = None
         finally:
             self.bump()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Connection:
+        """A write transaction whose changes to shared rows (db/shared.py) are applied last, in
+        one order, just before it commits."""
+        with self.engine.begin() as connection:
+            shared.begin(connection)
+            try:
+                yield connection
+                shared.apply(connection)
+            finally:
+                shared.end(connection)
 
     def bump(self) -> None:
         with self._generation_lock:
@@ -182,10 +195,12 @@ class Database:
     def _translated(self):
         try:
             yield
-        except exc.OperationalError as error:
-            self.unavailable_count += 1
-            raise StoreUnavailable(_describe(error)) from error
         except exc.DBAPIError as error:
+            if _sqlstate(error) in CONFLICT_SQLSTATES:  # not a lock wait: the database asks for a rerun
+                raise TransactionConflict(_conflict(error)) from error
+            if isinstance(error, exc.OperationalError):
+                self.unavailable_count += 1
+                raise StoreUnavailable(_describe(error)) from error
             if error.connection_invalidated:
                 self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
@@ -218,11 +233,13 @@ def _savepoint(connection: Connection):
     """A SAVEPOINT of the batch's transaction, emitted directly (db/prepared.py): SQLAlchemy's
     begin_nested() costs more Python than the statement costs the database."""
     _SAVEPOINT.execute(connection, {})
+    notes = shared.mark(connection)
     try:
         yield
     except BaseException:
         # undoes this request only; if even that fails the transaction is broken, and that error
         # (the database's, so a StoreUnavailable) fails the whole batch
+        shared.undo(connection, notes)
         _ROLLBACK_TO_SAVEPOINT.execute(connection, {})
         _RELEASE_SAVEPOINT.execute(connection, {})
         raise
@@ -239,6 +256,18 @@ def upsert(conn: Connection, table, keys: tuple, **values) -> None:
     statement = dialect.insert(table).values(**values)
     conn.execute(statement.on_conflict_do_update(
         index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
+
+
+def _sqlstate(error: exc.DBAPIError):
+    """The SQLSTATE of a PostgreSQL error (psycopg 3: ``sqlstate``, psycopg2: ``pgcode``); None
+    for SQLite."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+
+
+def _conflict(error: exc.DBAPIError) -> str:
+    kind = "deadlock detected" if _sqlstate(error) == "40P01" else "serialization failure"
+    return f"the transaction conflicted with a concurrent one ({kind}) and was rolled back"
 
 
 def _describe(error: exc.OperationalError) -> str:

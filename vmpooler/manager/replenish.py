@@ -13,7 +13,7 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager import checks, hostnames
 from vmpooler.manager.retry import CLONE
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import CircuitOpen, ProviderError, VMExists
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
@@ -101,7 +101,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
     """Clone ``vm`` and record it cloned (and ready when it answers at once); a failure goes to
     ``failed`` (on-demand VMs have their own handling), by default the pool's retry policy."""
     try:
-        info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
+        info = await _create(manager, pool, vm)
     except ProviderError as error:
         await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
@@ -121,6 +121,22 @@ async def clone(manager, pool, vm, failed=None) -> None:
     manager.metrics.cloned(vm, now, ready)
     if not ready:  # boot detection starts at once too, in this same task (one call at a time per VM)
         await checks.probe_boot(manager, pool, vm, ip)
+
+
+async def _create(manager, pool, vm):
+    """The provider's clone of ``vm``. A VM of its name that exists already is adopted when it is
+    the clone asked for: the name is ours (generated, and recorded live before any provider was
+    asked), so a VM of that name and the pool's template was made by an earlier attempt of this
+    clone whose answer was lost (the database could not record it). Anything else fails as
+    ``VMExists``."""
+    try:
+        return await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
+    except VMExists:
+        info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
+        if info is None or info.template != pool.template:
+            raise
+    log.info("[%s] %s: exists already, made by an earlier attempt of this clone: adopted", pool.name, vm.name)
+    return info
 
 
 async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
