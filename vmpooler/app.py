@@ -86,7 +86,11 @@ class Service:
             self.wake_sender.send()
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
-        self.db.upgrade()
+        upgraded = self.db.upgrade()
+        if upgraded.backup:
+            log.warning("database backed up before the schema upgrade to %s", upgraded.backup)
+        if upgraded.before not in (None, upgraded.after):
+            log.warning("database schema upgraded from %s to %s", upgraded.before, upgraded.after)
         if self.app is not None:
             self._listen(host, port)
         if self.manager is not None:

@@ -19,16 +19,16 @@ import contextlib
 import datetime
 import functools
 import logging
-import os
 import threading
 
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
-from vmpooler.db import shared
+from vmpooler.db import schema, shared
 from vmpooler.db.batch import GroupCommit
 from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict
 from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.schema import migrations_dir  # noqa: F401 (its callers import it from here)
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -37,14 +37,6 @@ CACHE_ENTRIES = 10000
 #: (each holds one connection; SKIP LOCKED lets concurrent batches take different VMs)
 READ_THREADS = 8
 WRITE_BATCHES = 8
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def migrations_dir() -> str:
-    """Alembic's scripts: installed inside the package as ``vmpooler/_migrations`` (setup.py maps
-    the top-level migrations/ there), or the repository's migrations/ in a checkout."""
-    installed = os.path.join(PACKAGE, "_migrations")
-    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), "migrations")
 
 
 def utcnow() -> datetime.datetime:
@@ -206,15 +198,10 @@ class Database:
                 raise StoreUnavailable("the database connection was lost") from error
             raise
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
-
-        config = AlembicConfig()
-        config.set_main_option("script_location", migrations_dir())
-        config.attributes["engine"] = self.engine
-        command.upgrade(config, "head")
+    def upgrade(self) -> "schema.UpgradeReport":
+        """Bring the schema to the newest migration (idempotent): all or nothing, an SQLite
+        database copied first; a database newer than the code refused (db/schema.py)."""
+        return schema.upgrade(self)
 
     def dispose(self) -> None:
         if self._executor is not None:
