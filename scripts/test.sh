@@ -26,6 +26,13 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slapd ldap-utils openssl >/dev/null
 fi
 
+# Redis: `vmpooler db import-redis` is tested against a real redis-server (each test starts its own
+# on a free loopback port, without persistence), filled the way the original vmpooler fills it.
+if ! command -v redis-server >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then
   $sudo service postgresql start >/dev/null
