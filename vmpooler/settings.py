@@ -80,8 +80,9 @@ SETTINGS = [
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
     Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
-    Setting("status_cache_seconds", "number", 1, "Seconds a /status answer may be reused (0: never); "
-            "dashboards polling it then cost one computation a second.", None, 0),
+    Setting("status_cache_seconds", "number", 1, "Seconds a /status answer may be reused (0: never), "
+            "and only until the database changes; dashboards polling it then cost one computation a second "
+            "at most.", None, 0),
     Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",
             "RATE_LIMITING_ENABLED"),
     Setting("auth_failures_per_minute", "int", 10,
