@@ -49,6 +49,30 @@ def test_check_config_reports_every_problem(tmp_path):
     assert good.returncode == 0 and "OK" in good.stdout
 
 
+def test_check_config_reports_warnings_beside_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(":providres:\n  dummy: {}\n:config:\n  vm_lifetme: 4\n")  # and no :pools:
+    result = vmpooler("check-config", str(bad))
+    assert result.returncode == 1
+    assert "error: pools: at least one pool is required" in result.stdout
+    assert "warning: :providres: is not a known section; ignored (did you mean providers?)" in result.stdout
+    assert "warning: config.vm_lifetme is not a known key; ignored (did you mean vm_lifetime?)" in result.stdout
+    assert "1 problem(s), 2 warning(s)" in result.stdout
+
+
+def test_check_config_strict_fails_on_a_warning(tmp_path):
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(":config:\n  vm_lifetme: 4\n:pools:\n  - name: a\n    template: t\n    size: 1\n"
+                        "    tempalte: u\n")
+    lenient = vmpooler("check-config", str(misspelt))
+    assert lenient.returncode == 0 and "OK (1 pools, 1 providers, 2 warning(s))" in lenient.stdout
+    assert "(did you mean vm_lifetime?)" in lenient.stdout and "(did you mean template?)" in lenient.stdout
+    strict = vmpooler("check-config", "--strict", str(misspelt))
+    assert strict.returncode == 1 and "2 warning(s), which --strict makes a failure" in strict.stdout
+    good = vmpooler("check-config", "--strict", os.path.join(ROOT, "vmpooler.yaml.example"))
+    assert good.returncode == 0 and "OK" in good.stdout, good.stdout
+
+
 def test_serve_refuses_a_bad_config_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(":pools:\n  - name: a\n    template: t\n    size: many\n")

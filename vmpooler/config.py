@@ -18,16 +18,19 @@ from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings,
+                               did_you_mean, unknown_key)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` lists each, naming its key."""
+    """The configuration is invalid; ``problems`` lists each, naming its key, and ``warnings``
+    what was found besides (check-config reports both)."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, warnings=()):
         self.problems = list(problems)
+        self.warnings = list(warnings)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
@@ -147,7 +150,7 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
 
 
@@ -160,7 +163,7 @@ def _sections(raw: dict, problems: list, warnings: list) -> dict:
         if name in IGNORED_SECTIONS:
             warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
         elif name not in KNOWN_SECTIONS:
-            warnings.append(f":{name}: is not a known section; ignored")
+            warnings.append(f":{name}: is not a known section; ignored{did_you_mean(name, KNOWN_SECTIONS)}")
         sections[name] = value
     return sections
 
@@ -177,7 +180,7 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
         owners = [name for name in registry.names()
                   if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]
         warnings.append(f"config.{key} is read by the {' and '.join(owners)} provider, which no provider here "
-                        f"uses; ignored" if owners else f"config.{key} is not a known key; ignored")
+                        f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
 def _mapping(value, where: str, problems: list) -> dict:
@@ -204,7 +207,7 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
             continue
         for key in options:
             if key not in schema.PROVIDER_KEYS:
-                warnings.append(f"providers.{name}.{key} is not a known key; ignored")
+                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS))
         entries[name] = (class_name, schema, options)
     dummy = registry.schema("dummy")
     if dummy is not None and "dummy" not in entries and any(
@@ -280,7 +283,7 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
     extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
     for key in raw:
         if key not in POOL_KEYS and key not in extra:
-            warnings.append(f"{where}.{key} is not a known key; ignored")
+            warnings.append(unknown_key(where, key, POOL_KEYS | extra))
     provider_options = None
     if schema is not None:
         found: list = []
@@ -341,7 +344,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
     for key, value in section.items():
         key = str(key).strip(":")
         if key not in PrometheusConfig.__dataclass_fields__:
-            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            warnings.append(unknown_key("prometheus", key, PrometheusConfig.__dataclass_fields__))
             continue
         value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
         if value is not None:

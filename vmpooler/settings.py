@@ -7,6 +7,7 @@ reads are that provider's (its ``config.py``, e.g. vSphere's ``create_folders``)
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Optional
 
 
@@ -211,3 +212,19 @@ def build_settings(values) -> "Settings":
     takes its default, an unknown one is a TypeError. Tests override with
     ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
     return Settings(**{key: _frozen(value) for key, value in values.items()})
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+def unknown_key(where: str, key: str, known) -> str:
+    """The warning for a key no one reads, e.g. ``config.vm_lifetme is not a known key; ignored
+    (did you mean vm_lifetime?)``: ``where`` is the section's path (``config``, ``pools[web]``; empty
+    for a section itself), ``known`` the keys that would have been read there. Shared by every
+    section's check so that each misspelling is told the same way."""
+    path = f"{where}.{key}" if where else key
+    return f"{path} is not a known key; ignored{did_you_mean(key, known)}"
+
+
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean vm_lifetime?)`` when ``key`` looks like a misspelling of one of ``known``, else ''."""
+    close = difflib.get_close_matches(str(key), sorted({str(name) for name in known}), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
