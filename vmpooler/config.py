@@ -134,13 +134,13 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     section = _mapping(sections.get("config"), "config", problems)
     settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
-    for name, (class_name, schema, options) in entries.items():
+    for name, (class_name, schema, options) in _known(entries):
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
         found: list = []
         typed = schema.provider_options(options, values, settings, found)
         problems.extend(f"providers.{name}.{p}" for p in found)
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
-    _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
+    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
     auth = parse_auth(sections.get("auth"), environ, problems)
     if auth is not None:
@@ -194,7 +194,9 @@ def _mapping(value, where: str, problems: list) -> dict:
 
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
-    :providers:, plus the dummy when a pool names it without configuring it."""
+    :providers:, plus the dummy when a pool names it without configuring it. A provider whose
+    class is unknown is one problem, and maps to None: its pools are not told a second, wrong one
+    (that it is not configured)."""
     entries = {}
     for name, options in _mapping(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
@@ -202,8 +204,9 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
         class_name = str(options.get("provider_class", name))
         schema = registry.schema(class_name)
         if schema is None:
-            problems.append(f"providers.{name}: unknown provider {class_name!r} "
-                            f"(known: {', '.join(registry.names())})")
+            problems.append(f"providers.{name}: unknown provider {class_name!r}"
+                            f"{did_you_mean(class_name, registry.names())} (known: {', '.join(registry.names())})")
+            entries[name] = None
             continue
         for key in options:
             if key not in schema.PROVIDER_KEYS:
@@ -214,6 +217,11 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
             isinstance(pool, dict) and pool.get("provider", default_provider) == "dummy" for pool in pool_list):
         entries["dummy"] = ("dummy", dummy, {})
     return entries
+
+
+def _known(entries: dict) -> list:
+    """The entries whose provider class is known."""
+    return [(name, entry) for name, entry in entries.items() if entry is not None]
 
 
 def _default_provider(section) -> str:
@@ -279,9 +287,9 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         problems.append(f"{where}.alias: {exc}")
         alias = ()
     core = read_settings(_POOL_SETTINGS, raw, problems, f"{where}.")
-    schema = entries[provider][1] if provider in entries else None
+    schema = entries[provider][1] if entries.get(provider) else None
     extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
-    for key in raw:
+    for key in raw if schema is not None or provider not in entries else ():  # unknown class: unknown keys
         if key not in POOL_KEYS and key not in extra:
             warnings.append(unknown_key(where, key, POOL_KEYS | extra))
     provider_options = None

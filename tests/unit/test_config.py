@@ -185,3 +185,13 @@ def test_a_misspelt_key_is_told_the_key_it_may_mean():
         "config.vm_lifetme is not a known key; ignored (did you mean vm_lifetime?)")
     assert unknown_key("pools[a]", "colour", ["template", "size"]) == "pools[a].colour is not a known key; ignored"
     assert did_you_mean("clone_targt", ["clone_target", "template"]) == " (did you mean clone_target?)"
+
+
+def test_an_unknown_provider_class_is_one_problem_not_two():
+    raw = {"providers": {"mine": {"provider_class": "vshpere"}},
+           "pools": [{"name": "a", "template": "t", "size": 1, "provider": "mine", "folder": "f"}]}
+    with pytest.raises(ConfigError) as error:
+        config.build(raw, {}, REGISTRY)
+    assert len(error.value.problems) == 1, error.value.problems
+    assert error.value.problems[0].startswith("providers.mine: unknown provider 'vshpere' (did you mean vsphere?)")
+    assert error.value.warnings == []  # its pool's keys are not called unknown either
