@@ -80,6 +80,20 @@ def test_serve_refuses_a_bad_config_naming_the_key(tmp_path):
     assert result.returncode == 2 and "pools[a].size" in result.stderr
 
 
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = vmpooler("serve", "--port", str(port), cwd=tmp_path,
+                          env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.returncode == 1
+    said = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert len(said) == 1 and said[0].endswith(
+        f" ERROR vmpooler: cannot listen on 127.0.0.1:{port}: Address already in use"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = vmpooler("db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
     assert result.returncode == 0, result.stderr

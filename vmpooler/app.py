@@ -26,6 +26,10 @@ from vmpooler.providers.registry import REGISTRY
 log = logging.getLogger("vmpooler")
 
 
+class ListenError(Exception):
+    """The service cannot listen on its address (``serve`` reports it in one line and exits 1)."""
+
+
 #: what ``vmpooler serve --role`` runs: the API, the pool manager (when this process leads), or both
 ROLES = ("all", "api", "manager")
 
@@ -95,10 +99,10 @@ class Service:
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         self.db.upgrade()
-        if not self.db.is_sqlite:
-            self._hear_other_processes(asyncio.get_running_loop())
         if self.app is not None:
             self._listen(host, port)
+        if not self.db.is_sqlite:
+            self._hear_other_processes(asyncio.get_running_loop())
         if self.manager is not None:
             await self._campaign()
 
@@ -135,7 +139,10 @@ class Service:
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
         self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
-        sockets = bind_sockets(port, host)
+        try:
+            sockets = bind_sockets(port, host)
+        except OSError as error:  # in use, not ours to take, no such address: one line, no traceback
+            raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
         served = f"{self.metrics.endpoint} and /healthcheck only" if self.role == "manager" else "/api/v1"
@@ -172,7 +179,11 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    await service.start(host, port)
+    try:
+        await service.start(host, port)
+    except ListenError:
+        await service.stop()
+        raise
     await stopped.wait()
     log.info("stopping")
     await service.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 from typing import Optional
@@ -24,10 +25,14 @@ def _load(path):
 
 
 def cmd_serve(args) -> int:
-    from vmpooler.app import serve
+    from vmpooler.app import ListenError, serve
 
     config = _load(args.config)
-    asyncio.run(serve(config, args.host, args.port, args.role))
+    try:
+        asyncio.run(serve(config, args.host, args.port, args.role))
+    except ListenError as error:  # logged, so that it follows the lines logged before it
+        logging.getLogger("vmpooler").error("%s", error)
+        return 1
     return 0
 
 
