@@ -18,16 +18,19 @@ from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings,
+                               did_you_mean, unknown_key)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` lists each, naming its key."""
+    """The configuration is invalid; ``problems`` lists each, naming its key, and ``warnings``
+    what was found besides (check-config reports both)."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, warnings=()):
         self.problems = list(problems)
+        self.warnings = list(warnings)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
@@ -131,13 +134,13 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     section = _mapping(sections.get("config"), "config", problems)
     settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
-    for name, (class_name, schema, options) in entries.items():
+    for name, (class_name, schema, options) in _known(entries):
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
         found: list = []
         typed = schema.provider_options(options, values, settings, found)
         problems.extend(f"providers.{name}.{p}" for p in found)
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
-    _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
+    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
     auth = parse_auth(sections.get("auth"), environ, problems)
     if auth is not None:
@@ -147,7 +150,7 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
 
 
@@ -160,7 +163,7 @@ def _sections(raw: dict, problems: list, warnings: list) -> dict:
         if name in IGNORED_SECTIONS:
             warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
         elif name not in KNOWN_SECTIONS:
-            warnings.append(f":{name}: is not a known section; ignored")
+            warnings.append(f":{name}: is not a known section; ignored{did_you_mean(name, KNOWN_SECTIONS)}")
         sections[name] = value
     return sections
 
@@ -177,7 +180,7 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
         owners = [name for name in registry.names()
                   if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]
         warnings.append(f"config.{key} is read by the {' and '.join(owners)} provider, which no provider here "
-                        f"uses; ignored" if owners else f"config.{key} is not a known key; ignored")
+                        f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
 def _mapping(value, where: str, problems: list) -> dict:
@@ -191,7 +194,9 @@ def _mapping(value, where: str, problems: list) -> dict:
 
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
-    :providers:, plus the dummy when a pool names it without configuring it."""
+    :providers:, plus the dummy when a pool names it without configuring it. A provider whose
+    class is unknown is one problem, and maps to None: its pools are not told a second, wrong one
+    (that it is not configured)."""
     entries = {}
     for name, options in _mapping(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
@@ -199,18 +204,24 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
         class_name = str(options.get("provider_class", name))
         schema = registry.schema(class_name)
         if schema is None:
-            problems.append(f"providers.{name}: unknown provider {class_name!r} "
-                            f"(known: {', '.join(registry.names())})")
+            problems.append(f"providers.{name}: unknown provider {class_name!r}"
+                            f"{did_you_mean(class_name, registry.names())} (known: {', '.join(registry.names())})")
+            entries[name] = None
             continue
         for key in options:
             if key not in schema.PROVIDER_KEYS:
-                warnings.append(f"providers.{name}.{key} is not a known key; ignored")
+                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS))
         entries[name] = (class_name, schema, options)
     dummy = registry.schema("dummy")
     if dummy is not None and "dummy" not in entries and any(
             isinstance(pool, dict) and pool.get("provider", default_provider) == "dummy" for pool in pool_list):
         entries["dummy"] = ("dummy", dummy, {})
     return entries
+
+
+def _known(entries: dict) -> list:
+    """The entries whose provider class is known."""
+    return [(name, entry) for name, entry in entries.items() if entry is not None]
 
 
 def _default_provider(section) -> str:
@@ -276,11 +287,11 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         problems.append(f"{where}.alias: {exc}")
         alias = ()
     core = read_settings(_POOL_SETTINGS, raw, problems, f"{where}.")
-    schema = entries[provider][1] if provider in entries else None
+    schema = entries[provider][1] if entries.get(provider) else None
     extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
-    for key in raw:
+    for key in raw if schema is not None or provider not in entries else ():  # unknown class: unknown keys
         if key not in POOL_KEYS and key not in extra:
-            warnings.append(f"{where}.{key} is not a known key; ignored")
+            warnings.append(unknown_key(where, key, POOL_KEYS | extra))
     provider_options = None
     if schema is not None:
         found: list = []
@@ -341,7 +352,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
     for key, value in section.items():
         key = str(key).strip(":")
         if key not in PrometheusConfig.__dataclass_fields__:
-            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            warnings.append(unknown_key("prometheus", key, PrometheusConfig.__dataclass_fields__))
             continue
         value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
         if value is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import exc
 from vmpooler.db.backup import BackupError, backup, missing_file
 from vmpooler.db.database import Database, StoreUnavailable
 from vmpooler.db.audit import VmLife, vm_history
+from vmpooler.model import TaskKind
 
 
 def backup_command(config, target: str, out: TextIO, err: TextIO) -> int:
@@ -59,6 +60,7 @@ def format_life(life: VmLife) -> str:
                      + (f", expires {_time(vm.expires_at)}" if vm.expires_at else ""))
     for tag in life.tags:
         lines.append(f"  tag {tag.name}={tag.value} (set {_time(tag.tagged_at)})")
+    lines.extend(_task_line(task) for task in life.tasks)
     if vm.last_error:
         lines.append(f"  last error: {vm.last_error}")
     for event in life.events:
@@ -66,6 +68,15 @@ def format_life(life: VmLife) -> str:
                   else f"{event.to_state}")
         lines.append(f"  {_time(event.at)}  {change:<24}  {event.reason}")
     return "\n".join(lines)
+
+
+def _task_line(task) -> str:
+    """``  snapshot 'before-upgrade' queued <time>: done <time> (1 attempt)`` and the like."""
+    what = f"disk of {task.arg} GB" if task.kind == TaskKind.DISK else f"{task.kind} {task.arg!r}"
+    ended = f" {_time(task.finished_at)}" if task.finished_at else ""
+    attempts = f" ({task.attempts} attempt{'' if task.attempts == 1 else 's'})" if task.attempts else ""
+    error = f": {task.last_error}" if task.last_error else ""
+    return f"  {what} queued {_time(task.created_at)}: {task.state}{ended}{attempts}{error}"
 
 
 def _time(value) -> str:

@@ -18,6 +18,7 @@ Keys that only one provider reads are that provider's (its ``config.py``, e.g. v
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any, Optional
 
@@ -125,8 +126,9 @@ class Settings:
     behind_proxy: bool = setting(False, "Take the client address from X-Real-IP / X-Forwarded-For (set it only "
                                  "when a reverse proxy fronts the service; rate limiting keys on that address).")
     max_body_size: int = setting(65536, "Largest request body accepted, in bytes (413 above).", minimum=1)
-    status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never); dashboards "
-                                          "polling it then cost one computation a second.", minimum=0)
+    status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
+                                          "the database changes; dashboards polling it then cost one computation "
+                                          "a second at most.", minimum=0)
     rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
                                           "RATE_LIMITING_ENABLED")
     auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
@@ -258,3 +260,19 @@ def build_settings(values) -> Settings:
     takes its default, an unknown one is a TypeError. Tests override with
     ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
     return Settings(**{key: _frozen(value) for key, value in values.items()})
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+def unknown_key(where: str, key: str, known) -> str:
+    """The warning for a key no one reads, e.g. ``config.vm_lifetme is not a known key; ignored
+    (did you mean vm_lifetime?)``: ``where`` is the section's path (``config``, ``pools[web]``; empty
+    for a section itself), ``known`` the keys that would have been read there. Shared by every
+    section's check so that each misspelling is told the same way."""
+    path = f"{where}.{key}" if where else key
+    return f"{path} is not a known key; ignored{did_you_mean(key, known)}"
+
+
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean vm_lifetime?)`` when ``key`` looks like a misspelling of one of ``known``, else ''."""
+    close = difflib.get_close_matches(str(key), sorted({str(name) for name in known}), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

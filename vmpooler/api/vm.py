@@ -80,7 +80,7 @@ def validate_changes(body: dict, config) -> tuple:
             lifetime = whole_number(value)
             limit = config.settings.max_lifetime_upper_limit
             if lifetime is None or lifetime <= 0:
-                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
+                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive whole number of hours.")
             elif limit and lifetime >= limit:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
             elif lifetime > MAX_LIFETIME:
