@@ -42,7 +42,8 @@ SETTINGS = [
             "A PUT lifetime must be below this many hours.", "MAX_LIFETIME_UPPER_LIMIT", 1),
     Setting("ready_ttl", "number", 60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0),
     Setting("allowed_tags", "list", None, "Tag names a PUT may set (any when unset)."),
-    Setting("domain", "str", None, "DNS domain of the VMs; added to API answers.", "DOMAIN"),
+    Setting("domain", "str", None, "DNS domain of the VMs of pools without a `dns_plugin` (a pool's DNS setup "
+            "gives its own); added to API answers.", "DOMAIN"),
     Setting("prefix", "str", "", "Prefix of generated hostnames.", "PREFIX"),
     Setting("check_loop_delay_min", "number", 5, "Seconds between passes of the pool manager.", None, 0.001),
     Setting("check_loop_delay_max", "number", 60, "Accepted for compatibility; passes run every "
@@ -106,9 +107,8 @@ IGNORED_SETTINGS = {
     "timeout_notification": "not implemented",
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
-                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
+                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------

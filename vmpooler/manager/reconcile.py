@@ -36,7 +36,8 @@ async def reconcile_pool(manager, pool) -> bool:
         if name in listed and cloning:
             await _resolve_interrupted_clone(manager, row, listed[name])
         elif name not in listed and not cloning:
-            await manager.db.run(vm_store.gone, row, "no longer in the provider", utcnow())
+            if await manager.db.run(vm_store.gone, row, "no longer in the provider", utcnow()):
+                await manager.records.forget(pool, name)
     unknown = set(listed) - set(rows)
     dead = await manager.db.run(vm_store.latest_dead, pool.name, unknown)
     for name in sorted(unknown):

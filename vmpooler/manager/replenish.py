@@ -108,8 +108,10 @@ async def clone(manager, pool, vm, failed=None) -> None:
         return
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
-    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together (unless
+        # its DNS record must be made first: probe_boot makes it)
+        ready = manager.records.plugin(pool) is None and await manager.runner.call(
+            pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)

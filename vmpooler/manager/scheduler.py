@@ -17,7 +17,9 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
@@ -58,9 +60,10 @@ class Pass:
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
-    holding the lease acts; None for a manager that is alone by construction (tests)."""
+    holding the lease acts; None for a manager that is alone by construction (tests).
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -68,6 +71,8 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
+                               self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
@@ -138,6 +143,7 @@ class Manager:
             if still:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
+        self.records.close()
 
     def _running(self) -> bool:
         """Started (start reconciles first) and not stopping."""
