@@ -58,6 +58,7 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
             if not ip:
                 return  # no address yet: the next pass asks again
             await manager.records.register(pool, vm.name, ip)
+            manager.pool_recovered(pool)
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
                 return
@@ -86,8 +87,10 @@ async def _address(manager, pool, vm, ip):
 
 async def _record_failed(manager, pool, vm, error: DnsError) -> None:
     """The booting VM's DNS record could not be made: a failed clone attempt (as in 3.x), so the
-    VM waits for a retry with backoff, or is given up (completed, then destroyed)."""
+    VM waits for a retry with backoff, or is given up (completed, then destroyed); the pool's
+    new clones are held back as after a failed clone."""
     now = utcnow()
+    manager.hold_pool(pool, error, now)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at, booting=True)
 

@@ -28,11 +28,17 @@ async def _destroy(manager, pool, vm) -> None:
             await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
         except VMNotFound:
             pass  # already gone: as good as destroyed
-        await manager.records.remove(pool, vm.name)  # after the VM: it must not answer under a name nobody owns
+        await manager.records.remove(pool, vm.name)  # once the VM is gone, as 3.x does
     except (ProviderError, DnsError) as error:
         now = utcnow()
         retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
-        await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
-        return
-    if await manager.db.run(vm_store.destroyed, vm, utcnow()):
+        if not (isinstance(error, DnsError) and retry.gives_up):
+            await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
+            return
+        # the VM is gone; only its record stays (an operator must remove it): the VM is destroyed
+        log.error("[%s] %s: destroyed, but its DNS record could not be removed: %s", pool.name, vm.name, error)
+        reason = f"destroyed; its DNS record could not be removed: {error}"
+    else:
+        reason = "destroyed"
+    if await manager.db.run(vm_store.destroyed, vm, utcnow(), reason):
         manager.metrics.destroyed(pool.name, time.monotonic() - started)

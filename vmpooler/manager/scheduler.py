@@ -8,6 +8,7 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 
@@ -24,6 +25,7 @@ from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
 from vmpooler.metrics import DISABLED
+from vmpooler.providers.base import CircuitOpen
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -247,6 +249,22 @@ class Manager:
         finally:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
+
+    def hold_pool(self, pool, error, now) -> None:
+        """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
+        new clones back until the provider's breaker may let calls through when it refused the
+        call, else for a backoff that grows with the pool's consecutive failures."""
+        if isinstance(error, CircuitOpen):
+            self.pool_retry_at[pool.name] = self.retry.breaker_open_until(pool.provider, now)
+            return
+        failures = self.pool_failures.get(pool.name, 0) + 1
+        self.pool_failures[pool.name] = failures
+        self.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=self.retry.backoff(failures))
+
+    def pool_recovered(self, pool) -> None:
+        """A clone of ``pool`` succeeded: its new clones are no longer held back."""
+        self.pool_failures.pop(pool.name, None)
+        self.pool_retry_at.pop(pool.name, None)
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
