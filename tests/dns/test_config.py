@@ -160,3 +160,16 @@ def test_a_plugin_shipped_as_its_own_package_is_found_and_used(tmp_path, monkeyp
     assert type(plugin).__name__ == "FakePlugin" and plugin.registers and plugin.config.domain == "example.com"
     assert problems_of(pools=pools("cloud"), dns_configs={"cloud": {"dns_class": "fake", "domain": "example.com"}}) \
         == ["dns_configs.cloud.project: required"]
+
+
+def test_every_dns_plugin_key_is_documented_with_its_plugin():
+    with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as handle:
+        docs = handle.read().split("\n## `:dns_configs:`", 1)[1].split("\n## ", 1)[0]
+    with open(os.path.join(ROOT, "vmpooler.yaml.example"), encoding="utf-8") as handle:
+        example = handle.read()
+    for name in dns_registry.REGISTRY.names():
+        section = docs.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
+        for setting in dns_registry.REGISTRY.schema(name).SETTINGS:
+            assert f"| `{setting.key}` |" in section, f"{name}'s {setting.key} missing from its docs section"
+            assert f"# {setting.key}:" in example or f"#     {setting.key}:" in example, \
+                f"{name}'s {setting.key} missing from vmpooler.yaml.example"
