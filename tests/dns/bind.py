@@ -19,7 +19,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from tests.ldap.slapd import free_port
+from tests.servers import free_port, stop_process
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
 KEY_NAME = "vmpooler-test"
@@ -92,13 +92,8 @@ class Named:
         raise RuntimeError(f"named did not answer within 20 s: {self.tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def tail(self) -> str:

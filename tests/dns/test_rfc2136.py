@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import make_config
 from tests.dns.bind import LOCKED_ZONE, ZONE
-from tests.ldap.slapd import free_port
+from tests.servers import free_port
 from vmpooler.dns.base import DnsError, PermanentDnsError
 from vmpooler.dns.registry import REGISTRY
 

@@ -63,8 +63,8 @@ POOL_SETTINGS = (
             "global `clone_target`, else the template's resource pool)."),
     Setting("create_linked_clone", "bool", None, "false makes full clones of this pool even when "
             "`create_linked_clones` is on."),
-    Setting("ready_check_port", "int", 22, "TCP port of `<vm>.<domain>` (the pool's domain; the VM's IP when it has none) "
-            "that must accept a connection before the VM is ready; 0 skips the check.", None, 0),
+    Setting("ready_check_port", "int", 22, "TCP port of `<vm>.<domain>` (the pool's domain; the VM's IP when it "
+            "has none) that must accept a connection before the VM is ready; 0 skips the check.", None, 0),
 )
 
 
