@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -93,8 +94,16 @@ class Named:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a paused named cannot act on SIGTERM
             stop_process(self.process)
         self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted (the kernel's backlog) but nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def tail(self) -> str:
         with open(self.log, encoding="utf-8", errors="replace") as handle:

@@ -9,6 +9,7 @@ from tests.dns.bind import LOCKED_ZONE, ZONE, Named
 from tests.reliability.harness import service_config, wait_until
 from tests.service import InProcessService
 from vmpooler.db import vms as vm_store
+from vmpooler.db.models import vm_events as events_table
 from vmpooler.db.models import vms as vms_table
 from vmpooler.model import READY
 
@@ -94,3 +95,52 @@ def test_a_dns_server_down_is_retried_until_it_answers(tmp_path):
         service.stop()
         late.stop()
 
+
+
+def checked_out_with_record(service, server) -> str:
+    wait_until(lambda: ready_names(service, "dns-pool"), 30, "a ready VM")
+    name = service.post("/vm/dns-pool").json()["dns-pool"]["hostname"]
+    assert server.query(f"{name}.{ZONE}") == ["127.0.0.1"]
+    return name
+
+
+def test_a_record_removal_that_fails_is_retried_with_the_destroy(tmp_path):
+    server = Named(tempfile.mkdtemp(dir=tmp_path))
+    server.start()
+    service = start(tmp_path, server.section(timeout=0.3), pools=POOLS[:1], destroy_attempts=1000,
+                    retry_backoff=0.05, retry_backoff_max=0.2)
+    try:
+        name = checked_out_with_record(service, server)
+        server.pause()
+        assert service.delete(f"/vm/{name}").status == 200
+        wait_until(lambda: vm_store.latest(service.db, name).destroy_attempts >= 2, 30, "the removal retried")
+        assert vm_store.latest(service.db, name).state == "completed"  # not destroyed without its record gone
+        server.resume()
+        wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
+        assert server.query(f"{name}.{ZONE}") == []
+    finally:
+        service.stop()
+        server.stop()
+
+
+def test_a_record_that_cannot_be_removed_leaves_the_vm_destroyed_and_says_so(tmp_path):
+    server = Named(tempfile.mkdtemp(dir=tmp_path))
+    server.start()
+    service = start(tmp_path, server.section(timeout=0.3), pools=POOLS[:1], destroy_attempts=2,
+                    retry_backoff=0.05, retry_backoff_max=0.1)
+    try:
+        name = checked_out_with_record(service, server)
+        server.pause()
+        assert service.delete(f"/vm/{name}").status == 200
+        wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
+        with service.db.engine.connect() as conn:
+            reasons = [row.reason for row in conn.execute(
+                select(events_table).where(events_table.c.vm_id == vm_store.latest(service.db, name).id))]
+        assert any(reason.startswith("destroyed; its DNS record could not be removed: DNS lab: removing")
+                   for reason in reasons), reasons
+        assert name not in service.dummy.names()
+        server.resume()
+        assert server.query(f"{name}.{ZONE}") == ["127.0.0.1"]  # left behind, as the log says
+    finally:
+        service.stop()
+        server.stop()
