@@ -173,3 +173,22 @@ def test_every_dns_plugin_key_is_documented_with_its_plugin():
             assert f"| `{setting.key}` |" in section, f"{name}'s {setting.key} missing from its docs section"
             assert f"# {setting.key}:" in example or f"#     {setting.key}:" in example, \
                 f"{name}'s {setting.key} missing from vmpooler.yaml.example"
+
+
+def test_check_config_of_an_rfc2136_file_does_not_import_dnspython(tmp_path):
+    """The loader reads a plugin's config.py only: checking a file needs none of the plugins' libraries."""
+    good = tmp_path / "good.yaml"
+    good.write_text(textwrap.dedent("""\
+        :dns_configs:
+          lab: {dns_class: rfc2136, domain: lab.example.com, server: 192.0.2.1, tsig_key_name: k,
+                tsig_secret: c2VjcmV0}
+        :pools:
+          - {name: a, template: t, size: 1, dns_plugin: lab}
+        """))
+    program = ("import sys\nfrom vmpooler.cli import main\ncode = main(['check-config', sys.argv[1]])\n"
+               "print('dnspython imported' if any(m == 'dns' or m.startswith('dns.') for m in sys.modules) "
+               "else 'dnspython not imported')\nsys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", program, str(good)], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout and "dnspython not imported" in result.stdout
