@@ -85,7 +85,8 @@ class Settings:
                                                       "MAX_LIFETIME_UPPER_LIMIT", 1)
     ready_ttl: float = setting(60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0)
     allowed_tags: Optional[tuple] = setting(None, "Tag names a PUT may set (any when unset).")
-    domain: Optional[str] = setting(None, "DNS domain of the VMs; added to API answers.", "DOMAIN")
+    domain: Optional[str] = setting(None, "DNS domain of the VMs of pools without a `dns_plugin` (a pool's DNS "
+                                    "setup gives its own); added to API answers.", "DOMAIN")
     prefix: str = setting("", "Prefix of generated hostnames.", "PREFIX")
     check_loop_delay_min: float = setting(5, "Seconds between passes of the pool manager.", minimum=0.001)
     check_loop_delay_max: float = setting(60, "Accepted for compatibility; passes run every check_loop_delay_min "
@@ -179,9 +180,8 @@ IGNORED_SETTINGS = {
     "timeout_notification": "not implemented",
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
-                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
+                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------
