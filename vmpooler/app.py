@@ -14,7 +14,8 @@ from tornado.netutil import bind_sockets
 from vmpooler.api.routes import make_app, make_metrics_app
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
-from vmpooler.db.database import Database
+from vmpooler.db import heartbeat
+from vmpooler.db.database import Database, StoreUnavailable
 from vmpooler.db.notify import WAKE, Listener, WakeSender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
@@ -86,7 +87,10 @@ class Service:
             self.wake_sender.send()
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
+        """StoreUnavailable, before anything listens, when the database cannot be upgraded or
+        cannot take a write (read-only, full, unreachable)."""
         self.db.upgrade()
+        heartbeat.beat(self.db)
         if self.app is not None:
             self._listen(host, port)
         if self.manager is not None:
@@ -109,6 +113,8 @@ class Service:
     async def _begin_term(self) -> None:
         try:
             await self.manager.start()
+        except StoreUnavailable as error:  # the next term tries again
+            log.warning("starting the pool manager failed: %s", error)
         except Exception:  # the next term, or the next pass, tries again
             log.exception("starting the pool manager failed")
 
@@ -137,6 +143,10 @@ class Service:
         self.db.dispose()
 
 
+class CannotStart(Exception):
+    """The service cannot start; the message says what and where (one line for the operator)."""
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for logs."""
     return make_url(url).render_as_string(hide_password=True)
@@ -151,7 +161,10 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    await service.start(host, port)
+    try:
+        await service.start(host, port)
+    except StoreUnavailable as error:
+        raise CannotStart(f"{error} (database {_safe_url(service.db.url)})") from None
     await stopped.wait()
     log.info("stopping")
     await service.stop()

@@ -24,10 +24,14 @@ def _load(path):
 
 
 def cmd_serve(args) -> int:
-    from vmpooler.app import serve
+    from vmpooler.app import CannotStart, serve
 
     config = _load(args.config)
-    asyncio.run(serve(config, args.host, args.port, args.role))
+    try:
+        asyncio.run(serve(config, args.host, args.port, args.role))
+    except CannotStart as error:  # one line saying what and where; a traceback would bury it
+        print(f"vmpooler: cannot start: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
