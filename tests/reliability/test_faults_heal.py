@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from tests.api.conftest import Client
 from tests.reliability.harness import pools_full, raw_config, service_config, wait_until
+from tests.reliability.test_database_trouble import assert_health
 from tests.reliability.invariants import assert_each_vm_checked_out_at_most_once, assert_every_checkout_recorded_once
 from tests.service import InProcessService
 from tests.test_cli import free_port, vmpooler
@@ -96,6 +97,7 @@ def test_an_immutable_database_file_heals_without_a_restart(tmp_path):
             refused = client.post("/api/v1/vm/b", timeout=10)
             assert refused.status == 503, refused.text
             assert "read-only" in refused.json()["error"] or "I/O" in refused.json()["error"], refused.text
+            assert_health(client, "database")  # its heartbeat write is refused too
             time.sleep(3)  # the readers open connections while the file is immutable
         assert ("/api/v1/status", 200) in statuses  # reads went on
         # Healed: within seconds of the fault's end writes work and the pools refill, no restart.
@@ -106,7 +108,7 @@ def test_an_immutable_database_file_heals_without_a_restart(tmp_path):
         # No read-only connection stayed pooled: every write since works, on every connection.
         for _ in range(10):
             assert client.put(f"/api/v1/vm/{held[0]}", {"tags": {"healed": "yes"}}, timeout=10).status == 200
-        assert client.get("/healthcheck").status == 200
+        assert_health(client)
         assert_every_checkout_recorded_once(service.db, held)
         assert_each_vm_checked_out_at_most_once(service.db)
     finally:
