@@ -17,26 +17,24 @@ from vmpooler.db.database import StoreUnavailable
 
 class HealthcheckHandler(BaseHandler):
     async def get(self) -> None:
-        # the write waits out the database's busy timeout when it is locked: in a thread, not on the IOLoop
-        database, disk = await IOLoop.current().run_in_executor(self.context.executor, self._database_checks)
-        checks = {"database": database, "disk": disk, "manager": self.context.manager_stalled()}
+        db = self.context.db
+        checks = {"database": await self._write_refused(), "disk": await db.run(heartbeat.disk_full),
+                  "manager": self.context.manager_stalled()}
         reasons = [reason for reason in checks.values() if reason]
         body = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
         if self.get_query_argument("details", None) is not None:
             body["checks"] = {name: {"ok": True} if reason is None else {"ok": False, "error": reason}
                               for name, reason in checks.items()}
-            if database is None:
+            if checks["database"] is None:
                 body["manager"] = await IOLoop.current().run_in_executor(self.context.executor,
                                                                          self.context.leader)
         self.reply(body, 503 if reasons else 200)
 
-    def _database_checks(self) -> tuple:
-        """(why the database takes no write, why its disk counts as full): None each when fine."""
-        return self._write_refused(), heartbeat.disk_full(self.context.db)
-
-    def _write_refused(self) -> Optional[str]:
+    async def _write_refused(self) -> Optional[str]:
+        """Why the database takes no write now, or None. Through the group commit, as every write:
+        a lock held by another process is waited for off the IOLoop, up to the busy timeout."""
         try:
-            heartbeat.beat(self.context.db)
+            await self.context.db.run(heartbeat.beat)
         except StoreUnavailable as error:
             return f"the database is unavailable: {error}"
         return None

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from vmpooler.db.batch import GroupCommit
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import StoreUnavailable, WouldWait
 from vmpooler.db.prepared import PreparedWrite
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Database:
             options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
-            _prepare_sqlite(self.engine, busy_timeout_ms)
+            _prepare_sqlite(self.engine, busy_timeout_ms, self.waits)
         #: counts write transactions; a read cached under an older count may be stale
         self.generation = 0
         self._generation_lock = threading.Lock()
@@ -180,12 +180,29 @@ class Database:
                 connection.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
+    def not_waiting(self):
+        """SQLite: write transactions begun in this thread inside the block do not wait for
+        another process's lock (busy timeout 0) and raise WouldWait instead, which the caller
+        retries where waiting blocks nobody (the group commit: in a thread)."""
+        self._local.no_wait = True
+        try:
+            yield
+        finally:
+            self._local.no_wait = False
+
+    def waits(self) -> bool:
+        """Whether a write begun in this thread waits for a lock (see ``not_waiting``)."""
+        return not getattr(self._local, "no_wait", False)
+
+    @contextlib.contextmanager
     def _translated(self):
         try:
             yield
         except exc.OperationalError as error:
-            self.unavailable_count += 1
             meaning = _describe(error)
+            if meaning in _LOCKED and not self.waits():
+                raise WouldWait(meaning) from error
+            self.unavailable_count += 1
             if meaning in _CONNECTION_SPOILING:
                 self.recycle_connections(meaning)
             raise StoreUnavailable(meaning) from error
@@ -260,10 +277,13 @@ _READ_ONLY, _IO_ERROR, _CANNOT_OPEN = ("the database is read-only", "the databas
 _CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR, _CANNOT_OPEN)
 
 
+_LOCKED = ("the database is locked by another process", "the database is busy")
+
+
 def _describe(error: exc.OperationalError) -> str:
     text = str(getattr(error, "orig", error)).lower()
-    for needle, meaning in (("locked", "the database is locked by another process"),
-                            ("busy", "the database is busy"),
+    for needle, meaning in (("locked", _LOCKED[0]),
+                            ("busy", _LOCKED[1]),
                             ("full", "the disk holding the database is full"),
                             ("readonly", _READ_ONLY),
                             ("read-only", _READ_ONLY),
@@ -279,11 +299,13 @@ def _describe(error: exc.OperationalError) -> str:
 
 
 # --- SQLite only -----------------------------------------------------------------------------
-def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _prepare_sqlite(engine: Engine, busy_timeout_ms: int, waits) -> None:
     """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
     process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
     that a write transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
-    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock)."""
+    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock). A write
+    begun while ``waits()`` is false runs with busy timeout 0 (Database.not_waiting); the
+    connection keeps the timeout it last had, so the common case sets nothing."""
 
     opened_read_only = [False]  # the last connection's; logged when it changes, not per connection
 
@@ -303,6 +325,7 @@ def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             else:
                 log.warning("the database %s opens for writing again", engine.url.database)
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        record.info[_BUSY_TIMEOUT] = busy_timeout_ms
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -319,10 +342,16 @@ def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         read_only = connection.get_execution_options().get("vmpooler_read")
+        if not read_only:
+            wanted = busy_timeout_ms if waits() else 0
+            pooled = connection.connection
+            if pooled.info.get(_BUSY_TIMEOUT) != wanted:
+                pooled.dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wanted)}")
+                pooled.info[_BUSY_TIMEOUT] = wanted
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-_OPENED_READ_ONLY = "vmpooler_opened_read_only"
+_OPENED_READ_ONLY, _BUSY_TIMEOUT = "vmpooler_opened_read_only", "vmpooler_busy_timeout_ms"
 
 
 def _opened_read_only(cursor) -> bool:

@@ -26,7 +26,7 @@ MIN_FREE_BYTES = 1024 * 1024
 def beat(db: Database) -> None:
     """Write this process's heartbeat in a transaction of its own; StoreUnavailable when the
     database cannot take it (read-only, full, locked past the busy timeout, unreachable).
-    Blocking: callers on the IOLoop run it in a thread."""
+    Through ``Database.run`` (the group commit) on the IOLoop."""
     with db.write(invalidates=False) as conn:  # no cached read shows heartbeats
         now = utcnow()
         upsert(conn, heartbeats, ("process",), process=PROCESS, beat_at=now)
