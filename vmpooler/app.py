@@ -8,10 +8,10 @@ import logging
 import signal
 
 from sqlalchemy.engine import make_url
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from vmpooler.api.routes import make_app, make_metrics_app
+from vmpooler.api.server import BoundedHTTPServer
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db import heartbeat
@@ -120,7 +120,11 @@ class Service:
 
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
+        settings = self.config.settings
+        self.server = BoundedHTTPServer(self.app, xheaders=settings.behind_proxy,
+                                        max_connections=settings.max_connections,
+                                        idle_connection_timeout=settings.http_idle_timeout,
+                                        body_timeout=settings.http_body_timeout)
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)

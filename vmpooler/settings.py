@@ -80,6 +80,15 @@ SETTINGS = [
     Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
             "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
     Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
+    Setting("http_idle_timeout", "number", 60, "Seconds a client connection may take to send a request's "
+            "head (request line and headers), counted from its opening or its previous answer: an idle "
+            "keep-alive connection, or one sending its headers slowly, is closed after it.", None, 0.1),
+    Setting("http_body_timeout", "number", 60, "Seconds a client may take to send a request's body; its "
+            "connection is closed after it.", None, 0.1),
+    Setting("max_connections", "int", None, "Most client connections open at once; past it a new one is "
+            "answered 503 (JSON, Retry-After) and closed. Unset: three quarters of the process's "
+            "file-descriptor limit (ulimit -n), the rest left to the database, the providers and the log.",
+            None, 1),
     Setting("status_cache_seconds", "number", 1, "Seconds a /status answer may be reused (0: never); "
             "dashboards polling it then cost one computation a second.", None, 0),
     Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",

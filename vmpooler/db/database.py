@@ -271,10 +271,12 @@ def upsert(conn: Connection, table, keys: tuple, **values) -> None:
         index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
 
 
-#: errors after which a pooled connection is not reused (Database.recycle_connections)
+#: errors after which a pooled connection is not reused (Database.recycle_connections). Not
+#: "cannot be opened": that is a new connection's failure (a missing directory, no file descriptor
+#: left), and closing the pooled ones would only hand their descriptors to whoever asks next.
 _READ_ONLY, _IO_ERROR, _CANNOT_OPEN = ("the database is read-only", "the database had a disk I/O error",
                                        "the database file cannot be opened")
-_CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR, _CANNOT_OPEN)
+_CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR)
 
 
 _LOCKED = ("the database is locked by another process", "the database is busy")
