@@ -33,7 +33,7 @@ import logging
 import random
 import time
 
-from vmpooler.db.errors import StoreUnavailable, TransactionConflict
+from vmpooler.db.errors import StoreUnavailable, TransactionConflict, WouldWait
 
 log = logging.getLogger("vmpooler.state")
 
@@ -96,10 +96,20 @@ class GroupCommit:
             taken = [self.queue.popleft() for _ in range(min(self.max_batch, -(-len(self.queue) // free)))]
             self.in_flight += 1
             if self.inline:  # one batch per loop turn: the rest of the queue waits for the next
-                self._answer(loop, self._apply_batch(taken))
+                try:
+                    with self.db.not_waiting():
+                        applied = self._apply_batch(taken)
+                except WouldWait:  # another process holds the lock: wait for it off the IOLoop
+                    self.stats["moved_to_thread"] += 1
+                    self._in_thread(loop, taken)
+                    return
+                self._answer(loop, applied)
                 return
-            done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
-            done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+            self._in_thread(loop, taken)
+
+    def _in_thread(self, loop, taken: list) -> None:
+        done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
+        done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
 
     def _apply_batch(self, taken: list) -> tuple:
         """Apply ``taken`` (in the thread that runs the batch): ([(request, ok, value)], requests
@@ -114,6 +124,8 @@ class GroupCommit:
                     if outcomes and time.monotonic() - started >= self.max_seconds:
                         break
                     outcomes.append(_apply(self.db, request))
+        except WouldWait:  # nothing was applied (the transaction rolled back): tried again in a thread
+            raise
         except TransactionConflict as error:  # rolled back: each request again, on its own
             self.stats["conflicted_batches"] += 1
             log.info("a batch of %d writes was rolled back (%s); applying them one by one", len(taken), error)
@@ -164,6 +176,8 @@ def _apply(db, request: Request, alone: bool = False) -> tuple:
     ``Database.write()``)."""
     try:
         return request, True, request.function(db, *request.args, **request.kwargs)
+    except WouldWait:
+        raise
     except StoreUnavailable as error:
         if alone:
             return request, False, error

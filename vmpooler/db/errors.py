@@ -15,3 +15,9 @@ class TransactionConflict(StoreUnavailable):
 
 #: the SQLSTATEs of TransactionConflict: serialization_failure, deadlock_detected
 CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+class WouldWait(StoreUnavailable):
+    """SQLite only: a write tried on the IOLoop found the file locked by another process and did
+    not wait (Database.not_waiting); the group commit runs it again in a thread, which waits up to
+    the busy timeout, so that the IOLoop keeps answering reads meanwhile."""

@@ -96,7 +96,11 @@ def _backup(db, before: Optional[str], head: str) -> Optional[str]:
     path = sqlite_backup.sqlite_path(db.url)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = f"{path}.{before}-to-{head}.{stamp}.bak"
-    sqlite_backup.backup(db.url, target)
+    try:
+        sqlite_backup.backup(db.url, target)
+    except sqlite_backup.BackupError as error:
+        raise UpgradeFailed(f"the database was not upgraded from {before} to {head}: its copy could not be "
+                            f"taken first ({error})") from None
     return os.path.abspath(target)
 
 
