@@ -71,6 +71,8 @@ SETTINGS = [
     Setting("shutdown_grace", "number", 10, "Seconds a stopping service waits for provider calls in flight; "
             "what is still running then is abandoned and reconciled at the next start.", None, 0),
     Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
+    Setting("idempotency_key_ttl", "number", 24, "Hours the answer of a POST /vm, /vm/<pools> or /ondemandvm "
+            "made with an Idempotency-Key header is kept for a retry with the same key.", None, 0.0001),
     Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
             "Recycle a ready VM whose reported hostname differs from its name."),
     Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "

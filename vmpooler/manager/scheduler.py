@@ -13,7 +13,7 @@ import time
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.db import stats
+from vmpooler.db import idempotency, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
@@ -207,6 +207,7 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+            self.launch(("purge", "idempotency keys"), self.db.run(idempotency.purge, utcnow()))
 
     def database_unavailable(self, what: str, error) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
