@@ -5,15 +5,14 @@ retry policy says (manager/retry.py), and retires the excess of a pool that shra
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 
 from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager import checks, hostnames
+from vmpooler.manager import backoff, checks, hostnames
 from vmpooler.manager.retry import CLONE
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
@@ -24,6 +23,7 @@ async def run(manager, work) -> None:
     async with manager.slots.lock:
         counts = await manager.db.run(stats.stock_counts, now)
         _retry_due(manager, work)
+        backoff.probe_waiting(manager)
         await _shrink(manager, counts, now)
         await _fill(manager, counts, now)
 
@@ -44,7 +44,7 @@ async def _fill(manager, counts: dict, now) -> None:
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
         missing = pool.size - _stock(entry)
-        if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
+        if missing > 0 and not manager.backoffs.waiting(pool.name):
             wanted[pool.name] = missing
     await _start_clones(manager, manager.slots.share(wanted, slots), now)
 
@@ -106,8 +106,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
         return
-    manager.pool_failures.pop(pool.name, None)
-    manager.pool_retry_at.pop(pool.name, None)
+    manager.backoffs.succeeded(pool.name)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
         ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
@@ -124,15 +123,8 @@ async def clone(manager, pool, vm, failed=None) -> None:
 
 
 async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
-    """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
-    provider's breaker may let calls through when it refused the call, else for a backoff that
-    grows with the pool's consecutive failures."""
+    """Record the failed clone of ``vm`` and hold the pool's new clones back (manager/backoff.py)."""
     now = utcnow()
-    if isinstance(error, CircuitOpen):
-        manager.pool_retry_at[pool.name] = manager.retry.breaker_open_until(pool.provider, now)
-    else:
-        failures = manager.pool_failures.get(pool.name, 0) + 1
-        manager.pool_failures[pool.name] = failures
-        manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
+    manager.backoffs.failed(pool, error)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

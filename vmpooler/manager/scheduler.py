@@ -17,7 +17,10 @@ from vmpooler.db import idempotency, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.db import retries
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.backoff import Backoffs
+from vmpooler.manager.clock import Clock
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
@@ -60,7 +63,7 @@ class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -68,12 +71,14 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.clock = clock
+        self.backoffs = Backoffs(self.retry, self.runner.breakers, clock)
+        for breaker in self.runner.breakers.values():
+            breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
         self._ended: dict = {}  # key -> time.monotonic() when its last work ended
-        self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
-        self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
@@ -242,6 +247,24 @@ class Manager:
         finally:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
+
+    def provider_back(self, provider: str, why: str) -> None:
+        """``provider`` answers again (its circuit breaker closed): every pool of it stops waiting,
+        its clones (within ``task_limit``) and destroys waiting for a retry are due now, and the
+        pools refill."""
+        self.backoffs.recovered(provider, why)
+        if self.acting() and not self._stopping:
+            self.launch(("retry now", provider), self._retry_now(provider, f"provider {provider} answers again "
+                                                                          f"({why}): retrying now"))
+
+    async def _retry_now(self, provider: str, reason: str) -> None:
+        async with self.slots.lock:  # the free slots and the retries made due are one step, as in a fill
+            now = self.clock.wall()
+            counts = await self.db.run(stats.stock_counts, now)
+            free = self.settings.task_limit - sum(entry["clone_slots"] for entry in counts.values())
+            await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
+        self.wake()
+        self.refill()
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
