@@ -396,8 +396,9 @@ def expired(db: Database, now: datetime.datetime) -> list:
     return _rows(db, statements.EXPIRED, now=now)
 
 
-def to_destroy(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, statements.TO_DESTROY, now=now)
+def to_destroy(db: Database, now: datetime.datetime, horizon: Optional[datetime.datetime] = None) -> list:
+    """Completed VMs due for a destroy: no retry pending, or due, or set beyond ``horizon``."""
+    return _rows(db, statements.TO_DESTROY, now=now, horizon=horizon or datetime.datetime.max)
 
 
 def excess(db: Database, pool: str, count: int) -> list:

@@ -21,7 +21,8 @@ HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 async def run(manager, work) -> None:
     await _pending(manager, work)
     await _ready(manager, work)
-    await _running(manager, work.now)
+    if work.clock_confirmed:  # a lifetime is judged only on a wall clock that did not just step
+        await _running(manager, work.now)
 
 
 async def _pending(manager, work) -> None:
@@ -30,7 +31,7 @@ async def _pending(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
+        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
             work.settled(vm)
         elif vm.cloned_at is not None:
@@ -78,7 +79,7 @@ async def _ready(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
+        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl) and work.clock_confirmed:
             stale.append((vm, f"ready for more than {pool.ready_ttl:g} minutes"))
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
             manager.launch(("vm", vm.name), _check_ready(manager, pool, vm), work)

@@ -60,7 +60,7 @@ def _retry_due(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None or vm.cloned_at is not None or vm.want_id is not None or manager.busy(vm.name):
             continue
-        if vm.next_attempt_at is None or vm.next_attempt_at <= now:
+        if manager.retry.due(vm.next_attempt_at, now):
             manager.launch(("vm", vm.name), clone(manager, pool, vm), work)
 
 

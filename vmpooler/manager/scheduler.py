@@ -20,7 +20,7 @@ from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.db import retries
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
-from vmpooler.manager.clock import Clock
+from vmpooler.manager.clock import Clock, StepWatch
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
@@ -43,17 +43,20 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list, read_at: float = 0.0):
+    def __init__(self, now, pending: list, read_at: float = 0.0, clock_confirmed: bool = True):
         self.now = now
         self.pending = pending
+        #: the wall clock did not step since the last pass (manager/clock.py): only then may the
+        #: loops destroy VMs for their lifetime, ready_ttl or timeout (or fail on-demand requests)
+        self.clock_confirmed = clock_confirmed
         #: time.monotonic() before the pass read anything: provider work on a VM that ended after
         #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db) -> "Pass":
-        read_at = time.monotonic()
-        return cls(utcnow(), await db.run(vm_store.pending), read_at)
+    async def read(cls, db, clock: Clock = Clock(), watch: "StepWatch" = None) -> "Pass":
+        read_at, now = time.monotonic(), clock.wall()
+        return cls(now, await db.run(vm_store.pending), read_at, watch.confirmed(now) if watch else True)
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -73,6 +76,7 @@ class Manager:
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.clock = clock
         self.backoffs = Backoffs(self.retry, self.runner.breakers, clock)
+        self.step_watch = StepWatch(clock)
         for breaker in self.runner.breakers.values():
             breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
         self.pools = {pool.name: pool for pool in config.pools}
@@ -187,7 +191,7 @@ class Manager:
         if not self.may_start_work():
             return
         try:
-            work = await Pass.read(self.db)
+            work = await Pass.read(self.db, self.clock, self.step_watch)
         except StoreUnavailable as error:
             self.database_unavailable("the", error)
             return
