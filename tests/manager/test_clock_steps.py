@@ -50,8 +50,8 @@ def request_state(db, request_id):
 def test_a_forward_step_destroys_nothing_until_the_clock_is_confirmed(db, caplog):
     caplog.set_level(logging.ERROR, logger="vmpooler.manager")
     wall = SteppedWall()
-    # passes are run by the test (one at start, then a periodic one an hour later: never)
-    config = fast_config(POOLS, {"check_loop_delay_min": 3600, "vm_checktime": 600})
+    # passes are run by the test; one on-demand clone per pass, so that the request stays unfilled
+    config = fast_config(POOLS, {"check_loop_delay_min": 3600, "vm_checktime": 600, "ondemand_clone_limit": 1})
     providers = REGISTRY.build(config)
 
     async def scenario():
@@ -60,7 +60,7 @@ def test_a_forward_step_destroys_nothing_until_the_clock_is_confirmed(db, caplog
         try:
             await wait_for(lambda: states(db, "a").get("ready") == 3, what="the pool full")
             held = vm_store.checkout(db, [vm_store.Want("a", ("a",), 1)], utcnow(), 24)["a"][0].name
-            requests_db.create(db, "waiting-request", [("a", "a", 1)], utcnow())
+            requests_db.create(db, "waiting-request", [("a", "a", 20)], utcnow())
             await manager.run_pass()
             assert manager.step_watch.last_step is None
 
