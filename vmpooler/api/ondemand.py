@@ -16,7 +16,7 @@ from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import parse_path, replay
 from vmpooler.api.delivery import HandsOut, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
 from vmpooler.db import idempotency
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.vms import Owner
@@ -81,8 +81,9 @@ class OndemandHandler(HandsOut, BaseHandler):
             request_id, generated = answer["request_id"], answer["generated"]
             self.set_header("Idempotent-Replayed", "true")
         body = {"ok": True, "request_id": request_id}
-        if config.domain:
-            body["domain"] = config.domain
+        domain = shared_domain(config, [pool for _name, pool, _count in wants])
+        if domain:
+            body["domain"] = domain
 
         async def undo(reason: str) -> None:
             """Only we know a request_id we made: a client that never got it cannot use the request."""
@@ -143,11 +144,14 @@ class OndemandRequestHandler(OndemandHandler):
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
+            handed = {want.id: [vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+                      for want in request.wants}
+            domain = shared_domain(self.config, [vm.pool for vms in handed.values() for vm in vms])
             for want in request.wants:
                 hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += [vm.name for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-            if self.config.domain:
-                body["domain"] = self.config.domain
+                hosts += v1_hostnames(self.config, handed[want.id], domain)
+            if domain:
+                body["domain"] = domain
         elif state == OD_FAILED:
             body["message"] = request.row.failure
         elif state == OD_DELETED:

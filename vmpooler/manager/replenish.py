@@ -106,9 +106,12 @@ async def clone(manager, pool, vm, failed=None) -> None:
         await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
         return
-    manager.backoffs.succeeded(pool.name)
-    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    if manager.records.plugin(pool) is None:  # else once its record is made (checks.probe_boot)
+        manager.pool_recovered(pool)
+    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together (unless
+        # its DNS record must be made first: probe_boot makes it)
+        ready = manager.records.plugin(pool) is None and await manager.runner.call(
+            pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
@@ -123,8 +126,8 @@ async def clone(manager, pool, vm, failed=None) -> None:
 
 
 async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
-    """Record the failed clone of ``vm`` and hold the pool's new clones back (manager/backoff.py)."""
+    """Record the failed clone of ``vm`` and hold the pool's new clones back (Manager.hold_pool)."""
     now = utcnow()
-    manager.backoffs.failed(pool, error)
+    manager.hold_pool(pool, error)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

@@ -18,9 +18,11 @@ from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.db import retries
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clock import Clock, StepWatch
+from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
@@ -64,9 +66,11 @@ class Pass:
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
-    holding the lease acts; None for a manager that is alone by construction (tests)."""
+    holding the lease acts; None for a manager that is alone by construction (tests).
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, clock: Clock = Clock()):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None,
+                 clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -79,6 +83,8 @@ class Manager:
         self.step_watch = StepWatch(clock)
         for breaker in self.runner.breakers.values():
             breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
+        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
+                               self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
@@ -147,6 +153,7 @@ class Manager:
             if still:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
+        self.records.close()
 
     def _running(self) -> bool:
         """Started (start reconciles first) and not stopping."""
@@ -269,6 +276,15 @@ class Manager:
             await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
         self.wake()
         self.refill()
+    def hold_pool(self, pool, error) -> None:
+        """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
+        new clones back (manager/backoff.py)."""
+        self.backoffs.failed(pool, error)
+
+    def pool_recovered(self, pool) -> None:
+        """A clone of ``pool`` succeeded: its new clones are no longer held back."""
+        self.backoffs.succeeded(pool.name)
+
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
