@@ -14,7 +14,9 @@ from vmpooler.db import retries
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager.breaker import CLOSED
+from vmpooler.manager.scheduler import Manager
 from vmpooler.providers.base import TransientError
+from vmpooler.providers.registry import REGISTRY
 
 POOLS = [{"name": "a", "template": "t", "size": 3}, {"name": "b", "template": "t", "size": 2}]
 #: a long backoff cap, a short breaker: without the probe a pool would wait up to a minute
@@ -66,24 +68,26 @@ def test_pools_refill_within_seconds_of_the_provider_coming_back(db, caplog):
 
 def test_the_breaker_closing_ends_every_pools_wait_and_a_pool_failing_alone_keeps_its_own(db):
     """The breaker's trial calls succeeding end the wait of every pool of the provider; a clone
-    succeeding ends only its own pool's (another pool may fail alone: test_slots.py)."""
-    config = fast_config(POOLS, SETTINGS, dummy=UP)
+    succeeding ends only its own pool's (another pool may fail alone: test_slots.py). A manager
+    that runs no passes (not started), so that only the test's calls move the breaker."""
+    config = fast_config(POOLS, {**SETTINGS, "retry_backoff": 60}, dummy=UP)
 
     async def scenario():
-        async with running(config, db) as (manager, _dummy):
-            await wait_for(lambda: states(db).get("ready", 0) == 5, what="the pools full")
-            pools, breaker = manager.pools, manager.runner.breakers["dummy"]
-            for pool in ("a", "b", "b"):
-                manager.backoffs.failed(pools[pool], TransientError("down"))
-            manager.backoffs.succeeded("a")
-            assert not manager.backoffs.waiting("a") and manager.backoffs.waiting("b")
-            for _ in range(3):
-                breaker.failure()
-            await wait_for(lambda: breaker.allow(), what="the breaker's trial")  # half-open after 0.5 s
-            breaker.success()
-            assert manager.backoffs.waiting("b")
-            breaker.success()  # the second trial success closes it
-            assert breaker.state == CLOSED and not manager.backoffs.waits
+        manager = Manager(config, db, REGISTRY.build(config))
+        pools, breaker = manager.pools, manager.runner.breakers["dummy"]
+        for pool in ("a", "b", "b"):
+            manager.backoffs.failed(pools[pool], TransientError("down"))
+        manager.backoffs.succeeded("a")
+        assert not manager.backoffs.waiting("a") and manager.backoffs.waiting("b")
+        for _ in range(3):
+            breaker.failure()
+        await wait_for(lambda: breaker.allow(), what="the breaker's trial")  # half-open after 0.5 s
+        breaker.success()
+        assert manager.backoffs.waiting("b")
+        breaker.success()  # the second trial success closes it
+        assert breaker.state == CLOSED and not manager.backoffs.waits
+        await asyncio.gather(*manager.in_flight.values())  # the retries brought forward (none here)
+        manager.runner.shutdown(wait=True)
 
     asyncio.run(scenario())
 
