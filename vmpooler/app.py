@@ -71,6 +71,7 @@ class Service:
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             refill=self.refill,
             provider_health=self.manager.health if self.manager else dict,
+            pool_waits=self.manager.backoffs.describe if self.manager else dict,
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
