@@ -6,9 +6,11 @@ import pytest
 
 from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
+from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.vms import Owner, Shortfall, Want
+from vmpooler.model import AttemptKind, Retry
 
 
 @pytest.fixture
@@ -124,9 +126,10 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     name = add_vm(db, pool[0], "pending")
     vm = rows(db, name=name)[0]
     later = utcnow() + datetime.timedelta(seconds=5)
-    assert vm_store.attempt_failed(db, vm, "clone", "boom", utcnow(), 1, later)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "boom", utcnow(), Retry(1, later))
     vm = rows(db, name=name)[0]
-    assert vm_store.attempt_failed(db, vm, "clone", "breaker open", utcnow(), 1, later)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "breaker open", utcnow(),
+                                   Retry(1, later, waits_for_breaker=True))
     vm = rows(db, name=name)[0]
     assert vm.clone_attempts == 1 and vm.last_error == "breaker open"
     assert vm_store.modify(db, vm, utcnow(), tags={"user": "x"})
@@ -142,3 +145,14 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     assert vm_store.checked(db, rows(db, name=ready)[0], utcnow(), ip="10.0.0.9")
     assert events(db, ready)[-1].reason == f"address {vm.ip or '(none)'} -> 10.0.0.9"
     assert rows(db, name=ready)[0].ip == "10.0.0.9"
+
+
+def test_pool_counts_are_a_typed_value(db, pool):
+    for state in ("pending", "ready", "ready", "running"):
+        add_vm(db, pool[0], state)
+    counts = stats.pool_counts(db, utcnow())
+    assert isinstance(counts["p"], stats.PoolCounts) and "q" not in counts
+    assert (counts["p"].pending, counts["p"].cloning, counts["p"].ready, counts["p"].running) == (1, 1, 2, 1)
+    assert counts["p"].stock == 3 and counts["p"].clone_slots == 1
+    assert stats.PoolCounts.total([counts["p"], counts["p"]]).ready == 4
+    assert stats.stock_counts(db, utcnow())["p"].running == 0  # the manager's count reads only pending and ready

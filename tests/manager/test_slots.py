@@ -1,4 +1,4 @@
-"""A freed clone slot is used at once (manager/slots.py): clones start as others end, without
+"""A freed clone slot is used at once (manager/refill.py): clones start as others end, without
 waiting for a pass, and still within task_limit, within each pool's size, fair between pools,
 never two provider calls for one VM, backing off after failed clones, only while leading.
 
@@ -131,7 +131,7 @@ def test_no_slot_leaks_after_failed_clones(db):
             await wait_for(full, timeout=30, what="the pool full despite failed clones")
             await wait_for(lambda: not any(key[0] == "vm" for key in manager.in_flight), what="clones ended")
             counts = stats.pool_counts(db, utcnow())["a"]
-            assert counts["clone_slots"] == 0 and counts["pending"] == 0
+            assert counts.clone_slots == 0 and counts.pending == 0
             # every slot is still usable: take away half the pool, it comes back
             for vm in rows(db, state="ready")[:10]:
                 vm_store.complete(db, vm, "taken away by the test", utcnow())
@@ -186,16 +186,16 @@ def test_a_checkout_refills_with_a_fill_not_a_pass(db):
         async with running(config, db) as (manager, dummy):
             await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=30, what="pool full")
             passes, fills = [], []
-            original_pass, original_fill = manager.run_pass, manager.slots._refill
+            original_pass, original_fill = manager.run_pass, manager.refiller.fill
 
             async def counted_pass():
                 passes.append(1)
                 await original_pass()
 
-            async def counted_fill(manager_):
+            async def counted_fill(counts, now):
                 fills.append(1)
-                await original_fill(manager_)
-            manager.run_pass, manager.slots._refill = counted_pass, counted_fill
+                await original_fill(counts, now)
+            manager.run_pass, manager.refiller.fill = counted_pass, counted_fill
             await db.run(vm_store.checkout, [vm_store.Want("a", ("a",), 2)], utcnow(), 24)
             manager.refill()
             await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=10, what="pool refilled")

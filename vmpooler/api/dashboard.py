@@ -136,7 +136,7 @@ class PoolStatsHandler(DashboardHandler):
         counts, past = await self.counts_and_history()
         body = {}
         for pool in self.config.pools:
-            entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, {}).get("ready", 0)}
+            entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, stat_store.NO_VMS).ready}
             if past is not None:
                 entry["history"] = [n for n in _series(past, pool.name, "ready", entry["ready"])
                                     for _ in range(POINT_REPEAT)]
@@ -152,7 +152,7 @@ class RunningStatsHandler(DashboardHandler):
         body = {}
         for pool in self.config.pools:
             entry = body.setdefault(major(pool.name), {"running": 0})
-            running = counts.get(pool.name, {}).get("running", 0)
+            running = counts.get(pool.name, stat_store.NO_VMS).running
             entry["running"] += running
             if past is not None:
                 series = _series(past, pool.name, "running", running)

@@ -20,6 +20,7 @@ from sqlalchemy import Integer, and_, bindparam, case, cast, extract, func, or_,
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
+from vmpooler.db.stats import NO_VMS
 from vmpooler.model import READY, RUNNING
 
 TRACKED = (READY, RUNNING)
@@ -142,8 +143,9 @@ def state_history(db: Database, window: Window, current: dict, cache: Optional[C
     first, last = window.first_step, window.last_step
     result = {}
     for pool in set(current) | set(changes):
-        now_counts, steps = current.get(pool, {}), changes.get(pool, {})
-        result[pool] = {state: _backwards(now_counts.get(state, 0), steps, column, first, last)
+        now_counts, steps = current.get(pool, NO_VMS), changes.get(pool, {})
+        counted = (now_counts.ready, now_counts.running)  # in the order of TRACKED
+        result[pool] = {str(state): _backwards(counted[column], steps, column, first, last)
                         for column, state in enumerate(TRACKED)}
     return result
 

@@ -4,13 +4,12 @@ takes the ``Database``."""
 from __future__ import annotations
 
 import datetime
-from typing import Optional
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import tasks, vms
-from vmpooler.model import DONE, QUEUED, TASK_FAILED, TASK_RUNNING, TaskKind
+from vmpooler.model import DONE, QUEUED, TASK_RUNNING, AttemptKind, Retry, TaskKind
 
 # Built once (see db/vms.py): the SET clause comes from the parameters given to execute().
 _GUARDED_UPDATE = update(tasks).where(tasks.c.id == bindparam("guard_id"), tasks.c.state == bindparam("guard_state"))
@@ -49,13 +48,16 @@ def finish(db: Database, task_id: int, now) -> bool:
 
 
 @writes
-def failed(db: Database, task, error: str, now, attempts: int, retry_at: Optional[datetime.datetime]) -> bool:
-    """A run of the task did not succeed: ``attempts`` is its new count (unchanged when the
-    provider's circuit breaker refused the call: that was no attempt). Back to the queue until
-    ``retry_at``, or failed for good when there is none."""
-    if retry_at is None:
-        return _move(db, task.id, TASK_RUNNING, TASK_FAILED, attempts=attempts, last_error=error, finished_at=now)
-    return _move(db, task.id, TASK_RUNNING, QUEUED, attempts=attempts, last_error=error, next_attempt_at=retry_at)
+def failed(db: Database, task, error: str, now, retry: Retry) -> bool:
+    """A run of the task did not succeed: ``retry`` holds its new count of attempts (unchanged
+    when the provider's circuit breaker refused the call: that was no attempt). Back to the queue
+    until ``retry.at``, or failed for good when there is none."""
+    kind = AttemptKind.TASK
+    if retry.at is None:
+        return _move(db, task.id, kind.works_on, kind.gives_up_to, last_error=error, finished_at=now,
+                     **{kind.column: retry.attempts})
+    return _move(db, task.id, kind.works_on, QUEUED, last_error=error, next_attempt_at=retry.at,
+                 **{kind.column: retry.attempts})
 
 
 @writes

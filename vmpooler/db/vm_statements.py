@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, delete, insert, or_, select
 from vmpooler.db.events import GUARDED_UPDATE
 from vmpooler.db.models import tasks, vm_tags, vms
 from vmpooler.db.prepared import PreparedRead, PreparedWrite
-from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING, AttemptKind
 
 CLONING_UPDATE = PreparedWrite(GUARDED_UPDATE.statement.where(vms.c.cloned_at.is_(None)))  # guard_state: pending
 INSERT_VM = PreparedRead(insert(vms).returning(*vms.c))  # the new row, in the same statement
@@ -36,8 +36,10 @@ SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_
 LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
 DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
                          vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)
-#: what a failed attempt of each kind counts in, and the state a VM is left in when it is given up
-ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attempts", FAILED)}
+#: the guarded UPDATE of a failed attempt of each kind of work on a VM (the kind says which state it
+#: guards with): a clone's also wants the VM still cloning, so that a late answer never touches a
+#: VM that was cloned meanwhile
+ATTEMPT_GUARDS = {AttemptKind.CLONE: CLONING_UPDATE, AttemptKind.DESTROY: GUARDED_UPDATE}
 
 
 def numbered(prefix: str, values) -> dict:

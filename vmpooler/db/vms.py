@@ -22,7 +22,7 @@ from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
 from vmpooler.db.prepared import PreparedRead
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                            TaskKind)
+                            AttemptKind, Retry, TaskKind)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -135,28 +135,23 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
 
 
 @writes
-def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
-                   retry_at: Optional[datetime.datetime]) -> bool:
-    """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
-    of attempts, unchanged when the provider's circuit breaker refused the call (no attempt: the
-    VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
-    given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
-    fails (an operator must look)."""
-    column, give_up_state = statements.ATTEMPTS[kind]
-    values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
-    if retry_at is None:
-        reason = f"{kind} failed {attempts} times, giving up: {error}"
-        if give_up_state == COMPLETED:
+def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: Retry) -> bool:
+    """A clone or destroy of ``vm`` did not succeed; ``retry`` says what follows (the retry
+    policy's answer): its new count of attempts (unchanged when the provider's circuit breaker
+    refused the call: no attempt, the VM waits for the breaker) and when the VM may be tried
+    again. Given up, the VM goes to the kind's give-up state: a clone is completed (so whatever
+    half-made clone exists is destroyed), a destroy fails (an operator must look)."""
+    values = {kind.column: retry.attempts, "last_error": error, "next_attempt_at": retry.at}
+    if retry.at is None:
+        reason = f"{kind} failed {retry.attempts} times, giving up: {error}"
+        if kind.gives_up_to == COMPLETED:
             values["completed_at"] = now
-        return transition(db, vm, give_up_state, reason, now, allowed=(PENDING if kind == "clone" else COMPLETED,),
-                       **values)
-    waiting = attempts == getattr(vm, column)
-    reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
-              else f"{kind} attempt {attempts} failed, retrying: {error}")
-    guard = statements.CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
-    if not amend(db, vm, reason, now, guard=guard, **values):
+        return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,), **values)
+    reason = (f"{kind} waits for the provider's circuit breaker until {retry.at:%H:%M:%S}" if retry.waits_for_breaker
+              else f"{kind} attempt {retry.attempts} failed, retrying: {error}")
+    if not amend(db, vm, reason, now, guard=statements.ATTEMPT_GUARDS[kind], **values):
         return False
-    (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
+    (log.info if retry.waits_for_breaker else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
     return True
 
 

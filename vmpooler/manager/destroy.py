@@ -7,7 +7,7 @@ import time
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager.retry import DESTROY
+from vmpooler.model import AttemptKind
 from vmpooler.providers.base import ProviderError, VMNotFound
 
 log = logging.getLogger("vmpooler.manager")
@@ -28,8 +28,8 @@ async def _destroy(manager, pool, vm) -> None:
         pass  # already gone: as good as destroyed
     except ProviderError as error:
         now = utcnow()
-        retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
-        await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
+        retry = manager.retry.after(AttemptKind.DESTROY, error, vm.destroy_attempts, pool.provider, now)
+        await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.DESTROY, str(error), now, retry)
         return
     if await manager.db.run(vm_store.destroyed, vm, utcnow()):
         manager.metrics.destroyed(pool.name, time.monotonic() - started)

@@ -20,7 +20,7 @@ from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
-from vmpooler.manager.slots import Slots
+from vmpooler.manager.refill import Refiller
 from vmpooler.metrics import DISABLED
 
 log = logging.getLogger("vmpooler.manager")
@@ -70,10 +70,8 @@ class Manager:
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
-        self.slots = Slots(self, replenish.refill)
+        self.refiller = Refiller(self)  # clone slots, their round-robin, each pool's backoff
         self._ended: dict = {}  # key -> time.monotonic() when its last work ended
-        self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
-        self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
@@ -155,7 +153,7 @@ class Manager:
     def refill(self) -> None:
         """Fill the pools in the next IOLoop turn (a checkout took VMs): a fill, not a pass."""
         if self._running():
-            self.slots.fill_soon()
+            self.refiller.fill_soon()
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
