@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
-                 "psycopg[binary]>=3.1"],
+                 "psycopg[binary]>=3.1", "mypy>=1.8"],
         # for a PostgreSQL database (:database: url: postgresql://...)
         "postgresql": ["psycopg[binary]>=3.1"],
     },

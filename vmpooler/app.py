@@ -6,6 +6,7 @@ import concurrent.futures
 import functools
 import logging
 import signal
+from typing import Optional
 
 from sqlalchemy.engine import make_url
 from tornado.httpserver import HTTPServer
@@ -43,16 +44,17 @@ class Service:
         self.db = Database(config.database_url)
         self.metrics = build_metrics(config, self.db)
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
-        self.leadership = self.manager = None
+        self.leadership: Optional[Leadership] = None
+        self.manager: Optional[Manager] = None
         if role in ("all", "manager"):
             # a thread of its own: a renewal never queues behind password checks
             self.lease_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
             self.leadership = Leadership(self.db, config.settings.leader_lease_seconds, executor=self.lease_executor)
-            self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
-            self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
+            manager = self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
+            self.metrics.watch(breakers=lambda: manager.runner.breakers)
         # processes sharing PostgreSQL wake the leader's manager through it; an SQLite file has one process
         self.wake_sender = None if self.db.is_sqlite else WakeSender(self.db, executor=self.executor)
-        self.listener = None
+        self.listener: Optional[Listener] = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             refill=self.refill,
@@ -61,8 +63,8 @@ class Service:
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
         self.app = self._application()
-        self.server = None
-        self.port = None
+        self.server: Optional[HTTPServer] = None
+        self.port: Optional[int] = None
 
     def _application(self):
         """What this process serves over HTTP; None: nothing (a manager process without metrics)."""
@@ -95,29 +97,37 @@ class Service:
     async def _campaign(self) -> None:
         """Lead at once if nobody does (the usual single process); then keep campaigning, starting
         the manager at every term won and pausing it at every term lost."""
-        log.info("campaigning to run the pool manager as %s", self.leadership.holder)
-        if await self.leadership.campaign_once():
-            await self.manager.start()
+        manager, leadership = self.manager, self.leadership
+        assert manager is not None and leadership is not None  # roles all and manager have both
+        log.info("campaigning to run the pool manager as %s", leadership.holder)
+        if await leadership.campaign_once():
+            await manager.start()
         loop = asyncio.get_running_loop()
-        self.leadership.on_change(lambda leading: asyncio.ensure_future(self._begin_term()) if leading
-                                  else self.manager.pause())
-        self.leadership.start()
-        if not self.db.is_sqlite:
-            self.listener = Listener(self.db.url, [WAKE],
-                                     lambda _channel, _payload: loop.call_soon_threadsafe(self.manager.wake)).start()
 
-    async def _begin_term(self) -> None:
+        def term_changed(leading: bool) -> None:
+            if leading:
+                asyncio.ensure_future(self._begin_term(manager))
+            else:
+                manager.pause()
+        leadership.on_change(term_changed)
+        leadership.start()
+        if not self.db.is_sqlite:
+            def woken(_channel: str, _payload: str) -> None:
+                loop.call_soon_threadsafe(manager.wake)
+            self.listener = Listener(self.db.url, [WAKE], woken).start()
+
+    async def _begin_term(self, manager: Manager) -> None:
         try:
-            await self.manager.start()
+            await manager.start()
         except Exception:  # the next term, or the next pass, tries again
             log.exception("starting the pool manager failed")
 
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
+        server = self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
         sockets = bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
-        self.server.add_sockets(sockets)
+        server.add_sockets(sockets)
         served = f"{self.metrics.endpoint} and /healthcheck only" if self.role == "manager" else "/api/v1"
         log.info("%s listening on http://%s:%d%s (database %s)", self.config.settings.site_name,
                  host, self.port, served, _safe_url(self.db.url))
@@ -127,7 +137,7 @@ class Service:
             self.server.stop()
         if self.listener is not None:
             self.listener.stop()
-        if self.manager is not None:
+        if self.manager is not None and self.leadership is not None:
             await self.manager.stop()
             await self.leadership.stop()  # after the manager: a successor starts only once it is done
             self.lease_executor.shutdown(wait=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import yaml
 
@@ -120,7 +120,8 @@ def load(path: Optional[str], environ: Mapping[str, str], registry) -> Config:
 
 
 def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
-    problems, warnings = [], []
+    problems: List[str] = []
+    warnings: List[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
     sections = _sections(raw, problems, warnings)

@@ -44,6 +44,8 @@ class Hooks:
     """What the service reports as things happen. These do nothing: no ``:prometheus:`` section."""
 
     enabled = False
+    #: where the metrics are served (``Metrics``: ``prometheus_endpoint``); nowhere here
+    endpoint = ""
 
     def checkout(self, pools: Iterable[str]) -> None:
         """VMs handed out, one pool name per VM."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Protocol, Union
 
 
 class _Text(str, enum.Enum):
@@ -150,6 +150,37 @@ class ProviderConfig:
     provider_class: str
     options: Any
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+
+class VMRow(Protocol):
+    """A row of the ``vms`` table as the state layer reads it (SQLAlchemy's row or a prepared
+    statement's), by attribute: one per column (tests/db/test_state_layer.py keeps them in step)."""
+
+    id: int
+    name: str
+    live_name: Optional[str]
+    pool: str
+    provider: str
+    template: str
+    state: str
+    state_changed_at: datetime.datetime
+    created_at: datetime.datetime
+    cloned_at: Optional[datetime.datetime]
+    ready_at: Optional[datetime.datetime]
+    checked_at: Optional[datetime.datetime]
+    checkout_at: Optional[datetime.datetime]
+    expires_at: Optional[datetime.datetime]
+    completed_at: Optional[datetime.datetime]
+    destroyed_at: Optional[datetime.datetime]
+    lifetime: Optional[float]
+    token_hash: Optional[str]
+    token_user: Optional[str]
+    clone_attempts: int
+    destroy_attempts: int
+    next_attempt_at: Optional[datetime.datetime]
+    last_error: Optional[str]
+    ip: Optional[str]
+    want_id: Optional[int]
 
 
 @dataclasses.dataclass

@@ -154,7 +154,9 @@ def _rows(cls) -> list:
     hints = typing.get_type_hints(cls)
     rows = []
     for field in dataclasses.fields(cls):
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         rows.append(Setting(field.name, _kind(hints[field.name]), default, field.metadata["doc"],
                             field.metadata["env"], field.metadata["minimum"], field.metadata["maximum"]))
     return rows

@@ -7,9 +7,10 @@ import pytest
 from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
 from vmpooler.db import stats
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.vms import Owner, Shortfall, Want
+from vmpooler.db.checkout import Owner, Shortfall, Want
 from vmpooler.model import AttemptKind, Retry
 
 
@@ -20,7 +21,7 @@ def pool():
 
 
 def _checkout(db, wants):
-    return vm_store.checkout(db, wants, utcnow(), 24)
+    return checkout_store.checkout(db, wants, utcnow(), 24)
 
 
 def test_fifty_threads_checking_out_twenty_vms_get_each_exactly_once(db, pool):
@@ -66,7 +67,7 @@ def test_checkout_is_all_or_nothing(db, pool):
 def test_checkout_records_owner_lifetime_and_expiry(db, pool):
     add_vm(db, pool[0], "ready")
     now = utcnow()
-    vm_store.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
+    checkout_store.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
     vm = rows(db)[0]
     assert (vm.token_user, vm.token_hash, vm.lifetime) == ("jdoe", "h" * 64, 2)
     assert round((vm.expires_at - vm.checkout_at).total_seconds()) == 7200
@@ -156,3 +157,15 @@ def test_pool_counts_are_a_typed_value(db, pool):
     assert counts["p"].stock == 3 and counts["p"].clone_slots == 1
     assert stats.PoolCounts.total([counts["p"], counts["p"]]).ready == 4
     assert stats.stock_counts(db, utcnow())["p"].running == 0  # the manager's count reads only pending and ready
+
+
+def test_the_vm_row_type_declares_every_column(db, pool):
+    """model.VMRow (what mypy checks the state layer's VM rows against) has one attribute per
+    column of the vms table, and a row read back has them all."""
+    import typing
+    from vmpooler.db.models import vms as vm_table
+    from vmpooler.model import VMRow
+    declared = list(typing.get_type_hints(VMRow))
+    assert declared == [column.name for column in vm_table.columns]
+    row = rows(db, name=add_vm(db, pool[0], "ready"))[0]
+    assert all(hasattr(row, name) for name in declared)

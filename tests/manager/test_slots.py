@@ -9,6 +9,7 @@ import threading
 
 from tests.manager.helpers import Manager, REGISTRY, fast_config, rows, running, states, wait_for
 from vmpooler.db import stats
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.providers.base import TransientError
@@ -196,7 +197,7 @@ def test_a_checkout_refills_with_a_fill_not_a_pass(db):
                 fills.append(1)
                 await original_fill(counts, now)
             manager.run_pass, manager.refiller.fill = counted_pass, counted_fill
-            await db.run(vm_store.checkout, [vm_store.Want("a", ("a",), 2)], utcnow(), 24)
+            await db.run(checkout_store.checkout, [checkout_store.Want("a", ("a",), 2)], utcnow(), 24)
             manager.refill()
             await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=10, what="pool refilled")
             await asyncio.sleep(0.2)  # the two clones have ended: neither asks for another fill

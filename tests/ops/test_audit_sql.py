@@ -11,6 +11,7 @@ from tests.conftest import make_config, new_vm
 from tests.test_cli import ROOT
 from vmpooler.auth.tokens import issue, token_hash
 from vmpooler.db import events
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database
 from vmpooler.model import AttemptKind, Retry
@@ -48,8 +49,8 @@ class Seeder:
         return vm_id
 
     def check_out(self, pool, token, user, now):
-        owner = vm_store.Owner(token_hash(token), user)
-        taken = vm_store.checkout(self.db, [vm_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
+        owner = checkout_store.Owner(token_hash(token), user)
+        taken = checkout_store.checkout(self.db, [checkout_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
         return taken[pool][0].name
 
     def returned(self, vm_id, now, reason="deleted by the client", destroy=True):

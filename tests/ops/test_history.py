@@ -9,6 +9,7 @@ from tests.service import InProcessService
 from tests.test_cli import vmpooler
 from vmpooler.auth.tokens import issue, token_hash
 from vmpooler.db import tokens as token_rows
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.audit import vm_history
@@ -71,8 +72,8 @@ def test_every_vm_that_had_the_name_oldest_first(db):
     pool = make_config().pools[0]
     token = issue(db, "jdoe", utcnow())
     add_vm(db, pool, "ready", name="twice")
-    owner = vm_store.Owner(token_hash(token), "jdoe")
-    vm_store.checkout(db, [vm_store.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
+    owner = checkout_store.Owner(token_hash(token), "jdoe")
+    checkout_store.checkout(db, [checkout_store.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
     vm_store.complete(db, vm_store.latest(db, "twice"), "deleted by the client", utcnow())
     vm_store.destroyed(db, vm_store.latest(db, "twice"), utcnow())
     token_rows.remove(db, token_rows.by_hash(db, token_hash(token)).id)

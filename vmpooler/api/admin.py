@@ -8,8 +8,8 @@ from vmpooler.api.errors import ApiError
 from vmpooler.db.overrides import Actor
 
 
-class ChangeMixin:
-    async def authorize_change(self: BaseHandler) -> Actor:
+class ChangeMixin(BaseHandler):
+    async def authorize_change(self) -> Actor:
         """Who asks, once they may: 405 while experimental_features is off (before anything else,
         as the original), a token when an auth store is configured (401), and one of the users of
         ``:auth: admins`` when that is set (403)."""
@@ -24,7 +24,7 @@ class ChangeMixin:
                            f"and {row.user!r} is not one")
         return Actor(row.user, self.request.remote_ip)
 
-    def change_body(self: BaseHandler) -> dict:
+    def change_body(self) -> dict:
         """The JSON object of the body; a body of ``null`` is 404, as the original answers it."""
         if (self.request.body or b"").strip() == b"null":
             raise ApiError(404, 'the request body is null; expected {"<pool>": <value>, ...}')

@@ -2,12 +2,12 @@
 ``{requested name: count}`` all-or-nothing, answered as the original does."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shown, whole_number
 from vmpooler.context import Context
-from vmpooler.db import vms as vm_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db.database import utcnow
 from vmpooler.metrics import DISABLED
 from vmpooler.db.quotas import QuotaExceeded
@@ -21,7 +21,7 @@ def parse_path(names: str) -> dict:
     parts = names.split("+")
     if len(parts) > MAX_VMS_PER_REQUEST:
         raise ApiError(400, f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
-    counts = {}
+    counts: Dict[str, int] = {}
     for part in parts:
         counts[part] = counts.get(part, 0) + 1
     return counts
@@ -34,7 +34,8 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     if unknown:
         metrics.checkout_invalid(unknown)
         raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]))
-    counts, problems = {}, []
+    counts: Dict[str, Any] = {}
+    problems = []
     for name, raw in requested.items():
         counts[name] = count = whole_number(raw, max_digits=6)
         if count is None or not 0 <= count <= MAX_VMS_PER_REQUEST:
@@ -44,19 +45,19 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
         problems.append(f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
     if problems:
         raise ApiError(400, "; ".join(problems))
-    return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
+    return [checkout_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
-async def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
+async def checkout(context: Context, requested: dict, token: Optional[Any]) -> dict:
     """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
     503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
-    owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
+    owner = checkout_store.Owner(token.token_hash, token.user) if token is not None else None
     try:
-        taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings.vm_lifetime, owner,
+        taken = await context.db.run(checkout_store.checkout, wanted, utcnow(), settings.vm_lifetime, owner,
                                      settings.vm_lifetime_auth, config.quota(owner.user) if owner else None)
-    except vm_store.Shortfall as shortfall:
+    except checkout_store.Shortfall as shortfall:
         context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     except QuotaExceeded as exceeded:
@@ -64,7 +65,7 @@ async def checkout(context: Context, requested: dict, token: Optional[object]) -
     context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
     if wanted:
         context.refill()
-    body = {"ok": True}
+    body: Dict[str, Any] = {"ok": True}
     for name, vms in taken.items():
         hosts = [vm.name for vm in vms]
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}

@@ -9,7 +9,7 @@ import hashlib
 import html
 import os
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tornado.ioloop import IOLoop
 
@@ -149,7 +149,7 @@ class RunningStatsHandler(DashboardHandler):
 
     async def get(self) -> None:
         counts, past = await self.counts_and_history()
-        body = {}
+        body: Dict[str, Dict[str, Any]] = {}
         for pool in self.config.pools:
             entry = body.setdefault(major(pool.name), {"running": 0})
             running = counts.get(pool.name, stat_store.NO_VMS).running

@@ -4,6 +4,8 @@ database cannot take a write or the pool manager has stopped finishing its passe
 of several processes; the plain answer stays the original's."""
 from __future__ import annotations
 
+from typing import Any, Dict
+
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import BaseHandler
@@ -20,7 +22,7 @@ class HealthcheckHandler(BaseHandler):
         stalled = self.context.manager_stalled()
         if stalled:
             reasons.append(stalled)
-        body = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
+        body: Dict[str, Any] = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
         if self.get_query_argument("details", None) is not None and not reasons:
             body["manager"] = await IOLoop.current().run_in_executor(self.context.executor, self.context.leader)
         self.reply(body, 503 if reasons else 200)

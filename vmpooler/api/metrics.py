@@ -22,7 +22,7 @@ from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
 from vmpooler.api.vm import VmHandler
 from vmpooler.api.vm_tasks import DiskHandler, RevertHandler, SnapshotHandler
 from vmpooler.api.vms import VmsHandler
-from vmpooler.metrics import CONTENT_TYPE
+from vmpooler.metrics import CONTENT_TYPE, Metrics
 
 _CUT = [(re.compile(rf"/{part}/.+$"), f"/{part}") for part in ("vm", "ondemand", "ondemandvm", "token", "lib", "img")]
 METHODS = frozenset(("get", "head", "post", "put", "delete", "patch", "options"))
@@ -84,7 +84,9 @@ class MetricsHandler(BaseHandler):
     async def get(self) -> None:
         # Rendering thousands of samples (per-pool histograms) takes milliseconds: in a thread, so
         # that requests arriving meanwhile are not held up behind a scrape.
-        body = await IOLoop.current().run_in_executor(self.context.executor, self.context.metrics.exposition)
+        metrics = self.context.metrics
+        assert isinstance(metrics, Metrics)  # routed only when metrics are kept (metrics_rules)
+        body = await IOLoop.current().run_in_executor(self.context.executor, metrics.exposition)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(body)
 

@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import threading
+from typing import Any, Dict, Iterator, Optional
 
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
@@ -62,7 +63,7 @@ class Database:
     def __init__(self, url: str, busy_timeout_ms: int = 1000):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options = {"future": True}
+        options: Dict[str, Any] = {"future": True}
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:  # every database thread may hold a connection, a batch two (its own and a read's)
@@ -75,7 +76,8 @@ class Database:
         self._generation_lock = threading.Lock()
         self._cache: dict = {}
         self._local = threading.local()  # .batch: the connection of the batch this thread applies
-        self._executor = None  # PostgreSQL's database threads, made on first use
+        #: PostgreSQL's database threads, made on first use
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self.group = GroupCommit(self, inline=self.is_sqlite, batches=WRITE_BATCHES)
         #: times the database could not serve (StoreUnavailable raised), for the metrics
         self.unavailable_count = 0
@@ -101,7 +103,7 @@ class Database:
 
     # --- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def write(self, invalidates: bool = True) -> Connection:
+    def write(self, invalidates: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error. Inside
         a batch of the group commit it is a SAVEPOINT of the batch's transaction instead, released
         when the block ends and rolled back on any error (so a request's failure undoes only its
@@ -123,7 +125,7 @@ class Database:
                 self.bump()  # after the commit: a read cached before it is now stale
 
     @contextlib.contextmanager
-    def batch(self) -> Connection:
+    def batch(self) -> Iterator[Connection]:
         """The one transaction of a group-commit batch (db/batch.py): ``write()`` in this thread
         joins it as a savepoint until the block ends; committed then, rolled back on any error."""
         try:
@@ -162,7 +164,7 @@ class Database:
         return value
 
     @contextlib.contextmanager
-    def read(self) -> Connection:
+    def read(self) -> Iterator[Connection]:
         """A read-only view, consistent for the block (a deferred transaction, never a lock)."""
         with self._translated():
             with self.engine.connect() as connection:

@@ -9,7 +9,7 @@ transaction (db/vms.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, NamedTuple, Optional
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select, text, update
 
@@ -60,7 +60,7 @@ def _counts_of(states: tuple) -> PreparedRead:
     """The grouped count over VMs in ``states``, prepared (db/prepared.py): the manager runs it
     at every refill. Each state is a bind of its own (an IN list of one expanding bind cannot be
     prepared)."""
-    in_states = [bindparam(f"counted_{i}", value=state) for i, state in enumerate(states)]
+    in_states: List[Any] = [bindparam(f"counted_{i}", value=state) for i, state in enumerate(states)]
     return PreparedRead(
         select(vms.c.pool, vms.c.state, func.count().label("vms"),
                func.sum(case((_CLONING, 1), else_=0)).label("cloning"),
@@ -80,7 +80,7 @@ _DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_day
 _LAST_BOOT = PreparedWrite(update(pools).where(pools.c.name == bindparam("pool_name")))
 _INSERT_DURATION = PreparedWrite(insert(durations))
 _INSERT_DURATION_DAY = insert(duration_days)
-_SAMPLE = bindparam("sample")
+_SAMPLE: Any = bindparam("sample")
 _ADD_TO_DURATION_DAY = PreparedWrite(
     update(duration_days)
     .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),

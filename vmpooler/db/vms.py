@@ -1,5 +1,6 @@
-"""VMs: every change to a VM row (the manager's transitions; the API's checkout, delete and
-changes) and the reads of VMs. Each public function takes the ``Database`` and is one transaction.
+"""VMs: every change to a VM row (the manager's transitions; the API's delete and changes; the
+checkout is db/checkout.py) and the reads of VMs. Each public function takes the ``Database`` and
+is one transaction.
 
 Each change is an UPDATE guarded by the state the caller saw (``WHERE id = ? AND state = ?``):
 when two actors race, one matches and the other matches nothing and reports False, so a VM is
@@ -12,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from sqlalchemy import exc
 
-from vmpooler.db import quotas, stats
+from vmpooler.db import stats
 from vmpooler.db import vm_statements as statements
+from vmpooler.db.checkout import expiry
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
-from vmpooler.db.prepared import PreparedRead
+from vmpooler.db.prepared import Read
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
                             AttemptKind, Retry, TaskKind)
 
@@ -196,85 +198,7 @@ def revive(db: Database, vm, now) -> bool:
         return False
 
 
-# --- the API's changes: checkout, delete, lifetime and tags ---------------------------------
-@dataclasses.dataclass(frozen=True)
-class Owner:
-    """Who checks a VM out: the token's hash and its user."""
-    token_hash: str
-    user: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Want:
-    """``count`` VMs for the requested name (a pool or an alias), from any of ``pools``."""
-    requested: str
-    pools: tuple
-    count: int
-
-
-class Taken(NamedTuple):
-    """A VM handed out: its hostname and the pool it came from."""
-    name: str
-    pool: str
-
-
-class Shortfall(Exception):
-    """Not enough ready VMs: the whole checkout was rolled back."""
-
-
-def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> Optional[datetime.datetime]:
-    """When a VM checked out at ``checkout_at`` expires; None for a lifetime of 0 (never)."""
-    if not lifetime_hours or lifetime_hours <= 0:
-        return None
-    return checkout_at + datetime.timedelta(hours=lifetime_hours)
-
-
-@writes
-def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
-             owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
-    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
-    when the owner would hold more than ``quota`` VMs, having taken none."""
-    taken, moved = {}, []
-    reason = "checked out" + (f" by {owner.user}" if owner else "")
-    with db.write() as conn:
-        if owner is not None and quota is not None:
-            quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
-        for want in wants:
-            names = taken.setdefault(want.requested, [])
-            for _ in range(want.count):
-                vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
-                if vm is None:
-                    raise Shortfall(want.requested)
-                names.append(Taken(vm.name, vm.pool))
-                moved.append(vm)
-    for vm in moved:
-        log_change(vm, RUNNING, reason)
-    return taken
-
-
-def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, reason):
-    """Move the longest-ready VM of the wanted pools to running. The guarded UPDATE makes this
-    safe even where another writer could interleave (PostgreSQL): a lost race tries the next."""
-    for _attempt in range(5):
-        vm = statements.oldest_ready(len(want.pools)).first(conn, statements.numbered("pool", want.pools))
-        if vm is None:
-            return None
-        if change(conn, vm, RUNNING, reason, now, **running_values(vm, now, default_lifetime, owner, owner_lifetime)):
-            return vm
-    return None
-
-
-def running_values(vm, now, default_lifetime, owner: Optional[Owner], owner_lifetime) -> dict:
-    """The columns a VM handed to a client gets: checkout time, lifetime and expiry (the token
-    lifetime for an owner, when set), and the owner."""
-    lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
-    values = {"checkout_at": now, "lifetime": lifetime,
-              "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
-    if owner is not None:
-        values.update(token_hash=owner.token_hash, token_user=owner.user)
-    return values
-
-
+# --- the API's changes: delete, lifetime and tags (the checkout: db/checkout.py) ----------
 @writes
 def delete(db: Database, vm, now) -> bool:
     """A client is done with a running VM: the destroy loop removes it."""
@@ -299,10 +223,10 @@ def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Option
         if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, **values}) != 1:
             return False
         if tags:
-            before = dict(conn.execute(statements.VM_TAGS, {"vm_id": vm.id}).all())
-            conn.execute(statements.DELETE_TAGS, {"b_vm_id": vm.id, "names": list(tags)})
-            conn.execute(statements.INSERT_TAG, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
-                                        "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
+            before = dict(statements.VM_TAGS.all(conn, {"vm_id": vm.id}))
+            statements.DELETE_TAGS.execute(conn, {"b_vm_id": vm.id, "names": list(tags)})
+            statements.INSERT_TAG.execute(conn, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
+                                                  "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
             changes.extend(f"tag {name}: {before[name]!r} -> {value!r}" if name in before
                            else f"tag {name}: (none) -> {value!r}" for name, value in tags.items())
         if changes:
@@ -345,18 +269,16 @@ def _latest_with_extras(conn, name: str) -> tuple:
     vm = statements.LATEST.first(conn, {"name": name})
     if vm is None:
         return None, None
-    tags = {row.name: row.value for row in conn.execute(statements.VM_TAGS, {"vm_id": vm.id})}
-    all_tasks = conn.execute(statements.VM_TASKS, {"vm_id": vm.id}).all()
+    tags = {row.name: row.value for row in statements.VM_TAGS.all(conn, {"vm_id": vm.id})}
+    all_tasks = statements.VM_TASKS.all(conn, {"vm_id": vm.id})
     done = [row for row in all_tasks if row.state == DONE]  # finished snapshots and disk additions
     return vm, VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
                         [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
 
 
-def _rows(db: Database, query, **params) -> list:
+def _rows(db: Database, query: Read, **params) -> list:
     with db.read() as conn:
-        if isinstance(query, PreparedRead):
-            return query.all(conn, params)
-        return list(conn.execute(query, params))
+        return query.all(conn, params)
 
 
 def pending(db: Database) -> list:
@@ -390,7 +312,8 @@ def live_in_pool(db: Database, pool: str) -> list:
 
 def latest_dead(db: Database, pool: str, names) -> dict:
     """{name: newest destroyed/gone row} for names a provider still lists."""
-    names, found = list(names), {}
+    names = list(names)
+    found: dict = {}
     for start in range(0, len(names), 500):
         found.update((row.name, row) for row in _rows(db, statements.DEAD, pool=pool, names=names[start:start + 500]))
     return found

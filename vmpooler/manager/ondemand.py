@@ -67,7 +67,7 @@ def _retry_due(manager, work, request) -> None:
 
 async def _add_missing(manager, request, slots: int, now) -> int:
     """Record and launch the clones ``request`` still lacks, at most ``slots``; how many."""
-    wanted = []
+    wanted: list = []
     for want in request.wants:
         pool = manager.pools.get(want.pool)
         missing = want.count - len(request.vms_of(want, requests_db.WAITING))

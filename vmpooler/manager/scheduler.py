@@ -8,20 +8,26 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
+from typing import Any, Coroutine, Dict, List, Optional, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
-from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.config import Config
+from vmpooler.db.database import Database, StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
+from vmpooler.manager.leader import Leadership
 from vmpooler.manager.refill import Refiller
-from vmpooler.metrics import DISABLED
+from vmpooler.metrics import DISABLED, Hooks
+from vmpooler.model import PoolConfig, VMRow
+from vmpooler.providers.base import Provider
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -33,6 +39,9 @@ STORE_PAUSE = 2.0
 #: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
 #: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
 STALL_INTERVALS, STALL_SECONDS = 5, 3.0
+#: what provider work acts on, so that one thing never has two calls in flight: ("vm", name),
+#: ("inventory", pool), ("purge", provider)
+WorkKey = Tuple[str, str]
 
 
 class Pass:
@@ -40,7 +49,7 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list, read_at: float = 0.0):
+    def __init__(self, now: datetime.datetime, pending: List[VMRow], read_at: float = 0.0):
         self.now = now
         self.pending = pending
         #: time.monotonic() before the pass read anything: provider work on a VM that ended after
@@ -48,11 +57,11 @@ class Pass:
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db) -> "Pass":
+    async def read(cls, db: Database) -> "Pass":
         read_at = time.monotonic()
         return cls(utcnow(), await db.run(vm_store.pending), read_at)
 
-    def settled(self, vm) -> None:
+    def settled(self, vm: VMRow) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
 
 
@@ -60,7 +69,8 @@ class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
+    def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
+                 leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -68,14 +78,14 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
-        self.pools = {pool.name: pool for pool in config.pools}
-        self.in_flight: dict = {}  # key -> asyncio.Task
+        self.pools: Dict[str, PoolConfig] = {pool.name: pool for pool in config.pools}
+        self.in_flight: Dict[WorkKey, asyncio.Future] = {}
         self.refiller = Refiller(self)  # clone slots, their round-robin, each pool's backoff
-        self._ended: dict = {}  # key -> time.monotonic() when its last work ended
+        self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
-        self._callback = None
-        self._pass = None  # the pass running now (an asyncio.Task)
+        self._callback: Optional[PeriodicCallback] = None
+        self._pass: Optional[asyncio.Future] = None  # the pass running now
         self._again = False
         self._wake_pending = False
         self._last_tick = 0.0
@@ -206,13 +216,13 @@ class Manager:
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
 
-    def database_unavailable(self, what: str, error) -> None:
+    def database_unavailable(self, what: str, error: Exception) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
         refills for a while (the API's requests get the database meanwhile)."""
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key, coroutine, work: "Pass" = None) -> bool:
+    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional[Pass] = None) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
         for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
         waits on the database, so work can end while it runs)."""
@@ -224,7 +234,7 @@ class Manager:
         self.in_flight[key] = task
         return True
 
-    async def _guarded(self, key, coroutine) -> None:
+    async def _guarded(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any]) -> None:
         try:
             await coroutine
         except StoreUnavailable as error:
@@ -252,7 +262,7 @@ class Manager:
             return {"leader": True}
         return self.leadership.describe()
 
-    def stalled(self):
+    def stalled(self) -> Optional[str]:
         """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
         interval = self.settings.check_loop_delay_min
         age = time.monotonic() - self.last_pass_at
