@@ -1,8 +1,8 @@
 """Loading and validating the configuration (the keys and their defaults are in settings.py).
 
 The file is YAML in the original vmpooler's format: top-level ``:config:``, ``:pools:``,
-``:providers:``, ``:auth:``, ``:tagfilter:`` (with or without the leading colon), plus our
-``:database:``. Problems are collected, not raised one at a time, so ``check-config`` can list them
+``:providers:``, ``:dns_configs:``, ``:auth:``, ``:tagfilter:`` (with or without the leading
+colon), plus our ``:database:``. Problems are collected, not raised one at a time, so ``check-config`` can list them
 all; start-up stops on the first list that is not empty.
 """
 from __future__ import annotations
@@ -10,24 +10,29 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
 from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
+from vmpooler.dns_config import dns_configs, with_domain
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings,
+                               did_you_mean, mapping_of, unknown_key)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` lists each, naming its key."""
+    """The configuration is invalid; ``problems`` lists each, naming its key, and ``warnings``
+    what was found besides (check-config reports both)."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, warnings=()):
         self.problems = list(problems)
+        self.warnings = list(warnings)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
@@ -49,6 +54,8 @@ class Config:
     warnings: list
     #: the :prometheus: section; None when absent (no metrics endpoint, no metrics kept)
     prometheus: Optional["PrometheusConfig"] = None
+    #: name under :dns_configs: -> model.DnsConfig (its plugin class, domain and typed options)
+    dns: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -68,7 +75,19 @@ class Config:
 
     @property
     def domain(self) -> Optional[str]:
+        """The default domain (``:config: domain``), of pools without a DNS setup; a pool's own
+        is ``PoolConfig.domain``."""
         return self.settings.domain
+
+    def domain_of(self, pool_name: str) -> Optional[str]:
+        """The domain of the pool named so; the default one for a pool no longer configured."""
+        pool = self.pools_by_name.get(pool_name)
+        return pool.domain if pool is not None else self.domain
+
+    @property
+    def domains(self) -> set:
+        """Every domain a VM's FQDN may end in (each pool's, and the default)."""
+        return {domain for domain in [self.domain, *(p.domain for p in self.pools)] if domain}
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -119,7 +138,8 @@ def load(path: Optional[str], environ: Mapping[str, str], registry) -> Config:
     return build(raw, environ, registry)
 
 
-def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
+def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> Config:
+    """``dns_registry``: the DNS plugin classes (default: those installed, vmpooler.dns.registry)."""
     problems: List[str] = []
     warnings: List[str] = []
     if not isinstance(raw, dict):
@@ -129,17 +149,19 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     default_provider = _default_provider(sections.get("providers"))
     entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
                                 warnings)
-    section = _mapping(sections.get("config"), "config", problems)
+    section = mapping_of(sections.get("config"), "config", problems)
     settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
-    for name, (class_name, schema, options) in entries.items():
+    for name, (class_name, schema, options) in _known(entries):
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
         found: list = []
         typed = schema.provider_options(options, values, settings, found)
         problems.extend(f"providers.{name}.{p}" for p in found)
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
-    _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
+    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
+    dns, dns_names = dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
+    pools = [with_domain(pool, settings, dns, dns_names, problems) for pool in pools]
     auth = parse_auth(sections.get("auth"), environ, problems)
     if auth is not None:
         auth["quotas"], quota_problems = quotas.parse(auth.get("quotas"))
@@ -148,8 +170,8 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
-        raise ConfigError(problems)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
+        raise ConfigError(problems, warnings)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
@@ -161,7 +183,7 @@ def _sections(raw: dict, problems: list, warnings: list) -> dict:
         if name in IGNORED_SECTIONS:
             warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
         elif name not in KNOWN_SECTIONS:
-            warnings.append(f":{name}: is not a known section; ignored")
+            warnings.append(f":{name}: is not a known section; ignored{did_you_mean(name, KNOWN_SECTIONS)}")
         sections[name] = value
     return sections
 
@@ -178,40 +200,39 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
         owners = [name for name in registry.names()
                   if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]
         warnings.append(f"config.{key} is read by the {' and '.join(owners)} provider, which no provider here "
-                        f"uses; ignored" if owners else f"config.{key} is not a known key; ignored")
-
-
-def _mapping(value, where: str, problems: list) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
-        return {}
-    return value
+                        f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
-    :providers:, plus the dummy when a pool names it without configuring it."""
-    entries = {}
-    for name, options in _mapping(section, "providers", problems).items():
+    :providers:, plus the dummy when a pool names it without configuring it. A provider whose
+    class is unknown is one problem, and maps to None: its pools are not told a second, wrong one
+    (that it is not configured)."""
+    entries: Dict[str, Any] = {}
+    for name, options in mapping_of(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
-        options = _mapping(options, f"providers.{name}", problems)
+        options = mapping_of(options, f"providers.{name}", problems)
         class_name = str(options.get("provider_class", name))
         schema = registry.schema(class_name)
         if schema is None:
-            problems.append(f"providers.{name}: unknown provider {class_name!r} "
-                            f"(known: {', '.join(registry.names())})")
+            problems.append(f"providers.{name}: unknown provider {class_name!r}"
+                            f"{did_you_mean(class_name, registry.names())} (known: {', '.join(registry.names())})")
+            entries[name] = None
             continue
         for key in options:
             if key not in schema.PROVIDER_KEYS:
-                warnings.append(f"providers.{name}.{key} is not a known key; ignored")
+                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS))
         entries[name] = (class_name, schema, options)
     dummy = registry.schema("dummy")
     if dummy is not None and "dummy" not in entries and any(
             isinstance(pool, dict) and pool.get("provider", default_provider) == "dummy" for pool in pool_list):
         entries["dummy"] = ("dummy", dummy, {})
     return entries
+
+
+def _known(entries: dict) -> list:
+    """The entries whose provider class is known."""
+    return [(name, entry) for name, entry in entries.items() if entry is not None]
 
 
 def _default_provider(section) -> str:
@@ -277,11 +298,11 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         problems.append(f"{where}.alias: {exc}")
         alias = ()
     core = read_settings(_POOL_SETTINGS, raw, problems, f"{where}.")
-    schema = entries[provider][1] if provider in entries else None
+    schema = entries[provider][1] if entries.get(provider) else None
     extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
-    for key in raw:
+    for key in raw if schema is not None or provider not in entries else ():  # unknown class: unknown keys
         if key not in POOL_KEYS and key not in extra:
-            warnings.append(f"{where}.{key} is not a known key; ignored")
+            warnings.append(unknown_key(where, key, POOL_KEYS | extra))
     provider_options = None
     if schema is not None:
         found: list = []
@@ -309,7 +330,7 @@ _POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0),
 
 def _tagfilter(section, problems) -> dict:
     filters = {}
-    for tag, pattern in _mapping(section, "tagfilter", problems).items():
+    for tag, pattern in mapping_of(section, "tagfilter", problems).items():
         try:
             filters[str(tag)] = re.compile(str(pattern))
         except re.error as exc:
@@ -337,12 +358,12 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
     """None without the section, or with it empty (``:prometheus:`` and nothing under it), as the original."""
     if section is None:
         return None
-    section = _mapping(section, "prometheus", problems)
+    section = mapping_of(section, "prometheus", problems)
     values = {}
     for key, value in section.items():
         key = str(key).strip(":")
         if key not in PrometheusConfig.__dataclass_fields__:
-            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            warnings.append(unknown_key("prometheus", key, PrometheusConfig.__dataclass_fields__))
             continue
         value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
         if value is not None:
@@ -358,7 +379,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
 
 
 def _database_url(section, environ, problems) -> str:
-    section = _mapping(section, "database", problems)
+    section = mapping_of(section, "database", problems)
     url = environ.get("DATABASE_URL") or section.get("url") or DEFAULT_DATABASE_URL
     if not isinstance(url, str) or "://" not in url:
         problems.append(f"database.url: must be an SQLAlchemy URL such as {DEFAULT_DATABASE_URL}, not {url!r}")

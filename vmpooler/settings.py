@@ -18,6 +18,7 @@ Keys that only one provider reads are that provider's (its ``config.py``, e.g. v
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any, Optional
 
@@ -84,7 +85,8 @@ class Settings:
                                                       "MAX_LIFETIME_UPPER_LIMIT", 1)
     ready_ttl: float = setting(60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0)
     allowed_tags: Optional[tuple] = setting(None, "Tag names a PUT may set (any when unset).")
-    domain: Optional[str] = setting(None, "DNS domain of the VMs; added to API answers.", "DOMAIN")
+    domain: Optional[str] = setting(None, "DNS domain of the VMs of pools without a `dns_plugin` (a pool's DNS "
+                                    "setup gives its own); added to API answers.", "DOMAIN")
     prefix: str = setting("", "Prefix of generated hostnames.", "PREFIX")
     check_loop_delay_min: float = setting(5, "Seconds between passes of the pool manager.", minimum=0.001)
     check_loop_delay_max: float = setting(60, "Accepted for compatibility; passes run every check_loop_delay_min "
@@ -115,6 +117,9 @@ class Settings:
                                     "still running then is abandoned and reconciled at the next start.",
                                     minimum=0)
     data_ttl: float = setting(168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", minimum=0)
+    idempotency_key_ttl: float = setting(24, "Hours the answer of a POST /vm, /vm/<pools> or /ondemandvm made "
+                                         "with an Idempotency-Key header is kept for a retry with the same key.",
+                                         minimum=0.0001)
     check_ready_vm_hostname_for_mismatch: bool = setting(True, "Recycle a ready VM whose reported hostname "
                                                          "differs from its name.")
     experimental_features: bool = setting(False, "Enables the run-time pool configuration routes (POST "
@@ -125,8 +130,19 @@ class Settings:
     behind_proxy: bool = setting(False, "Take the client address from X-Real-IP / X-Forwarded-For (set it only "
                                  "when a reverse proxy fronts the service; rate limiting keys on that address).")
     max_body_size: int = setting(65536, "Largest request body accepted, in bytes (413 above).", minimum=1)
-    status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never); dashboards "
-                                          "polling it then cost one computation a second.", minimum=0)
+    http_idle_timeout: float = setting(60, "Seconds a client connection may take to send a request's head "
+                                       "(request line and headers), counted from its opening or its previous "
+                                       "answer: an idle keep-alive connection, or one sending its headers slowly, "
+                                       "is closed after it.", minimum=0.1)
+    http_body_timeout: float = setting(60, "Seconds a client may take to send a request's body; its connection "
+                                       "is closed after it.", minimum=0.1)
+    max_connections: Optional[int] = setting(None, "Most client connections open at once; past it a new one is "
+                                             "answered 503 (JSON, Retry-After) and closed. Unset: three quarters of "
+                                             "the process's file-descriptor limit (ulimit -n), the rest left to the "
+                                             "database, the providers and the log.", minimum=1)
+    status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
+                                          "the database changes; dashboards polling it then cost one computation "
+                                          "a second at most.", minimum=0)
     rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
                                           "RATE_LIMITING_ENABLED")
     auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
@@ -179,9 +195,8 @@ IGNORED_SETTINGS = {
     "timeout_notification": "not implemented",
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
-                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
+                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------
@@ -226,6 +241,17 @@ def coerce(kind: str, value: Any):
     raise AssertionError(kind)
 
 
+def mapping_of(value, where: str, problems: list) -> dict:
+    """``value`` when it is a mapping; {} when unset, or (a problem naming ``where``) when it is
+    something else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
+        return {}
+    return value
+
+
 def check_setting(row: Setting, value, where: str, problems: list):
     try:
         value = coerce(row.kind, value)
@@ -260,3 +286,19 @@ def build_settings(values) -> Settings:
     takes its default, an unknown one is a TypeError. Tests override with
     ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
     return Settings(**{key: _frozen(value) for key, value in values.items()})
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+def unknown_key(where: str, key: str, known) -> str:
+    """The warning for a key no one reads, e.g. ``config.vm_lifetme is not a known key; ignored
+    (did you mean vm_lifetime?)``: ``where`` is the section's path (``config``, ``pools[web]``; empty
+    for a section itself), ``known`` the keys that would have been read there. Shared by every
+    section's check so that each misspelling is told the same way."""
+    path = f"{where}.{key}" if where else key
+    return f"{path} is not a known key; ignored{did_you_mean(key, known)}"
+
+
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean vm_lifetime?)`` when ``key`` looks like a misspelling of one of ``known``, else ''."""
+    close = difflib.get_close_matches(str(key), sorted({str(name) for name in known}), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

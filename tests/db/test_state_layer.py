@@ -169,3 +169,21 @@ def test_the_vm_row_type_declares_every_column(db, pool):
     assert declared == [column.name for column in vm_table.columns]
     row = rows(db, name=add_vm(db, pool[0], "ready"))[0]
     assert all(hasattr(row, name) for name in declared)
+
+
+def test_a_booting_vms_failed_dns_record_is_a_clone_attempt_guarded_as_pending(db, pool):
+    """A VM already cloned (booting) whose DNS record could not be made: the attempt is recorded
+    on the pending row (not refused as "no longer cloning"), and giving up completes it."""
+    name = new_vm(db, pool[0], "vm-booting", utcnow())
+    vm = rows(db, name="vm-booting")[0]
+    assert vm_store.cloned(db, vm, utcnow(), "192.0.2.1")
+    assert not vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "dns down", utcnow(), Retry(1, utcnow()))  # the clone is done
+    later = utcnow() + datetime.timedelta(seconds=5)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "dns down", utcnow(), Retry(1, later), booting=True)
+    vm = rows(db, name="vm-booting")[0]
+    assert (vm.state, vm.clone_attempts, vm.next_attempt_at is not None, vm.cloned_at is not None) == \
+        ("pending", 1, True, True)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "REFUSED", utcnow(), Retry(2, None), booting=True)
+    vm = rows(db, name="vm-booting")[0]
+    assert vm.state == "completed" and vm.last_error == "REFUSED" and name is not None
+    assert events(db, "vm-booting")[-1].reason == "clone failed 2 times, giving up: REFUSED"

@@ -137,12 +137,15 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
 
 
 @writes
-def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: Retry) -> bool:
+def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: Retry,
+                   booting: bool = False) -> bool:
     """A clone or destroy of ``vm`` did not succeed; ``retry`` says what follows (the retry
     policy's answer): its new count of attempts (unchanged when the provider's circuit breaker
     refused the call: no attempt, the VM waits for the breaker) and when the VM may be tried
     again. Given up, the VM goes to the kind's give-up state: a clone is completed (so whatever
-    half-made clone exists is destroyed), a destroy fails (an operator must look)."""
+    half-made clone exists is destroyed), a destroy fails (an operator must look). ``booting``: a
+    clone attempt that failed after the clone itself (its DNS record: manager/records.py), so the
+    VM is guarded as pending, not cloning."""
     values = {kind.column: retry.attempts, "last_error": error, "next_attempt_at": retry.at}
     if retry.at is None:
         reason = f"{kind} failed {retry.attempts} times, giving up: {error}"
@@ -151,7 +154,8 @@ def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: 
         return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,), **values)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry.at:%H:%M:%S}" if retry.waits_for_breaker
               else f"{kind} attempt {retry.attempts} failed, retrying: {error}")
-    if not amend(db, vm, reason, now, guard=statements.ATTEMPT_GUARDS[kind], **values):
+    guard = GUARDED_UPDATE if booting else statements.ATTEMPT_GUARDS[kind]
+    if not amend(db, vm, reason, now, guard=guard, **values):
         return False
     (log.info if retry.waits_for_breaker else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
     return True
@@ -295,8 +299,9 @@ def expired(db: Database, now: datetime.datetime) -> list:
     return _rows(db, statements.EXPIRED, now=now)
 
 
-def to_destroy(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, statements.TO_DESTROY, now=now)
+def to_destroy(db: Database, now: datetime.datetime, horizon: Optional[datetime.datetime] = None) -> list:
+    """Completed VMs due for a destroy: no retry pending, or due, or set beyond ``horizon``."""
+    return _rows(db, statements.TO_DESTROY, now=now, horizon=horizon or datetime.datetime.max)
 
 
 def excess(db: Database, pool: str, count: int) -> list:

@@ -22,7 +22,6 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager import hostnames
 from vmpooler.manager.clone import clone
-from vmpooler.manager.refill import clone_due
 from vmpooler.model import AttemptKind
 from vmpooler.providers.base import ProviderError
 
@@ -43,14 +42,15 @@ async def run(manager, work) -> None:
     open_requests = await db.run(requests_db.open_requests)
     if not open_requests:
         return
-    async with manager.refiller.counted(now) as counts:  # counted and taken with no refill in between
-        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if clone_due(vm, now))
-        slots = min(settings.ondemand_clone_limit - ondemand_in_flight, manager.refiller.free_slots(counts))
+    refiller = manager.refiller
+    async with refiller.counted(now) as counts:  # counted and taken with no refill in between
+        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if refiller.clone_due(vm, now))
+        slots = min(settings.ondemand_clone_limit - ondemand_in_flight, refiller.free_slots(counts))
         ttl = settings.ondemand_request_ttl
         for request in open_requests:
             if request.filled():
                 await db.run(requests_db.hand_over, request, now, settings.vm_lifetime, settings.vm_lifetime_auth)
-            elif (now - request.row.created_at).total_seconds() > ttl * 60:
+            elif (now - request.row.created_at).total_seconds() > ttl * 60 and work.clock_confirmed:
                 if await db.run(requests_db.fail, request, ttl_failure(ttl), now):
                     log.info("on-demand request %s failed: not filled within %g minutes", request.row.request_id, ttl)
             else:
@@ -61,7 +61,7 @@ async def run(manager, work) -> None:
 def _retry_due(manager, work, request) -> None:
     for vm in request.vms:
         pool = manager.pools.get(vm.pool)
-        if pool is not None and clone_due(vm, work.now) and not manager.busy(vm.name):
+        if pool is not None and manager.refiller.clone_due(vm, work.now) and not manager.busy(vm.name):
             manager.launch(("vm", vm.name), clone(manager, pool, vm, failed=_clone_failed), work)
 
 

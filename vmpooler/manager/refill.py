@@ -13,7 +13,8 @@ fill_soon or pass sees (a checkout, a VM retired by a pass). Every fill counts t
 records the new rows under one lock: fills wait on the database, and two of them must never hand
 out the same free slot (nor more than a pool's size of pending and ready VMs). Slots go
 round-robin over the pools, carried on from where the last fill stopped, so the freed slots go to
-each pool that wants VMs in turn; a pool backing off after failed clones gets none.
+each pool that wants VMs in turn; a pool waiting after failed clones gets none (its wait,
+``backoffs``: manager/backoff.py, ended early when its provider answers again).
 """
 from __future__ import annotations
 
@@ -29,19 +30,13 @@ from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.manager import hostnames
+from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clone import clone
 from vmpooler.model import PENDING, PoolConfig
-from vmpooler.providers.base import CircuitOpen, ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
 Counts = Mapping[str, stats.PoolCounts]
-
-
-def clone_due(vm, now: datetime.datetime) -> bool:
-    """Is ``vm`` (a row) a clone to (re)start now: pending, not cloned yet, and not waiting out a
-    retry backoff? Such a clone holds a slot (``PoolCounts.clone_slots`` counts them)."""
-    return vm.state == PENDING and vm.cloned_at is None and (vm.next_attempt_at is None or vm.next_attempt_at <= now)
 
 
 class Refiller:
@@ -52,8 +47,8 @@ class Refiller:
         self._last: Optional[str] = None  # the pool that got the last slot handed out
         self._queued = False
         self._starved = False  # the last fill had pools wanting more VMs than there were free slots
-        self._retry_at: Dict[str, datetime.datetime] = {}  # pool -> no new clone starts before
-        self._failures: Dict[str, int] = {}  # pool -> consecutive clone failures
+        #: the pools waiting after failed clones, on the monotonic clock
+        self.backoffs = Backoffs(manager.retry, manager.runner.breakers, manager.clock)
 
     # -- counting and taking slots, under the lock ----------------------------------------------
     @contextlib.asynccontextmanager
@@ -62,6 +57,12 @@ class Refiller:
         the free slots before leaving is counted by the next holder."""
         async with self.lock:
             yield await self.manager.db.run(stats.stock_counts, now)
+
+    def clone_due(self, vm, now: datetime.datetime) -> bool:
+        """Is ``vm`` (a row) a clone to (re)start now: pending, not cloned yet, and not waiting out
+        a retry backoff (the retry policy's ``due``)? Such a clone holds a slot
+        (``PoolCounts.clone_slots`` counts them)."""
+        return vm.state == PENDING and vm.cloned_at is None and self.manager.retry.due(vm.next_attempt_at, now)
 
     def free_slots(self, counts: Counts) -> int:
         """Clone slots free under ``task_limit`` (negative when the limit was lowered)."""
@@ -74,7 +75,7 @@ class Refiller:
         wanted = {}
         for pool in self.manager.pools.values():
             missing = pool.size - counts.get(pool.name, stats.NO_VMS).stock
-            if missing > 0 and now >= self._retry_at.get(pool.name, now):
+            if missing > 0 and not self.backoffs.waiting(pool.name):
                 wanted[pool.name] = missing
         await self._start_clones(self.share(wanted, self.free_slots(counts)), now)
 
@@ -147,20 +148,14 @@ class Refiller:
 
     # -- what clones tell -----------------------------------------------------------------------
     def clone_succeeded(self, pool: PoolConfig) -> None:
-        """The provider cloned a VM of ``pool``: its backoff is over."""
-        self._failures.pop(pool.name, None)
-        self._retry_at.pop(pool.name, None)
+        """A clone of ``pool`` succeeded (with its DNS record, where one is kept): the pool's own
+        wait and count of failures end."""
+        self.backoffs.succeeded(pool.name)
 
-    def hold_back(self, pool: PoolConfig, error: ProviderError) -> None:
-        """A clone of ``pool`` failed: no new clone of it starts until the provider's breaker may
-        let calls through when it refused the call, else for a backoff that grows with the
-        pool's consecutive failures."""
-        now, retry = utcnow(), self.manager.retry
-        if isinstance(error, CircuitOpen):
-            self._retry_at[pool.name] = retry.breaker_open_until(pool.provider, now)
-        else:
-            failures = self._failures[pool.name] = self._failures.get(pool.name, 0) + 1
-            self._retry_at[pool.name] = now + datetime.timedelta(seconds=retry.backoff(failures))
+    def hold_back(self, pool: PoolConfig, error: Exception) -> None:
+        """A clone of ``pool`` failed (or its VM's DNS record could not be made): no new clone of
+        it starts for a while (manager/backoff.py)."""
+        self.backoffs.failed(pool, error)
 
     def slot_freed(self) -> None:
         """A clone ended: its slot goes to a pool that waits for one, if the last fill left any."""

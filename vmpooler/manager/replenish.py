@@ -1,7 +1,8 @@
 """Keeping each pool at its size, once a pass: restarts the clones whose retry is due (the retry
-policy: manager/retry.py), retires the excess of a pool that shrank, and fills the free clone
-slots through the refiller (manager/refill.py), which owns the slots, their round-robin and each
-pool's backoff, and also fills between passes."""
+policy: manager/retry.py), probes the providers that pools wait for (manager/backoff.py), retires
+the excess of a pool that shrank, and fills the free clone slots through the refiller
+(manager/refill.py), which owns the slots, their round-robin and each pool's wait, and also fills
+between passes."""
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,9 @@ import logging
 
 from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
+from vmpooler.manager import backoff
 from vmpooler.manager.clone import clone
-from vmpooler.manager.refill import Counts, clone_due
+from vmpooler.manager.refill import Counts
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -19,6 +21,7 @@ async def run(manager, work) -> None:
     now = work.now
     async with manager.refiller.counted(now) as counts:
         _retry_due(manager, work)
+        backoff.probe_waiting(manager)
         await _shrink(manager, counts, now)
         await manager.refiller.fill(counts, now)
 
@@ -26,7 +29,8 @@ async def run(manager, work) -> None:
 def _retry_due(manager, work) -> None:
     for vm in work.pending:
         pool = manager.pools.get(vm.pool)
-        if pool is None or vm.want_id is not None or manager.busy(vm.name) or not clone_due(vm, work.now):
+        if pool is None or vm.want_id is not None or manager.busy(vm.name) or \
+                not manager.refiller.clone_due(vm, work.now):
             continue
         manager.launch(("vm", vm.name), clone(manager, pool, vm), work)
 

@@ -15,16 +15,20 @@ from typing import Any, Coroutine, Dict, List, Optional, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.db import stats
+from vmpooler.config import Config
+from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
-from vmpooler.config import Config
 from vmpooler.db.database import Database, StoreUnavailable, utcnow
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.backoff import Backoffs
+from vmpooler.manager.clock import Clock, StepWatch
+from vmpooler.manager.leader import Leadership
+from vmpooler.manager.records import Records
+from vmpooler.manager.refill import Refiller
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
-from vmpooler.manager.leader import Leadership
-from vmpooler.manager.refill import Refiller
 from vmpooler.metrics import DISABLED, Hooks
 from vmpooler.model import PoolConfig, VMRow
 from vmpooler.providers.base import Provider
@@ -40,7 +44,7 @@ STORE_PAUSE = 2.0
 #: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
 STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 #: what provider work acts on, so that one thing never has two calls in flight: ("vm", name),
-#: ("inventory", pool), ("purge", provider)
+#: ("inventory", pool), ("purge", provider), ...
 WorkKey = Tuple[str, str]
 
 
@@ -49,17 +53,21 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now: datetime.datetime, pending: List[VMRow], read_at: float = 0.0):
+    def __init__(self, now: datetime.datetime, pending: List[VMRow], read_at: float = 0.0,
+                 clock_confirmed: bool = True):
         self.now = now
         self.pending = pending
+        #: the wall clock did not step since the last pass (manager/clock.py): only then may the
+        #: loops destroy VMs for their lifetime, ready_ttl or timeout (or fail on-demand requests)
+        self.clock_confirmed = clock_confirmed
         #: time.monotonic() before the pass read anything: provider work on a VM that ended after
         #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db: Database) -> "Pass":
-        read_at = time.monotonic()
-        return cls(utcnow(), await db.run(vm_store.pending), read_at)
+    async def read(cls, db: Database, clock: Clock = Clock(), watch: Optional[StepWatch] = None) -> "Pass":
+        read_at, now = time.monotonic(), clock.wall()
+        return cls(now, await db.run(vm_store.pending), read_at, watch.confirmed(now) if watch else True)
 
     def settled(self, vm: VMRow) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -67,10 +75,12 @@ class Pass:
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
-    holding the lease acts; None for a manager that is alone by construction (tests)."""
+    holding the lease acts; None for a manager that is alone by construction (tests).
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
 
     def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
-                 leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED):
+                 leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
+                 clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -78,9 +88,16 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.clock = clock
+        self.step_watch = StepWatch(clock)
+        for breaker in self.runner.breakers.values():
+            breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
+        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
+                               self.runner.executor, self.acting)
         self.pools: Dict[str, PoolConfig] = {pool.name: pool for pool in config.pools}
         self.in_flight: Dict[WorkKey, asyncio.Future] = {}
-        self.refiller = Refiller(self)  # clone slots, their round-robin, each pool's backoff
+        #: the one owner of refilling: clone slots, their round-robin, each pool's wait, the lock
+        self.refiller = Refiller(self)
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
@@ -146,6 +163,7 @@ class Manager:
             if still:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
+        self.records.close()
 
     def _running(self) -> bool:
         """Started (start reconciles first) and not stopping."""
@@ -190,7 +208,7 @@ class Manager:
         if not self.may_start_work():
             return
         try:
-            work = await Pass.read(self.db)
+            work = await Pass.read(self.db, self.clock, self.step_watch)
         except StoreUnavailable as error:
             self.database_unavailable("the", error)
             return
@@ -215,6 +233,7 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+            self.launch(("purge", "idempotency keys"), self.db.run(idempotency.purge, utcnow()))
 
     def database_unavailable(self, what: str, error: Exception) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
@@ -222,7 +241,7 @@ class Manager:
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional[Pass] = None) -> bool:
+    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional["Pass"] = None) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
         for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
         waits on the database, so work can end while it runs)."""
@@ -249,6 +268,28 @@ class Manager:
         finally:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
+
+    def provider_back(self, provider: str, why: str) -> None:
+        """``provider`` answers again (its circuit breaker closed): every pool of it stops waiting,
+        its clones (within ``task_limit``) and destroys waiting for a retry are due now, and the
+        pools refill."""
+        self.refiller.backoffs.recovered(provider, why)
+        if self.acting() and not self._stopping:
+            self.launch(("retry now", provider), self._retry_now(provider, f"provider {provider} answers again "
+                                                                          f"({why}): retrying now"))
+
+    async def _retry_now(self, provider: str, reason: str) -> None:
+        now = self.clock.wall()
+        async with self.refiller.counted(now) as counts:  # the free slots and the retries made due are one step
+            free = self.refiller.free_slots(counts)
+            await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
+        self.wake()
+        self.refill()
+
+    @property
+    def backoffs(self) -> Backoffs:
+        """The pools waiting after failed clones (the refiller's: /status and tests read them)."""
+        return self.refiller.backoffs
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
