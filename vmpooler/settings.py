@@ -170,7 +170,9 @@ def _rows(cls) -> list:
     hints = typing.get_type_hints(cls)
     rows = []
     for field in dataclasses.fields(cls):
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         rows.append(Setting(field.name, _kind(hints[field.name]), default, field.metadata["doc"],
                             field.metadata["env"], field.metadata["minimum"], field.metadata["maximum"]))
     return rows
@@ -237,6 +239,17 @@ def coerce(kind: str, value: Any):
             return value
         raise ValueError(f"must be a mapping, not {value!r}")
     raise AssertionError(kind)
+
+
+def mapping_of(value, where: str, problems: list) -> dict:
+    """``value`` when it is a mapping; {} when unset, or (a problem naming ``where``) when it is
+    something else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
+        return {}
+    return value
 
 
 def check_setting(row: Setting, value, where: str, problems: list):

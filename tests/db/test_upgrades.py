@@ -21,6 +21,7 @@ from sqlalchemy import column, insert, inspect, select, table, text
 from tests.conftest import make_config
 from tests.reliability.harness import ServerProcess
 from vmpooler.db import models
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, migrations_dir, utcnow
 from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
@@ -198,7 +199,7 @@ def test_a_populated_database_upgrades_from_every_revision_keeping_every_row(emp
     # the service works on it: a clone recorded, the ready VM checked out
     pool = make_config(pools=[{"name": "debian", "template": "tmpl/debian", "size": 2}]).pools[0]
     assert vm_store.new_vms(empty, [(pool, "after-upgrade")], utcnow())
-    taken = vm_store.checkout(empty, [vm_store.Want("debian", ("debian",), 1)], utcnow(), 24)
+    taken = checkout_store.checkout(empty, [checkout_store.Want("debian", ("debian",), 1)], utcnow(), 24)
     assert [vm.name for vm in taken["debian"]] == ["ready-vm"]
 
 

@@ -20,6 +20,7 @@ FORBIDDEN = {
     "api": {"app", "cli", "manager"},
     "config": {"api", "app", "cli", "db", "manager", "providers"},
     "auth_config": {"api", "app", "auth", "cli", "config", "db", "manager", "providers"},
+    "dns_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
 }
 
 

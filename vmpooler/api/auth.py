@@ -53,7 +53,7 @@ class FailureWindow:
     def __init__(self, limit: int, window: float = 60.0, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         self.limit, self.window, self.enabled, self.clock = limit, window, enabled, clock
-        self._failures = {}  # key -> the newest ``limit`` failure times (only those matter)
+        self._failures: dict = {}  # key -> the newest ``limit`` failure times (only those matter)
 
     def retry_after(self, key) -> Optional[int]:
         """Seconds the key must wait, or None when it may try now."""
@@ -166,8 +166,9 @@ class Credentials:
         if wait is not None:  # the user name is not echoed: a client may have typed a password there
             raise _blocked(wait, "too many failed logins for this user from this address; try again later")
         try:
-            valid = await IOLoop.current().run_in_executor(
-                self.context.executor, self.context.auth.authenticate, *credentials)
+            store = self.context.auth
+            assert store is not None  # Basic credentials are read only where an auth store is configured
+            valid = await IOLoop.current().run_in_executor(self.context.executor, store.authenticate, *credentials)
         except AuthUnavailable:  # the directory is down: nobody's fault, so nothing is counted
             raise ApiError(503, "the authentication directory is unavailable; try again later",
                            headers={"Retry-After": "5"}) from None

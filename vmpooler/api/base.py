@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import re
+from typing import Any, Dict
 
 import tornado.web
 
@@ -89,7 +90,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        body = {"ok": False}
+        body: Dict[str, Any] = {"ok": False}
         if isinstance(error, ApiError):
             status_code = error.status
             for name, value in error.headers.items():

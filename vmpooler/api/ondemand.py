@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from typing import Dict
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import parse_path, replay
@@ -19,7 +20,7 @@ from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
 from vmpooler.db import idempotency
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db.vms import Owner
+from vmpooler.db.checkout import Owner
 from vmpooler.db.database import utcnow
 from vmpooler.model import OD_DELETED, OD_FAILED, OD_READY, READY
 from vmpooler.db.quotas import QuotaExceeded
@@ -35,7 +36,7 @@ def refuse(status: int, message: str, **fields):
 def choose_pools(backends: list, count: int, rng=random) -> dict:
     """{pool: how many} for ``count`` VMs of a name that ``backends`` serve: each VM drawn
     uniformly from them, as the original draws without backend weights."""
-    chosen = {}
+    chosen: Dict[str, int] = {}
     for _ in range(count):
         pool = rng.choice(backends)
         chosen[pool] = chosen.get(pool, 0) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from vmpooler.db import stats as stat_store
 
@@ -79,7 +79,7 @@ def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_count
     """Clone or boot times as /status and /summary show them: {"duration": {average, min, max,
     total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
     duration = _duration_json(stats)
-    count = {}
+    count: Dict[str, Any] = {}
     if daily_counts is not None:
         count.update(average=round(sum(daily_counts) / len(daily_counts), 1) if daily_counts else 0,
                      min=min(daily_counts, default=0), max=max(daily_counts, default=0))

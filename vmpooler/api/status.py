@@ -19,7 +19,6 @@ from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 SECTIONS = ("boot", "capacity", "clone", "pools", "providers", "queue", "status")
-QUEUE = ("pending", "cloning", "booting", "ready", "running", "completed")
 
 
 def requested_sections(query: str) -> frozenset:
@@ -48,7 +47,7 @@ async def build_status(context, sections: frozenset) -> dict:
         db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
         db.run(stat_store.last_boots), db.run(_leadership, context.leader),
         db.run(overrides.effective_pools, config.pools))
-    pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in effective}
+    pools = {pool.name: counts.get(pool.name, stat_store.NO_VMS) for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
         if kind in sections:
@@ -58,13 +57,14 @@ async def build_status(context, sections: frozenset) -> dict:
                     total = total.add(stats)
             body[kind] = task_json(total)
     if "capacity" in sections:
-        current, size = sum(c["ready"] for c in pools.values()), sum(p.size for p in effective)
+        current, size = sum(c.ready for c in pools.values()), sum(p.size for p in effective)
         body["capacity"] = {"current": current, "total": size,
                             "percent": round(current / size * 100, 1) if size else 0}
     if "pools" in sections:
         body["pools"], waits = {}, context.pool_waits()
         for pool in effective:
-            entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
+            counted = pools[pool.name]
+            entry = {"ready": counted.ready, "running": counted.running, "pending": counted.pending}
             entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
             if pool.alias:
                 entry["alias"] = alias_as_configured(pool)
@@ -74,11 +74,12 @@ async def build_status(context, sections: frozenset) -> dict:
     if "providers" in sections:
         body["providers"] = context.provider_health()
     if "queue" in sections:
-        queue = {key: sum(c[key] for c in pools.values()) for key in QUEUE}
-        queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
-        body["queue"] = queue
+        queued = stat_store.PoolCounts.total(pools.values())
+        body["queue"] = {"pending": queued.pending, "cloning": queued.cloning, "booting": queued.booting,
+                         "ready": queued.ready, "running": queued.running, "completed": queued.completed,
+                         "total": queued.pending + queued.ready + queued.running + queued.completed}
     status = {"ok": True, "message": "Battle station fully armed and operational."}
-    empty = [pool.name for pool in effective if pool.size and not pools[pool.name]["ready"]]
+    empty = [pool.name for pool in effective if pool.size and not pools[pool.name].ready]
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - context.started_at, 1)

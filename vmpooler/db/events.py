@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
-from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.prepared import PlainRead, PreparedWrite
 from vmpooler.model import LIVE_STATES
 
 log = logging.getLogger("vmpooler.state")
@@ -23,7 +23,7 @@ log = logging.getLogger("vmpooler.state")
 GUARDED_UPDATE = PreparedWrite(update(vms).where(vms.c.id == bindparam("guard_id"),
                                                  vms.c.state == bindparam("guard_state")))
 _INSERT_EVENT = PreparedWrite(insert(vm_events))
-_FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
+_FETCH = PlainRead(select(vms).where(vms.c.id == bindparam("vm_id")))
 
 
 def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
@@ -43,7 +43,7 @@ def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str
 
 
 def fetch(conn, vm_id: int):
-    return conn.execute(_FETCH, {"vm_id": vm_id}).first()
+    return _FETCH.first(conn, {"vm_id": vm_id})
 
 
 def log_change(vm, to_state: str, reason: str) -> None:

@@ -25,7 +25,7 @@ def create(db: Database, user: str, digest: str, prefix: str, now) -> int:
     """Store a new token of ``user`` by its hash and prefix; returns the row's id."""
     with db.write() as conn:
         return conn.execute(_INSERT, {"token_hash": digest, "prefix": prefix, "user": user,
-                                      "created_at": now}).inserted_primary_key[0]
+                                      "created_at": now}).inserted_primary_key[0]  # type: ignore[index]
 
 
 @writes

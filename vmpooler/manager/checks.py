@@ -10,7 +10,7 @@ import time
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.dns.base import DnsError
-from vmpooler.manager.retry import CLONE
+from vmpooler.model import AttemptKind
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -59,7 +59,7 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
             if not ip:
                 return  # no address yet: the next pass asks again
             await manager.records.register(pool, vm.name, ip)
-            manager.pool_recovered(pool)
+            manager.refiller.clone_succeeded(pool)
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
                 return
@@ -91,9 +91,9 @@ async def _record_failed(manager, pool, vm, error: DnsError) -> None:
     VM waits for a retry with backoff, or is given up (completed, then destroyed); the pool's
     new clones are held back as after a failed clone."""
     now = utcnow()
-    manager.hold_pool(pool, error)
-    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
-    await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at, booting=True)
+    manager.refiller.hold_back(pool, error)
+    retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
+    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry, booting=True)
 
 
 async def _ready(manager, work) -> None:
