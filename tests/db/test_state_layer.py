@@ -142,3 +142,25 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     assert vm_store.checked(db, rows(db, name=ready)[0], utcnow(), ip="10.0.0.9")
     assert events(db, ready)[-1].reason == f"address {vm.ip or '(none)'} -> 10.0.0.9"
     assert rows(db, name=ready)[0].ip == "10.0.0.9"
+
+
+def test_what_went_wrong_is_logged_above_info_and_normal_life_at_info(db, caplog):
+    """A clone given up (a template that does not exist, say) costs a VM: WARNING; a destroy given
+    up leaves one behind: ERROR; a VM retired for a timeout or a failed check: WARNING; a delete: INFO."""
+    pool = make_config().pools[0]
+    now = utcnow()
+    with caplog.at_level("INFO", logger="vmpooler"):
+        clone = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.attempt_failed(db, clone, "clone", "template templates/nope not found", now, 1, None)
+        destroy = vm_store.latest(db, add_vm(db, pool, "ready"))
+        assert vm_store.complete(db, destroy, "deleted by the client", now)
+        destroy = vm_store.latest(db, destroy.name)
+        assert vm_store.attempt_failed(db, destroy, "destroy", "the vCenter refused", now, 3, None)
+        timed_out = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.complete(db, timed_out, "still pending after 15 minutes: its port 22 never opened", now,
+                                 error="timed out")
+    levels = {record.getMessage().split(": ", 2)[-1]: record.levelname for record in caplog.records}
+    assert levels["clone failed 1 times, giving up: template templates/nope not found"] == "WARNING"
+    assert levels["deleted by the client"] == "INFO"
+    assert levels["destroy failed 3 times, giving up: the vCenter refused"] == "ERROR"
+    assert levels["still pending after 15 minutes: its port 22 never opened"] == "WARNING"

@@ -127,11 +127,13 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
 
 @writes
 def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
-    """Retire a VM: the destroy loop removes it from the provider."""
+    """Retire a VM: the destroy loop removes it from the provider. With ``error`` (a timeout, a
+    failed check: something an operator may have to look into) it is logged as a WARNING."""
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
     if error is not None:
         values["last_error"] = error
-    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
+    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING),
+                      level=logging.INFO if error is None else logging.WARNING, **values)
 
 
 @writes
@@ -148,8 +150,9 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
         reason = f"{kind} failed {attempts} times, giving up: {error}"
         if give_up_state == COMPLETED:
             values["completed_at"] = now
+        # a clone given up costs a VM (WARNING); a destroy given up leaves one behind (ERROR: look)
         return transition(db, vm, give_up_state, reason, now, allowed=(PENDING if kind == "clone" else COMPLETED,),
-                       **values)
+                          level=logging.WARNING if give_up_state == COMPLETED else logging.ERROR, **values)
     waiting = attempts == getattr(vm, column)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
               else f"{kind} attempt {attempts} failed, retrying: {error}")

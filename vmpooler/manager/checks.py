@@ -9,6 +9,7 @@ import time
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.model import why_not_ready
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -26,21 +27,41 @@ async def run(manager, work) -> None:
 
 async def _pending(manager, work) -> None:
     now, timed_out = work.now, []
+    pending = {vm.id for vm in work.pending}
+    manager.not_ready = {vm_id: why for vm_id, why in manager.not_ready.items() if vm_id in pending}
     for vm in list(work.pending):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
-            timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
+            timed_out.append((vm, f"still pending after {pool.timeout:g} minutes: {_pending_cause(manager, vm)}"))
             work.settled(vm)
         elif vm.cloned_at is not None:
             manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
     completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
-                                                      error="timed out waiting for the VM to boot")
+                                                      error=f"timed out waiting for the VM to boot: {reason}")
                                        for vm, reason in timed_out))
     for (vm, _reason), done in zip(timed_out, completed):
         if done:
             manager.metrics.marked_failed(vm.pool)
+
+
+def _pending_cause(manager, vm) -> str:
+    """Why a VM timed out pending: what its last readiness probe said, else what is known."""
+    if vm.cloned_at is None:
+        return "its clone never finished"
+    return manager.not_ready.pop(vm.id, None) or "it never answered its readiness probe"
+
+
+async def readiness(manager, pool, vm):
+    """One readiness probe (``Provider.is_ready``); a VM not ready is remembered with the reason
+    its provider gave, the cause reported if it times out pending."""
+    answer = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    if answer:
+        manager.not_ready.pop(vm.id, None)
+    else:
+        manager.not_ready[vm.id] = why_not_ready(answer) or "its provider did not call it ready"
+    return answer
 
 
 async def probe_boot(manager, pool, vm, ip=None) -> None:
@@ -50,7 +71,7 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
     by the clone itself right after it (manager/replenish.py)."""
     pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
-        while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
+        while not await readiness(manager, pool, vm):
             if time.monotonic() + pause >= deadline:
                 return
             await asyncio.sleep(pause)
@@ -61,6 +82,7 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
             ip = info.ip if info else None
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
+        manager.not_ready[vm.id] = f"its readiness probe failed: {error}"
         return
     now = utcnow()
     if await manager.db.run(vm_store.became_ready, vm, now, ip=ip):
@@ -93,8 +115,10 @@ async def _check_ready(manager, pool, vm) -> None:
             await manager.db.run(vm_store.gone, vm, "vanished from the provider", utcnow())
             return
         problem = _problem(pool, vm, info)
-        if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
-            problem = "failed its ready check"
+        if problem is None:
+            answer = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+            if not answer:
+                problem = "failed its ready check" + (f": {why_not_ready(answer)}" if why_not_ready(answer) else "")
     except ProviderError as error:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
         return

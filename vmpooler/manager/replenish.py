@@ -109,7 +109,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
     manager.pool_failures.pop(pool.name, None)
     manager.pool_retry_at.pop(pool.name, None)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+        ready = bool(await checks.readiness(manager, pool, vm))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)

@@ -74,6 +74,7 @@ class Manager:
         self._ended: dict = {}  # key -> time.monotonic() when its last work ended
         self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
         self.pool_failures: dict = {}  # pool -> consecutive clone failures
+        self.not_ready: dict = {}  # pending VM's id -> why its last readiness probe said no (the timeout's cause)
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
