@@ -1,4 +1,4 @@
-"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | passwd | history``."""
+"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | import-redis | passwd | history``."""
 from __future__ import annotations
 
 import argparse
@@ -25,13 +25,16 @@ def _load(path):
 
 
 def cmd_serve(args) -> int:
-    from vmpooler.app import ListenError, serve
+    from vmpooler.app import CannotStart, ListenError, serve
 
     config = _load(args.config)
     try:
         asyncio.run(serve(config, args.host, args.port, args.role))
     except ListenError as error:  # logged, so that it follows the lines logged before it
         logging.getLogger("vmpooler").error("%s", error)
+        return 1
+    except CannotStart as error:  # one line saying what and where; a traceback would bury it
+        print(f"vmpooler: cannot start: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -105,6 +108,12 @@ def cmd_db_backup(args) -> int:
     from vmpooler.operations import backup_command
 
     return backup_command(_load(args.config), args.file, sys.stdout, sys.stderr)
+
+
+def cmd_db_import_redis(args) -> int:
+    from vmpooler.operations import import_redis_command
+
+    return import_redis_command(_load(args.config), args.url, sys.stdout, sys.stderr)
 
 
 def cmd_history(args) -> int:
@@ -189,6 +198,13 @@ def parser() -> argparse.ArgumentParser:
                     "the counts match, and refuse a target that holds any data.", config_help=config_help)
     copy.add_argument("--to", required=True, metavar="URL", help="the target, e.g. postgresql://user:pw@host/db")
 
+    _command(database_commands, "import-redis", cmd_db_import_redis,
+             "import a running original vmpooler's Redis (0.18 to 3.x) into an empty database",
+             "Read tokens (stored hashed), every VM in every queue with its checkout, lifetime, tags, token and "
+             "snapshots, on-demand requests, run-time pool changes and duration samples from the original's Redis "
+             "at URL (redis://[:password@]host:port/db) and write them into the configured database, which must "
+             "be empty, in one transaction. Prints what it imported and what it skipped and why; a second run "
+             "from the same URL does nothing.", positional="URL", config_help=config_help)
     _command(commands, "history", cmd_history, "print a VM's whole life from the audit trail",
              "Print every VM that had HOSTNAME: its checkout (user, token prefix, lifetime), tags, and every "
              "event with its time and reason.", positional="HOSTNAME", config_help=config_help)

@@ -72,8 +72,10 @@ def test_every_documented_route_is_served(db):
     assert missing == []
 
 
-def string_literals() -> set:
-    """Every string constant in vmpooler/'s source: a key the code reads is one of them."""
+def names_in_the_code() -> set:
+    """Every string constant and every declared field (``key: type = ...`` in a class, as the
+    ``Settings`` dataclass declares the core keys) in vmpooler/'s source: a key the code reads is
+    one of them."""
     found = set()
     for directory, _dirs, files in os.walk(os.path.join(ROOT, "vmpooler")):
         for name in files:
@@ -82,11 +84,13 @@ def string_literals() -> set:
                     tree = ast.parse(handle.read())
                 found.update(node.value for node in ast.walk(tree)
                              if isinstance(node, ast.Constant) and isinstance(node.value, str))
+                found.update(node.target.id for node in ast.walk(tree)
+                             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name))
     return found
 
 
 def test_every_documented_configuration_key_is_read_by_the_code():
-    literals = string_literals()
+    literals = names_in_the_code()
     keys = set()
     for row in re.findall(r"^\| ([^|]*`[^|]*) \|", doc("configuration.md"), re.M):
         keys.update(key.strip(":") for key in re.findall(r"`([^`]+)`", row))

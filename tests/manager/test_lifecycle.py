@@ -59,10 +59,10 @@ def test_task_limit_bounds_clones_in_flight(db):
 
 
 def test_pending_vm_times_out_with_its_cause_as_a_warning(db, caplog):
-    # boot never completes within the 0.002-minute (120 ms) timeout; the cause is what the
-    # provider's readiness probe said
+    # boot never completes within the 0.02-minute (1.2 s) timeout, while the clone is at once; the
+    # cause is what the provider's readiness probe said
     cause = "not booted yet"
-    config = fast_config([{**POOL, "size": 1, "timeout": 0.002}], dummy={"boot_max_time": 3600})
+    config = fast_config([{**POOL, "size": 1, "timeout": 0.02}], dummy={"boot_max_time": 3600, "createvm_max_time": 0})
 
     async def scenario():
         async with running(config, db):
@@ -71,7 +71,7 @@ def test_pending_vm_times_out_with_its_cause_as_a_warning(db, caplog):
         run(scenario())
     victim = (rows(db, state="destroyed") + rows(db, state="completed"))[0]
     assert "timed out" in victim.last_error and cause in victim.last_error
-    assert any(e.reason == f"still pending after 0.002 minutes: {cause}" for e in events(db, victim.name))
+    assert any(e.reason == f"still pending after 0.02 minutes: {cause}" for e in events(db, victim.name))
     logged = [r for r in caplog.records if "still pending after" in r.getMessage() and victim.name in r.getMessage()]
     assert logged and all(r.levelname == "WARNING" for r in logged), [(r.levelname, r.getMessage()) for r in logged]
 

@@ -14,7 +14,8 @@ PACKAGE = os.path.join(ROOT, "vmpooler")
 FORBIDDEN = {
     "model": "*",  # the leaf: imports nothing of ours
     "settings": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
-    "providers": {"api", "app", "auth", "cli", "config", "context", "db", "manager"},
+    "providers": {"api", "app", "auth", "cli", "config", "context", "db", "dns", "manager"},
+    "dns": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "db": {"api", "app", "cli", "manager"},
     "api": {"app", "cli", "manager"},
     "config": {"api", "app", "cli", "db", "manager", "providers"},
@@ -27,7 +28,7 @@ FORBIDDEN = {
     "metrics": {"api", "app", "auth", "cli", "config", "context", "manager", "operations", "providers"},
     # what the handlers share: no handler, loop or provider behind it
     "context": {"api", "app", "auth", "cli", "manager", "operations", "providers"},
-    "operations": {"api", "app", "auth", "cli", "config", "manager", "providers"},
+    "operations": {"api", "app", "cli", "config", "manager", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "logs": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},

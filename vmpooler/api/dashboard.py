@@ -132,8 +132,9 @@ class AssetHandler(DashboardHandler):
 
 
 class PoolStatsHandler(DashboardHandler):
-    """{"<pool>": {"size": N, "ready": N[, "history": [ready, ...]]}}: the history holds the ready
-    count at the end of each minute of the past hour, oldest first, each repeated 8 times."""
+    """{"<pool>": {"size": N, "ready": N[, "history": [ready, ...]][, "domain": D]}}: the history
+    holds the ready count at the end of each minute of the past hour, oldest first, each repeated
+    8 times; ``domain`` (ours) is the pool's DNS domain, when it has one."""
 
     async def get(self) -> None:
         pools, counts, past = await self.counts_and_history()
@@ -143,6 +144,8 @@ class PoolStatsHandler(DashboardHandler):
             if past is not None:
                 entry["history"] = [n for n in _series(past, pool.name, "ready", entry["ready"])
                                     for _ in range(POINT_REPEAT)]
+            if pool.domain:
+                entry["domain"] = pool.domain
         self.reply(body)
 
 

@@ -51,8 +51,9 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     if extras.disks:
         info["disk"] = [f"+{size}gb" for size in extras.disks]
     info["ip"] = vm.ip or ""
-    if config.domain:
-        info["domain"] = config.domain
+    domain = config.domain_of(vm.pool)
+    if domain:
+        info["domain"] = domain
     if extras.tasks:
         info["tasks"] = [task_status(task) for task in extras.tasks]
     return info

@@ -111,7 +111,7 @@ class VSphereProvider(Provider):
             return NotReady("its guest address never came (VMware Tools reported none usable)")
         port = pool.provider_options.ready_check_port
         # The session is given back before probing: a booting guest must not hold a connection.
-        host = f"{name}.{self.config.domain}" if self.config.domain else ip
+        host = pool.fqdn(name) if pool.domain else ip
         if port == 0 or port_open(host, port):
             return True
         return NotReady(f"its port {port} on {host} never opened")
