@@ -355,8 +355,8 @@ def _dns_configs(section, registry, problems: list, warnings: list) -> tuple:
             continue
         domain = domain.rstrip(".")
         known = {"dns_class", "domain"} | {s.key for s in schema.SETTINGS}
-        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored" for key in entry
-                        if str(key) not in known)
+        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored{did_you_mean(key, known)}"
+                        for key in entry if str(key) not in known)
         found: list = []
         options = schema.options(entry, domain, found)
         problems.extend(f"{where}.{p}" for p in found)
