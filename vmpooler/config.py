@@ -104,11 +104,13 @@ def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.envi
 
 
 def default_raw() -> dict:
-    """The embedded default: the dummy provider and the two example pools of the API document."""
+    """The embedded default: the dummy provider and the two pools of vmpooler.yaml.example (a test
+    keeps them alike), which are the API document's."""
     return {
         "providers": {"dummy": {}},
         "pools": [
-            {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5, "provider": "dummy"},
+            {"name": "debian-7-i386", "alias": ["debian-7-32"], "template": "debian-7-i386", "size": 5,
+             "provider": "dummy"},
             {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3, "provider": "dummy"},
         ],
         "config": {"check_loop_delay_min": 1, "vm_checktime": 1},

@@ -7,7 +7,12 @@ hit the unversioned aliases. A PUT body is JSON text that url_encoded labels
 application/x-www-form-urlencoded; POSTs have no body. Answers are read with JSON.parse and
 ``res_body['ok']``; ``retrieve`` raises AuthError on a 401.
 """
+import os
+import re
+import urllib.parse
+
 import pytest
+import yaml
 
 from tests.api.conftest import PASSWORD, USERS_AUTH
 
@@ -210,3 +215,14 @@ def test_vmfloaty_ondemand_get(tmp_path):
             floaty.check_ondemandvm("no-such-request")
     finally:
         service.stop()
+
+
+def test_the_documented_vmfloaty_file_points_at_the_api(api):
+    """docs/api.md's ~/.vmfloaty.yml: vmfloaty resolves its relative paths ('vm', 'token') under
+    ``url``, so the documented url must be the service's /api/v1."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "api.md"), encoding="utf-8").read()
+    dotfile = yaml.safe_load(re.search(r"```yaml\n# ~/\.vmfloaty\.yml\n(.*?)```", text, re.S).group(1))
+    url = urllib.parse.urlsplit(dotfile["url"])
+    assert (url.scheme, url.port, url.path) == ("http", 4567, "/api/v1")  # the default port of serve
+    api.add()
+    assert Floaty(api.client, base=url.path).list() == ["debian-7-i386", "debian-7-x86_64"]

@@ -52,9 +52,11 @@ class OndemandHandler(HandsOut, BaseHandler):
         return await self.credentials.token_if_configured(self.request, True)
 
     async def create(self, requested: dict, request_id, row) -> None:
-        config = self.config
+        config, metrics = self.config, self.context.metrics
         unknown = [name for name in requested if not config.backends(name)]
         if unknown:
+            for _name in unknown:  # labelled "unknown", not with the name: a client must not grow the metrics
+                metrics.ondemand_failed("invalid", "unknown")
             raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]),
                            bad_templates=unknown)
         counts = self._counts(requested)
@@ -71,8 +73,10 @@ class OndemandHandler(HandsOut, BaseHandler):
         try:
             await self.db.run(requests_db.create, request_id, wants, utcnow(), owner,
                               config.quota(owner.user) if owner else None, key, generated)
+            metrics.ondemand_generated()
             self.context.wake()
         except requests_db.DuplicateRequest:
+            metrics.ondemand_generated(duplicate=True)
             refuse(409, f"request_id '{request_id}' has already been created", request_id=request_id)
         except QuotaExceeded as exceeded:
             raise ApiError(403, f"{exceeded}; nothing was requested", quota=exceeded.limit,
@@ -107,7 +111,9 @@ class OndemandHandler(HandsOut, BaseHandler):
                 counts[name] = count
         if problems:
             raise ApiError(400, "; ".join(problems))
-        if any(count > limit for count in counts.values()):
+        too_many = [name for name, count in counts.items() if count > limit]
+        if too_many:
+            self.context.metrics.ondemand_failed("toomanyrequests", too_many[0])  # the first, as the original
             refuse(403, f"requested amount of instances exceeds the maximum {limit}")
         if not counts:
             raise ApiError(400, "the request asks for no VMs")

@@ -99,6 +99,8 @@ class Manager:
         #: the one owner of refilling: clone slots, their round-robin, each pool's wait, the lock
         self.refiller = Refiller(self)
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
+        #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
+        self.not_ready: Dict[int, str] = {}
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback: Optional[PeriodicCallback] = None
