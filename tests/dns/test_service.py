@@ -144,3 +144,16 @@ def test_a_record_that_cannot_be_removed_leaves_the_vm_destroyed_and_says_so(tmp
     finally:
         service.stop()
         server.stop()
+
+
+def test_a_ready_vm_whose_address_changes_gets_its_record_updated(tmp_path, named):
+    service = start(tmp_path, named.section(), pools=POOLS[:1])
+    try:
+        wait_until(lambda: len(ready_names(service, "dns-pool")) == 2, 30, "the pool full")
+        name = sorted(ready_names(service, "dns-pool"))[0]
+        assert named.query(f"{name}.{ZONE}") == ["127.0.0.1"]
+        service.dummy.readdress(name, "127.0.0.2")
+        wait_until(lambda: named.query(f"{name}.{ZONE}") == ["127.0.0.2"], 30, "the record following the address")
+        assert vm_store.latest(service.db, name).state == READY
+    finally:
+        service.stop()
