@@ -18,7 +18,6 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
@@ -63,7 +62,8 @@ class Pass:
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
-    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
+    registry as the providers are (none: no pool's records are kept)."""
 
     def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None):
         self.config = config
@@ -73,8 +73,7 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
-        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
-                               self.runner.executor, self.acting)
+        self.records = Records(dns_plugins or {}, self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
