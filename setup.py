@@ -1,8 +1,19 @@
+import os
+import re
+
 from setuptools import find_packages, setup
+
+
+def version() -> str:
+    """vmpooler/__init__.py's __version__, read without importing the package (its one source)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "vmpooler", "__init__.py"),
+              encoding="utf-8") as source:
+        return re.search(r'^__version__ = "([^"]+)"', source.read(), re.M).group(1)
+
 
 setup(
     name="vmpooler-py",
-    version="0.1.0",
+    version=version(),
     description="Pools of ready virtual machines behind the vmpooler API v1, in one Python process",
     packages=find_packages(include=["vmpooler", "vmpooler.*"]) + ["vmpooler._migrations",
                                                                   "vmpooler._migrations.versions"],

@@ -155,3 +155,20 @@ def test_every_package_is_installed_by_setup_py():
             assert "__init__.py" in files, f"{folder} is not a package"
     setup = open(os.path.join(ROOT, "setup.py")).read()
     assert '"vmpooler._migrations": "migrations"' in setup and "openapi.json" in setup
+
+
+def test_version_is_the_package_version_and_the_changelog_names_it_with_the_schema():
+    import importlib.metadata
+    import re
+
+    from vmpooler import __version__
+    from vmpooler.db.schema import scripts
+
+    head = scripts().get_current_head()
+    result = vmpooler("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vmpooler-py {__version__} (schema {head})"
+    assert importlib.metadata.version("vmpooler-py") == __version__  # setup.py reads the same line
+    with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as changelog:
+        newest = re.search(r"^## (\S+) — schema (\S+)$", changelog.read(), re.M)
+    assert newest and newest.groups() == (__version__, head), "CHANGELOG.md's newest entry is not this release"

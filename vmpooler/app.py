@@ -18,6 +18,7 @@ from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.db import heartbeat
 from vmpooler.db.database import Database, StoreUnavailable
+from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
 from vmpooler.db.notify import CHANGE_INTERVAL, CHANGED, WAKE, Listener, Sender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
@@ -72,6 +73,7 @@ class Service:
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             refill=self.refill,
             provider_health=self.manager.health if self.manager else dict,
+            pool_waits=self.manager.backoffs.describe if self.manager else dict,
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
@@ -102,8 +104,13 @@ class Service:
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
         """StoreUnavailable, before anything listens, when the database cannot be upgraded or
-        cannot take a write (read-only, full, unreachable)."""
-        self.db.upgrade()
+        cannot take a write (read-only, full, unreachable); SchemaTooNew or UpgradeFailed
+        (db/schema.py) when its schema is newer than the code or a migration failed."""
+        upgraded = self.db.upgrade()
+        if upgraded.backup:
+            log.warning("database backed up before the schema upgrade to %s", upgraded.backup)
+        if upgraded.before not in (None, upgraded.after):
+            log.warning("database schema upgraded from %s to %s", upgraded.before, upgraded.after)
         heartbeat.beat(self.db)
         if self.app is not None:
             self._listen(host, port)
@@ -200,7 +207,7 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     except ListenError:
         await service.stop()
         raise
-    except StoreUnavailable as error:
+    except (StoreUnavailable, SchemaTooNew, UpgradeFailed) as error:
         raise CannotStart(f"{error} (database {_safe_url(service.db.url)})") from None
     await stopped.wait()
     log.info("stopping")

@@ -65,10 +65,19 @@ def _print_findings(problems, warnings) -> None:
 
 
 def cmd_db_upgrade(args) -> int:
-    from vmpooler.db.database import Database
+    from vmpooler.db.database import Database, StoreUnavailable
+    from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
 
     config = _load(args.config)
-    Database(config.database_url).upgrade()
+    try:
+        report = Database(config.database_url).upgrade()
+    except (StoreUnavailable, SchemaTooNew, UpgradeFailed) as error:
+        print(f"vmpooler: {error}", file=sys.stderr)
+        return 1
+    if report.backup:
+        print(f"database backed up before the upgrade to {report.backup}")
+    if report.before != report.after:
+        print(f"database schema upgraded from {report.before or 'nothing'} to {report.after}")
     print("database schema is up to date")
     return 0
 
@@ -141,6 +150,17 @@ def cmd_passwd(args) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's version and the newest schema revision of its migrations
+    (CHANGELOG.md lists both per release), read only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from vmpooler.db.schema import scripts
+
+        print(f"vmpooler-py {__version__} (schema {scripts().get_current_head()})")
+        parser.exit()
+
+
 def _command(commands, name: str, func, summary: str, description: str, positional: Optional[str] = None,
              config_help: Optional[str] = None) -> argparse.ArgumentParser:
     """A subcommand running ``func``, with an optional positional argument and --config."""
@@ -157,7 +177,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="vmpooler",
         description="Pools of ready virtual machines behind the vmpooler API v1, in one process.")
-    top.add_argument("--version", action="version", version=f"vmpooler-py {__version__}")
+    top.add_argument("--version", action=_Version, nargs=0, help="print the version and the schema revision it "
+                     "migrates to, then exit")
     top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO").upper(), type=str.upper,
                      choices=LOG_LEVELS,
                      help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")

@@ -117,6 +117,9 @@ class Settings:
                                     "still running then is abandoned and reconciled at the next start.",
                                     minimum=0)
     data_ttl: float = setting(168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", minimum=0)
+    idempotency_key_ttl: float = setting(24, "Hours the answer of a POST /vm, /vm/<pools> or /ondemandvm made "
+                                         "with an Idempotency-Key header is kept for a retry with the same key.",
+                                         minimum=0.0001)
     check_ready_vm_hostname_for_mismatch: bool = setting(True, "Recycle a ready VM whose reported hostname "
                                                          "differs from its name.")
     experimental_features: bool = setting(False, "Enables the run-time pool configuration routes (POST "

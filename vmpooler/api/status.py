@@ -13,7 +13,7 @@ import urllib.parse
 from typing import Optional
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.render import alias_as_configured, encode, ruby_time, task_json
+from vmpooler.api.render import alias_as_configured, encode, rfc3339, ruby_time, task_json
 from vmpooler.db import overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
@@ -62,12 +62,14 @@ async def build_status(context, sections: frozenset) -> dict:
         body["capacity"] = {"current": current, "total": size,
                             "percent": round(current / size * 100, 1) if size else 0}
     if "pools" in sections:
-        body["pools"] = {}
+        body["pools"], waits = {}, context.pool_waits()
         for pool in effective:
             entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
             entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
             if pool.alias:
                 entry["alias"] = alias_as_configured(pool)
+            if pool.name in waits:  # ours: new clones held back after failures (manager/backoff.py)
+                entry["waiting"] = dict(waits[pool.name], until=rfc3339(waits[pool.name]["until"]))
             body["pools"][pool.name] = entry
     if "providers" in sections:
         body["providers"] = context.provider_health()

@@ -5,7 +5,8 @@ import datetime
 import json
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.checkout import checkout, parse_path
+from vmpooler.api.checkout import answer, parse_path
+from vmpooler.api.delivery import HandsOut
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.vmlookup import find_vm, found
@@ -120,11 +121,9 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
-class VmHandler(BaseHandler):
+class VmHandler(HandsOut, BaseHandler):
     async def post(self, names: str) -> None:
-        requested = parse_path(names)
-        token = await self.credentials.token_if_configured(self.request, False)
-        self.reply(await checkout(self.context, requested, token))
+        await answer(self, parse_path(names))
 
     async def get(self, raw: str) -> None:
         name = self.hostname(raw)

@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import functools
 import logging
-import os
 import sqlite3
 import threading
 from typing import Callable, Optional
@@ -27,9 +26,11 @@ from typing import Callable, Optional
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
+from vmpooler.db import schema, shared
 from vmpooler.db.batch import GroupCommit
-from vmpooler.db.errors import StoreUnavailable, WouldWait
+from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict, WouldWait
 from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.schema import migrations_dir  # noqa: F401 (its callers import it from here)
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -38,14 +39,6 @@ CACHE_ENTRIES = 10000
 #: (each holds one connection; SKIP LOCKED lets concurrent batches take different VMs)
 READ_THREADS = 8
 WRITE_BATCHES = 8
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def migrations_dir() -> str:
-    """Alembic's scripts: installed inside the package as ``vmpooler/_migrations`` (setup.py maps
-    the top-level migrations/ there), or the repository's migrations/ in a checkout."""
-    installed = os.path.join(PACKAGE, "_migrations")
-    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), "migrations")
 
 
 def utcnow() -> datetime.datetime:
@@ -122,7 +115,7 @@ class Database:
             return
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     yield connection
         finally:
             if invalidates:
@@ -134,7 +127,7 @@ class Database:
         joins it as a savepoint until the block ends; committed then, rolled back on any error."""
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     self._local.batch = connection
                     try:
                         yield connection
@@ -142,6 +135,18 @@ class Database:
                         self._local.batch = None
         finally:
             self.bump()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Connection:
+        """A write transaction whose changes to shared rows (db/shared.py) are applied last, in
+        one order, just before it commits."""
+        with self.engine.begin() as connection:
+            shared.begin(connection)
+            try:
+                yield connection
+                shared.apply(connection)
+            finally:
+                shared.end(connection)
 
     def bump(self) -> None:
         """A write of this process committed: cached reads are stale, and the others are told."""
@@ -213,15 +218,17 @@ class Database:
     def _translated(self):
         try:
             yield
-        except exc.OperationalError as error:
-            meaning = _describe(error)
-            if meaning in _LOCKED and not self.waits():
-                raise WouldWait(meaning) from error
-            self.unavailable_count += 1
-            if meaning in _CONNECTION_SPOILING:
-                self.recycle_connections(meaning)
-            raise StoreUnavailable(meaning) from error
         except exc.DBAPIError as error:
+            if _sqlstate(error) in CONFLICT_SQLSTATES:  # not a lock wait: the database asks for a rerun
+                raise TransactionConflict(_conflict(error)) from error
+            if isinstance(error, exc.OperationalError):
+                meaning = _describe(error)
+                if meaning in _LOCKED and not self.waits():
+                    raise WouldWait(meaning) from error
+                self.unavailable_count += 1
+                if meaning in _CONNECTION_SPOILING:
+                    self.recycle_connections(meaning)
+                raise StoreUnavailable(meaning) from error
             if error.connection_invalidated:
                 self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
@@ -235,16 +242,12 @@ class Database:
         log.warning("closing the pooled database connections (%s); new ones are opened as needed", why)
         self.engine.dispose(close=True)
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
-
-        config = AlembicConfig()
-        config.set_main_option("script_location", migrations_dir())
-        config.attributes["engine"] = self.engine
+    def upgrade(self) -> "schema.UpgradeReport":
+        """Bring the schema to the newest migration (idempotent): all or nothing, an SQLite
+        database copied first; a database newer than the code refused (db/schema.py). A database
+        that cannot be reached or read at all: StoreUnavailable."""
         with self._translated():
-            command.upgrade(config, "head")
+            return schema.upgrade(self)
 
     def dispose(self) -> None:
         if self._executor is not None:
@@ -263,11 +266,13 @@ def _savepoint(connection: Connection):
     """A SAVEPOINT of the batch's transaction, emitted directly (db/prepared.py): SQLAlchemy's
     begin_nested() costs more Python than the statement costs the database."""
     _SAVEPOINT.execute(connection, {})
+    notes = shared.mark(connection)
     try:
         yield
     except BaseException:
         # undoes this request only; if even that fails the transaction is broken, and that error
         # (the database's, so a StoreUnavailable) fails the whole batch
+        shared.undo(connection, notes)
         _ROLLBACK_TO_SAVEPOINT.execute(connection, {})
         _RELEASE_SAVEPOINT.execute(connection, {})
         raise
@@ -295,6 +300,18 @@ _CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR)
 
 
 _LOCKED = ("the database is locked by another process", "the database is busy")
+
+
+def _sqlstate(error: exc.DBAPIError):
+    """The SQLSTATE of a PostgreSQL error (psycopg 3: ``sqlstate``, psycopg2: ``pgcode``); None
+    for SQLite."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+
+
+def _conflict(error: exc.DBAPIError) -> str:
+    kind = "deadlock detected" if _sqlstate(error) == "40P01" else "serialization failure"
+    return f"the transaction conflicted with a concurrent one ({kind}) and was rolled back"
 
 
 def _describe(error: exc.OperationalError) -> str:

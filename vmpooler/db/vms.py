@@ -219,9 +219,12 @@ class Want:
 
 
 class Taken(NamedTuple):
-    """A VM handed out: its hostname and the pool it came from."""
+    """A VM handed out: its hostname and the pool it came from (and, to hand it back if the answer
+    never reaches the client: its row's id and the lifetime it had before)."""
     name: str
     pool: str
+    id: int = 0
+    lifetime: Optional[float] = None
 
 
 class Shortfall(Exception):
@@ -240,22 +243,37 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
     """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
     when the owner would hold more than ``quota`` VMs, having taken none."""
-    taken, moved = {}, []
-    reason = "checked out" + (f" by {owner.user}" if owner else "")
     with db.write() as conn:
-        if owner is not None and quota is not None:
-            quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
-        for want in wants:
-            names = taken.setdefault(want.requested, [])
-            for _ in range(want.count):
-                vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
-                if vm is None:
-                    raise Shortfall(want.requested)
-                names.append(Taken(vm.name, vm.pool))
-                moved.append(vm)
-    for vm in moved:
-        log_change(vm, RUNNING, reason)
+        taken = take(conn, wants, now, default_lifetime, owner, owner_lifetime, quota)
+    log_taken(taken, owner)
     return taken
+
+
+def take(conn, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
+         owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
+    """``checkout`` inside the caller's transaction (which logs ``log_taken`` once committed)."""
+    taken = {}
+    if owner is not None and quota is not None:
+        quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
+    for want in wants:
+        names = taken.setdefault(want.requested, [])
+        for _ in range(want.count):
+            vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, _checkout_reason(owner))
+            if vm is None:
+                raise Shortfall(want.requested)
+            names.append(Taken(vm.name, vm.pool, vm.id, vm.lifetime))
+    return taken
+
+
+def _checkout_reason(owner: Optional[Owner]) -> str:
+    return "checked out" + (f" by {owner.user}" if owner else "")
+
+
+def log_taken(taken: dict, owner: Optional[Owner]) -> None:
+    reason = _checkout_reason(owner)
+    for vms_taken in taken.values():
+        for vm in vms_taken:
+            log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, READY, RUNNING, reason)
 
 
 def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, reason):
@@ -379,8 +397,9 @@ def expired(db: Database, now: datetime.datetime) -> list:
     return _rows(db, statements.EXPIRED, now=now)
 
 
-def to_destroy(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, statements.TO_DESTROY, now=now)
+def to_destroy(db: Database, now: datetime.datetime, horizon: Optional[datetime.datetime] = None) -> list:
+    """Completed VMs due for a destroy: no retry pending, or due, or set beyond ``horizon``."""
+    return _rows(db, statements.TO_DESTROY, now=now, horizon=horizon or datetime.datetime.max)
 
 
 def excess(db: Database, pool: str, count: int) -> list:

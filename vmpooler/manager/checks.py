@@ -23,7 +23,8 @@ HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 async def run(manager, work) -> None:
     await _pending(manager, work)
     await _ready(manager, work)
-    await _running(manager, work.now)
+    if work.clock_confirmed:  # a lifetime is judged only on a wall clock that did not just step
+        await _running(manager, work.now)
 
 
 async def _pending(manager, work) -> None:
@@ -32,7 +33,7 @@ async def _pending(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
+        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
             work.settled(vm)
         elif vm.cloned_at is not None and (vm.next_attempt_at is None or vm.next_attempt_at <= now):
@@ -90,7 +91,7 @@ async def _record_failed(manager, pool, vm, error: DnsError) -> None:
     VM waits for a retry with backoff, or is given up (completed, then destroyed); the pool's
     new clones are held back as after a failed clone."""
     now = utcnow()
-    manager.hold_pool(pool, error, now)
+    manager.hold_pool(pool, error)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at, booting=True)
 
@@ -106,7 +107,7 @@ async def _ready(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
+        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl) and work.clock_confirmed:
             stale.append((vm, f"ready for more than {pool.ready_ttl:g} minutes"))
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
             manager.launch(("vm", vm.name), _check_ready(manager, pool, vm), work)

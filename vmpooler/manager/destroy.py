@@ -15,7 +15,7 @@ log = logging.getLogger("vmpooler.manager")
 
 
 async def run(manager, work) -> None:
-    for vm in await manager.db.run(vm_store.to_destroy, work.now):
+    for vm in await manager.db.run(vm_store.to_destroy, work.now, manager.retry.horizon(work.now)):
         pool = manager.pools.get(vm.pool)
         if pool is not None:
             manager.launch(("vm", vm.name), _destroy(manager, pool, vm), work)

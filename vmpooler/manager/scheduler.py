@@ -8,23 +8,24 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.db import stats
+from vmpooler.db import idempotency, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.db import retries
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.backoff import Backoffs
+from vmpooler.manager.clock import Clock, StepWatch
 from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
 from vmpooler.metrics import DISABLED
-from vmpooler.providers.base import CircuitOpen
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -43,17 +44,20 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list, read_at: float = 0.0):
+    def __init__(self, now, pending: list, read_at: float = 0.0, clock_confirmed: bool = True):
         self.now = now
         self.pending = pending
+        #: the wall clock did not step since the last pass (manager/clock.py): only then may the
+        #: loops destroy VMs for their lifetime, ready_ttl or timeout (or fail on-demand requests)
+        self.clock_confirmed = clock_confirmed
         #: time.monotonic() before the pass read anything: provider work on a VM that ended after
         #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db) -> "Pass":
-        read_at = time.monotonic()
-        return cls(utcnow(), await db.run(vm_store.pending), read_at)
+    async def read(cls, db, clock: Clock = Clock(), watch: "StepWatch" = None) -> "Pass":
+        read_at, now = time.monotonic(), clock.wall()
+        return cls(now, await db.run(vm_store.pending), read_at, watch.confirmed(now) if watch else True)
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -65,7 +69,8 @@ class Manager:
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None,
+                 clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -73,13 +78,16 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.clock = clock
+        self.backoffs = Backoffs(self.retry, self.runner.breakers, clock)
+        self.step_watch = StepWatch(clock)
+        for breaker in self.runner.breakers.values():
+            breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
         self.records = Records(dns_plugins or {}, self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
         self._ended: dict = {}  # key -> time.monotonic() when its last work ended
-        self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
-        self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
@@ -189,7 +197,7 @@ class Manager:
         if not self.may_start_work():
             return
         try:
-            work = await Pass.read(self.db)
+            work = await Pass.read(self.db, self.clock, self.step_watch)
         except StoreUnavailable as error:
             self.database_unavailable("the", error)
             return
@@ -214,6 +222,7 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+            self.launch(("purge", "idempotency keys"), self.db.run(idempotency.purge, utcnow()))
 
     def database_unavailable(self, what: str, error) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
@@ -249,21 +258,32 @@ class Manager:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
 
-    def hold_pool(self, pool, error, now) -> None:
+    def provider_back(self, provider: str, why: str) -> None:
+        """``provider`` answers again (its circuit breaker closed): every pool of it stops waiting,
+        its clones (within ``task_limit``) and destroys waiting for a retry are due now, and the
+        pools refill."""
+        self.backoffs.recovered(provider, why)
+        if self.acting() and not self._stopping:
+            self.launch(("retry now", provider), self._retry_now(provider, f"provider {provider} answers again "
+                                                                          f"({why}): retrying now"))
+
+    async def _retry_now(self, provider: str, reason: str) -> None:
+        async with self.slots.lock:  # the free slots and the retries made due are one step, as in a fill
+            now = self.clock.wall()
+            counts = await self.db.run(stats.stock_counts, now)
+            free = self.settings.task_limit - sum(entry["clone_slots"] for entry in counts.values())
+            await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
+        self.wake()
+        self.refill()
+
+    def hold_pool(self, pool, error) -> None:
         """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
-        new clones back until the provider's breaker may let calls through when it refused the
-        call, else for a backoff that grows with the pool's consecutive failures."""
-        if isinstance(error, CircuitOpen):
-            self.pool_retry_at[pool.name] = self.retry.breaker_open_until(pool.provider, now)
-            return
-        failures = self.pool_failures.get(pool.name, 0) + 1
-        self.pool_failures[pool.name] = failures
-        self.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=self.retry.backoff(failures))
+        new clones back (manager/backoff.py)."""
+        self.backoffs.failed(pool, error)
 
     def pool_recovered(self, pool) -> None:
         """A clone of ``pool`` succeeded: its new clones are no longer held back."""
-        self.pool_failures.pop(pool.name, None)
-        self.pool_retry_at.pop(pool.name, None)
+        self.backoffs.succeeded(pool.name)
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight

@@ -14,7 +14,7 @@ from typing import Optional
 
 from pyVmomi import vim, vmodl
 
-from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
 
 # Order matters: NotAuthenticated is a NoPermission, and an expired session is worth a retry
 # (the connection pool logs in again), unlike a missing privilege.
@@ -29,7 +29,7 @@ _FAULTS = (
     (vim.fault.TaskInProgress, TransientError),
     (vim.fault.Timedout, TransientError),
     (vim.fault.HostConnectFault, TransientError),
-    (vim.fault.DuplicateName, PermanentError),
+    (vim.fault.DuplicateName, VMExists),
     (vim.fault.AlreadyExists, PermanentError),
     (vim.fault.FileFault, PermanentError),
     (vim.fault.InvalidName, PermanentError),
