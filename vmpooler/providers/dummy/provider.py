@@ -142,6 +142,11 @@ class DummyProvider(Provider):
         with self._inventory.changing():
             self._record(name)["powered_on"] = False
 
+    def readdress(self, name: str, ip: str) -> None:
+        """Give a VM another address behind the manager's back (a DHCP lease that changed)."""
+        with self._inventory.changing():
+            self._record(name)["ip"] = ip
+
     def remove(self, name: str) -> None:
         """Delete a VM behind the manager's back."""
         with self._inventory.changing() as inventory:
