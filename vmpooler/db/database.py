@@ -171,14 +171,6 @@ class Database:
                 with connection.begin():
                     yield connection
 
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless a write transaction can start now (it writes nothing;
-        on SQLite it takes the write lock, so a locked or read-only database fails). Blocking: for
-        GET /healthcheck, which runs it in a thread."""
-        with self._translated():
-            with self.engine.begin() as connection:
-                connection.execute(text("SELECT 1"))
-
     @contextlib.contextmanager
     def not_waiting(self):
         """SQLite: write transactions begun in this thread inside the block do not wait for
