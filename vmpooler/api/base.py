@@ -140,10 +140,10 @@ class BaseHandler(tornado.web.RequestHandler):
         return data
 
     def hostname(self, raw: str) -> str:
-        """A VM name from the path; ``<name>.<domain>`` is shortened to ``<name>``."""
-        domain = self.config.domain
-        if domain and raw.endswith("." + domain) and re.fullmatch(r"[A-Za-z0-9_-]+", raw[:-len(domain) - 1]):
-            raw = raw[:-len(domain) - 1]
+        """A VM name from the path; ``<name>.<domain>`` (any pool's domain) is shortened to ``<name>``."""
+        name, _dot, domain = raw.partition(".")
+        if domain in self.config.domains and re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raw = name
         if len(raw) > MAX_HOSTNAME:
             raise ApiError(400, f"the hostname is longer than {MAX_HOSTNAME} characters")
         if not _HOSTNAME.fullmatch(raw):

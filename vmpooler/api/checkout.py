@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
 from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
@@ -65,9 +65,10 @@ async def checkout(context: Context, requested: dict, token: Optional[object]) -
     if wanted:
         context.refill()
     body = {"ok": True}
+    domain = shared_domain(config, [vm.pool for vms in taken.values() for vm in vms])
     for name, vms in taken.items():
-        hosts = [vm.name for vm in vms]
+        hosts = v1_hostnames(config, vms, domain)
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
-    if config.domain:
-        body["domain"] = config.domain
+    if domain:
+        body["domain"] = domain
     return body

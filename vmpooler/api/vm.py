@@ -51,8 +51,9 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     if extras.disks:
         info["disk"] = [f"+{size}gb" for size in extras.disks]
     info["ip"] = vm.ip or ""
-    if config.domain:
-        info["domain"] = config.domain
+    domain = config.domain_of(vm.pool)
+    if domain:
+        info["domain"] = domain
     if extras.tasks:
         info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
@@ -80,7 +81,7 @@ def validate_changes(body: dict, config) -> tuple:
             lifetime = whole_number(value)
             limit = config.settings.max_lifetime_upper_limit
             if lifetime is None or lifetime <= 0:
-                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
+                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive whole number of hours.")
             elif limit and lifetime >= limit:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
             elif lifetime > MAX_LIFETIME:
