@@ -161,13 +161,45 @@ def assert_one_line_refusal(result, *words):
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def test_starting_on_a_read_only_database_says_so_in_one_line(tmp_path):
+def up_to_date_database(path):
+    """An SQLite database at ``path`` with every migration applied: start-up has nothing to
+    migrate, only its heartbeat to write."""
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()
+
+
+@contextlib.contextmanager
+def read_only_mount(directory):
+    """A small tmpfs at ``directory``, remounted read-only for the block (nothing may have a file
+    open for writing there when it is remounted)."""
+    os.makedirs(directory)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_starting_on_an_immutable_database_says_so_in_one_line(tmp_path):
     require_chattr(str(tmp_path))
     path = tmp_path / "vmpooler.db"
-    Database(f"sqlite:///{path}").upgrade()  # an up-to-date database: nothing to migrate, only to write
+    up_to_date_database(path)
     with immutable([str(path)]):
         result = serve_once(tmp_path, f"sqlite:///{path}")
     assert_one_line_refusal(result, "read-only", str(path))
+
+
+def test_starting_on_a_read_only_mount_says_so_in_one_line(tmp_path):
+    with read_only_mount(tmp_path / "mount") as directory:
+        path = directory / "vmpooler.db"
+        up_to_date_database(path)
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        result = serve_once(tmp_path, f"sqlite:///{path}")
+    assert_one_line_refusal(result, "file system is mounted read-only", str(path))
 
 
 def test_starting_on_an_unreachable_database_says_so_in_one_line(tmp_path):
@@ -175,4 +207,4 @@ def test_starting_on_an_unreachable_database_says_so_in_one_line(tmp_path):
     assert_one_line_refusal(result, "refused the connection", "127.0.0.1")
     assert "secret" not in result.stderr
     result = serve_once(tmp_path, f"sqlite:///{tmp_path}/no/such/directory/vmpooler.db")
-    assert_one_line_refusal(result, "cannot be opened", "no/such/directory")
+    assert_one_line_refusal(result, "directory does not exist", "no/such/directory")

@@ -207,6 +207,8 @@ class Database:
             yield
         except exc.OperationalError as error:
             meaning = _describe(error)
+            if meaning == _CANNOT_OPEN and self.is_sqlite:
+                meaning = _why_sqlite_cannot_open(self.engine.url.database)
             if meaning in _LOCKED and not self.waits():
                 raise WouldWait(meaning) from error
             self.unavailable_count += 1
@@ -308,6 +310,19 @@ def _describe(error: exc.OperationalError) -> str:
 
 
 # --- SQLite only -----------------------------------------------------------------------------
+def _why_sqlite_cannot_open(path) -> str:
+    """SQLite says only "unable to open database file"; the file's directory tells why."""
+    directory = os.path.dirname(os.path.abspath(path or "."))
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "the database's file system is mounted read-only"
+    except FileNotFoundError:
+        return "the database's directory does not exist"
+    except OSError:
+        pass
+    return _CANNOT_OPEN
+
+
 def _prepare_sqlite(engine: Engine, busy_timeout_ms: int, waits) -> None:
     """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
     process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
