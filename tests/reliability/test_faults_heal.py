@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tests.api.conftest import Client
 from tests.reliability.harness import pools_full, raw_config, service_config, wait_until
-from tests.reliability.test_database_trouble import assert_health
+from tests.reliability.test_database_trouble import assert_health, small_tmpfs
 from tests.reliability.invariants import assert_each_vm_checked_out_at_most_once, assert_every_checkout_recorded_once
 from tests.service import InProcessService
 from tests.test_cli import free_port, vmpooler
@@ -169,21 +169,6 @@ def up_to_date_database(path):
     database.dispose()
 
 
-@contextlib.contextmanager
-def read_only_mount(directory):
-    """A small tmpfs at ``directory``, remounted read-only for the block (nothing may have a file
-    open for writing there when it is remounted)."""
-    os.makedirs(directory)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
 def test_starting_on_an_immutable_database_says_so_in_one_line(tmp_path):
     require_chattr(str(tmp_path))
     path = tmp_path / "vmpooler.db"
@@ -194,9 +179,9 @@ def test_starting_on_an_immutable_database_says_so_in_one_line(tmp_path):
 
 
 def test_starting_on_a_read_only_mount_says_so_in_one_line(tmp_path):
-    with read_only_mount(tmp_path / "mount") as directory:
+    with small_tmpfs(tmp_path / "mount") as directory:
         path = directory / "vmpooler.db"
-        up_to_date_database(path)
+        up_to_date_database(path)  # closed: nothing may hold a file open for writing at the remount
         subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
         result = serve_once(tmp_path, f"sqlite:///{path}")
     assert_one_line_refusal(result, "file system is mounted read-only", str(path))
