@@ -70,6 +70,11 @@ class Config:
     def domain(self) -> Optional[str]:
         return self.settings.domain
 
+    def pool_domain(self, pool_name: str) -> Optional[str]:
+        """The DNS domain of a pool's VMs, the one place the API's FQDNs take it from: ``:config:
+        domain`` for every pool until pools get DNS setups of their own (``dns_plugin``)."""
+        return self.settings.domain
+
 
 # -- loading -------------------------------------------------------------------------------
 def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.environ) -> tuple:

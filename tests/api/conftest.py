@@ -167,6 +167,16 @@ def start_api(db):
         executor.shutdown(wait=True)
 
 
+#: the API prefixes every route is served under (one set of handlers, see vmpooler/api/version.py)
+VERSIONS = ["/api/v1", "/api/v2", "/api/v3"]
+
+
+@pytest.fixture(params=VERSIONS)
+def base(request):
+    """Each API prefix in turn: a test taking ``base`` runs once per version, on the same fixtures."""
+    return request.param
+
+
 @pytest.fixture
 def api(start_api):
     """No auth, the two example pools, domain company.com."""

@@ -12,7 +12,7 @@ from vmpooler.db.database import StoreUnavailable
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/index.html"), ("GET", "/api/v1"), ("POST", "/api/v1/nope"),
-                                          ("DELETE", "/api/v2/vm"), ("GET", "/api/v1/vm/a/b/c/d"),
+                                          ("DELETE", "/api/v4/vm"), ("GET", "/api/v1/vm/a/b/c/d"),
                                           ("FOO", "/nope"), ("GET", "/dashboard/a/b"), ("GET", "/lib/dashboard.js"),
                                           ("GET", "/config")])
 def test_unknown_routes_are_json_404(api, method, path):

@@ -13,9 +13,11 @@ import re
 
 import tornado.web
 
+from vmpooler.api import validation
 from vmpooler.api.auth import Credentials
 from vmpooler.api.errors import MESSAGES, ApiError
 from vmpooler.api.render import encode, shown
+from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
 from vmpooler.db.database import StoreUnavailable
 
@@ -40,6 +42,16 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
+def _storable(data: dict) -> dict:
+    """``data``, unless it holds text no database can store: JSON's \\ud800 escapes decode to lone
+    surrogates (400)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
+    return data
+
+
 def redact(uri: str) -> str:
     """The URI with any token in it cut to its first 8 characters, for logs."""
     return _TOKEN_IN_PATH.sub(r"\1...", uri)
@@ -51,6 +63,10 @@ def request_summary(request) -> str:
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    def initialize(self, version: ApiVersion = ApiVersion.V1) -> None:
+        #: the API version of the route's prefix (the unversioned aliases are v1)
+        self.version = version
+
     @property
     def state(self) -> ApiState:
         return self.application.settings["vmpooler"]
@@ -132,14 +148,21 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        try:  # JSON's \ud800 escapes decode to lone surrogates, which no database can store
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
-        return data
+        return _storable(data)
+
+    def versioned_body(self) -> dict:
+        """The body of POST /vm and PUT /vm/<host>: v3 reads it as 3.8.1 does (an empty body is
+        ``{}``, the original's messages), the others with ``json_body``."""
+        if not self.version.validates:
+            return self.json_body()
+        return _storable(validation.json_object(self.request.body or b""))
 
     def hostname(self, raw: str) -> str:
-        """A VM name from the path; ``<name>.<domain>`` is shortened to ``<name>``."""
+        """A VM name from the path: v3 checks it as 3.8.1 does; v2 and v3 cut it at its first dot;
+        v1 shortens ``<name>.<domain>`` to ``<name>``."""
+        if self.version.validates:
+            validation.hostname(raw)
+        raw = self.version.path_hostname(raw)
         domain = self.config.domain
         if domain and raw.endswith("." + domain) and re.fullmatch(r"[A-Za-z0-9_-]+", raw[:-len(domain) - 1]):
             raw = raw[:-len(domain) - 1]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from vmpooler.api.errors import ApiError
+from vmpooler.api import validation
 from vmpooler.api.render import shown, whole_number
+from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
@@ -47,9 +49,21 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
-async def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
-    """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
-    503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
+def validate_body(requested: dict) -> None:
+    """v3's checks of a POST /vm body (3.8.1): each name and count, with the original's messages;
+    an empty body asks for nothing known (404), as there."""
+    for name, count in requested.items():
+        validation.pool_name(name)
+        validation.vm_count(count)
+    if not requested:
+        raise ApiError(404, "the request asks for no pool")
+
+
+async def checkout(context: Context, requested: dict, token: Optional[object],
+                   version: ApiVersion = ApiVersion.V1) -> dict:
+    """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body,
+    rendered for ``version``. 503 when a pool has too few ready VMs, 403 when the token's user
+    would pass their quota."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
@@ -66,8 +80,8 @@ async def checkout(context: Context, requested: dict, token: Optional[object]) -
         context.refill()
     body = {"ok": True}
     for name, vms in taken.items():
-        hosts = [vm.name for vm in vms]
+        hosts = [version.host(vm.name, config.pool_domain(vm.pool)) for vm in vms]
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
-    if config.domain:
+    if config.domain and not version.fqdn:
         body["domain"] = config.domain
     return body

@@ -73,7 +73,7 @@ class OndemandHandler(BaseHandler):
                            held=exceeded.held) from None
         self.context.wake()
         body = {"ok": True, "request_id": request_id}
-        if config.domain:
+        if config.domain and not self.version.fqdn:
             body["domain"] = config.domain
         self.reply(body, 201)
 
@@ -130,8 +130,9 @@ class OndemandRequestHandler(OndemandHandler):
         if state == OD_READY:
             for want in request.wants:
                 hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += [vm.name for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-            if self.config.domain:
+                hosts += [self.version.host(vm.name, self.config.pool_domain(vm.pool))
+                          for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+            if self.config.domain and not self.version.fqdn:
                 body["domain"] = self.config.domain
         elif state == OD_FAILED:
             body["message"] = request.row.failure

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from vmpooler.api import validation
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shown
@@ -47,6 +48,8 @@ class RevertHandler(_TaskHandler):
 
 class DiskHandler(_TaskHandler):
     async def post(self, raw: str, size: str) -> None:
+        if self.version.validates:
+            validation.disk_size(size)
         vm = await self.target(raw)
         if not re.fullmatch(r"\d{1,4}", size) or not 1 <= int(size) <= MAX_DISK_GB:
             raise ApiError(400, f"the disk size must be a whole number of GB from 1 to {MAX_DISK_GB}, "
