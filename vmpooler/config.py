@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from vmpooler import quotas
+from vmpooler import quotas, rate_limits
 from vmpooler.auth_config import parse_auth
 from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
@@ -49,6 +49,8 @@ class Config:
     warnings: list
     #: the :prometheus: section; None when absent (no metrics endpoint, no metrics kept)
     prometheus: Optional["PrometheusConfig"] = None
+    #: the request rate limits of each class (used with ``rate_limiting_enabled``)
+    rate_limits: Mapping = dataclasses.field(default_factory=lambda: dict(rate_limits.DEFAULTS))
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -151,9 +153,10 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
+    limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, limits)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:

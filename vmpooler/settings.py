@@ -82,8 +82,11 @@ SETTINGS = [
     Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
     Setting("status_cache_seconds", "number", 1, "Seconds a /status answer may be reused (0: never); "
             "dashboards polling it then cost one computation a second.", None, 0),
-    Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",
+    Setting("rate_limiting_enabled", "bool", False, "Limit requests per client in 3.9.1's four classes (limits "
+            "in the top-level :rate_limits: section; see docs/api.md): 429 past a class's limit.",
             "RATE_LIMITING_ENABLED"),
+    Setting("auth_failure_limits_enabled", "bool", True, "Slow down clients that fail authentication "
+            "repeatedly (auth_failures_per_minute, auth_token_failures_per_minute)."),
     Setting("auth_failures_per_minute", "int", 10,
             "Wrong passwords for one user name from one address per minute before that user's logins "
             "from that address are 429 (other users and tokens are not affected).", None, 1),
@@ -108,7 +111,7 @@ IGNORED_SETTINGS = {
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
                     "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus", "rate_limits"}
 
 
 # -- coercion ------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def fuzz_targets(tmp_path_factory):
     db.upgrade()
     targets, servers = [], []
     for sections in ({}, {"auth": USERS_AUTH}):
-        config = make_config(settings={"domain": "company.com", "rate_limiting_enabled": False}, **sections)
+        config = make_config(settings={"domain": "company.com", "auth_failure_limits_enabled": False}, **sections)
         for pool in config.pools:
             for state in ("ready", "running", "pending"):
                 add_vm(db, pool, state)

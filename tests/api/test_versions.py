@@ -110,7 +110,16 @@ def test_reads_answer_as_v1_does(api, base, path):
     if path == "/status":  # times move between two requests
         for body in (mine, v1):
             body["status"].pop("uptime"), body["status"].pop("time", None)
+        if base == "/api/v3":  # 3.8.1 added the on-demand requests waiting, first
+            assert list(mine["queue"])[0] == "requested" and mine["queue"].pop("requested") == 0
     assert mine == v1
+
+
+def test_v3_status_queue_counts_waiting_ondemand_requests(api):
+    api.post("/api/v3/ondemandvm", {"debian-7-i386": 2})
+    api.post("/api/v3/ondemandvm", {"debian-7-x86_64": 1})
+    assert api.get("/api/v3/status?view=queue").json()["queue"]["requested"] == 2
+    assert "requested" not in api.get("/api/v1/status?view=queue").json()["queue"]
 
 
 def test_ondemand(api, base):

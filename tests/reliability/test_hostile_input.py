@@ -59,7 +59,7 @@ def hold_vm(server) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("hostile"), POOLS, log_level="DEBUG", auth=USERS_AUTH,
-                            settings={"max_body_size": MAX_BODY, "rate_limiting_enabled": False,
+                            settings={"max_body_size": MAX_BODY, "auth_failure_limits_enabled": False,
                                       "request_logger": True}).start()
     wait_until(lambda: pools_full(process.client, POOLS), 20, "the pool to fill")
     yield process
@@ -196,7 +196,7 @@ def test_token_guessing_is_slowed_down_and_never_succeeds(tmp_path):
 
 def test_passwords_and_tokens_never_reach_the_log_or_an_error_answer(tmp_path):
     server = ServerProcess(tmp_path, POOLS, log_level="DEBUG", auth=USERS_AUTH,
-                           settings={"request_logger": True, "rate_limiting_enabled": False}).start()
+                           settings={"request_logger": True, "auth_failure_limits_enabled": False}).start()
     wrong_password, guessed = "Wr0ng-Passw0rd-ZZ", "guessedtokenguessedtokenguessed1"
     errors = []
     try:

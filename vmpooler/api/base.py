@@ -10,12 +10,14 @@ import dataclasses
 import json
 import logging
 import re
+from typing import Optional
 
 import tornado.web
 
 from vmpooler.api import validation
 from vmpooler.api.auth import Credentials
 from vmpooler.api.errors import MESSAGES, ApiError
+from vmpooler.api.ratelimit import RateLimiter, classify, client_of
 from vmpooler.api.render import encode, shown
 from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
@@ -36,6 +38,8 @@ class ApiState:
     context: Context
     credentials: Credentials
     status_cache: dict = dataclasses.field(default_factory=dict)
+    #: the request rate limits; None unless rate_limiting_enabled
+    limiter: Optional[RateLimiter] = None
 
 
 def _reject_constant(name):
@@ -63,6 +67,9 @@ def request_summary(request) -> str:
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    #: whether the request rate limits apply (never to /healthcheck nor the metrics route)
+    rate_limited = True
+
     def initialize(self, version: ApiVersion = ApiVersion.V1) -> None:
         #: the API version of the route's prefix (the unversioned aliases are v1)
         self.version = version
@@ -87,6 +94,15 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def config(self):
         return self.context.config
+
+    async def prepare(self) -> None:
+        """The request rate limits (429 past a class's limit), before the handler runs."""
+        limiter = self.state.limiter
+        if limiter is None or not self.rate_limited:
+            return
+        credential = await self.credentials.valid_credential(self.request)
+        limiter.take(classify(self.request.method, self.request.path, credential is not None),
+                     client_of(self.request, credential))
 
     # --- answers ----------------------------------------------------------------------------
     def set_default_headers(self) -> None:

@@ -11,6 +11,8 @@ from vmpooler.db.database import StoreUnavailable
 
 
 class HealthcheckHandler(BaseHandler):
+    rate_limited = False  # balancers and monitors poll it
+
     async def get(self) -> None:
         reasons = []
         try:  # waits out the database's busy timeout when it is locked: in a thread, not on the IOLoop

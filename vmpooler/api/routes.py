@@ -16,6 +16,7 @@ from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.ratelimit import RateLimiter
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
 from vmpooler.api.fullconfig import FullConfigHandler
@@ -124,9 +125,10 @@ def _application(context: Context, routes: list, **tornado_settings) -> tornado.
     """``routes`` with a JSON 404 for any other path, every request counted and logged, every body
     limited (413 JSON)."""
     settings = context.config.settings
+    limiter = RateLimiter(context.config.rate_limits) if settings.rate_limiting_enabled else None
     tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
     return LimitedApplication(routes, default_handler_class=NotFoundHandler,
-                              vmpooler=ApiState(context, Credentials.for_context(context)),
+                              vmpooler=ApiState(context, Credentials.for_context(context), limiter=limiter),
                               max_body_size=settings.max_body_size, **tornado_settings)
 
 

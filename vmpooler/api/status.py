@@ -38,14 +38,21 @@ def _leadership(_db, leader) -> dict:
     return leader()
 
 
-async def build_status(context, sections: frozenset) -> dict:
+async def _nothing(_db) -> None:
+    return None
+
+
+async def build_status(context, sections: frozenset, requested: bool = False) -> dict:
+    """The body of /status for ``sections``; ``requested``: ``queue`` shows the on-demand requests
+    waiting (3.8.1+, /api/v3)."""
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     db = context.db
-    counts, samples, boots, manager, effective = await asyncio.gather(
+    counts, samples, boots, manager, effective, waiting = await asyncio.gather(
         db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
         db.run(stat_store.last_boots), db.run(_leadership, context.leader),
-        db.run(overrides.effective_pools, config.pools))
+        db.run(overrides.effective_pools, config.pools),
+        db.run(stat_store.ondemand_waiting) if requested and "queue" in sections else _nothing(db))
     pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
@@ -70,7 +77,8 @@ async def build_status(context, sections: frozenset) -> dict:
     if "providers" in sections:
         body["providers"] = context.provider_health()
     if "queue" in sections:
-        queue = {key: sum(c[key] for c in pools.values()) for key in QUEUE}
+        queue = {"requested": waiting or 0} if requested else {}
+        queue.update((key, sum(c[key] for c in pools.values())) for key in QUEUE)
         queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
         body["queue"] = queue
     status = {"ok": True, "message": "Battle station fully armed and operational."}
@@ -86,12 +94,13 @@ async def build_status(context, sections: frozenset) -> dict:
 class StatusHandler(BaseHandler):
     async def get(self) -> None:
         sections = requested_sections(self.request.query)
+        requested = self.version.queue_requested
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
-        cached = cache.get(sections)
+        cached = cache.get((sections, requested))
         if seconds and cached is not None and cached[0] > time.monotonic():
             return self.reply_encoded(cached[1])
-        text = encode(await build_status(self.context, sections))
+        text = encode(await build_status(self.context, sections, requested))
         if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
-            cache[sections] = (time.monotonic() + seconds, text)
+            cache[(sections, requested)] = (time.monotonic() + seconds, text)
         self.reply_encoded(text)

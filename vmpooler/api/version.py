@@ -8,7 +8,7 @@ is given, and a version only changes how answers are rendered and how input is c
   GET /vm/<host> shows ``fqdn`` instead of ``domain``, and a hostname in a path is cut at its first
   dot; everything else answers as v1 (2.x rerouted it to v1).
 * v3 (3.x): v2's rendering plus the 3.8.1 input validation and its messages (``validation.py``),
-  and the routes 3.x added (GET /full_config).
+  ``requested`` in /status ``queue``, and the routes 3.x added (GET /full_config).
 """
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ class ApiVersion(enum.Enum):
     @property
     def validates(self) -> bool:
         """The 3.8.1 input validation, with the original's messages."""
+        return self is ApiVersion.V3
+
+    @property
+    def queue_requested(self) -> bool:
+        """/status ``queue`` has ``requested`` (3.8.1+: on-demand requests waiting for VMs)."""
         return self is ApiVersion.V3
 
     def host(self, name: str, domain: Optional[str]) -> str:
