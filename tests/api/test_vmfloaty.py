@@ -1,4 +1,5 @@
-"""vmfloaty (0.9.x / 1.x, API v1) works unchanged: its requests replayed as it sends them.
+"""vmfloaty (0.9.x / 1.x) works unchanged with ``url:`` at /api/v1, /api/v2 or /api/v3 (3.x users'
+setting): its requests replayed as it sends them.
 
 From puppetlabs/vmfloaty lib/vmfloaty/{pooler,auth,http,utils}.rb: Faraday with the url_encoded
 middleware on ``url`` (e.g. https://vmpooler.example.com/api/v1). Relative paths ('vm',
