@@ -119,3 +119,12 @@ def test_validation_units():
     assert validation.tag_problem("a.b-c_d", "x y-z.@:/_") is None and validation.tag_problem("k", None) is None
     assert validation.tag_problem("k", "é") == "Tag value contains invalid characters"  # Ruby's \w is ASCII
     assert validation.tag_problem("", "x") == "Tag key is required"
+
+
+def test_disk_checks_in_3x_order(auth_api):
+    """As 3.x: the token (401), then the hostname and the size (400), then the VM (404)."""
+    assert_error(auth_api.post(f"{V3}/vm/bad_name/disk/0"), 401)
+    token = auth_api.token()
+    assert error(auth_api.post(f"{V3}/vm/bad_name/disk/0", token=token)) == "Invalid hostname format"
+    assert error(auth_api.post(f"{V3}/vm/novm/disk/0", token=token)) == "Disk size must be at least 1"
+    assert_error(auth_api.post(f"{V3}/vm/novm/disk/8", token=token), 404)
