@@ -21,12 +21,19 @@ setup(
         "coolname>=2.2",
         "prometheus-client>=0.17",
         "ldap3>=2.9",
+        "dnspython>=2.3",  # the rfc2136 DNS plugin (imported only when a :dns_configs: entry uses it)
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
-                 "psycopg[binary]>=3.1"],
+                 "psycopg[binary]>=3.1", "redis>=4.5"],
         # for a PostgreSQL database (:database: url: postgresql://...)
         "postgresql": ["psycopg[binary]>=3.1"],
+        # for `vmpooler db import-redis`: reading the original's Redis
+        "redis": ["redis>=4.5"],
     },
-    entry_points={"console_scripts": ["vmpooler = vmpooler.cli:main"]},
+    entry_points={
+        "console_scripts": ["vmpooler = vmpooler.cli:main"],
+        # DNS plugins: a package holding config.py (SCHEMA) and plugin.py (PLUGIN); others ship the same way
+        "vmpooler.dns": ["dynamic-dns = vmpooler.dns.dynamic", "rfc2136 = vmpooler.dns.rfc2136"],
+    },
 )

@@ -26,6 +26,22 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slapd ldap-utils openssl >/dev/null
 fi
 
+# Redis: `vmpooler db import-redis` is tested against a real redis-server (each test starts its own
+# on a free loopback port, without persistence), filled the way the original vmpooler fills it.
+if ! command -v redis-server >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
+# --- DNS (h/dns) ---------------------------------------------------------------------------------
+# BIND 9's named: the DNS tests start their own named on loopback (a free port, a throw-away config
+# and zones, a TSIG key of their own), never the system instance. dnspython comes with setup.py.
+if ! command -v named >/dev/null 2>&1 && [ ! -x /usr/sbin/named ]; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bind9 >/dev/null
+fi
+# --- end DNS ---------------------------------------------------------------------------------------
+
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then
   $sudo service postgresql start >/dev/null

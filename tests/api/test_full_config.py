@@ -9,7 +9,7 @@ from vmpooler.api.fullconfig import REDACTED, full_config, redacted
 from vmpooler.auth import hash_password
 
 SECRETS = ["pw-of-the-directory", "pw-of-the-database", "pw-of-the-provider", "token-of-the-provider",
-           "key-of-the-provider", "pw-in-a-url"]
+           "key-of-the-provider", "pw-in-a-url", "dHNpZy1vZi10aGUtZG5z"]
 
 
 def test_no_known_secret_appears(start_api):
@@ -19,7 +19,9 @@ def test_no_known_secret_appears(start_api):
                     database={"url": "postgresql://vmpooler:pw-of-the-database@db.example/vmpooler"},
                     providers={"dummy": {"password": "pw-of-the-provider", "api_token": "token-of-the-provider",
                                          "access_key": "key-of-the-provider",
-                                         "server": "https://admin:pw-in-a-url@vcenter.example/sdk"}})
+                                         "server": "https://admin:pw-in-a-url@vcenter.example/sdk"}},
+                    dns_configs={"lab": {"dns_class": "rfc2136", "domain": "lab.example.com", "server": "192.0.2.1",
+                                         "tsig_key_name": "vmpooler", "tsig_secret": "dHNpZy1vZi10aGUtZG5z"}})
     response = api.get("/api/v3/full_config")
     assert response.status == 200
     text = response.text
@@ -30,6 +32,8 @@ def test_no_known_secret_appears(start_api):
     assert body["providers"]["dummy"]["password"] == REDACTED
     assert body["providers"]["dummy"]["server"] == f"https://admin:{REDACTED}@vcenter.example/sdk"
     assert body["database"]["url"] == f"postgresql://vmpooler:{REDACTED}@db.example/vmpooler"
+    assert body["dns_configs"]["lab"]["tsig_secret"] == REDACTED and body["dns_configs"]["lab"]["tsig_key_name"] == "vmpooler"
+    assert body["rate_limits"]["vm_creation"] == {"limit": 20, "period": 60}
     # what is not secret is shown as configured
     assert body["config"]["auth_token_failures_per_minute"] == 600 and body["config"]["domain"] == "company.com"
 

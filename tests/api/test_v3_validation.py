@@ -106,7 +106,7 @@ def test_v1_and_v2_keep_their_own_checks(api, base):
     name = api.checkout()
     assert api.put(f"{base}/vm/{name}", {"tags": {"my tag": "<x>"}}).json() == {"ok": True}
     answer = assert_error(api.put(f"{base}/vm/{name}", {"lifetime": 0}), 400)
-    assert answer["failure"] == ["You provided a lifetime ('0') but you must provide a positive number."]
+    assert answer["failure"] == ["You provided a lifetime ('0') but you must provide a positive whole number of hours."]
     assert "the disk size must be" in error(api.post(f"{base}/vm/{name}/disk/0"))
     assert "not valid JSON" in error(api.post(f"{base}/vm", "{not json"))
 

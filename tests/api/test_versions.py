@@ -167,3 +167,22 @@ def test_full_config_only_in_v3(api, base):
     config = body["full_config"]
     assert config["pool_names"] == ["debian-7-i386", "debian-7-x86_64"]
     assert config["config"]["domain"] == "company.com" and [p["name"] for p in config["pools"]] == config["pool_names"]
+
+
+def test_v2_v3_use_each_pools_own_domain(start_api, base):
+    """A pool with a DNS setup (dns_plugin) has its own domain: v2 and v3 write every hostname with
+    its pool's domain; v1 keeps its shared top-level domain, or FQDNs when the domains differ."""
+    api = start_api(pools=[{"name": "lab", "template": "t", "size": 3, "dns_plugin": "lab"},
+                           {"name": "plain", "template": "t", "size": 3}], settings={"domain": "default.test"},
+                    dns_configs={"lab": {"dns_class": "dynamic-dns", "domain": "lab.example.com"}})
+    lab, plain = api.add("lab"), api.add("plain")
+    body = api.post(f"{base}/vm/lab+plain").json()
+    assert body == {"ok": True, "lab": {"hostname": f"{lab}.lab.example.com"},
+                    "plain": {"hostname": f"{plain}.default.test"}}  # v1 too: the domains differ
+    other = api.add("lab")
+    body = api.post(f"{base}/vm/lab").json()
+    assert body == ({"ok": True, "lab": {"hostname": other}, "domain": "lab.example.com"} if base == V1
+                    else {"ok": True, "lab": {"hostname": f"{other}.lab.example.com"}})
+    info = api.get(f"{base}/vm/{lab}").json()[lab]
+    assert info.get("fqdn" if base != V1 else "domain") == (f"{lab}.lab.example.com" if base != V1
+                                                              else "lab.example.com")

@@ -175,13 +175,13 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def hostname(self, raw: str) -> str:
         """A VM name from the path: v3 checks it as 3.8.1 does; v2 and v3 cut it at its first dot;
-        v1 shortens ``<name>.<domain>`` to ``<name>``."""
+        v1 shortens ``<name>.<domain>`` (any pool's domain) to ``<name>``."""
         if self.version.validates:
             validation.hostname(raw)
         raw = self.version.path_hostname(raw)
-        domain = self.config.domain
-        if domain and raw.endswith("." + domain) and re.fullmatch(r"[A-Za-z0-9_-]+", raw[:-len(domain) - 1]):
-            raw = raw[:-len(domain) - 1]
+        name, _dot, domain = raw.partition(".")
+        if domain in self.config.domains and re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raw = name
         if len(raw) > MAX_HOSTNAME:
             raise ApiError(400, f"the hostname is longer than {MAX_HOSTNAME} characters")
         if not _HOSTNAME.fullmatch(raw):

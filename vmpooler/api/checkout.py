@@ -6,7 +6,7 @@ from typing import Optional
 
 from vmpooler.api.errors import ApiError
 from vmpooler.api import validation
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import handed_out, shown, whole_number
 from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
 from vmpooler.db import vms as vm_store
@@ -79,9 +79,9 @@ async def checkout(context: Context, requested: dict, token: Optional[object],
     if wanted:
         context.refill()
     body = {"ok": True}
-    for name, vms in taken.items():
-        hosts = [version.host(vm.name, config.pool_domain(vm.pool)) for vm in vms]
+    hostnames, domain = handed_out(config, taken, version.fqdn)
+    for name, hosts in hostnames.items():
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
-    if config.domain and not version.fqdn:
-        body["domain"] = config.domain
+    if domain:
+        body["domain"] = domain
     return body

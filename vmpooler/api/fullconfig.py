@@ -8,6 +8,7 @@ URL are replaced by ``REDACTED``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 import time
 
@@ -26,7 +27,8 @@ def redacted(value, key: str = ""):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): redacted(v, str(k)) for k, v in value.items()}
+        keys = {k: k.value if isinstance(k, enum.Enum) else str(k) for k in value}
+        return {keys[k]: redacted(v, keys[k]) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redacted(item, key) for item in value]
     if value is not None and re.split(r"[^a-z]+", key.lower().strip(":_"))[-1] in _SECRET_WORDS:
@@ -55,10 +57,11 @@ def full_config(context) -> dict:
         "config": redacted(config.settings),
         "pools": [redacted(dict(pool.raw)) for pool in config.pools],
         "providers": {name: redacted(dict(provider.raw)) for name, provider in config.providers.items()},
+        "dns_configs": {name: redacted(dict(dns.raw)) for name, dns in config.dns.items()},
         "auth": _auth(config.auth),
         "tagfilter": redacted(config.tagfilter),
         "database": {"url": redacted(config.database_url)},
-        "rate_limits": redacted(getattr(config, "rate_limits", None)),
+        "rate_limits": redacted(config.rate_limits),
         "pool_names": [pool.name for pool in config.pools],
         "uptime": round(time.time() - context.started_at, 1),
     }

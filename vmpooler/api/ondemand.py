@@ -15,7 +15,7 @@ import uuid
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import parse_path
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import handed_out, shared_domain, shown, whole_number
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.vms import Owner
 from vmpooler.db.database import utcnow
@@ -73,8 +73,9 @@ class OndemandHandler(BaseHandler):
                            held=exceeded.held) from None
         self.context.wake()
         body = {"ok": True, "request_id": request_id}
-        if config.domain and not self.version.fqdn:
-            body["domain"] = config.domain
+        domain = None if self.version.fqdn else shared_domain(config, [pool for _name, pool, _count in wants])
+        if domain:
+            body["domain"] = domain
         self.reply(body, 201)
 
     def _counts(self, requested: dict) -> dict:
@@ -128,12 +129,13 @@ class OndemandRequestHandler(OndemandHandler):
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
+            hostnames, domain = handed_out(self.config, {want.id: [
+                vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+                for want in request.wants}, self.version.fqdn)
             for want in request.wants:
-                hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += [self.version.host(vm.name, self.config.pool_domain(vm.pool))
-                          for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-            if self.config.domain and not self.version.fqdn:
-                body["domain"] = self.config.domain
+                body.setdefault(want.requested, {"hostname": []})["hostname"].extend(hostnames[want.id])
+            if domain:
+                body["domain"] = domain
         elif state == OD_FAILED:
             body["message"] = request.row.failure
         elif state == OD_DELETED:

@@ -47,6 +47,40 @@ def whole_number(value, max_digits: int = 9) -> Optional[int]:
     return None
 
 
+def shared_domain(config, pool_names) -> Optional[str]:
+    """The top-level ``domain`` of a v1 answer about VMs of ``pool_names``: their pools' one domain
+    (each pool's comes from its DNS setup, else the default), the default when there are no VMs,
+    None when the pools' domains differ (then ``v1_hostnames`` writes each VM's FQDN)."""
+    domains = {config.domain_of(pool) for pool in pool_names}
+    if not domains:
+        return config.domain
+    return domains.pop() if len(domains) == 1 else None
+
+
+def v1_hostnames(config, vms, domain: Optional[str]) -> list:
+    """The VM rows' hostnames in a v1 answer whose top-level domain is ``domain`` (shared_domain):
+    short names beside it (as v1 always answered), else each with its own pool's domain."""
+    if domain:
+        return [vm.name for vm in vms]
+    return [fqdn_of(config, vm) for vm in vms]
+
+
+def handed_out(config, vms_by_name: dict, fqdn: bool) -> tuple:
+    """({requested name: [hostnames]}, the top-level domain or None) of an answer handing VMs out
+    (checkout, a ready on-demand request): with ``fqdn`` (API v2, v3) each hostname carries its
+    pool's domain and there is no top-level domain; else v1's (``shared_domain``, ``v1_hostnames``)."""
+    if fqdn:
+        return {name: [fqdn_of(config, vm) for vm in vms] for name, vms in vms_by_name.items()}, None
+    domain = shared_domain(config, [vm.pool for vms in vms_by_name.values() for vm in vms])
+    return {name: v1_hostnames(config, vms, domain) for name, vms in vms_by_name.items()}, domain
+
+
+def fqdn_of(config, vm) -> str:
+    """``<name>.<domain of its pool>``, or the name alone without a domain."""
+    domain = config.domain_of(vm.pool)
+    return f"{vm.name}.{domain}" if domain else vm.name
+
+
 def alias_as_configured(pool):
     """A pool's alias as written in the configuration (a string or a list), None without one."""
     return pool.raw.get("alias") if pool.alias else None

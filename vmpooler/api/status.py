@@ -1,7 +1,9 @@
 """GET /status: capacity, today's clone and boot times, queues, pools, providers, health.
 
-Computed with a fixed number of queries (four, one of them the pool overrides) whatever the
-number of pools, and reused for ``status_cache_seconds`` when that is set.
+Computed with a fixed number of queries (five: the pool counts, today's durations, the last
+boots, the manager's lease, the pool overrides; in parallel on PostgreSQL) whatever the number of
+pools, and reused for ``status_cache_seconds`` when that is set, but never once the database
+changed since it was read (a write of this process, or a change another process announced).
 """
 from __future__ import annotations
 
@@ -97,10 +99,14 @@ class StatusHandler(BaseHandler):
         requested = self.version.queue_requested
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
-        cached = cache.get((sections, requested))
-        if seconds and cached is not None and cached[0] > time.monotonic():
-            return self.reply_encoded(cached[1])
+        key = (sections, requested)
+        cached = cache.get(key)
+        # reused while young and while nothing changed since it was read: no write of this process
+        # and (PostgreSQL) no change another process announced (Database.generation counts both)
+        generation = self.db.generation
+        if seconds and cached is not None and cached[0] > time.monotonic() and cached[1] == generation:
+            return self.reply_encoded(cached[2])
         text = encode(await build_status(self.context, sections, requested))
         if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
-            cache[(sections, requested)] = (time.monotonic() + seconds, text)
+            cache[key] = (time.monotonic() + seconds, generation, text)
         self.reply_encoded(text)

@@ -13,7 +13,6 @@ is given, and a version only changes how answers are rendered and how input is c
 from __future__ import annotations
 
 import enum
-from typing import Optional
 
 
 class ApiVersion(enum.Enum):
@@ -39,10 +38,6 @@ class ApiVersion(enum.Enum):
     def queue_requested(self) -> bool:
         """/status ``queue`` has ``requested`` (3.8.1+: on-demand requests waiting for VMs)."""
         return self is ApiVersion.V3
-
-    def host(self, name: str, domain: Optional[str]) -> str:
-        """A VM's name as this version shows it in checkout and on-demand answers."""
-        return f"{name}.{domain}" if self.fqdn and domain else name
 
     def path_hostname(self, raw: str) -> str:
         """A hostname from a path before the common checks: v2 and v3 cut it at its first dot (as

@@ -55,11 +55,9 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime,
     if extras.disks:
         info["disk"] = [f"+{size}gb" for size in extras.disks]
     info["ip"] = vm.ip or ""
-    domain = config.pool_domain(vm.pool)
-    if domain and version.fqdn:
-        info["fqdn"] = version.host(vm.name, domain)
-    elif config.domain and not version.fqdn:
-        info["domain"] = config.domain
+    domain = config.domain_of(vm.pool)
+    if domain:
+        info.update({"fqdn": f"{vm.name}.{domain}"} if version.fqdn else {"domain": domain})
     if extras.tasks:
         info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
@@ -90,7 +88,7 @@ def validate_changes(body: dict, config, version: ApiVersion = ApiVersion.V1) ->
             if (lifetime is None or lifetime <= 0) and version.validates:
                 failures.append(f"Lifetime must be a positive integer (got {_ruby_text(value)})")
             elif lifetime is None or lifetime <= 0:
-                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
+                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive whole number of hours.")
             elif limit and lifetime >= limit:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
             elif lifetime > MAX_LIFETIME:

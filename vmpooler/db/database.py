@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import threading
+from typing import Callable, Optional
 
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
@@ -70,9 +71,13 @@ class Database:
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
             _prepare_sqlite(self.engine, busy_timeout_ms)
-        #: counts write transactions; a read cached under an older count may be stale
+        #: counts write transactions (and, on PostgreSQL, other processes' announced changes): a
+        #: read cached under an older count may be stale
         self.generation = 0
         self._generation_lock = threading.Lock()
+        #: called (from any thread) after each write transaction of this process that may change
+        #: what a cached read shows: on PostgreSQL the service announces it to the other processes
+        self.on_change: Optional[Callable[[], None]] = None
         self._cache: dict = {}
         self._local = threading.local()  # .batch: the connection of the batch this thread applies
         self._executor = None  # PostgreSQL's database threads, made on first use
@@ -138,6 +143,16 @@ class Database:
             self.bump()
 
     def bump(self) -> None:
+        """A write of this process committed: cached reads are stale, and the others are told."""
+        self._advance()
+        if self.on_change is not None:
+            self.on_change()
+
+    def changed_elsewhere(self) -> None:
+        """Another process announced a change (PostgreSQL, db/notify.py): cached reads are stale."""
+        self._advance()
+
+    def _advance(self) -> None:
         with self._generation_lock:
             self.generation += 1
 

@@ -136,12 +136,13 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
 
 @writes
 def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
-                   retry_at: Optional[datetime.datetime]) -> bool:
+                   retry_at: Optional[datetime.datetime], booting: bool = False) -> bool:
     """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
     of attempts, unchanged when the provider's circuit breaker refused the call (no attempt: the
     VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
     given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
-    fails (an operator must look)."""
+    fails (an operator must look). ``booting``: a clone attempt that failed after the clone
+    itself (its DNS record: manager/records.py), so the VM is guarded as pending, not cloning."""
     column, give_up_state = statements.ATTEMPTS[kind]
     values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
     if retry_at is None:
@@ -153,7 +154,7 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
     waiting = attempts == getattr(vm, column)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
               else f"{kind} attempt {attempts} failed, retrying: {error}")
-    guard = statements.CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
+    guard = statements.CLONING_UPDATE if kind == "clone" and not booting else GUARDED_UPDATE
     if not amend(db, vm, reason, now, guard=guard, **values):
         return False
     (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)

@@ -5,7 +5,6 @@ retry policy says (manager/retry.py), and retires the excess of a pool that shra
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 
 from vmpooler.db import stats
@@ -13,7 +12,7 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager import checks, hostnames
 from vmpooler.manager.retry import CLONE
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
@@ -106,10 +105,12 @@ async def clone(manager, pool, vm, failed=None) -> None:
         await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
         return
-    manager.pool_failures.pop(pool.name, None)
-    manager.pool_retry_at.pop(pool.name, None)
-    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    if manager.records.plugin(pool) is None:  # else once its record is made (checks.probe_boot)
+        manager.pool_recovered(pool)
+    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together (unless
+        # its DNS record must be made first: probe_boot makes it)
+        ready = manager.records.plugin(pool) is None and await manager.runner.call(
+            pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
@@ -124,15 +125,8 @@ async def clone(manager, pool, vm, failed=None) -> None:
 
 
 async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
-    """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
-    provider's breaker may let calls through when it refused the call, else for a backoff that
-    grows with the pool's consecutive failures."""
+    """Record the failed clone of ``vm`` and hold the pool's new clones back (Manager.hold_pool)."""
     now = utcnow()
-    if isinstance(error, CircuitOpen):
-        manager.pool_retry_at[pool.name] = manager.retry.breaker_open_until(pool.provider, now)
-    else:
-        failures = manager.pool_failures.get(pool.name, 0) + 1
-        manager.pool_failures[pool.name] = failures
-        manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
+    manager.hold_pool(pool, error, now)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

@@ -8,6 +8,7 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 
@@ -17,11 +18,14 @@ from vmpooler.db import stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
 from vmpooler.metrics import DISABLED
+from vmpooler.providers.base import CircuitOpen
 
 log = logging.getLogger("vmpooler.manager")
 
@@ -58,9 +62,10 @@ class Pass:
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
-    holding the lease acts; None for a manager that is alone by construction (tests)."""
+    holding the lease acts; None for a manager that is alone by construction (tests).
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -68,6 +73,8 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
+                               self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
@@ -138,6 +145,7 @@ class Manager:
             if still:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
+        self.records.close()
 
     def _running(self) -> bool:
         """Started (start reconciles first) and not stopping."""
@@ -241,6 +249,22 @@ class Manager:
         finally:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
+
+    def hold_pool(self, pool, error, now) -> None:
+        """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
+        new clones back until the provider's breaker may let calls through when it refused the
+        call, else for a backoff that grows with the pool's consecutive failures."""
+        if isinstance(error, CircuitOpen):
+            self.pool_retry_at[pool.name] = self.retry.breaker_open_until(pool.provider, now)
+            return
+        failures = self.pool_failures.get(pool.name, 0) + 1
+        self.pool_failures[pool.name] = failures
+        self.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=self.retry.backoff(failures))
+
+    def pool_recovered(self, pool) -> None:
+        """A clone of ``pool`` succeeded: its new clones are no longer held back."""
+        self.pool_failures.pop(pool.name, None)
+        self.pool_retry_at.pop(pool.name, None)
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
