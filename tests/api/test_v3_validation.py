@@ -128,3 +128,13 @@ def test_disk_checks_in_3x_order(auth_api):
     assert error(auth_api.post(f"{V3}/vm/bad_name/disk/0", token=token)) == "Invalid hostname format"
     assert error(auth_api.post(f"{V3}/vm/novm/disk/0", token=token)) == "Disk size must be at least 1"
     assert_error(auth_api.post(f"{V3}/vm/novm/disk/8", token=token), 404)
+
+
+def test_depth_counts_as_the_original():
+    assert not validation._deeper_than({"a": {"b": {"c": {"d": {}}}}}, 5)  # 5 levels
+    assert validation._deeper_than({"a": {"b": {"c": {"d": {"e": {}}}}}}, 5)
+    assert not validation._deeper_than({"a": [1, [2, [3]]], "b": 1}, 5) and validation._deeper_than([[[[[[]]]]]], 5)
+    deep = {}
+    for _ in range(5000):  # far past Python's recursion limit: still an answer
+        deep = {"a": deep}
+    assert validation._deeper_than(deep, 5)

@@ -71,12 +71,14 @@ def disk_size(value) -> int:
     return integer(value, "Disk size", 1, MAX_DISK_GB)
 
 
-def _depth(value) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _deeper_than(value, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels (as the original's
+    json_depth counts them: ``{}`` is 1, a scalar 0); iterative, so any depth is safe to ask."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return any(isinstance(item, (dict, list)) for item in level)
 
 
 def json_object(raw: bytes) -> dict:
@@ -90,7 +92,7 @@ def json_object(raw: bytes) -> dict:
         _refuse(f"Invalid JSON: {error}" if isinstance(error, ValueError) else "Request body too complex")
     if not isinstance(parsed, dict):
         _refuse("Request body must be a JSON object")
-    if _depth(parsed) > MAX_DEPTH:
+    if _deeper_than(parsed, MAX_DEPTH):
         _refuse("Request body too complex")
     if len(raw) > MAX_BODY:
         _refuse("Request body too large")
