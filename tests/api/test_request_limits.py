@@ -64,6 +64,14 @@ def test_classes_are_counted_apart(limited):
     assert assert_error(api.delete("/api/v2/vm/nosuch"), 429)["limit"] == 2
 
 
+def test_unknown_paths_count_too(limited):
+    api = limited()
+    for _ in range(3):
+        assert_error(api.get("/api/v3/nosuch"), 404, with_message=False)
+    assert assert_error(api.delete("/nosuch/either"), 429)["limit"] == 3
+    assert_error(api.get("/api/v3/status"), 429)
+
+
 def test_healthcheck_and_metrics_are_never_limited(limited):
     api = limited()
     exhaust(api)

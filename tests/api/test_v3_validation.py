@@ -138,3 +138,11 @@ def test_depth_counts_as_the_original():
     for _ in range(5000):  # far past Python's recursion limit: still an answer
         deep = {"a": deep}
     assert validation._deeper_than(deep, 5)
+
+
+def test_only_ascii_counts_and_names():
+    """Ruby's \\d and [a-z] with /i are ASCII; Python's are not unless told."""
+    with pytest.raises(Exception, match="VM count must be a valid integer"):
+        validation.vm_count("١٢")  # Arabic-Indic digits
+    with pytest.raises(Exception, match="Invalid hostname format"):
+        validation.hostname("\u212aelvin")  # KELVIN SIGN, equal to k when case is ignored in Unicode

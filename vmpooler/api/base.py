@@ -192,8 +192,12 @@ class BaseHandler(tornado.web.RequestHandler):
 class NotFoundHandler(BaseHandler):
     """Every path no route matches: 404 ``{"ok": false}``, whatever the method."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        await super().prepare()  # the request rate limits count unknown paths too, as 3.9.1's
         raise ApiError(404)
 
     def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, (ApiError, StoreUnavailable)):  # our 404, a 429, a 503
+            return super().write_error(status_code, **kwargs)
         super().write_error(404)  # also for methods Tornado does not know (405 elsewhere)

@@ -21,11 +21,11 @@ MAX_VMS = 100
 MAX_DISK_GB = 2048
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
+HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE | re.ASCII)
 POOL_NAME = re.compile(r"[A-Za-z0-9_-]+")
 TAG_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _TAG_VALUE_REFUSED = re.compile(r"[^\w\s\-.@:/]", re.ASCII)
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"\d+", re.ASCII)
 
 
 def _refuse(message: str):
