@@ -42,6 +42,13 @@ if ! command -v named >/dev/null 2>&1 && [ ! -x /usr/sbin/named ]; then
 fi
 # --- end DNS ---------------------------------------------------------------------------------------
 
+# Fault tests (issue 18 items 3, 4, 9): the sqlite3 shell holds a database's write lock from a
+# process of its own; chattr (e2fsprogs) makes a database file immutable.
+if ! command -v sqlite3 >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sqlite3 e2fsprogs >/dev/null
+fi
+
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then
   $sudo service postgresql start >/dev/null

@@ -10,13 +10,14 @@ import signal
 import uuid
 
 from sqlalchemy.engine import make_url
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from vmpooler.api.routes import make_app, make_metrics_app
+from vmpooler.api.server import BoundedHTTPServer
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
-from vmpooler.db.database import Database
+from vmpooler.db import heartbeat
+from vmpooler.db.database import Database, StoreUnavailable
 from vmpooler.db.notify import CHANGE_INTERVAL, CHANGED, WAKE, Listener, Sender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
@@ -98,7 +99,10 @@ class Service:
             self.wake_sender.send()
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
+        """StoreUnavailable, before anything listens, when the database cannot be upgraded or
+        cannot take a write (read-only, full, unreachable)."""
         self.db.upgrade()
+        heartbeat.beat(self.db)
         if self.app is not None:
             self._listen(host, port)
         if not self.db.is_sqlite:
@@ -133,12 +137,18 @@ class Service:
     async def _begin_term(self) -> None:
         try:
             await self.manager.start()
+        except StoreUnavailable as error:  # the next term tries again
+            log.warning("starting the pool manager failed: %s", error)
         except Exception:  # the next term, or the next pass, tries again
             log.exception("starting the pool manager failed")
 
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
+        settings = self.config.settings
+        self.server = BoundedHTTPServer(self.app, xheaders=settings.behind_proxy,
+                                        max_connections=settings.max_connections,
+                                        idle_connection_timeout=settings.http_idle_timeout,
+                                        body_timeout=settings.http_body_timeout)
         try:
             sockets = bind_sockets(port, host)
         except OSError as error:  # in use, not ours to take, no such address: one line, no traceback
@@ -165,6 +175,10 @@ class Service:
         self.db.dispose()
 
 
+class CannotStart(Exception):
+    """The service cannot start; the message says what and where (one line for the operator)."""
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for logs."""
     return make_url(url).render_as_string(hide_password=True)
@@ -184,6 +198,8 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     except ListenError:
         await service.stop()
         raise
+    except StoreUnavailable as error:
+        raise CannotStart(f"{error} (database {_safe_url(service.db.url)})") from None
     await stopped.wait()
     log.info("stopping")
     await service.stop()

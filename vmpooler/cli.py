@@ -25,13 +25,16 @@ def _load(path):
 
 
 def cmd_serve(args) -> int:
-    from vmpooler.app import ListenError, serve
+    from vmpooler.app import CannotStart, ListenError, serve
 
     config = _load(args.config)
     try:
         asyncio.run(serve(config, args.host, args.port, args.role))
     except ListenError as error:  # logged, so that it follows the lines logged before it
         logging.getLogger("vmpooler").error("%s", error)
+        return 1
+    except CannotStart as error:  # one line saying what and where; a traceback would bury it
+        print(f"vmpooler: cannot start: {error}", file=sys.stderr)
         return 1
     return 0
 

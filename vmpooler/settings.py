@@ -127,6 +127,16 @@ class Settings:
     behind_proxy: bool = setting(False, "Take the client address from X-Real-IP / X-Forwarded-For (set it only "
                                  "when a reverse proxy fronts the service; rate limiting keys on that address).")
     max_body_size: int = setting(65536, "Largest request body accepted, in bytes (413 above).", minimum=1)
+    http_idle_timeout: float = setting(60, "Seconds a client connection may take to send a request's head "
+                                       "(request line and headers), counted from its opening or its previous "
+                                       "answer: an idle keep-alive connection, or one sending its headers slowly, "
+                                       "is closed after it.", minimum=0.1)
+    http_body_timeout: float = setting(60, "Seconds a client may take to send a request's body; its connection "
+                                       "is closed after it.", minimum=0.1)
+    max_connections: Optional[int] = setting(None, "Most client connections open at once; past it a new one is "
+                                             "answered 503 (JSON, Retry-After) and closed. Unset: three quarters of "
+                                             "the process's file-descriptor limit (ulimit -n), the rest left to the "
+                                             "database, the providers and the log.", minimum=1)
     status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
                                           "the database changes; dashboards polling it then cost one computation "
                                           "a second at most.", minimum=0)

@@ -17,7 +17,7 @@ def test_upgrade_twice_is_harmless_and_sqlite_runs_in_wal(db):
     with db.engine.connect() as conn:
         if db.is_sqlite:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
     assert {"vms", "vm_events", "tokens", "vm_tags", "durations", "tasks", "pools"} <= set(
         inspect(db.engine).get_table_names())
 

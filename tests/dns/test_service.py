@@ -139,8 +139,9 @@ def test_a_record_that_cannot_be_removed_leaves_the_vm_destroyed_and_says_so(tmp
         assert any(reason.startswith("destroyed; its DNS record could not be removed: DNS lab: removing")
                    for reason in reasons), reasons
         assert name not in service.dummy.names()
+        # (whether the record is left behind is BIND's business now: the updates sent while it was
+        # stopped wait in its socket and may still be applied when it resumes)
         server.resume()
-        assert server.query(f"{name}.{ZONE}") == ["127.0.0.1"]  # left behind, as the log says
     finally:
         service.stop()
         server.stop()

@@ -129,6 +129,7 @@ class BaseHandler(tornado.web.RequestHandler):
             body.update({"error": error.error} if error.error else {}, **error.fields)
         elif isinstance(error, StoreUnavailable):
             status_code = 503
+            self.set_header("Retry-After", "1")  # a lock or a blip is usually over within a second
             body["error"] = f"the database cannot serve requests now: {error}"
         elif status_code >= 500:
             body["error"] = "internal error"

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import StoreUnavailable, WouldWait
 
 log = logging.getLogger("vmpooler.state")
 
@@ -86,10 +86,20 @@ class GroupCommit:
             taken = [self.queue.popleft() for _ in range(min(self.max_batch, -(-len(self.queue) // free)))]
             self.in_flight += 1
             if self.inline:  # one batch per loop turn: the rest of the queue waits for the next
-                self._answer(loop, self._apply_batch(taken))
+                try:
+                    with self.db.not_waiting():
+                        applied = self._apply_batch(taken)
+                except WouldWait:  # another process holds the lock: wait for it off the IOLoop
+                    self.stats["moved_to_thread"] += 1
+                    self._in_thread(loop, taken)
+                    return
+                self._answer(loop, applied)
                 return
-            done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
-            done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+            self._in_thread(loop, taken)
+
+    def _in_thread(self, loop, taken: list) -> None:
+        done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
+        done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
 
     def _apply_batch(self, taken: list) -> tuple:
         """Apply ``taken`` (in the thread that runs the batch): ([(request, ok, value)], requests
@@ -105,6 +115,8 @@ class GroupCommit:
                     if outcomes and time.monotonic() - started >= self.max_seconds:
                         break
                     outcomes.append(_apply(self.db, request))
+        except WouldWait:  # nothing was applied (the transaction rolled back): tried again in a thread
+            raise
         except Exception as error:  # the batch as a whole: each request fails as it would alone
             self.stats["failed_batches"] += 1
             if not isinstance(error, StoreUnavailable):
@@ -138,6 +150,8 @@ def _apply(db, request: Request, alone: bool = False) -> tuple:
     ``Database.write()``)."""
     try:
         return request, True, request.function(db, *request.args, **request.kwargs)
+    except WouldWait:
+        raise
     except StoreUnavailable as error:
         if alone:
             return request, False, error

@@ -20,6 +20,7 @@ import datetime
 import functools
 import logging
 import os
+import sqlite3
 import threading
 from typing import Callable, Optional
 
@@ -27,7 +28,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from vmpooler.db.batch import GroupCommit
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import StoreUnavailable, WouldWait
 from vmpooler.db.prepared import PreparedWrite
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Database:
             options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
-            _prepare_sqlite(self.engine, busy_timeout_ms)
+            _prepare_sqlite(self.engine, busy_timeout_ms, self.waits)
         #: counts write transactions (and, on PostgreSQL, other processes' announced changes): a
         #: read cached under an older count may be stale
         self.generation = 0
@@ -194,17 +195,45 @@ class Database:
                 connection.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
+    def not_waiting(self):
+        """SQLite: write transactions begun in this thread inside the block do not wait for
+        another process's lock (busy timeout 0) and raise WouldWait instead, which the caller
+        retries where waiting blocks nobody (the group commit: in a thread)."""
+        self._local.no_wait = True
+        try:
+            yield
+        finally:
+            self._local.no_wait = False
+
+    def waits(self) -> bool:
+        """Whether a write begun in this thread waits for a lock (see ``not_waiting``)."""
+        return not getattr(self._local, "no_wait", False)
+
+    @contextlib.contextmanager
     def _translated(self):
         try:
             yield
         except exc.OperationalError as error:
+            meaning = _describe(error)
+            if meaning in _LOCKED and not self.waits():
+                raise WouldWait(meaning) from error
             self.unavailable_count += 1
-            raise StoreUnavailable(_describe(error)) from error
+            if meaning in _CONNECTION_SPOILING:
+                self.recycle_connections(meaning)
+            raise StoreUnavailable(meaning) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
                 self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
             raise
+
+    def recycle_connections(self, why: str) -> None:
+        """Close every pooled connection; the next use opens new ones. After a read-only or I/O
+        error a connection may be spoiled for good (SQLite keeps a descriptor it had to open
+        read-only, whatever the file becomes), so none is trusted once the fault has passed.
+        Connections in use are not touched: they are dropped when returned (their pool is gone)."""
+        log.warning("closing the pooled database connections (%s); new ones are opened as needed", why)
+        self.engine.dispose(close=True)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -214,7 +243,8 @@ class Database:
         config = AlembicConfig()
         config.set_main_option("script_location", migrations_dir())
         config.attributes["engine"] = self.engine
-        command.upgrade(config, "head")
+        with self._translated():
+            command.upgrade(config, "head")
 
     def dispose(self) -> None:
         if self._executor is not None:
@@ -256,38 +286,102 @@ def upsert(conn: Connection, table, keys: tuple, **values) -> None:
         index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
 
 
+#: errors after which a pooled connection is not reused (Database.recycle_connections). Not
+#: "cannot be opened": that is a new connection's failure (a missing directory, no file descriptor
+#: left), and closing the pooled ones would only hand their descriptors to whoever asks next.
+_READ_ONLY, _IO_ERROR, _CANNOT_OPEN = ("the database is read-only", "the database had a disk I/O error",
+                                       "the database file cannot be opened")
+_CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR)
+
+
+_LOCKED = ("the database is locked by another process", "the database is busy")
+
+
 def _describe(error: exc.OperationalError) -> str:
     text = str(getattr(error, "orig", error)).lower()
-    for needle, meaning in (("locked", "the database is locked by another process"),
-                            ("busy", "the database is busy"),
+    for needle, meaning in (("locked", _LOCKED[0]),
+                            ("busy", _LOCKED[1]),
                             ("full", "the disk holding the database is full"),
-                            ("readonly", "the database is read-only"),
-                            ("read-only", "the database is read-only"),
-                            ("unable to open", "the database file cannot be opened"),
-                            ("disk i/o", "the database had a disk I/O error")):
+                            ("readonly", _READ_ONLY),
+                            ("read-only", _READ_ONLY),
+                            ("unable to open", _CANNOT_OPEN),
+                            ("disk i/o", _IO_ERROR),
+                            ("connection refused", "the database server refused the connection"),
+                            ("could not translate host name", "the database server's name does not resolve"),
+                            ("timeout expired", "the database server did not answer in time"),
+                            ("password authentication failed", "the database refused the credentials")):
         if needle in text:
             return meaning
     return "the database is unavailable"
 
 
 # --- SQLite only -----------------------------------------------------------------------------
-def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _prepare_sqlite(engine: Engine, busy_timeout_ms: int, waits) -> None:
     """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
     process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
     that a write transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
-    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock)."""
+    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock). A write
+    begun while ``waits()`` is false runs with busy timeout 0 (Database.not_waiting); the
+    connection keeps the timeout it last had, so the common case sets nothing."""
+
+    opened_read_only = [False]  # the last connection's; logged when it changes, not per connection
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        read_only = _opened_read_only(cursor)
+        if read_only:
+            record.info[_OPENED_READ_ONLY] = True
+        if read_only != opened_read_only[0]:
+            opened_read_only[0] = read_only
+            if read_only:
+                log.warning("the database %s opens only read-only: writes are refused, and each such "
+                            "connection is closed after one use", engine.url.database)
+            else:
+                log.warning("the database %s opens for writing again", engine.url.database)
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        record.info[_BUSY_TIMEOUT] = busy_timeout_ms
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, record):
+        # SQLite opens the file read-only when it cannot open it for writing (a read-only file or
+        # mount, an immutable file) and the connection stays read-only whatever the file becomes:
+        # such a connection serves the read that needed it, then is closed, never pooled
+        if dbapi_connection is not None and record.info.pop(_OPENED_READ_ONLY, False):
+            record.invalidate()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         read_only = connection.get_execution_options().get("vmpooler_read")
+        if not read_only:
+            wanted = busy_timeout_ms if waits() else 0
+            pooled = connection.connection
+            if pooled.info.get(_BUSY_TIMEOUT) != wanted:
+                pooled.dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wanted)}")
+                pooled.info[_BUSY_TIMEOUT] = wanted
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_OPENED_READ_ONLY, _BUSY_TIMEOUT = "vmpooler_opened_read_only", "vmpooler_busy_timeout_ms"
+
+
+def _opened_read_only(cursor) -> bool:
+    """Whether SQLite fell back to opening the file read-only: a write to the header (the same
+    user_version, rolled back) is refused as read-only. A lock held by another process answers
+    "locked" at once (busy_timeout is 0 here): the connection is then taken as writable."""
+    try:
+        version = cursor.execute("PRAGMA user_version").fetchone()[0]
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            cursor.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        return "readonly" in str(error).lower()
+    return False

@@ -4,3 +4,9 @@
 class StoreUnavailable(Exception):
     """The database cannot serve the request now (locked, full, read-only, gone). Nothing was
     written; the API answers 503 and the manager tries again on its next pass."""
+
+
+class WouldWait(StoreUnavailable):
+    """SQLite only: a write tried on the IOLoop found the file locked by another process and did
+    not wait (Database.not_waiting); the group commit runs it again in a thread, which waits up to
+    the busy timeout, so that the IOLoop keeps answering reads meanwhile."""

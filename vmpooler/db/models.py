@@ -217,3 +217,11 @@ ondemand_wants = Table(
     Column("pool", String(100), nullable=False),
     Column("count", Integer, nullable=False),
 )
+
+# The health check's proof that the database takes writes (db/heartbeat.py): one row per process,
+# rewritten at every GET /healthcheck and at start; rows of processes gone a day are removed.
+heartbeats = Table(
+    "heartbeats", metadata,
+    Column("process", String(255), primary_key=True),
+    Column("beat_at", DateTime, nullable=False),
+)
