@@ -81,7 +81,8 @@ async def build_status(context, sections: frozenset, requested: bool = False) ->
     if "queue" in sections:
         queue = {"requested": waiting or 0} if requested else {}
         queue.update((key, sum(c[key] for c in pools.values())) for key in QUEUE)
-        queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
+        # 3.8.1+ counts the waiting requests in the total too
+        queue["total"] = sum(queue.get(key, 0) for key in ("requested", "pending", "ready", "running", "completed"))
         body["queue"] = queue
     status = {"ok": True, "message": "Battle station fully armed and operational."}
     empty = [pool.name for pool in effective if pool.size and not pools[pool.name]["ready"]]
