@@ -41,7 +41,7 @@ class RateLimiter:
     #: above this many windows, those that ended are forgotten (then, if need be, the oldest)
     SWEEP_AT = 50000
 
-    def __init__(self, limits: Mapping[LimitClass, Limit], clock: Callable[[], float] = time.time):
+    def __init__(self, limits: Mapping[LimitClass, Limit], clock: Callable[[], float] = time.monotonic):
         self.limits, self.clock = dict(limits), clock
         self._windows = {}  # (class, client) -> [window end, requests counted]
 
@@ -66,10 +66,11 @@ class RateLimiter:
 
 
 def refusal(limit: Limit, ends: float, now: float) -> ApiError:
-    """3.9.1's 429: its body and X-RateLimit-* / Retry-After headers."""
+    """3.9.1's 429: its body and X-RateLimit-* / Retry-After headers (windows run on the monotonic
+    clock; the reset time is told in epoch seconds)."""
     wait = max(1, math.ceil(ends - now))
     headers = {"X-RateLimit-Limit": str(limit.limit), "X-RateLimit-Remaining": "0",
-               "X-RateLimit-Reset": str(int(now) + wait), "Retry-After": str(wait)}
+               "X-RateLimit-Reset": str(int(time.time()) + wait), "Retry-After": str(wait)}
     return ApiError(429, "Rate limit exceeded", headers=headers, limit=limit.limit, period=limit.period,
                     retry_after=wait)
 
