@@ -143,3 +143,19 @@ def test_configuration():
         make_config(rate_limits={"authenticated": 5})
     assert not any("rate_limits" in w or "rate_limiting" in w
                    for w in make_config(settings={"rate_limiting_enabled": True}, rate_limits=LIMITS).warnings)
+
+
+def test_limiter_memory_is_bounded():
+    from vmpooler.api.ratelimit import RateLimiter
+
+    clock = FakeClock()
+    limiter = RateLimiter(DEFAULTS, clock=clock)
+    limiter.SWEEP_AT = 3
+    for client in "abc":
+        limiter.take(LimitClass.GLOBAL_PER_IP, client)
+    clock.now += 61
+    limiter.take(LimitClass.GLOBAL_PER_IP, "d")
+    assert set(limiter._windows) == {(LimitClass.GLOBAL_PER_IP, "d")}  # ended windows are forgotten
+    for client in "efg":
+        limiter.take(LimitClass.GLOBAL_PER_IP, client)
+    assert len(limiter._windows) == 3  # none ended: the oldest go
