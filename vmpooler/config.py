@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from vmpooler import quotas
+from vmpooler import quotas, rate_limits
 from vmpooler.auth_config import parse_auth
 from vmpooler.dns_config import dns_configs, with_domain
 from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
@@ -56,6 +56,8 @@ class Config:
     prometheus: Optional["PrometheusConfig"] = None
     #: name under :dns_configs: -> model.DnsConfig (its plugin class, domain and typed options)
     dns: dict = dataclasses.field(default_factory=dict)
+    #: the request rate limits of each class (used with ``rate_limiting_enabled``)
+    rate_limits: Mapping = dataclasses.field(default_factory=lambda: dict(rate_limits.DEFAULTS))
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -171,9 +173,10 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
+    limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems, warnings)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns, limits)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:

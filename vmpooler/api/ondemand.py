@@ -17,7 +17,7 @@ from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import parse_path, replay
 from vmpooler.api.delivery import HandsOut, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
+from vmpooler.api.render import handed_out, shared_domain, shown, whole_number
 from vmpooler.db import idempotency
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.checkout import Owner
@@ -86,7 +86,7 @@ class OndemandHandler(HandsOut, BaseHandler):
             request_id, generated = answer["request_id"], answer["generated"]
             self.set_header("Idempotent-Replayed", "true")
         body = {"ok": True, "request_id": request_id}
-        domain = shared_domain(config, [pool for _name, pool, _count in wants])
+        domain = None if self.version.fqdn else shared_domain(config, [pool for _name, pool, _count in wants])
         if domain:
             body["domain"] = domain
 
@@ -151,12 +151,11 @@ class OndemandRequestHandler(OndemandHandler):
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
-            handed = {want.id: [vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-                      for want in request.wants}
-            domain = shared_domain(self.config, [vm.pool for vms in handed.values() for vm in vms])
+            hostnames, domain = handed_out(self.config, {want.id: [
+                vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+                for want in request.wants}, self.version.fqdn)
             for want in request.wants:
-                hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += v1_hostnames(self.config, handed[want.id], domain)
+                body.setdefault(want.requested, {"hostname": []})["hostname"].extend(hostnames[want.id])
             if domain:
                 body["domain"] = domain
         elif state == OD_FAILED:
