@@ -92,7 +92,7 @@ async def build_status(context, sections: frozenset, requested: bool = False) ->
     empty = [pool.name for pool in effective if pool.size and not pools[pool.name].ready]
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
-    status["uptime"] = round(time.time() - context.started_at, 1)
+    status["uptime"] = round(time.monotonic() - context.started_at, 1)
     status["manager"] = manager  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
