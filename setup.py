@@ -24,9 +24,11 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
-                 "psycopg[binary]>=3.1"],
+                 "psycopg[binary]>=3.1", "libvirt-python>=9.0"],
         # for a PostgreSQL database (:database: url: postgresql://...)
         "postgresql": ["psycopg[binary]>=3.1"],
+        # for KVM hosts through libvirt (provider_class: libvirt); builds against libvirt-dev
+        "libvirt": ["libvirt-python>=9.0"],
     },
     entry_points={"console_scripts": ["vmpooler = vmpooler.cli:main"]},
 )
