@@ -44,4 +44,5 @@ class Registry:
 REGISTRY = Registry({
     "dummy": ProviderModule("vmpooler.providers.dummy", "DummyProvider"),
     "vsphere": ProviderModule("vmpooler.providers.vsphere", "VSphereProvider"),
+    "libvirt": ProviderModule("vmpooler.providers.libvirt", "LibvirtProvider"),
 })
