@@ -30,5 +30,13 @@ setup(
         # for KVM hosts through libvirt (provider_class: libvirt); builds against libvirt-dev
         "libvirt": ["libvirt-python>=9.0"],
     },
-    entry_points={"console_scripts": ["vmpooler = vmpooler.cli:main"]},
+    entry_points={
+        "console_scripts": ["vmpooler = vmpooler.cli:main"],
+        # providers register here, ours as a separately installed plugin would (docs/providers.md)
+        "vmpooler.providers": [
+            "dummy = vmpooler.providers.dummy",
+            "vsphere = vmpooler.providers.vsphere",
+            "libvirt = vmpooler.providers.libvirt",
+        ],
+    },
 )
