@@ -18,9 +18,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time# run as a script, this file's folder comes first on sys.path, and "import libvirt" would import
-# this file: the repository's root replaces it
-sys.path[:] = [ROOT] + [path for path in sys.path if os.path.abspath(path or ".") != os.path.join(ROOT, "benchmarks")]
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 COUNT = 8
 PORT = 22
