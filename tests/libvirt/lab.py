@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -85,8 +86,7 @@ if [ -e /dev/kvm ]; then
   mount --bind "$LAB/kvm-mask" /dev/kvm
   mount -o remount,bind,ro /dev/kvm
 fi
-virtlogd -d
-libvirtd -d
+for daemon in "$@"; do "$daemon" -d; done
 """
 
 
@@ -131,10 +131,8 @@ class Lab:
                    if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}")]
         if missing:
             raise LabUnavailable(f"missing {', '.join(missing)} (scripts/test.sh installs them)")
-        try:
-            import libvirt  # noqa: F401
-        except ImportError as exc:
-            raise LabUnavailable(f"libvirt-python is not installed ({exc}); pip install -e '.[test]'")
+        if importlib.util.find_spec("libvirt") is None:
+            raise LabUnavailable("libvirt-python is not installed: pip install -e '.[test]'")
 
     def _create_netns(self) -> None:
         guest_module.run("ip", "netns", "add", self.netns)
@@ -159,11 +157,14 @@ class Lab:
         mask.touch()
         mask.chmod(0)
 
-    def start_daemons(self, timeout: float = 30) -> None:
-        """Start virtlogd and libvirtd (again, after ``kill_libvirtd``)."""
+    def start_daemons(self, daemons=("virtlogd", "libvirtd"), timeout: float = 30) -> None:
+        """Start virtlogd and libvirtd (``daemons=("libvirtd",)`` after ``kill_libvirtd``)."""
         env = {**os.environ, "LAB": self.dir.as_posix()}
-        subprocess.run(["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private",
-                        "sh", "-c", DAEMONS_SCRIPT], env=env, check=True, capture_output=True)
+        result = subprocess.run(["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private",
+                                 "sh", "-c", DAEMONS_SCRIPT, "daemons", *daemons], env=env, capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            raise LabUnavailable(f"starting {', '.join(daemons)} failed: {result.stderr.strip()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -224,6 +225,11 @@ class Lab:
         with contextlib.suppress(OSError, ValueError):
             return int((self.dir / "run/libvirtd.pid").read_text())
         return None
+
+    def restart_libvirtd(self) -> None:
+        """SIGKILL libvirtd (guests and dnsmasq keep running, as after a crash) and start it again."""
+        self.kill_libvirtd()
+        self.start_daemons(("libvirtd",))
 
     def kill_libvirtd(self) -> None:
         """SIGKILL libvirtd (guests and dnsmasq keep running, as after a crash)."""

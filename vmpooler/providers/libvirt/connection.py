@@ -11,15 +11,6 @@ import threading
 
 import libvirt
 
-from vmpooler.providers.libvirt import errors
-
-
-def _quiet(_context, _error) -> None:
-    """libvirt prints every error on stderr by default; they are raised and logged by us instead."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
 
 class Connections:
     def __init__(self, uri: str, open_connection=libvirt.open):

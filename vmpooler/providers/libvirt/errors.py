@@ -6,12 +6,19 @@ forever. libvirt says which is which through an error code and the part that rai
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import libvirt
 
 from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.shared import translating
+
+
+def _quiet(_context, _error) -> None:
+    """libvirt prints every error on stderr by default; ours are raised and logged instead."""
+
+
+libvirt.registerErrorHandler(_quiet, None)
 
 
 def _codes(*names: str) -> frozenset:
@@ -70,12 +77,6 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     return ProviderError(message)
 
 
-@contextlib.contextmanager
 def translated(what: str, not_found: Optional[type] = None):
     """Run the block, re-raising whatever it raises as a ProviderError (see ``translate``)."""
-    try:
-        yield
-    except ProviderError:
-        raise
-    except Exception as exc:
-        raise translate(exc, what, not_found) from exc
+    return translating(translate, what, not_found)

@@ -15,19 +15,11 @@ from vmpooler.providers.base import PermanentError, Provider, ProviderError, Tra
 from vmpooler.providers.libvirt import domain_xml, errors, inventory, volumes
 from vmpooler.providers.libvirt.config import LibvirtOptions
 from vmpooler.providers.libvirt.connection import Connections
+from vmpooler.providers.shared import port_open
 
 log = logging.getLogger(__name__)
 
-READY_CHECK_TIMEOUT = 1.0  # seconds; readiness is polled again soon, so a slow answer is a "no"
 _UNDEFINE_FLAGS = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-
-
-def port_open(host: str, port: int, timeout: float = READY_CHECK_TIMEOUT) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def resolves(host: str) -> bool:
@@ -100,7 +92,15 @@ class LibvirtProvider(Provider):
     # -- inventory -----------------------------------------------------------------------
     def list_vms(self, pool: PoolConfig) -> list:
         def listing(conn):
-            return [inventory.vm_info(domain, tag) for domain, tag in inventory.tagged(conn) if tag.pool == pool.name]
+            found = []
+            for domain, tag in inventory.tagged(conn):
+                if tag.pool == pool.name:
+                    try:
+                        found.append(inventory.vm_info(domain, tag))
+                    except libvirt.libvirtError as exc:
+                        if not errors.is_not_found(exc):
+                            raise  # one undefined while listed is gone: left out
+            return found
         return self._read(f"listing pool {pool.name}", listing)
 
     def get_vm(self, pool: PoolConfig, name: str) -> Optional[VMInfo]:
