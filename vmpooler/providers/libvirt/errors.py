@@ -21,6 +21,16 @@ def _quiet(_context, _error) -> None:
 libvirt.registerErrorHandler(_quiet, None)
 
 
+class ConnectionLost(TransientError):
+    """The connection died under the call (libvirtd restarted, keepalive timed out)."""
+
+    @property
+    def unanswered(self) -> bool:
+        """The hypervisor stopped answering (rather than closing the connection): a new
+        connection would wait on it as well."""
+        return "keepalive" in str(self)
+
+
 def _codes(*names: str) -> frozenset:
     """The codes this libvirt-python knows (older versions lack a few)."""
     return frozenset(getattr(libvirt, name) for name in names if hasattr(libvirt, name))
@@ -65,12 +75,14 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     message = f"{what}: {exc}"
     if not isinstance(exc, libvirt.libvirtError):
         if isinstance(exc, (OSError, EOFError, TimeoutError)):
-            return TransientError(message)
+            return ConnectionLost(message)
         return ProviderError(message)
     code = exc.get_error_code()
     if code in NOT_FOUND:
         return (not_found or VMNotFound)(message)
-    if connection_lost(exc) or code in _TRANSIENT:
+    if connection_lost(exc):
+        return ConnectionLost(message)
+    if code in _TRANSIENT:
         return TransientError(message)
     if code in _PERMANENT:
         return PermanentError(message)

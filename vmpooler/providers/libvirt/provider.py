@@ -11,7 +11,7 @@ from typing import Optional
 import libvirt
 
 from vmpooler.model import PoolConfig, VMInfo
-from vmpooler.providers.base import PermanentError, Provider, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMNotFound
 from vmpooler.providers.libvirt import domain_xml, errors, inventory, volumes
 from vmpooler.providers.libvirt.config import LibvirtOptions
 from vmpooler.providers.libvirt.connection import Connections
@@ -63,11 +63,14 @@ class LibvirtProvider(Provider):
 
     def _read(self, what: str, operation):
         """``operation(conn)`` for a call that only reads: tried once more on a fresh connection
-        when the first one turns out dead (libvirtd restarted since it was opened)."""
+        when the first one turns out dead (libvirtd restarted since it was opened), but not when
+        the hypervisor stopped answering (a new connection would hang as well)."""
         try:
             with self._connection(what) as conn:
                 return operation(conn)
-        except TransientError:
+        except errors.ConnectionLost as lost:
+            if lost.unanswered:
+                raise
             with self._connection(what) as conn:
                 return operation(conn)
 

@@ -90,6 +90,16 @@ def delete(volume) -> bool:
         raise
 
 
+def _path(volume) -> Optional[str]:
+    """The volume's path; None when it was deleted since it was listed."""
+    try:
+        return volume.path()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return None
+        raise
+
+
 def delete_remains(conn, vm: str, keep: frozenset = frozenset()) -> list:
     """Delete the volumes named for ``vm`` in every active storage pool, except paths in ``keep``.
     The names of the deleted."""
@@ -100,6 +110,6 @@ def delete_remains(conn, vm: str, keep: frozenset = frozenset()) -> list:
         except libvirt.libvirtError:
             pass  # a pool being refreshed by another thread lists what it knew
         for volume in pool.listAllVolumes(0):
-            if is_volume_of(volume.name(), vm) and volume.path() not in keep and delete(volume):
+            if is_volume_of(volume.name(), vm) and _path(volume) not in keep and delete(volume):
                 deleted.append(volume.name())
     return deleted
