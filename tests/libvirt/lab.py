@@ -108,6 +108,7 @@ class Lab:
         self.guest = None
         self._executor = None
         self._netns_created = False
+        self._made_netns_folder = False  # /run/netns did not exist: stop() removes it
 
     # -- start ------------------------------------------------------------------------
     def start(self) -> "Lab":
@@ -135,6 +136,7 @@ class Lab:
             raise LabUnavailable("libvirt-python is not installed: pip install -e '.[test]'")
 
     def _create_netns(self) -> None:
+        self._made_netns_folder = not os.path.isdir("/run/netns")
         guest_module.run("ip", "netns", "add", self.netns)
         self._netns_created = True
         guest_module.run("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
@@ -264,6 +266,12 @@ class Lab:
             shutil.rmtree(pathlib.Path("/etc/netns") / self.netns, ignore_errors=True)
             with contextlib.suppress(OSError):
                 pathlib.Path("/etc/netns").rmdir()  # only when empty: it may be someone else's
+            if self._made_netns_folder and not os.listdir("/run/netns"):
+                # ip netns add made /run/netns a mount point of its own: undo both
+                while subprocess.run(["umount", "/run/netns"], capture_output=True).returncode == 0:
+                    pass
+                with contextlib.suppress(OSError):
+                    os.rmdir("/run/netns")
             self._netns_created = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
