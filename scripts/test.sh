@@ -26,6 +26,30 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slapd ldap-utils openssl >/dev/null
 fi
 
+# Redis: `vmpooler db import-redis` is tested against a real redis-server (each test starts its own
+# on a free loopback port, without persistence), filled the way the original vmpooler fills it.
+if ! command -v redis-server >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
+# --- DNS (h/dns) ---------------------------------------------------------------------------------
+# BIND 9's named: the DNS tests start their own named on loopback (a free port, a throw-away config
+# and zones, a TSIG key of their own), never the system instance. dnspython comes with setup.py.
+if ! command -v named >/dev/null 2>&1 && [ ! -x /usr/sbin/named ]; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bind9 >/dev/null
+fi
+# --- end DNS ---------------------------------------------------------------------------------------
+
+# Fault tests (issue 18 items 3, 4, 9): the sqlite3 shell holds a database's write lock from a
+# process of its own; chattr (e2fsprogs) makes a database file immutable.
+if ! command -v sqlite3 >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sqlite3 e2fsprogs >/dev/null
+fi
+
+# --- libvirt (h/libvirt) -------------------------------------------------------------------------
 # libvirt with QEMU, and what builds the tests' tiny guest (busybox, dropbear, a Debian kernel that
 # is downloaded, not installed): the libvirt tests start their own libvirtd in network and mount
 # namespaces of their own (tests/libvirt/lab.py), never the system's; libvirt-dev, pkg-config, gcc and
@@ -38,6 +62,7 @@ if ! command -v libvirtd >/dev/null 2>&1 && [ ! -x /usr/sbin/libvirtd ] || ! com
     libvirt-dev pkg-config gcc python3-dev >/dev/null
 fi
 export VMPOOLER_REQUIRE_LIBVIRT=1  # the libvirt tests fail, rather than skip, without their lab
+# --- end libvirt -----------------------------------------------------------------------------------
 
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then

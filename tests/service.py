@@ -13,9 +13,9 @@ class InProcessService:
     """``Service(config)`` listening on 127.0.0.1:<free port>, started by the constructor.
     ``client`` speaks HTTP to it; ``get``/``post``/``delete`` take paths below /api/v1."""
 
-    def __init__(self, config, start_timeout: float = 30):
+    def __init__(self, config, start_timeout: float = 30, role: str = "all"):
         self.config = config
-        self.service = Service(config)
+        self.service = Service(config, role)
         self.ready, self.error = threading.Event(), None
         self.loop = self.stopped = None
         self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="vmpooler-service",

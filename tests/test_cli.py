@@ -49,11 +49,49 @@ def test_check_config_reports_every_problem(tmp_path):
     assert good.returncode == 0 and "OK" in good.stdout
 
 
+def test_check_config_reports_warnings_beside_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(":providres:\n  dummy: {}\n:config:\n  vm_lifetme: 4\n")  # and no :pools:
+    result = vmpooler("check-config", str(bad))
+    assert result.returncode == 1
+    assert "error: pools: at least one pool is required" in result.stdout
+    assert "warning: :providres: is not a known section; ignored (did you mean providers?)" in result.stdout
+    assert "warning: config.vm_lifetme is not a known key; ignored (did you mean vm_lifetime?)" in result.stdout
+    assert "1 problem(s), 2 warning(s)" in result.stdout
+
+
+def test_check_config_strict_fails_on_a_warning(tmp_path):
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(":config:\n  vm_lifetme: 4\n:pools:\n  - name: a\n    template: t\n    size: 1\n"
+                        "    tempalte: u\n")
+    lenient = vmpooler("check-config", str(misspelt))
+    assert lenient.returncode == 0 and "OK (1 pools, 1 providers, 2 warning(s))" in lenient.stdout
+    assert "(did you mean vm_lifetime?)" in lenient.stdout and "(did you mean template?)" in lenient.stdout
+    strict = vmpooler("check-config", "--strict", str(misspelt))
+    assert strict.returncode == 1 and "2 warning(s), which --strict makes a failure" in strict.stdout
+    good = vmpooler("check-config", "--strict", os.path.join(ROOT, "vmpooler.yaml.example"))
+    assert good.returncode == 0 and "OK" in good.stdout, good.stdout
+
+
 def test_serve_refuses_a_bad_config_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(":pools:\n  - name: a\n    template: t\n    size: many\n")
     result = vmpooler("serve", "--config", str(bad), "--port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 2 and "pools[a].size" in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = vmpooler("serve", "--port", str(port), cwd=tmp_path,
+                          env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.returncode == 1
+    said = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert len(said) == 1 and said[0].endswith(
+        f" ERROR vmpooler: cannot listen on 127.0.0.1:{port}: Address already in use"), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_db_upgrade_creates_the_schema(tmp_path):
@@ -117,3 +155,20 @@ def test_every_package_is_installed_by_setup_py():
             assert "__init__.py" in files, f"{folder} is not a package"
     setup = open(os.path.join(ROOT, "setup.py")).read()
     assert '"vmpooler._migrations": "migrations"' in setup and "openapi.json" in setup
+
+
+def test_version_is_the_package_version_and_the_changelog_names_it_with_the_schema():
+    import importlib.metadata
+    import re
+
+    from vmpooler import __version__
+    from vmpooler.db.schema import scripts
+
+    head = scripts().get_current_head()
+    result = vmpooler("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vmpooler-py {__version__} (schema {head})"
+    assert importlib.metadata.version("vmpooler-py") == __version__  # setup.py reads the same line
+    with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as changelog:
+        newest = re.search(r"^## (\S+) — schema (\S+)$", changelog.read(), re.M)
+    assert newest and newest.groups() == (__version__, head), "CHANGELOG.md's newest entry is not this release"

@@ -5,23 +5,31 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import os
 import signal
+import uuid
 
 from sqlalchemy.engine import make_url
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from vmpooler.api.routes import make_app, make_metrics_app
+from vmpooler.api.server import BoundedHTTPServer
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
-from vmpooler.db.database import Database
-from vmpooler.db.notify import WAKE, Listener, WakeSender
+from vmpooler.db import heartbeat
+from vmpooler.db.database import Database, StoreUnavailable
+from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
+from vmpooler.db.notify import CHANGE_INTERVAL, CHANGED, WAKE, Listener, Sender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
 from vmpooler.metrics import build_metrics
 from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
+
+
+class ListenError(Exception):
+    """The service cannot listen on its address (``serve`` reports it in one line and exits 1)."""
 
 
 #: what ``vmpooler serve --role`` runs: the API, the pool manager (when this process leads), or both
@@ -50,13 +58,20 @@ class Service:
             self.leadership = Leadership(self.db, config.settings.leader_lease_seconds, executor=self.lease_executor)
             self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
             self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
-        # processes sharing PostgreSQL wake the leader's manager through it; an SQLite file has one process
-        self.wake_sender = None if self.db.is_sqlite else WakeSender(self.db, executor=self.executor)
+        # processes sharing PostgreSQL wake the leader's manager through it, and tell each other of
+        # their changes (so that no cached answer is older than a change announced); an SQLite file
+        # has one process
+        self.wake_sender = self.change_sender = None
+        if not self.db.is_sqlite:
+            self.wake_sender = Sender(self.db, WAKE, executor=self.executor)
+            self.origin = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
+            self.change_sender = Sender(self.db, CHANGED, CHANGE_INTERVAL, self.executor, payload=self.origin)
         self.listener = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             refill=self.refill,
             provider_health=self.manager.health if self.manager else dict,
+            pool_waits=self.manager.backoffs.describe if self.manager else dict,
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
@@ -86,11 +101,35 @@ class Service:
             self.wake_sender.send()
 
     async def start(self, host: str = "127.0.0.1", port: int = 4567) -> None:
-        self.db.upgrade()
+        """StoreUnavailable, before anything listens, when the database cannot be upgraded or
+        cannot take a write (read-only, full, unreachable); SchemaTooNew or UpgradeFailed
+        (db/schema.py) when its schema is newer than the code or a migration failed."""
+        upgraded = self.db.upgrade()
+        if upgraded.backup:
+            log.warning("database backed up before the schema upgrade to %s", upgraded.backup)
+        if upgraded.before not in (None, upgraded.after):
+            log.warning("database schema upgraded from %s to %s", upgraded.before, upgraded.after)
+        heartbeat.beat(self.db)
         if self.app is not None:
             self._listen(host, port)
+        if not self.db.is_sqlite:
+            self._hear_other_processes(asyncio.get_running_loop())
         if self.manager is not None:
             await self._campaign()
+
+    def _hear_other_processes(self, loop) -> None:
+        """PostgreSQL: announce this process's changes, and listen for the others' (their changes
+        make this one's cached answers stale) and, with a manager, for wake-ups."""
+        self.db.on_change = functools.partial(self.change_sender.send, loop)
+        channels = [CHANGED] + ([WAKE] if self.manager is not None else [])
+
+        def deliver(channel: str, payload: str) -> None:  # on the listening thread
+            if channel == CHANGED and payload != self.origin:
+                self.db.changed_elsewhere()
+            elif channel == WAKE:
+                loop.call_soon_threadsafe(self.manager.wake)
+
+        self.listener = Listener(self.db.url, channels, deliver).start()
 
     async def _campaign(self) -> None:
         """Lead at once if nobody does (the usual single process); then keep campaigning, starting
@@ -98,24 +137,29 @@ class Service:
         log.info("campaigning to run the pool manager as %s", self.leadership.holder)
         if await self.leadership.campaign_once():
             await self.manager.start()
-        loop = asyncio.get_running_loop()
         self.leadership.on_change(lambda leading: asyncio.ensure_future(self._begin_term()) if leading
                                   else self.manager.pause())
         self.leadership.start()
-        if not self.db.is_sqlite:
-            self.listener = Listener(self.db.url, [WAKE],
-                                     lambda _channel, _payload: loop.call_soon_threadsafe(self.manager.wake)).start()
 
     async def _begin_term(self) -> None:
         try:
             await self.manager.start()
+        except StoreUnavailable as error:  # the next term tries again
+            log.warning("starting the pool manager failed: %s", error)
         except Exception:  # the next term, or the next pass, tries again
             log.exception("starting the pool manager failed")
 
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
-        self.server = HTTPServer(self.app, xheaders=self.config.settings.behind_proxy)
-        sockets = bind_sockets(port, host)
+        settings = self.config.settings
+        self.server = BoundedHTTPServer(self.app, xheaders=settings.behind_proxy,
+                                        max_connections=settings.max_connections,
+                                        idle_connection_timeout=settings.http_idle_timeout,
+                                        body_timeout=settings.http_body_timeout)
+        try:
+            sockets = bind_sockets(port, host)
+        except OSError as error:  # in use, not ours to take, no such address: one line, no traceback
+            raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
         served = f"{self.metrics.endpoint} and /healthcheck only" if self.role == "manager" else "/api/v1"
@@ -127,6 +171,7 @@ class Service:
             self.server.stop()
         if self.listener is not None:
             self.listener.stop()
+        self.db.on_change = None
         if self.manager is not None:
             await self.manager.stop()
             await self.leadership.stop()  # after the manager: a successor starts only once it is done
@@ -135,6 +180,10 @@ class Service:
             await self.server.close_all_connections()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.db.dispose()
+
+
+class CannotStart(Exception):
+    """The service cannot start; the message says what and where (one line for the operator)."""
 
 
 def _safe_url(url: str) -> str:
@@ -151,7 +200,13 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    await service.start(host, port)
+    try:
+        await service.start(host, port)
+    except ListenError:
+        await service.stop()
+        raise
+    except (StoreUnavailable, SchemaTooNew, UpgradeFailed) as error:
+        raise CannotStart(f"{error} (database {_safe_url(service.db.url)})") from None
     await stopped.wait()
     log.info("stopping")
     await service.stop()

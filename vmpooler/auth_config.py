@@ -13,6 +13,8 @@ import os
 import ssl
 from typing import Mapping, Optional
 
+from vmpooler.settings import did_you_mean
+
 AUTH_PROVIDERS = ("users", "ldap", "dummy")
 ENCRYPTION_METHODS = ("start_tls", "simple_tls", "plain")
 LDAP_KEYS = {"host", "port", "base", "user_object", "encryption", "service_account_hash", "connect_timeout",
@@ -147,7 +149,8 @@ def _section(value, where: str, known: set, problems: list) -> dict:
     section = {_key(key): item for key, item in value.items()}
     for key in section:
         if key not in known:
-            problems.append(f"{where}.{key}: not a known key (known: {', '.join(sorted(known))})")
+            problems.append(f"{where}.{key}: not a known key{did_you_mean(key, known)} "
+                            f"(known: {', '.join(sorted(known))})")
     return section
 
 

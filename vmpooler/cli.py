@@ -1,9 +1,10 @@
-"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | passwd | history``."""
+"""The whole command line: ``vmpooler serve | check-config | db upgrade | backup | copy | import-redis | passwd | history``."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 from typing import Optional
@@ -24,33 +25,59 @@ def _load(path):
 
 
 def cmd_serve(args) -> int:
-    from vmpooler.app import serve
+    from vmpooler.app import CannotStart, ListenError, serve
 
     config = _load(args.config)
-    asyncio.run(serve(config, args.host, args.port, args.role))
+    try:
+        asyncio.run(serve(config, args.host, args.port, args.role))
+    except ListenError as error:  # logged, so that it follows the lines logged before it
+        logging.getLogger("vmpooler").error("%s", error)
+        return 1
+    except CannotStart as error:  # one line saying what and where; a traceback would bury it
+        print(f"vmpooler: cannot start: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_check_config(args) -> int:
+    """Every problem and every warning; exit 1 on a problem, and with ``--strict`` on a warning."""
     try:
         raw = config_module.read_file(args.file)
         config = config_module.build(raw, os.environ, REGISTRY)
     except config_module.ConfigError as error:
-        for problem in error.problems:
-            print(f"error: {problem}")
-        print(f"{args.file}: {len(error.problems)} problem(s)")
+        _print_findings(error.problems, error.warnings)
+        print(f"{args.file}: {len(error.problems)} problem(s), {len(error.warnings)} warning(s)")
         return 1
-    for warning in config.warnings:
-        print(f"warning: {warning}")
-    print(f"{args.file}: OK ({len(config.pools)} pools, {len(config.providers)} providers)")
+    _print_findings([], config.warnings)
+    if args.strict and config.warnings:
+        print(f"{args.file}: {len(config.warnings)} warning(s), which --strict makes a failure")
+        return 1
+    print(f"{args.file}: OK ({len(config.pools)} pools, {len(config.providers)} providers"
+          + (f", {len(config.warnings)} warning(s))" if config.warnings else ")"))
     return 0
 
 
+def _print_findings(problems, warnings) -> None:
+    for problem in problems:
+        print(f"error: {problem}")
+    for warning in warnings:
+        print(f"warning: {warning}")
+
+
 def cmd_db_upgrade(args) -> int:
-    from vmpooler.db.database import Database
+    from vmpooler.db.database import Database, StoreUnavailable
+    from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
 
     config = _load(args.config)
-    Database(config.database_url).upgrade()
+    try:
+        report = Database(config.database_url).upgrade()
+    except (StoreUnavailable, SchemaTooNew, UpgradeFailed) as error:
+        print(f"vmpooler: {error}", file=sys.stderr)
+        return 1
+    if report.backup:
+        print(f"database backed up before the upgrade to {report.backup}")
+    if report.before != report.after:
+        print(f"database schema upgraded from {report.before or 'nothing'} to {report.after}")
     print("database schema is up to date")
     return 0
 
@@ -92,6 +119,12 @@ def cmd_db_backup(args) -> int:
     return backup_command(_load(args.config), args.file, sys.stdout, sys.stderr)
 
 
+def cmd_db_import_redis(args) -> int:
+    from vmpooler.operations import import_redis_command
+
+    return import_redis_command(_load(args.config), args.url, sys.stdout, sys.stderr)
+
+
 def cmd_history(args) -> int:
     from vmpooler.operations import history_command
 
@@ -117,6 +150,17 @@ def cmd_passwd(args) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's version and the newest schema revision of its migrations
+    (CHANGELOG.md lists both per release), read only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from vmpooler.db.schema import scripts
+
+        print(f"vmpooler-py {__version__} (schema {scripts().get_current_head()})")
+        parser.exit()
+
+
 def _command(commands, name: str, func, summary: str, description: str, positional: Optional[str] = None,
              config_help: Optional[str] = None) -> argparse.ArgumentParser:
     """A subcommand running ``func``, with an optional positional argument and --config."""
@@ -133,7 +177,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="vmpooler",
         description="Pools of ready virtual machines behind the vmpooler API v1, in one process.")
-    top.add_argument("--version", action="version", version=f"vmpooler-py {__version__}")
+    top.add_argument("--version", action=_Version, nargs=0, help="print the version and the schema revision it "
+                     "migrates to, then exit")
     top.add_argument("--log-level", default=os.environ.get("VMPOOLER_LOG_LEVEL", "INFO").upper(), type=str.upper,
                      choices=LOG_LEVELS,
                      help="DEBUG, INFO, WARNING or ERROR (default INFO, or $VMPOOLER_LOG_LEVEL)")
@@ -153,8 +198,11 @@ def parser() -> argparse.ArgumentParser:
                             "manager only, serving no API (with :prometheus:, only its metrics and /healthcheck "
                             "on --host/--port). With several processes on one database, one of those that "
                             "manage runs the manager at a time; the others stand by")
-    _command(commands, "check-config", cmd_check_config, "validate a configuration file",
-             "List every problem in FILE and exit 1 if there is any.", positional="FILE")
+    check = _command(commands, "check-config", cmd_check_config, "validate a configuration file",
+                     "List every problem and every warning in FILE (a misspelt key is told the key it may "
+                     "mean) and exit 1 if there is any problem.", positional="FILE")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 1 on a warning too (an unknown or misspelt key), e.g. in CI")
 
     database = commands.add_parser("db", help="database maintenance", description="Database maintenance.")
     database_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -171,6 +219,13 @@ def parser() -> argparse.ArgumentParser:
                     "the counts match, and refuse a target that holds any data.", config_help=config_help)
     copy.add_argument("--to", required=True, metavar="URL", help="the target, e.g. postgresql://user:pw@host/db")
 
+    _command(database_commands, "import-redis", cmd_db_import_redis,
+             "import a running original vmpooler's Redis (0.18 to 3.x) into an empty database",
+             "Read tokens (stored hashed), every VM in every queue with its checkout, lifetime, tags, token and "
+             "snapshots, on-demand requests, run-time pool changes and duration samples from the original's Redis "
+             "at URL (redis://[:password@]host:port/db) and write them into the configured database, which must "
+             "be empty, in one transaction. Prints what it imported and what it skipped and why; a second run "
+             "from the same URL does nothing.", positional="URL", config_help=config_help)
     _command(commands, "history", cmd_history, "print a VM's whole life from the audit trail",
              "Print every VM that had HOSTNAME: its checkout (user, token prefix, lifetime), tags, and every "
              "event with its time and reason.", positional="HOSTNAME", config_help=config_help)

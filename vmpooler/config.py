@@ -1,8 +1,8 @@
 """Loading and validating the configuration (the keys and their defaults are in settings.py).
 
 The file is YAML in the original vmpooler's format: top-level ``:config:``, ``:pools:``,
-``:providers:``, ``:auth:``, ``:tagfilter:`` (with or without the leading colon), plus our
-``:database:``. Problems are collected, not raised one at a time, so ``check-config`` can list them
+``:providers:``, ``:dns_configs:``, ``:auth:``, ``:tagfilter:`` (with or without the leading
+colon), plus our ``:database:``. Problems are collected, not raised one at a time, so ``check-config`` can list them
 all; start-up stops on the first list that is not empty.
 """
 from __future__ import annotations
@@ -16,18 +16,22 @@ import yaml
 
 from vmpooler import quotas
 from vmpooler.auth_config import parse_auth
-from vmpooler.model import PoolConfig, ProviderConfig
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
+from vmpooler.model import DnsConfig, PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
-                               Setting, Settings, build_settings, check_setting, coerce, read_settings)
+                               Setting, Settings, build_settings, check_setting, coerce, read_settings,
+                               did_you_mean, unknown_key)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` lists each, naming its key."""
+    """The configuration is invalid; ``problems`` lists each, naming its key, and ``warnings``
+    what was found besides (check-config reports both)."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, warnings=()):
         self.problems = list(problems)
+        self.warnings = list(warnings)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
@@ -49,6 +53,8 @@ class Config:
     warnings: list
     #: the :prometheus: section; None when absent (no metrics endpoint, no metrics kept)
     prometheus: Optional["PrometheusConfig"] = None
+    #: name under :dns_configs: -> model.DnsConfig (its plugin class, domain and typed options)
+    dns: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -68,7 +74,19 @@ class Config:
 
     @property
     def domain(self) -> Optional[str]:
+        """The default domain (``:config: domain``), of pools without a DNS setup; a pool's own
+        is ``PoolConfig.domain``."""
         return self.settings.domain
+
+    def domain_of(self, pool_name: str) -> Optional[str]:
+        """The domain of the pool named so; the default one for a pool no longer configured."""
+        pool = self.pools_by_name.get(pool_name)
+        return pool.domain if pool is not None else self.domain
+
+    @property
+    def domains(self) -> set:
+        """Every domain a VM's FQDN may end in (each pool's, and the default)."""
+        return {domain for domain in [self.domain, *(p.domain for p in self.pools)] if domain}
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -119,7 +137,8 @@ def load(path: Optional[str], environ: Mapping[str, str], registry) -> Config:
     return build(raw, environ, registry)
 
 
-def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
+def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> Config:
+    """``dns_registry``: the DNS plugin classes (default: those installed, vmpooler.dns.registry)."""
     problems, warnings = [], []
     if not isinstance(raw, dict):
         raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
@@ -131,14 +150,16 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     section = _mapping(sections.get("config"), "config", problems)
     settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
-    for name, (class_name, schema, options) in entries.items():
+    for name, (class_name, schema, options) in _known(entries):
         values = read_settings(schema.GLOBAL_SETTINGS, section, problems, "config.", environ)
         found: list = []
         typed = schema.provider_options(options, values, settings, found)
         problems.extend(f"providers.{name}.{p}" for p in found)
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
-    _warn_unknown_settings(section, [schema for _, schema, _ in entries.values()], registry, warnings)
+    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
+    dns, dns_names = _dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
+    pools = [_with_domain(pool, settings, dns, dns_names, problems) for pool in pools]
     auth = parse_auth(sections.get("auth"), environ, problems)
     if auth is not None:
         auth["quotas"], quota_problems = quotas.parse(auth.get("quotas"))
@@ -147,8 +168,8 @@ def build(raw: Any, environ: Mapping[str, str], registry) -> Config:
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
     if problems:
-        raise ConfigError(problems)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus)
+        raise ConfigError(problems, warnings)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
@@ -160,7 +181,7 @@ def _sections(raw: dict, problems: list, warnings: list) -> dict:
         if name in IGNORED_SECTIONS:
             warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
         elif name not in KNOWN_SECTIONS:
-            warnings.append(f":{name}: is not a known section; ignored")
+            warnings.append(f":{name}: is not a known section; ignored{did_you_mean(name, KNOWN_SECTIONS)}")
         sections[name] = value
     return sections
 
@@ -177,7 +198,7 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
         owners = [name for name in registry.names()
                   if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]
         warnings.append(f"config.{key} is read by the {' and '.join(owners)} provider, which no provider here "
-                        f"uses; ignored" if owners else f"config.{key} is not a known key; ignored")
+                        f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
 def _mapping(value, where: str, problems: list) -> dict:
@@ -191,7 +212,9 @@ def _mapping(value, where: str, problems: list) -> dict:
 
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
-    :providers:, plus the dummy when a pool names it without configuring it."""
+    :providers:, plus the dummy when a pool names it without configuring it. A provider whose
+    class is unknown is one problem, and maps to None: its pools are not told a second, wrong one
+    (that it is not configured)."""
     entries = {}
     for name, options in _mapping(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
@@ -199,18 +222,24 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
         class_name = str(options.get("provider_class", name))
         schema = registry.schema(class_name)
         if schema is None:
-            problems.append(f"providers.{name}: unknown provider {class_name!r} "
-                            f"(known: {', '.join(registry.names())})")
+            problems.append(f"providers.{name}: unknown provider {class_name!r}"
+                            f"{did_you_mean(class_name, registry.names())} (known: {', '.join(registry.names())})")
+            entries[name] = None
             continue
         for key in options:
             if key not in schema.PROVIDER_KEYS:
-                warnings.append(f"providers.{name}.{key} is not a known key; ignored")
+                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS))
         entries[name] = (class_name, schema, options)
     dummy = registry.schema("dummy")
     if dummy is not None and "dummy" not in entries and any(
             isinstance(pool, dict) and pool.get("provider", default_provider) == "dummy" for pool in pool_list):
         entries["dummy"] = ("dummy", dummy, {})
     return entries
+
+
+def _known(entries: dict) -> list:
+    """The entries whose provider class is known."""
+    return [(name, entry) for name, entry in entries.items() if entry is not None]
 
 
 def _default_provider(section) -> str:
@@ -276,11 +305,11 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         problems.append(f"{where}.alias: {exc}")
         alias = ()
     core = read_settings(_POOL_SETTINGS, raw, problems, f"{where}.")
-    schema = entries[provider][1] if provider in entries else None
+    schema = entries[provider][1] if entries.get(provider) else None
     extra = {s.key for s in schema.POOL_SETTINGS} if schema else set()
-    for key in raw:
+    for key in raw if schema is not None or provider not in entries else ():  # unknown class: unknown keys
         if key not in POOL_KEYS and key not in extra:
-            warnings.append(f"{where}.{key} is not a known key; ignored")
+            warnings.append(unknown_key(where, key, POOL_KEYS | extra))
     provider_options = None
     if schema is not None:
         found: list = []
@@ -298,6 +327,58 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
                                      else core["check_hostname_for_mismatch"]),
         provider_options=provider_options, raw=dict(raw),
     )
+
+
+def _dns_configs(section, registry, problems: list, warnings: list) -> tuple:
+    """({name: DnsConfig} of the valid entries of :dns_configs:, the names of all its entries).
+    An entry's plugin class is its ``dns_class``, else its name (as in the original); the class's
+    schema types the rest of the entry."""
+    configs, names = {}, set()
+    for name, entry in _mapping(section, "dns_configs", problems).items():
+        name = str(name).strip(":")  # written as symbols (:example:) in the original
+        names.add(name)
+        where = f"dns_configs.{name}"
+        entry = _mapping(entry, where, problems)
+        before = len(problems)
+        dns_class = check_setting(Setting("dns_class", "str", None, ""), entry.get("dns_class", name),
+                                  f"{where}.dns_class", problems)
+        schema = registry.schema(dns_class) if dns_class else None
+        if dns_class and schema is None:
+            problems.append(f"{where}.dns_class: unknown DNS plugin {dns_class!r} "
+                            f"(known: {', '.join(registry.names()) or 'none installed'})")
+        domain = check_setting(Setting("domain", "str", None, ""), entry.get("domain"), f"{where}.domain", problems)
+        if not domain or not _DOMAIN.match(domain):
+            problems.append(f"{where}.domain: required, a DNS domain such as example.com (got {domain!r})")
+        if len(problems) > before:
+            continue
+        domain = domain.rstrip(".")
+        known = {"dns_class", "domain"} | {s.key for s in schema.SETTINGS}
+        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored" for key in entry
+                        if str(key) not in known)
+        found: list = []
+        options = schema.options(entry, domain, found)
+        problems.extend(f"{where}.{p}" for p in found)
+        if not found:
+            configs[name] = DnsConfig(name, dns_class, domain, options, dict(entry))
+    return configs, names
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+                     r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
+
+
+def _with_domain(pool: PoolConfig, settings, dns: dict, dns_names: set, problems: list) -> PoolConfig:
+    """The pool with its DNS setup and domain: its ``dns_plugin``'s domain, else the default."""
+    name = pool.raw.get("dns_plugin")
+    if name is None:
+        return dataclasses.replace(pool, domain=settings.domain or None)
+    name = str(name).strip(":")
+    if name not in dns_names:
+        problems.append(f"pools[{pool.name}].dns_plugin: {name!r} is not configured under :dns_configs: "
+                        f"(configured: {', '.join(sorted(dns_names)) or 'none'})")
+    if name not in dns:
+        return pool
+    return dataclasses.replace(pool, dns_plugin=name, domain=dns[name].domain)
 
 
 # Pool keys that override a global setting (unset: the global value applies).
@@ -341,7 +422,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
     for key, value in section.items():
         key = str(key).strip(":")
         if key not in PrometheusConfig.__dataclass_fields__:
-            warnings.append(f"prometheus.{key} is not a known key; ignored")
+            warnings.append(unknown_key("prometheus", key, PrometheusConfig.__dataclass_fields__))
             continue
         value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
         if value is not None:

@@ -30,6 +30,8 @@ class Context:
     refill: Callable[[], None] = lambda: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
+    #: {pool: why and until when it starts no clone} (manager/backoff.py), for /status
+    pool_waits: Callable[[], dict] = dict
     #: which process runs the pool manager (manager/leader.py), for /status and the health check
     leader: Callable[[], dict] = lambda: {"leader": True}
     #: why the pool manager is not doing its work, or None (always None when no manager runs)

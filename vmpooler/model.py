@@ -80,7 +80,9 @@ class PoolConfig:
 
     ``provider_options`` holds what its provider reads of the pool (vSphere: folder, datastore,
     ...), typed once at load time by the provider's configuration; ``raw`` is the pool mapping as
-    written, for showing the configuration back.
+    written, for showing the configuration back. ``domain`` is the one place a pool's DNS domain
+    is read from: its DNS setup's (``dns_plugin``, a name under ``:dns_configs:``), else the
+    global ``:config: domain``; None when neither is set (hostnames are then bare).
     """
 
     name: str
@@ -92,6 +94,25 @@ class PoolConfig:
     check_hostname_for_mismatch: bool
     alias: tuple = ()
     provider_options: Any = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    dns_plugin: Optional[str] = None
+    domain: Optional[str] = None
+
+    def fqdn(self, name: str) -> str:
+        """``<name>.<domain>``, or ``name`` when the pool has no domain."""
+        return f"{name}.{self.domain}" if self.domain else name
+
+
+@dataclasses.dataclass(frozen=True)
+class DnsConfig:
+    """One entry of ``:dns_configs:``: its name (what pools name as ``dns_plugin``), the plugin
+    class serving it (``dns_class``), its domain, and its options typed by that class's schema
+    (``raw`` is the section as written)."""
+
+    name: str
+    dns_class: str
+    domain: str
+    options: Any = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
 

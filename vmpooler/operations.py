@@ -13,6 +13,7 @@ from sqlalchemy import exc
 from vmpooler.db.backup import BackupError, backup, missing_file
 from vmpooler.db.database import Database, StoreUnavailable
 from vmpooler.db.audit import VmLife, vm_history
+from vmpooler.model import TaskKind
 
 
 def backup_command(config, target: str, out: TextIO, err: TextIO) -> int:
@@ -59,6 +60,7 @@ def format_life(life: VmLife) -> str:
                      + (f", expires {_time(vm.expires_at)}" if vm.expires_at else ""))
     for tag in life.tags:
         lines.append(f"  tag {tag.name}={tag.value} (set {_time(tag.tagged_at)})")
+    lines.extend(_task_line(task) for task in life.tasks)
     if vm.last_error:
         lines.append(f"  last error: {vm.last_error}")
     for event in life.events:
@@ -66,6 +68,15 @@ def format_life(life: VmLife) -> str:
                   else f"{event.to_state}")
         lines.append(f"  {_time(event.at)}  {change:<24}  {event.reason}")
     return "\n".join(lines)
+
+
+def _task_line(task) -> str:
+    """``  snapshot 'before-upgrade' queued <time>: done <time> (1 attempt)`` and the like."""
+    what = f"disk of {task.arg} GB" if task.kind == TaskKind.DISK else f"{task.kind} {task.arg!r}"
+    ended = f" {_time(task.finished_at)}" if task.finished_at else ""
+    attempts = f" ({task.attempts} attempt{'' if task.attempts == 1 else 's'})" if task.attempts else ""
+    error = f": {task.last_error}" if task.last_error else ""
+    return f"  {what} queued {_time(task.created_at)}: {task.state}{ended}{attempts}{error}"
 
 
 def _time(value) -> str:
@@ -78,3 +89,56 @@ def _time(value) -> str:
 
 def _hours(value) -> str:
     return "-" if value is None else f"{value:g}h"
+
+
+def import_redis_command(config, url: str, out: TextIO, err: TextIO) -> int:
+    """Read the original's Redis at ``url`` and write it into the configured, empty database."""
+    try:
+        import redis
+    except ImportError:
+        print("vmpooler: import-redis needs the redis package: pip install 'vmpooler-py[redis]'", file=err)
+        return 2
+    from vmpooler.auth.tokens import token_hash
+    from vmpooler.db import redis_reader
+    from vmpooler.db.import_redis import ImportRefused, import_state
+
+    shown = _without_password(url)
+    try:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30)
+        state = redis_reader.read(client)
+    except ValueError as error:
+        print(f"vmpooler: {shown} is not a Redis URL such as redis://host:6379/0: {error}", file=err)
+        return 2
+    except redis.RedisError as error:
+        print(f"vmpooler: cannot read {shown}: {error}", file=err)
+        return 1
+    db = Database(config.database_url)
+    try:
+        db.upgrade()
+        report = import_state(db, state, {pool.name: pool for pool in config.pools}, config.settings.vm_lifetime,
+                              shown, datetime.datetime.utcnow().replace(microsecond=0), token_hash)
+    except (ImportRefused, StoreUnavailable) as error:
+        print(f"vmpooler: nothing imported: {error}", file=err)
+        return 1
+    finally:
+        db.dispose()
+    if report.already is not None:
+        print(f"{shown} was imported already (at {report.already:%Y-%m-%d %H:%M:%S} UTC); nothing to do", file=out)
+        return 0
+    for what, count in sorted(report.imported.items()):
+        print(f"imported {count} {what}", file=out)
+    for reason in report.skipped:
+        print(f"skipped {reason}", file=out)
+    print(f"imported from {shown} in one transaction; start the service to take over", file=out)
+    return 0
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed and stored: a password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

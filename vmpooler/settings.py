@@ -1,96 +1,183 @@
 """Every ``:config:`` key with its type, default and meaning, and the coercion of raw values.
 
-This table is the one place for the core keys' defaults: the loader applies it, the example file
-and docs/configuration.md document it (a test keeps them in step). Keys that only one provider
-reads are that provider's (its ``config.py``, e.g. vSphere's ``create_folders``).
+``Settings`` below is the one place for the core keys: one declared field per key, its type
+annotation saying what the value is (``int``, ``float`` for "a number", ``bool``, ``str``,
+``tuple`` for a list of strings, ``dict``; ``Optional[...]`` when it may be unset), its default,
+and ``setting(...)`` metadata carrying the doc text, the environment variable and the bounds. The
+loader reads it (``SETTINGS``, the rows derived from the fields), the example file and
+docs/configuration.md document it (a test keeps them in step), and the service reads the values
+as attributes (``config.settings.task_limit``).
+
+To add a key: add one field to ``Settings`` (``my_key: int = setting(3, "What it does.",
+env="MY_KEY", minimum=1)``), then document it in vmpooler.yaml.example and docs/configuration.md
+(tests/unit/test_config.py fails until you do). Nothing else needs to change.
+
+Keys that only one provider reads are that provider's (its ``config.py``, e.g. vSphere's
+``create_folders``), declared as ``Setting`` rows.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import typing
 from typing import Any, Optional
+
+#: the kinds of value a key may hold, by the Python type its field declares
+KINDS = {int: "int", float: "number", bool: "bool", str: "str", tuple: "list", dict: "dict"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
+    """One key: what the loader checks and documents. Core keys get theirs from ``Settings``'s
+    fields; providers declare their own keys as rows."""
+
     key: str
     kind: str  # int | number | bool | str | list | dict
     default: Any
     doc: str
     env: Optional[str] = None
     minimum: Optional[float] = None
+    maximum: Optional[float] = None
 
 
-# Every :config: key we read. Times follow the original: minutes for timeout, ready_ttl and
-# vm_checktime; hours for lifetimes and data_ttl; seconds for the loop delays. Fractions are
-# allowed so that tests can run the whole lifecycle in milliseconds.
-SETTINGS = [
-    Setting("site_name", "str", "vmpooler", "Title of the dashboard; also in logs and the service banner.",
-            "SITE_NAME"),
-    Setting("task_limit", "int", 10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1),
-    Setting("ondemand_clone_limit", "int", 10, "On-demand clones in flight at once (they also count "
-            "against task_limit).", "ONDEMAND_CLONE_LIMIT", 1),
-    Setting("max_ondemand_instances_per_request", "int", 10, "Most VMs of one pool or alias an on-demand "
-            "request may ask for (403 above).", "MAX_ONDEMAND_INSTANCES_PER_REQUEST", 1),
-    Setting("ondemand_request_ttl", "number", 5, "Minutes an on-demand request may take to be filled before "
-            "it fails and its VMs are destroyed.", "ONDEMAND_REQUEST_TTL", 0),
-    Setting("timeout", "number", 15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0),
-    Setting("vm_checktime", "number", 1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0),
-    Setting("vm_lifetime", "number", 24, "Hours a checked-out VM lives (0: forever).", "VM_LIFETIME", 0),
-    Setting("vm_lifetime_auth", "number", None, "Hours a VM checked out with a token lives.",
-            "VM_LIFETIME_AUTH", 0),
-    Setting("max_lifetime_upper_limit", "int", None,
-            "A PUT lifetime must be below this many hours.", "MAX_LIFETIME_UPPER_LIMIT", 1),
-    Setting("ready_ttl", "number", 60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0),
-    Setting("allowed_tags", "list", None, "Tag names a PUT may set (any when unset)."),
-    Setting("domain", "str", None, "DNS domain of the VMs; added to API answers.", "DOMAIN"),
-    Setting("prefix", "str", "", "Prefix of generated hostnames.", "PREFIX"),
-    Setting("check_loop_delay_min", "number", 5, "Seconds between passes of the pool manager.", None, 0.001),
-    Setting("check_loop_delay_max", "number", 60, "Accepted for compatibility; passes run every "
-            "check_loop_delay_min seconds and are woken early by checkouts and deletes.", None, 0),
-    Setting("check_loop_delay_decay", "number", 2.0, "Accepted for compatibility (see check_loop_delay_max).",
-            None, 0),
-    Setting("clone_attempts", "int", 3, "Clone attempts for one VM before it is given up.", None, 1),
-    Setting("destroy_attempts", "int", 5, "Destroy attempts for one VM before it is marked failed.", None, 1),
-    Setting("task_attempts", "int", 3, "Attempts of a snapshot, revert or disk task before it fails.", None, 1),
-    Setting("retry_backoff", "number", 2, "Seconds before the first retry of a failed provider call; "
-            "doubled on each further failure.", None, 0),
-    Setting("retry_backoff_max", "number", 300, "Longest wait between retries, in seconds.", None, 0),
-    Setting("provider_threads", "int", 16, "Threads running provider calls (bounded thread pool).", None, 1),
-    Setting("reconcile_interval", "number", 60, "Seconds between comparisons of each pool's folder in the "
-            "provider with the database (orphans are destroyed, vanished VMs marked gone).", None, 0),
-    Setting("circuit_breaker_enabled", "bool", True, "Stop calling a provider that keeps failing, for a while."),
-    Setting("circuit_breaker_failure_threshold", "int", 5, "Consecutive transient failures that open a "
-            "provider's circuit breaker.", None, 1),
-    Setting("circuit_breaker_timeout", "number", 30, "Seconds an open breaker waits before letting a trial "
-            "call through.", None, 0),
-    Setting("circuit_breaker_half_open_attempts", "int", 3, "Successful trial calls that close the breaker.",
-            None, 1),
-    Setting("leader_lease_seconds", "number", 5, "Seconds the process running the pool manager holds its lease "
-            "without renewing it; when it dies or hangs, another process sharing the database takes over "
-            "within about this long.", None, 0.5),
-    Setting("shutdown_grace", "number", 10, "Seconds a stopping service waits for provider calls in flight; "
-            "what is still running then is abandoned and reconciled at the next start.", None, 0),
-    Setting("data_ttl", "number", 168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", None, 0),
-    Setting("check_ready_vm_hostname_for_mismatch", "bool", True,
-            "Recycle a ready VM whose reported hostname differs from its name."),
-    Setting("experimental_features", "bool", False, "Enables the run-time pool configuration routes (POST "
-            "/config/poolsize, /config/pooltemplate, /config/clonetarget, /poolreset and DELETE "
-            "/config/poolsize|pooltemplate/<pool>); off: they answer 405.", "EXPERIMENTAL_FEATURES"),
-    Setting("request_logger", "bool", False, "Log every API request.", "REQUEST_LOGGER"),
-    Setting("behind_proxy", "bool", False, "Take the client address from X-Real-IP / X-Forwarded-For (set it "
-            "only when a reverse proxy fronts the service; rate limiting keys on that address)."),
-    Setting("max_body_size", "int", 65536, "Largest request body accepted, in bytes (413 above).", None, 1),
-    Setting("status_cache_seconds", "number", 1, "Seconds a /status answer may be reused (0: never); "
-            "dashboards polling it then cost one computation a second.", None, 0),
-    Setting("rate_limiting_enabled", "bool", True, "Slow down clients that fail authentication repeatedly.",
-            "RATE_LIMITING_ENABLED"),
-    Setting("auth_failures_per_minute", "int", 10,
-            "Wrong passwords for one user name from one address per minute before that user's logins "
-            "from that address are 429 (other users and tokens are not affected).", None, 1),
-    Setting("auth_token_failures_per_minute", "int", 600,
-            "Wrong tokens from one address per minute before further wrong tokens are answered 429 "
-            "instead of 401 (a coarse guard; a valid token is never refused).", None, 1),
-]
+def setting(default: Any, doc: str, env: Optional[str] = None, minimum: Optional[float] = None,
+            maximum: Optional[float] = None) -> Any:
+    """The field of one key of ``Settings``: its default, and metadata with its doc text,
+    environment variable and bounds (its kind comes from the field's type)."""
+    metadata = {"doc": doc, "env": env, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (dict, list)):
+        frozen = _frozen(default)
+        factory = (lambda: dict(frozen)) if isinstance(frozen, dict) else (lambda: frozen)
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _frozen(value):
+    """Lists become tuples, so that a frozen Settings holds nothing that can change under it."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+# Times follow the original: minutes for timeout, ready_ttl and vm_checktime; hours for lifetimes
+# and data_ttl; seconds for the loop delays. Fractions are allowed so that tests can run the whole
+# lifecycle in milliseconds.
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every core ``:config:`` key we read, typed, with its default; frozen. A misspelt key is
+    an AttributeError (and a failing test: see tests/unit/test_settings.py), not a KeyError on a
+    rare path. Tests override with ``dataclasses.replace(settings, task_limit=1)``."""
+
+    site_name: str = setting("vmpooler", "Title of the dashboard; also in logs and the service banner.",
+                             "SITE_NAME")
+    task_limit: int = setting(10, "Clones in flight at once, across all pools.", "TASK_LIMIT", 1)
+    ondemand_clone_limit: int = setting(10, "On-demand clones in flight at once (they also count against "
+                                        "task_limit).", "ONDEMAND_CLONE_LIMIT", 1)
+    max_ondemand_instances_per_request: int = setting(10, "Most VMs of one pool or alias an on-demand request "
+                                                      "may ask for (403 above).",
+                                                      "MAX_ONDEMAND_INSTANCES_PER_REQUEST", 1)
+    ondemand_request_ttl: float = setting(5, "Minutes an on-demand request may take to be filled before it fails "
+                                          "and its VMs are destroyed.", "ONDEMAND_REQUEST_TTL", 0)
+    timeout: float = setting(15, "Minutes a VM may stay pending before it is given up.", "TIMEOUT", 0)
+    vm_checktime: float = setting(1, "Minutes between checks of a ready VM.", "VM_CHECKTIME", 0)
+    vm_lifetime: float = setting(24, "Hours a checked-out VM lives (0: forever).", "VM_LIFETIME", 0)
+    vm_lifetime_auth: Optional[float] = setting(None, "Hours a VM checked out with a token lives.",
+                                                "VM_LIFETIME_AUTH", 0)
+    max_lifetime_upper_limit: Optional[int] = setting(None, "A PUT lifetime must be below this many hours.",
+                                                      "MAX_LIFETIME_UPPER_LIMIT", 1)
+    ready_ttl: float = setting(60, "Minutes a VM may sit ready before it is recycled.", "READY_TTL", 0)
+    allowed_tags: Optional[tuple] = setting(None, "Tag names a PUT may set (any when unset).")
+    domain: Optional[str] = setting(None, "DNS domain of the VMs of pools without a `dns_plugin` (a pool's DNS "
+                                    "setup gives its own); added to API answers.", "DOMAIN")
+    prefix: str = setting("", "Prefix of generated hostnames.", "PREFIX")
+    check_loop_delay_min: float = setting(5, "Seconds between passes of the pool manager.", minimum=0.001)
+    check_loop_delay_max: float = setting(60, "Accepted for compatibility; passes run every check_loop_delay_min "
+                                          "seconds and are woken early by checkouts and deletes.", minimum=0)
+    check_loop_delay_decay: float = setting(2.0, "Accepted for compatibility (see check_loop_delay_max).",
+                                            minimum=0)
+    clone_attempts: int = setting(3, "Clone attempts for one VM before it is given up.", minimum=1)
+    destroy_attempts: int = setting(5, "Destroy attempts for one VM before it is marked failed.", minimum=1)
+    task_attempts: int = setting(3, "Attempts of a snapshot, revert or disk task before it fails.", minimum=1)
+    retry_backoff: float = setting(2, "Seconds before the first retry of a failed provider call; doubled on each "
+                                   "further failure.", minimum=0)
+    retry_backoff_max: float = setting(300, "Longest wait between retries, in seconds.", minimum=0)
+    provider_threads: int = setting(16, "Threads running provider calls (bounded thread pool).", minimum=1)
+    reconcile_interval: float = setting(60, "Seconds between comparisons of each pool's folder in the provider "
+                                        "with the database (orphans are destroyed, vanished VMs marked gone).",
+                                        minimum=0)
+    circuit_breaker_enabled: bool = setting(True, "Stop calling a provider that keeps failing, for a while.")
+    circuit_breaker_failure_threshold: int = setting(5, "Consecutive transient failures that open a provider's "
+                                                     "circuit breaker.", minimum=1)
+    circuit_breaker_timeout: float = setting(30, "Seconds an open breaker waits before letting a trial call "
+                                             "through.", minimum=0)
+    circuit_breaker_half_open_attempts: int = setting(3, "Successful trial calls that close the breaker.",
+                                                      minimum=1)
+    leader_lease_seconds: float = setting(5, "Seconds the process running the pool manager holds its lease "
+                                          "without renewing it; when it dies or hangs, another process sharing "
+                                          "the database takes over within about this long.", minimum=0.5)
+    shutdown_grace: float = setting(10, "Seconds a stopping service waits for provider calls in flight; what is "
+                                    "still running then is abandoned and reconciled at the next start.",
+                                    minimum=0)
+    data_ttl: float = setting(168, "Hours a destroyed VM's row is kept for GET /vm/<host>.", minimum=0)
+    idempotency_key_ttl: float = setting(24, "Hours the answer of a POST /vm, /vm/<pools> or /ondemandvm made "
+                                         "with an Idempotency-Key header is kept for a retry with the same key.",
+                                         minimum=0.0001)
+    check_ready_vm_hostname_for_mismatch: bool = setting(True, "Recycle a ready VM whose reported hostname "
+                                                         "differs from its name.")
+    experimental_features: bool = setting(False, "Enables the run-time pool configuration routes (POST "
+                                          "/config/poolsize, /config/pooltemplate, /config/clonetarget, "
+                                          "/poolreset and DELETE /config/poolsize|pooltemplate/<pool>); off: "
+                                          "they answer 405.", "EXPERIMENTAL_FEATURES")
+    request_logger: bool = setting(False, "Log every API request.", "REQUEST_LOGGER")
+    behind_proxy: bool = setting(False, "Take the client address from X-Real-IP / X-Forwarded-For (set it only "
+                                 "when a reverse proxy fronts the service; rate limiting keys on that address).")
+    max_body_size: int = setting(65536, "Largest request body accepted, in bytes (413 above).", minimum=1)
+    http_idle_timeout: float = setting(60, "Seconds a client connection may take to send a request's head "
+                                       "(request line and headers), counted from its opening or its previous "
+                                       "answer: an idle keep-alive connection, or one sending its headers slowly, "
+                                       "is closed after it.", minimum=0.1)
+    http_body_timeout: float = setting(60, "Seconds a client may take to send a request's body; its connection "
+                                       "is closed after it.", minimum=0.1)
+    max_connections: Optional[int] = setting(None, "Most client connections open at once; past it a new one is "
+                                             "answered 503 (JSON, Retry-After) and closed. Unset: three quarters of "
+                                             "the process's file-descriptor limit (ulimit -n), the rest left to the "
+                                             "database, the providers and the log.", minimum=1)
+    status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
+                                          "the database changes; dashboards polling it then cost one computation "
+                                          "a second at most.", minimum=0)
+    rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
+                                          "RATE_LIMITING_ENABLED")
+    auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
+                                            "before that user's logins from that address are 429 (other users "
+                                            "and tokens are not affected).", minimum=1)
+    auth_token_failures_per_minute: int = setting(600, "Wrong tokens from one address per minute before further "
+                                                  "wrong tokens are answered 429 instead of 401 (a coarse guard; a "
+                                                  "valid token is never refused).", minimum=1)
+
+
+def _kind(annotation) -> str:
+    """The kind of a field's declared type (``Optional[X]`` is X's)."""
+    options = [option for option in typing.get_args(annotation) if option is not type(None)] \
+        if typing.get_origin(annotation) is typing.Union else [annotation]
+    if len(options) != 1:
+        raise TypeError(f"a setting has one type (or Optional of one), not {annotation!r}")
+    python_type = typing.get_origin(options[0]) or options[0]
+    if python_type not in KINDS:
+        raise TypeError(f"a setting's type is one of {sorted(t.__name__ for t in KINDS)}, not {annotation!r}")
+    return KINDS[python_type]
+
+
+def _rows(cls) -> list:
+    """The ``Setting`` row of each field of ``cls``, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for field in dataclasses.fields(cls):
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        rows.append(Setting(field.name, _kind(hints[field.name]), default, field.metadata["doc"],
+                            field.metadata["env"], field.metadata["minimum"], field.metadata["maximum"]))
+    return rows
+
+
+#: every core key as a row, for the loader and the documentation checks
+SETTINGS = _rows(Settings)
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
 # Keys of the original that do not apply here: accepted, warned about, ignored.
@@ -106,9 +193,8 @@ IGNORED_SETTINGS = {
     "timeout_notification": "not implemented",
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
-                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing",
-                    "dns_configs": "API v1 has no DNS plugins"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "auth", "tagfilter", "database", "prometheus"}
+                    "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
 
 
 # -- coercion ------------------------------------------------------------------------------
@@ -153,15 +239,18 @@ def coerce(kind: str, value: Any):
     raise AssertionError(kind)
 
 
-def check_setting(setting: Setting, value, where: str, problems: list):
+def check_setting(row: Setting, value, where: str, problems: list):
     try:
-        value = coerce(setting.kind, value)
+        value = coerce(row.kind, value)
     except ValueError as exc:
         problems.append(f"{where}: {exc}")
-        return setting.default
-    if value is not None and setting.minimum is not None and value < setting.minimum:
-        problems.append(f"{where}: must be at least {setting.minimum:g}, not {value!r}")
-        return setting.default
+        return row.default
+    if value is not None and row.minimum is not None and value < row.minimum:
+        problems.append(f"{where}: must be at least {row.minimum:g}, not {value!r}")
+        return row.default
+    if value is not None and row.maximum is not None and value > row.maximum:
+        problems.append(f"{where}: must be at most {row.maximum:g}, not {value!r}")
+        return row.default
     return value
 
 
@@ -170,43 +259,33 @@ def read_settings(rows, mapping, problems: list, where: str = "", environ=None) 
     given and has it) over ``mapping``'s value over the row's default. Problems name the key as
     ``<where><key>`` (``where`` is a prefix such as ``config.``), or the variable."""
     values = {}
-    for setting in rows:
-        if environ is not None and setting.env and environ.get(setting.env) is not None:
-            value = check_setting(setting, environ[setting.env], f"{setting.env} (environment, for "
-                                  f"{where}{setting.key})", problems)
+    for row in rows:
+        if environ is not None and row.env and environ.get(row.env) is not None:
+            value = check_setting(row, environ[row.env], f"{row.env} (environment, for {where}{row.key})", problems)
         else:
-            value = check_setting(setting, mapping.get(setting.key), f"{where}{setting.key}", problems)
-        values[setting.key] = setting.default if value is None else value
+            value = check_setting(row, mapping.get(row.key), f"{where}{row.key}", problems)
+        values[row.key] = row.default if value is None else value
     return values
 
 
-# -- the typed settings object ---------------------------------------------------------------
-_PYTHON_TYPES = {"int": int, "number": float, "bool": bool, "str": str, "list": tuple, "dict": dict}
-
-
-def _frozen(value):
-    """Lists become tuples, so that a frozen Settings holds nothing that can change under it."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _settings_class(rows) -> type:
-    """A frozen dataclass with one attribute per row, named by its key, defaulting to its default:
-    ``config.settings.task_limit``. A misspelt key is an AttributeError (and a failing test: see
-    tests/unit/test_settings.py), not a KeyError on a rare path."""
-    fields = []
-    for row in rows:
-        default = _frozen(row.default)
-        field = (dataclasses.field(default_factory=lambda default=default: dict(default))
-                 if isinstance(default, dict) else dataclasses.field(default=default))
-        fields.append((row.key, Optional[_PYTHON_TYPES[row.kind]], field))
-    return dataclasses.make_dataclass("Settings", fields, frozen=True, namespace={"__module__": __name__})
-
-
-Settings = _settings_class(SETTINGS)
-
-
-def build_settings(values) -> "Settings":
+def build_settings(values) -> Settings:
     """Settings from ``{key: value}`` (typed values, as read_settings gives them); a missing key
     takes its default, an unknown one is a TypeError. Tests override with
     ``dataclasses.replace(settings, task_limit=1)`` or through tests.conftest.make_config."""
     return Settings(**{key: _frozen(value) for key, value in values.items()})
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+def unknown_key(where: str, key: str, known) -> str:
+    """The warning for a key no one reads, e.g. ``config.vm_lifetme is not a known key; ignored
+    (did you mean vm_lifetime?)``: ``where`` is the section's path (``config``, ``pools[web]``; empty
+    for a section itself), ``known`` the keys that would have been read there. Shared by every
+    section's check so that each misspelling is told the same way."""
+    path = f"{where}.{key}" if where else key
+    return f"{path} is not a known key; ignored{did_you_mean(key, known)}"
+
+
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean vm_lifetime?)`` when ``key`` looks like a misspelling of one of ``known``, else ''."""
+    close = difflib.get_close_matches(str(key), sorted({str(name) for name in known}), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -136,7 +136,7 @@ def test_poolreset(cfg_api):
     for body in ('{"pool1":"1}', ""):
         error = assert_error(cfg_api.post("/api/v1/poolreset", body), 400)
         assert error["message"] == "JSON payload could not be parsed"
-    assert_error(cfg_api.post("/api/v1/poolreset", "null"), 404)
+    assert_error(cfg_api.post("/api/v1/poolreset", "null"), 400)
 
 
 CHANGES = [("POST", "/api/v1/config/poolsize", {"pool1": "3"}),
@@ -196,8 +196,8 @@ def test_a_body_that_is_not_a_json_object_is_400_json(cfg_api, path, body):
 
 @pytest.mark.parametrize("path", ["/api/v1/config/poolsize", "/api/v1/config/pooltemplate",
                                   "/api/v1/config/clonetarget"])
-def test_a_null_body_is_404_as_the_original(cfg_api, path):
-    assert_error(cfg_api.post(path, "null"), 404)
+def test_a_null_body_is_400(cfg_api, path):
+    assert_error(cfg_api.post(path, "null"), 400)  # the original: 404
 
 
 def test_empty_object_changes_nothing(cfg_api):

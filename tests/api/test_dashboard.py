@@ -97,6 +97,15 @@ def test_pool_stats_have_the_original_shape(start_api):
                                    "centos-6-x86_64": {"size": 2, "ready": 0}}
 
 
+def test_pool_stats_show_the_run_time_size_as_poolstat_does(start_api):
+    api = start_api(pools=ALIAS_POOLS, settings={"experimental_features": True})
+    assert api.post("/api/v1/config/poolsize", {"debian-7-i386": "2"}).status == 201
+    poolstat = api.get("/api/v1/poolstat?pool=debian-7-i386").json()["pools"]["debian-7-i386"]
+    for query in ("", "?history"):
+        stats = api.get("/dashboard/stats/vmpooler/pool" + query).json()
+        assert stats["debian-7-i386"]["size"] == poolstat["max"] == 2, query
+
+
 def test_pool_history_is_the_past_hour_in_the_original_shape(start_api):
     api = start_api(pools=ALIAS_POOLS)
     api.add("debian-7-i386")

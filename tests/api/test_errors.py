@@ -149,3 +149,17 @@ def test_fuzz_no_5xx_no_traceback(fuzz_targets, method, path, parts, body, heade
         assert isinstance(response.json(), (dict, list))
         if response.status >= 400:
             assert response.json()["ok"] is False
+
+
+@pytest.mark.parametrize("body", ["null", "[]", "3", '"x"', "true"])
+def test_every_json_route_answers_a_body_that_is_not_an_object_with_400(start_api, body):
+    """One rule for every route that reads a JSON body: only an object is one (the original
+    answered ``null`` on the configuration routes with a 404)."""
+    api = start_api(settings={"experimental_features": True})
+    name = api.add()
+    routes = [("POST", "/api/v1/vm"), ("PUT", f"/api/v1/vm/{name}"), ("POST", "/api/v1/ondemandvm"),
+              ("POST", "/api/v1/config/poolsize"), ("POST", "/api/v1/config/pooltemplate"),
+              ("POST", "/api/v1/config/clonetarget"), ("POST", "/api/v1/poolreset")]
+    for method, path in routes:
+        error = assert_error(api.request(method, path, body=body), 400)
+        assert "JSON object" in error["error"], (method, path, error)

@@ -21,6 +21,7 @@ def test_healthy_without_a_manager_is_judged_on_the_database(api):
     assert api.get("/api/v1/healthcheck").status == 404  # outside /api/v1, as the original
     details = api.get("/healthcheck?details").json()
     assert details["ok"] is True and "leader" in details["manager"]
+    assert details["checks"] == {"database": {"ok": True}, "disk": {"ok": True}, "manager": {"ok": True}}
 
 
 def test_503_while_another_process_locks_the_database(api, tmp_path):

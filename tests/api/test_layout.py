@@ -47,7 +47,7 @@ def test_every_api_module_is_small():
 def test_the_checkout_is_a_plain_function(api):
     assert inspect.isfunction(api_checkout.checkout)
     name = api.add()
-    body = asyncio.run(api_checkout.checkout(api.context, {"debian-7-i386": 1}, None))  # no handler, no token
+    body = asyncio.run(api_checkout.checkout(api.context, {"debian-7-i386": 1}, None)).body  # no handler, no token
     assert body == {"ok": True, "debian-7-i386": {"hostname": name}, "domain": "company.com"}
     assert api.wakes
     with pytest.raises(ApiError) as refused:

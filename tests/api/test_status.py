@@ -9,6 +9,7 @@ from tests.api.conftest import ALIAS_POOLS, vm_row
 from vmpooler.db import stats as stat_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.db.models import vms
 from vmpooler.db.stats import record_duration
 
 RUBY_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \+0000$")
@@ -113,12 +114,29 @@ def test_fixed_number_of_queries(start_api):
 def test_status_cache(start_api):
     api = start_api(settings={"status_cache_seconds": 60})
     assert api.get("/api/v1/status").json()["capacity"]["current"] == 0
-    api.add()
-    assert api.get("/api/v1/status").json()["capacity"]["current"] == 0  # cached
-    assert api.get("/api/v1/status?view=capacity").json()["capacity"]["current"] == 1  # another view
+    api.add()  # a change of this process: what was cached is stale
+    assert api.get("/api/v1/status").json()["capacity"]["current"] == 1
+    reads = count_selects(api, "/api/v1/status")
+    assert reads == 0  # nothing changed since: the cached answer, no query
+    with api.db.engine.begin() as conn:  # a change made behind the process's back (not announced) ...
+        conn.execute(vms.update().values(state="running"))
+    assert api.get("/api/v1/status").json()["capacity"]["current"] == 1  # ... leaves the cache as it was
     uncached = start_api()
     uncached.add()
-    assert uncached.get("/api/v1/status").json()["capacity"]["current"] == 2
+    assert uncached.get("/api/v1/status").json()["capacity"]["current"] == 1  # the running one is not ready
+
+
+def test_a_cached_status_is_never_older_than_this_process_s_last_change(start_api):
+    """A script that empties a pool and asks /status at once must see it empty (a cached "full"
+    answer made it check out into a 503)."""
+    api = start_api(pools=ALIAS_POOLS, settings={"status_cache_seconds": 60})
+    for _ in range(2):
+        api.add("centos-6-x86_64")
+    assert api.get("/api/v1/status").json()["pools"]["centos-6-x86_64"]["ready"] == 2
+    assert api.post("/api/v1/vm/centos-6-x86_64+centos-6-x86_64").status == 200
+    status = api.get("/api/v1/status").json()
+    assert status["pools"]["centos-6-x86_64"]["ready"] == 0
+    assert "centos-6-x86_64" in status["status"]["empty"]
 
 
 def test_poolstat(start_api):

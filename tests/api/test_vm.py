@@ -103,9 +103,11 @@ def test_put_tags_with_filter_and_empty_values(start_api):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"lifetime": -1}, "positive number"),
-    ({"lifetime": "abc"}, "positive number"),
-    ({"lifetime": 0}, "positive number"),
+    ({"lifetime": -1}, "positive whole number of hours"),
+    ({"lifetime": "abc"}, "positive whole number of hours"),
+    ({"lifetime": 0}, "positive whole number of hours"),
+    ({"lifetime": 2.5}, "positive whole number of hours"),
+    ({"lifetime": "2.5"}, "positive whole number of hours"),
     ({"lifetime": 10}, "configured maximum of 10"),
     ({"tags": "x"}, "something other than a hash"),
     ({"tags": {"user": "x", "nope": "y"}}, "unsuppored tags"),

@@ -15,7 +15,9 @@ from tests.service import InProcessService
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 5},
          {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3},
          {"name": "centos-6-x86_64", "template": "centos-6-x86_64", "size": 2},
-         {"name": "win-2012r2-x86_64", "template": "win-2012r2", "size": 4}]
+         {"name": "win-2012r2-x86_64", "template": "win-2012r2", "size": 4, "dns_plugin": "windows"}]
+#: the windows pool's DNS setup gives it a domain of its own; the others have :config: domain
+DNS_CONFIGS = {"windows": {"dns_class": "dynamic-dns", "domain": "win.qa.test"}}
 
 #: what the page shows of each pool and platform, read from the live DOM
 READ_DOM = """(() => ({
@@ -24,6 +26,7 @@ READ_DOM = """(() => ({
     name: svg.querySelector('.pool-name').textContent,
     pct: svg.querySelector('.pool-pct').textContent,
     count: svg.querySelector('.pool-count').textContent,
+    domain: (svg.querySelector('.pool-domain') || {}).textContent || null,
     drawn: svg.querySelector('path.area').getAttribute('d').length})),
   running: Object.fromEntries(Array.from(document.querySelectorAll('#dashboard-legend li')).map(
     li => [li.dataset.major, Number(li.querySelector('.count').textContent)])),
@@ -75,7 +78,9 @@ def chromium(tmp_path):
 
 @pytest.fixture
 def service(tmp_path):
-    running = InProcessService(service_config(tmp_path, POOLS, settings={"site_name": "QA <b>pools</b>"}))
+    running = InProcessService(service_config(tmp_path, POOLS, settings={"site_name": "QA <b>pools</b>",
+                                                                         "domain": "qa.test"},
+                                              dns_configs=DNS_CONFIGS))
     yield running
     running.stop()
 
@@ -102,6 +107,7 @@ def test_dashboard_shows_every_pool_live_and_follows_a_checkout(service, chromiu
             assert dom["title"] == "QA pools"
             assert dom_matches(dom, status), (dom, status)
             assert [p["count"] for p in dom["pools"]] == ["(2/2)", "(5/5)", "(3/3)", "(4/4)"]
+            assert [p["domain"] for p in dom["pools"]] == [".qa.test", ".qa.test", ".qa.test", ".win.qa.test"]
             assert all(p["drawn"] > 20 for p in dom["pools"]), "every pool's capacity is drawn"
 
             taken = client.post("/api/v1/vm/debian-7-i386+debian-7-i386+win-2012r2-x86_64")

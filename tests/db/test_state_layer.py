@@ -142,3 +142,21 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     assert vm_store.checked(db, rows(db, name=ready)[0], utcnow(), ip="10.0.0.9")
     assert events(db, ready)[-1].reason == f"address {vm.ip or '(none)'} -> 10.0.0.9"
     assert rows(db, name=ready)[0].ip == "10.0.0.9"
+
+
+def test_a_booting_vms_failed_dns_record_is_a_clone_attempt_guarded_as_pending(db, pool):
+    """A VM already cloned (booting) whose DNS record could not be made: the attempt is recorded
+    on the pending row (not refused as "no longer cloning"), and giving up completes it."""
+    name = new_vm(db, pool[0], "vm-booting", utcnow())
+    vm = rows(db, name="vm-booting")[0]
+    assert vm_store.cloned(db, vm, utcnow(), "192.0.2.1")
+    assert not vm_store.attempt_failed(db, vm, "clone", "dns down", utcnow(), 1, utcnow())  # the clone is done
+    later = utcnow() + datetime.timedelta(seconds=5)
+    assert vm_store.attempt_failed(db, vm, "clone", "dns down", utcnow(), 1, later, booting=True)
+    vm = rows(db, name="vm-booting")[0]
+    assert (vm.state, vm.clone_attempts, vm.next_attempt_at is not None, vm.cloned_at is not None) == \
+        ("pending", 1, True, True)
+    assert vm_store.attempt_failed(db, vm, "clone", "REFUSED", utcnow(), 2, None, booting=True)
+    vm = rows(db, name="vm-booting")[0]
+    assert vm.state == "completed" and vm.last_error == "REFUSED" and name is not None
+    assert events(db, "vm-booting")[-1].reason == "clone failed 2 times, giving up: REFUSED"

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import time
 
+from tests.servers import free_port, stop_process
+
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SLAPADD = shutil.which("slapadd") or "/usr/sbin/slapadd"
 SUFFIX = "dc=example,dc=com"
@@ -42,12 +44,6 @@ directory {root}/data
 access to attrs=userPassword by self read by anonymous auth by * none
 access to * by * read
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _entries() -> str:
@@ -115,12 +111,7 @@ class Slapd:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)  # a paused slapd cannot act on SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process)
         self.process = None
 
     def pause(self) -> None:

@@ -235,7 +235,7 @@ def test_configuration_checks_name_the_key():
                     ":config:": {"domain": "vmpool.test"}}, {}, REGISTRY)
     assert loaded.providers["kvm1"].options.uri == "qemu:///system"
     assert loaded.providers["kvm2"].options.uri == "qemu+ssh://h/system"
-    assert loaded.providers["kvm1"].options.domain == "vmpool.test"
+    assert loaded.pools[0].fqdn("vm1") == "vm1.vmpool.test"
     first = loaded.pools[0].provider_options
     assert (first.storage_pool, first.network, first.create_linked_clone, first.ready_check_port) == \
         ("sp", "net", True, 22)

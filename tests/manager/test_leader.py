@@ -117,3 +117,22 @@ def test_renewing_the_lease_keeps_the_read_cache(db):
     with db.write():
         pass  # any other write transaction
     assert cached_read() == 2
+
+
+def test_a_lease_that_lapsed_during_a_pause_is_logged_and_the_term_ended(db, caplog):
+    """Paused past its lease (the clock jumps as after SIGSTOP): the next campaign logs that the
+    lease lapsed and tells the listeners the term ended, even though it takes the lease straight
+    back (nobody else wanted it), so the new term starts afresh (the manager reconciles)."""
+    clock = FakeClock(100.0)
+    leader = Leadership(db, lease_seconds=1, holder="paused", clock=clock)
+    heard = []
+    leader.on_change(heard.append)
+    assert run(leader.campaign_once()) and heard == [True]
+    threading.Event().wait(1.05)  # the lease runs out in the database too
+    clock.now += 3
+    caplog.set_level("WARNING", logger="vmpooler.manager")
+    assert run(leader.campaign_once())
+    assert heard == [True, False, True]
+    lapsed = [record.getMessage() for record in caplog.records if "lapsed" in record.getMessage()]
+    assert len(lapsed) == 1 and "paused stopped" not in lapsed[0] and "stopped running the pool manager" in lapsed[0]
+    assert any("no longer runs the pool manager" in record.getMessage() for record in caplog.records)

@@ -1,11 +1,15 @@
 """A manager pass reads what it needs once: the pending VMs, which both checks and replenish go
 through, are one query per pass, handed to the loops (scheduler.Pass)."""
 import asyncio
+import datetime
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from tests.conftest import add_vm
-from tests.manager.helpers import fast_config, rows
+from tests.manager.helpers import fast_config, rows, running, wait_for
+from vmpooler.db import idempotency
+from vmpooler.db.database import utcnow
+from vmpooler.db.models import idempotency_keys
 from vmpooler.db import vm_statements as statements
 from vmpooler.manager.scheduler import Manager
 from vmpooler.providers.registry import REGISTRY
@@ -40,3 +44,19 @@ def test_each_pass_reads_the_pending_vms_once(db):
         event.remove(db.engine, "before_cursor_execute", count)
     assert len([r for r in rows(db) if r.state == "pending"]) == 4
 
+
+
+
+def test_the_manager_purges_expired_idempotency_keys(db):
+    with db.write() as conn:
+        idempotency.remember(conn, idempotency.Key("", "gone", "f", datetime.timedelta(seconds=-1)), 200, {}, utcnow())
+
+    def keys():
+        with db.read() as conn:
+            return list(conn.execute(select(idempotency_keys)))
+
+    async def scenario():
+        async with running(fast_config([{"name": "a", "template": "t", "size": 1}]), db):
+            await wait_for(lambda: not keys(), what="the expired key purged")
+
+    asyncio.run(scenario())

@@ -1,6 +1,8 @@
 """vmpooler db backup: a copy taken while writes go on is a consistent, openable database holding
 every write acknowledged before the backup started; PostgreSQL is pointed to pg_dump."""
+import os
 import sqlite3
+import stat
 import threading
 import time
 
@@ -95,6 +97,17 @@ def test_a_backup_replaces_the_file_and_refuses_what_it_cannot_copy(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
     itself = vmpooler("db", "backup", str(tmp_path / "vmpooler.db"), env={"DATABASE_URL": url})
     assert itself.returncode == 1 and "must not be the database itself" in itself.stderr
+
+
+def test_a_backup_is_private_and_a_missing_directory_is_named(tmp_path):
+    url = f"sqlite:///{tmp_path / 'vmpooler.db'}"
+    Database(url).upgrade()
+    # under the usual umask, which leaves new files world-readable
+    assert vmpooler("db", "backup", str(tmp_path / "copy.db"), env={"DATABASE_URL": url}, umask=0o022).returncode == 0
+    assert stat.S_IMODE(os.stat(tmp_path / "copy.db").st_mode) == 0o600  # it holds the token hashes
+    nowhere = tmp_path / "no" / "such" / "dir" / "copy.db"
+    result = vmpooler("db", "backup", str(nowhere), env={"DATABASE_URL": url})
+    assert result.returncode == 1 and f"{tmp_path / 'no' / 'such' / 'dir'}: no such directory" in result.stderr
 
 
 def test_postgresql_is_pointed_to_pg_dump(tmp_path):

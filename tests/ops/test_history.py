@@ -1,6 +1,7 @@
 """vmpooler history: a VM's whole life from the audit trail, for a VM that went through every
 state (pending, ready, running, completed, destroyed) in the real service."""
 import re
+from types import SimpleNamespace
 
 from tests.api.conftest import PASSWORD, USERS_AUTH
 from tests.conftest import add_vm, make_config
@@ -8,10 +9,12 @@ from tests.reliability.harness import service_config, wait_until
 from tests.service import InProcessService
 from tests.test_cli import vmpooler
 from vmpooler.auth.tokens import issue, token_hash
+from vmpooler.db import tasks as task_store
 from vmpooler.db import tokens as token_rows
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.audit import vm_history
+from vmpooler.model import TaskKind
 from vmpooler.operations import format_life
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 1}]
@@ -85,3 +88,23 @@ def test_every_vm_that_had_the_name_oldest_first(db):
     assert lives[0].token_prefix is None and lives[0].vm.token_user == "jdoe"
     assert "by jdoe with a token deleted since" in format_life(lives[0])
     assert [event.to_state for event in lives[1].events] == ["pending"]
+
+
+def test_history_shows_snapshots_reverts_and_added_disks(db, tmp_path):
+    """On SQLite and PostgreSQL: every task of the VM, with its state, time, attempts and error."""
+    pool = make_config().pools[0]
+    add_vm(db, pool, "running", name="worked-on")
+    vm = vm_store.latest(db, "worked-on")
+    now = utcnow()
+    snapshot = task_store.queue(db, vm, TaskKind.SNAPSHOT, "before-upgrade", now)
+    assert task_store.claim(db, snapshot) and task_store.finish(db, snapshot, now)
+    revert = task_store.queue(db, vm, TaskKind.REVERT, "before-upgrade", now)
+    assert task_store.claim(db, revert)
+    assert task_store.failed(db, SimpleNamespace(id=revert), "no such snapshot", now, 3, None)
+    task_store.queue(db, vm, TaskKind.DISK, "8", now)
+    with db.read() as conn:
+        (life,) = vm_history(conn, "worked-on")
+    text = format_life(life)
+    assert re.search(r"snapshot 'before-upgrade' queued .* UTC: done .* UTC", text), text
+    assert re.search(r"revert 'before-upgrade' queued .*: failed .* \(3 attempts\): no such snapshot", text), text
+    assert re.search(r"disk of 8 GB queued .* UTC: queued$", text, re.M), text

@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -100,7 +101,7 @@ class ServerProcess:
     provider (a ``vsphere`` section, say)."""
 
     def __init__(self, workdir: Path, pools, settings=None, dummy=None, log_level="INFO", database_url=None,
-                 inventory_path=None, role="all", **sections):
+                 inventory_path=None, role="all", fd_limit=None, **sections):
         self.workdir = Path(workdir)
         self.pools = pools
         self.port = free_port()
@@ -110,6 +111,7 @@ class ServerProcess:
         self.log_path = self.workdir / "server.log"
         self.config_path = self.workdir / "vmpooler.yaml"
         self.role = role
+        self.fd_limit = fd_limit  # RLIMIT_NOFILE of the server process (ulimit -n), when given
         dummy = {"filename": str(self.inventory_path), **(dummy or {})}
         raw = raw_config(pools, settings, dummy, self.database_url, **sections)
         self.config_path.write_text(yaml.safe_dump(raw))
@@ -132,10 +134,14 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [*self.command_prefix, sys.executable, "-m", "vmpooler", "--log-level", self.log_level, "serve", "--config",
                  str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port), "--role", self.role],
-                cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=log)
+                cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                preexec_fn=self._limit_fds if self.fd_limit else None)
         self.starts += 1
         wait_until(self._answers, timeout, f"the server on port {self.port} to answer")
         return self
+
+    def _limit_fds(self) -> None:  # in the child, before exec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:

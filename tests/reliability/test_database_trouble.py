@@ -130,10 +130,23 @@ def small_tmpfs(directory):
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
-def trouble_over_http(service, trouble, words):
+def assert_health(client, failing=None):
+    """GET /healthcheck: 200 {"ok": true} when ``failing`` is None, else 503 with ``?details``
+    naming the ``failing`` check (database, disk or manager)."""
+    plain, details = client.get("/healthcheck", timeout=10), client.get("/healthcheck?details", timeout=10)
+    if failing is None:
+        assert plain.status == 200 and plain.json() == {"ok": True}, plain.text
+        assert all(check["ok"] for check in details.json()["checks"].values()), details.text
+        return
+    assert plain.status == 503 and plain.json()["ok"] is False, plain.text
+    assert details.status == 503 and details.json()["checks"][failing]["ok"] is False, details.text
+
+
+def trouble_over_http(service, trouble, words, failing_check="database"):
     """Check one VM out, then during ``trouble`` every write answers 503 {"ok": false, "error":
-    <mentions words>} while reads still answer; afterwards nothing was half-written, writes work
-    again, the pools refill and the database matches the inventory."""
+    <mentions words>} while reads still answer and /healthcheck answers 503 naming
+    ``failing_check``; afterwards nothing was half-written, writes work again, the health check
+    answers 200, the pools refill and the database matches the inventory."""
     client = service.client
     wait_until(lambda: pools_full(client, POOLS), 10, "the pools to fill")
     held = client.post("/api/v1/vm/a").json()["a"]["hostname"]
@@ -153,6 +166,7 @@ def trouble_over_http(service, trouble, words):
         print(f"GET during trouble answered in {time.monotonic() - started:.2f}s")
         assert shown.status == 200 and shown.json()[held]["state"] == "running"
         assert client.get("/api/v1/status").status == 200
+        assert_health(client, failing_check)
     # Nothing half-written: the refused checkouts took no VM, the refused PUT changed nothing.
     assert_every_checkout_recorded_once(service.db, [held])
     vm = client.get(f"/api/v1/vm/{held}").json()[held]
@@ -162,6 +176,7 @@ def trouble_over_http(service, trouble, words):
     again = client.post("/api/v1/vm/b").json()["b"]["hostname"]
     assert client.delete(f"/api/v1/vm/{held}").status == 200
     wait_until(lambda: pools_full(client, POOLS), 20, "the pools to refill")
+    assert_health(client)
     service.reconcile_now()
     time.sleep(0.3)
     wait_until(lambda: pools_full(client, POOLS), 10, "the pools to be quiet")
@@ -182,7 +197,7 @@ def test_api_answers_503_while_the_disk_is_full(tmp_path):
     with small_tmpfs(tmp_path / "disk") as directory:
         service = InProcessService(service_config(directory, POOLS))
         try:
-            trouble_over_http(service, disk_full(directory), "full")
+            trouble_over_http(service, disk_full(directory), "full", "disk")
         finally:
             service.stop()
 

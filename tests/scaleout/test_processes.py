@@ -11,12 +11,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from tests.api.conftest import scrape, values
 from tests.reliability.harness import ServerProcess, wait_until
-from vmpooler.db.database import Database
-from vmpooler.db.models import metadata, vms
+from vmpooler.db.models import vms
 
 URL = os.environ.get("VMPOOLER_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="needs $VMPOOLER_TEST_POSTGRES_URL (scripts/test.sh sets it)")
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.skipif(not URL, reason="needs $VMPOOLER_TEST_POSTGRES_U
 POOLS = [{"name": "a", "template": "tmpl-a", "size": 6}, {"name": "b", "template": "tmpl-b", "size": 4}]
 SIZES = {pool["name"]: pool["size"] for pool in POOLS}
 SETTINGS = {"check_loop_delay_min": 30, "leader_lease_seconds": 3, "task_limit": 10}  # 3 s: 2 busy cores
-
-
-@pytest.fixture
-def database():
-    db = Database(URL)
-    with db.engine.begin() as conn:  # an empty database: the processes migrate it as they start
-        metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    yield db
-    db.dispose()
 
 
 @pytest.fixture

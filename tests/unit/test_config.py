@@ -6,6 +6,7 @@ import pytest
 from vmpooler import config
 from vmpooler.config import ConfigError
 from vmpooler.providers.registry import REGISTRY
+from vmpooler.settings import SETTINGS_BY_KEY, did_you_mean, unknown_key
 
 GOOD = {
     ":config:": {"task_limit": 4, "domain": "example.com", "allowed_tags": ["user"], "logfile": "/x.log"},
@@ -177,3 +178,20 @@ def test_pool_defaults_live_only_in_the_settings_table():
 def test_vsphere_pool_keys_on_a_dummy_pool_are_warned_about():
     loaded = build({":pools:": [{"name": "a", "template": "t", "size": 1, "datastore": "ds"}]}, {})
     assert loaded.warnings == ["pools[a].datastore is not a known key; ignored"]
+
+
+def test_a_misspelt_key_is_told_the_key_it_may_mean():
+    assert unknown_key("config", "vm_lifetme", SETTINGS_BY_KEY) == (
+        "config.vm_lifetme is not a known key; ignored (did you mean vm_lifetime?)")
+    assert unknown_key("pools[a]", "colour", ["template", "size"]) == "pools[a].colour is not a known key; ignored"
+    assert did_you_mean("clone_targt", ["clone_target", "template"]) == " (did you mean clone_target?)"
+
+
+def test_an_unknown_provider_class_is_one_problem_not_two():
+    raw = {"providers": {"mine": {"provider_class": "vshpere"}},
+           "pools": [{"name": "a", "template": "t", "size": 1, "provider": "mine", "folder": "f"}]}
+    with pytest.raises(ConfigError) as error:
+        config.build(raw, {}, REGISTRY)
+    assert len(error.value.problems) == 1, error.value.problems
+    assert error.value.problems[0].startswith("providers.mine: unknown provider 'vshpere' (did you mean vsphere?)")
+    assert error.value.warnings == []  # its pool's keys are not called unknown either

@@ -12,8 +12,8 @@ import vmpooler
 
 PACKAGE = pathlib.Path(vmpooler.__file__).parent
 #: db/ modules whose writes are deliberately not batched: a lease is renewed on time in its own
-#: transaction (manager/leader.py), and the CLI's copy runs alone
-UNBATCHED = {"leases", "copy", "database", "batch", "errors", "models", "events", "notify"}
+#: transaction (manager/leader.py), and the CLI's copy and import run alone
+UNBATCHED = {"leases", "copy", "import_redis", "database", "batch", "errors", "models", "events", "notify"}
 #: helpers of db/ that write in their caller's name (a function calling them writes)
 WRITING_HELPERS = {"transition", "amend", "_move"}
 #: modules that reach the database their own way, each for a stated reason

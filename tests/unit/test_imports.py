@@ -14,7 +14,8 @@ PACKAGE = os.path.join(ROOT, "vmpooler")
 FORBIDDEN = {
     "model": "*",  # the leaf: imports nothing of ours
     "settings": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
-    "providers": {"api", "app", "auth", "cli", "config", "context", "db", "manager"},
+    "providers": {"api", "app", "auth", "cli", "config", "context", "db", "dns", "manager"},
+    "dns": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "db": {"api", "app", "cli", "manager"},
     "api": {"app", "cli", "manager"},
     "config": {"api", "app", "cli", "db", "manager", "providers"},

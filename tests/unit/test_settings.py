@@ -1,13 +1,16 @@
-"""The settings are one frozen object built from the one table: read as attributes, never by a
-string key, and every attribute read anywhere in the tree names a key of the table."""
+"""The settings are one declared frozen dataclass: read as attributes, never by a string key,
+every attribute read anywhere in the tree names one of its fields, and the loader's rows are
+derived from those fields."""
 import ast
 import dataclasses
 import os
+from typing import Optional
 
 import pytest
 
 from tests.conftest import make_config
-from vmpooler.settings import SETTINGS, SETTINGS_BY_KEY, Settings, build_settings
+from vmpooler.settings import SETTINGS, SETTINGS_BY_KEY, Setting, Settings, build_settings, check_setting, setting
+from vmpooler import settings as settings_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: Tornado's own ``settings`` dicts (application.settings, RequestHandler.settings) are read this way
@@ -86,3 +89,35 @@ def test_settings_with_overrides():
     assert dataclasses.replace(build_settings({"prefix": "ci-"}), task_limit=1).prefix == "ci-"
     with pytest.raises(TypeError):
         build_settings({"no_such_key": 1})
+
+
+def test_settings_is_a_declared_dataclass_whose_fields_carry_the_documentation():
+    """Declared in the module's source (so mypy and readers see every key), not built at run time
+    from a table; each field's metadata holds its doc text, variable and bounds."""
+    with open(settings_module.__file__, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    declared = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings")
+    names = [node.target.id for node in declared.body if isinstance(node, ast.AnnAssign)]
+    assert names == [field.name for field in dataclasses.fields(Settings)]
+    task_limit = next(field for field in dataclasses.fields(Settings) if field.name == "task_limit")
+    assert task_limit.metadata["env"] == "TASK_LIMIT" and task_limit.metadata["minimum"] == 1
+    assert task_limit.metadata["doc"].startswith("Clones in flight")
+    row = SETTINGS_BY_KEY["vm_lifetime_auth"]
+    assert (row.kind, row.default, row.env, row.minimum) == ("number", None, "VM_LIFETIME_AUTH", 0)
+    assert SETTINGS_BY_KEY["allowed_tags"].kind == "list" and SETTINGS_BY_KEY["circuit_breaker_enabled"].kind == "bool"
+
+
+def test_a_field_of_a_type_the_loader_cannot_read_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        when: Optional[complex] = setting(None, "no such kind")
+
+    with pytest.raises(TypeError, match="complex"):
+        settings_module._rows(Odd)
+
+
+def test_bounds_are_enforced_both_ways():
+    row, problems = Setting("share", "number", 0.5, "a fraction", minimum=0, maximum=1), []
+    assert check_setting(row, "0.25", "config.share", problems) == 0.25 and problems == []
+    assert check_setting(row, 2, "config.share", problems) == 0.5
+    assert problems == ["config.share: must be at most 1, not 2.0"]

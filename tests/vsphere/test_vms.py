@@ -1,9 +1,11 @@
 """Inventory, readiness, destroy, snapshots and disks against the simulator."""
+import dataclasses
+
 import pytest
 from pyVmomi import SoapStubAdapter, vim
 
 from vmpooler.providers.base import PermanentError, VMNotFound
-from tests.vsphere.helpers import DATACENTER, fast_settings, make_pool, set_guest_ip, vm_at
+from tests.vsphere.helpers import DATACENTER, make_pool, set_guest_ip, vm_at
 
 
 @pytest.fixture
@@ -82,15 +84,15 @@ def test_is_ready_of_a_missing_vm_raises_not_found(provider, pool):
         provider.is_ready(pool, "vm-nowhere")
 
 
-def test_is_ready_probes_name_dot_domain_when_a_domain_is_set(make_provider, pool, vc, monkeypatch):
+def test_is_ready_probes_name_dot_the_pools_domain_when_it_has_one(provider, pool, vc, monkeypatch):
     from vmpooler.providers.vsphere import provider as provider_module
 
     probed = []
     monkeypatch.setattr(provider_module, "port_open", lambda host, port: probed.append((host, port)) or True)
-    without_domain, with_domain = make_provider(), make_provider(settings=fast_settings(domain="example.test"))
-    without_domain.create_vm(pool, "vm-dns")
+    with_domain = dataclasses.replace(pool, domain="example.test")  # from its dns_plugin, or :config: domain
+    provider.create_vm(pool, "vm-dns")
     set_guest_ip(vc, pool, "vm-dns")
-    assert without_domain.is_ready(pool, "vm-dns") and with_domain.is_ready(pool, "vm-dns")
+    assert provider.is_ready(pool, "vm-dns") and provider.is_ready(with_domain, "vm-dns")
     assert probed == [("127.0.0.1", 22), ("vm-dns.example.test", 22)]
 
 

@@ -1,6 +1,7 @@
 """What the run-time configuration routes share (/config/poolsize, /config/pooltemplate,
 /config/clonetarget, /poolreset): the experimental_features switch, the token and ``:auth:
-admins`` check, and the ``{"<pool>": value}`` body."""
+admins`` check; their body is ``{"<pool>": value}`` (``BaseHandler.json_body``: anything else,
+``null`` included, is a 400)."""
 from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
@@ -23,9 +24,3 @@ class ChangeMixin:
             raise ApiError(403, f"only the admins (:auth: admins) may change the pool configuration, "
                            f"and {row.user!r} is not one")
         return Actor(row.user, self.request.remote_ip)
-
-    def change_body(self: BaseHandler) -> dict:
-        """The JSON object of the body; a body of ``null`` is 404, as the original answers it."""
-        if (self.request.body or b"").strip() == b"null":
-            raise ApiError(404, 'the request body is null; expected {"<pool>": <value>, ...}')
-        return self.json_body()

@@ -97,6 +97,7 @@ class BaseHandler(tornado.web.RequestHandler):
             body.update({"error": error.error} if error.error else {}, **error.fields)
         elif isinstance(error, StoreUnavailable):
             status_code = 503
+            self.set_header("Retry-After", "1")  # a lock or a blip is usually over within a second
             body["error"] = f"the database cannot serve requests now: {error}"
         elif status_code >= 500:
             body["error"] = "internal error"
@@ -139,10 +140,10 @@ class BaseHandler(tornado.web.RequestHandler):
         return data
 
     def hostname(self, raw: str) -> str:
-        """A VM name from the path; ``<name>.<domain>`` is shortened to ``<name>``."""
-        domain = self.config.domain
-        if domain and raw.endswith("." + domain) and re.fullmatch(r"[A-Za-z0-9_-]+", raw[:-len(domain) - 1]):
-            raw = raw[:-len(domain) - 1]
+        """A VM name from the path; ``<name>.<domain>`` (any pool's domain) is shortened to ``<name>``."""
+        name, _dot, domain = raw.partition(".")
+        if domain in self.config.domains and re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raw = name
         if len(raw) > MAX_HOSTNAME:
             raise ApiError(400, f"the hostname is longer than {MAX_HOSTNAME} characters")
         if not _HOSTNAME.fullmatch(raw):

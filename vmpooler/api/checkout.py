@@ -2,11 +2,15 @@
 ``{requested name: count}`` all-or-nothing, answered as the original does."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from typing import Optional
 
+from vmpooler.api.delivery import HEADER, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
 from vmpooler.context import Context
+from vmpooler.db import handout, idempotency
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.metrics import DISABLED
@@ -47,27 +51,75 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
-async def checkout(context: Context, requested: dict, token: Optional[object]) -> dict:
-    """Check out ``requested`` for ``token`` (a token row, or None: anonymous); the answer's body.
-    503 when a pool has too few ready VMs, 403 when the token's user would pass their quota."""
+@dataclasses.dataclass
+class Handout:
+    """A checkout made (or, under an Idempotency-Key, made before): its answer and what it took."""
+    body: dict
+    taken: dict
+    checkout_at: datetime.datetime
+    replayed: bool = False
+
+
+async def checkout(context: Context, requested: dict, token: Optional[object],
+                   key: Optional[idempotency.Key] = None) -> Handout:
+    """Check out ``requested`` for ``token`` (a token row, or None: anonymous). 503 when a pool has
+    too few ready VMs, 403 when the token's user would pass their quota; under ``key`` the
+    answer the key got before (nothing more taken), or 422 when it was used for another request."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
     owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
+    now, replayed = utcnow(), False
     try:
-        taken = await context.db.run(vm_store.checkout, wanted, utcnow(), settings.vm_lifetime, owner,
-                                     settings.vm_lifetime_auth, config.quota(owner.user) if owner else None)
+        taken = await context.db.run(handout.checkout, wanted, now, settings.vm_lifetime, owner,
+                                     settings.vm_lifetime_auth, config.quota(owner.user) if owner else None, key)
     except vm_store.Shortfall as shortfall:
         context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     except QuotaExceeded as exceeded:
         raise ApiError(403, f"{exceeded}; nothing was checked out", quota=exceeded.limit, held=exceeded.held)
-    context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
-    if wanted:
-        context.refill()
+    except (idempotency.Replay, idempotency.KeyInFlight, idempotency.KeyReused) as earlier:
+        taken, now = handout.recalled((await replay(context, key, earlier)).answer)
+        replayed = True
+    if not replayed:
+        context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
+        if wanted:
+            context.refill()
     body = {"ok": True}
+    domain = shared_domain(config, [vm.pool for vms in taken.values() for vm in vms])
     for name, vms in taken.items():
-        hosts = [vm.name for vm in vms]
+        hosts = v1_hostnames(config, vms, domain)
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
-    if config.domain:
-        body["domain"] = config.domain
-    return body
+    if domain:
+        body["domain"] = domain
+    return Handout(body, taken, now, replayed)
+
+
+async def replay(context: Context, key: idempotency.Key, earlier: Exception) -> idempotency.Replay:
+    """The answer ``key`` got before: ``earlier`` itself, or, when a concurrent request with the key
+    committed first (KeyInFlight), that request's answer; 422 for a key used for another request."""
+    try:
+        if isinstance(earlier, idempotency.KeyInFlight):
+            await context.db.run(idempotency.lookup, key, utcnow())
+            raise ApiError(409, f"a request with this {HEADER} is still being made; retry it")
+        raise earlier
+    except idempotency.Replay as found:
+        return found
+    except idempotency.KeyReused:
+        raise ApiError(422, f"this {HEADER} was used for another request (method, path or body); "
+                            "nothing was done") from None
+
+
+async def answer(handler, requested: dict) -> None:
+    """POST /vm and POST /vm/<a+a+b>: check out ``requested`` and answer, or, when the client is
+    gone before its answer is written, hand the VMs back (api/delivery.py)."""
+    token = await handler.credentials.token_if_configured(handler.request, False)
+    key = request_key(handler, token.token_hash if token is not None else "")
+    handed = await checkout(handler.context, requested, token, key)
+    if handed.replayed:
+        handler.set_header("Idempotent-Replayed", "true")
+
+    async def undo(reason: str) -> None:
+        await handler.db.run(handout.hand_back, handed.taken, handed.checkout_at, f"handed back: {reason}",
+                             utcnow(), key)
+
+    await handler.deliver(handed.body, 200, undo)

@@ -62,7 +62,7 @@ class _SettingHandler(ChangeMixin, BaseHandler):
     async def post(self) -> None:
         actor = await self.authorize_change()
         values, refused = {}, []
-        for name, raw in self.change_body().items():
+        for name, raw in self.json_body().items():
             value = self.parse(raw) if name in self.config.pools_by_name else None
             if value is None:
                 refused.append(name)

@@ -14,7 +14,7 @@ from typing import Optional
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import ApiError, BaseHandler
-from vmpooler.db import history
+from vmpooler.db import history, overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
@@ -79,11 +79,13 @@ def _series(past: dict, pool: str, state: str, count_now: int) -> list:
     return past.get(pool, {}).get(state) or [count_now] * history.Window.steps
 
 
-def _read(db, cache: Optional[history.ChangeCache]):
-    """({pool: counts}, {pool: {"ready": [...], "running": [...]}} or None without a cache)."""
+def _read(db, pools, cache: Optional[history.ChangeCache]):
+    """(the effective pools (run-time sizes applied, as /status and /poolstat show them),
+    {pool: counts}, {pool: {"ready": [...], "running": [...]}} or None without a cache)."""
     now = utcnow()
     counts = stat_store.pool_counts(db, now)
-    return counts, history.state_history(db, history.Window(now), counts, cache) if cache else None
+    past = history.state_history(db, history.Window(now), counts, cache) if cache else None
+    return overrides.effective_pools(db, pools), counts, past
 
 
 class DashboardHandler(BaseHandler):
@@ -95,14 +97,15 @@ class DashboardHandler(BaseHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     async def counts_and_history(self):
-        """The counts, read as /status does (one grouped count, ``db.run``); with the history
+        """The effective pools and the counts, read as /status does (one grouped count, ``db.run``); with the history
         (``?history``), in the executor even on SQLite: scanning an hour of events at heavy churn
         takes a while (CPU as much as the database)."""
         if self.get_argument("history", None) is None:
-            return await self.db.run(_read, None)
+            return await self.db.run(_read, self.config.pools, None)
         # one cache per application, shared by its handlers and the executor's threads
         cache = self.application.settings.setdefault("vmpooler_dashboard_changes", history.ChangeCache())
-        return await IOLoop.current().run_in_executor(self.context.executor, _read, self.context.db, cache)
+        return await IOLoop.current().run_in_executor(self.context.executor, _read, self.context.db,
+                                                 self.config.pools, cache)
 
 
 class RootHandler(DashboardHandler):
@@ -129,17 +132,20 @@ class AssetHandler(DashboardHandler):
 
 
 class PoolStatsHandler(DashboardHandler):
-    """{"<pool>": {"size": N, "ready": N[, "history": [ready, ...]]}}: the history holds the ready
-    count at the end of each minute of the past hour, oldest first, each repeated 8 times."""
+    """{"<pool>": {"size": N, "ready": N[, "history": [ready, ...]][, "domain": D]}}: the history
+    holds the ready count at the end of each minute of the past hour, oldest first, each repeated
+    8 times; ``domain`` (ours) is the pool's DNS domain, when it has one."""
 
     async def get(self) -> None:
-        counts, past = await self.counts_and_history()
+        pools, counts, past = await self.counts_and_history()
         body = {}
-        for pool in self.config.pools:
+        for pool in pools:
             entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, {}).get("ready", 0)}
             if past is not None:
                 entry["history"] = [n for n in _series(past, pool.name, "ready", entry["ready"])
                                     for _ in range(POINT_REPEAT)]
+            if pool.domain:
+                entry["domain"] = pool.domain
         self.reply(body)
 
 
@@ -148,9 +154,9 @@ class RunningStatsHandler(DashboardHandler):
     names start with ``<platform>-``; the history is one count per minute of the past hour."""
 
     async def get(self) -> None:
-        counts, past = await self.counts_and_history()
+        pools, counts, past = await self.counts_and_history()
         body = {}
-        for pool in self.config.pools:
+        for pool in pools:
             entry = body.setdefault(major(pool.name), {"running": 0})
             running = counts.get(pool.name, {}).get("running", 0)
             entry["running"] += running

@@ -13,9 +13,11 @@ import re
 import uuid
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.checkout import parse_path
+from vmpooler.api.checkout import parse_path, replay
+from vmpooler.api.delivery import HandsOut, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shown, whole_number
+from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
+from vmpooler.db import idempotency
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.vms import Owner
 from vmpooler.db.database import utcnow
@@ -40,7 +42,7 @@ def choose_pools(backends: list, count: int, rng=random) -> dict:
     return chosen
 
 
-class OndemandHandler(BaseHandler):
+class OndemandHandler(HandsOut, BaseHandler):
     """What the routes share: creating a request and finding one."""
 
     async def owner_token(self):
@@ -55,7 +57,8 @@ class OndemandHandler(BaseHandler):
             raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]),
                            bad_templates=unknown)
         counts = self._counts(requested)
-        if request_id is None:
+        generated = request_id is None
+        if generated:
             request_id = str(uuid.uuid4())
         elif not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise ApiError(400, "request_id must be 1 to 64 letters, digits, '_', '.', ':' or '-', "
@@ -63,19 +66,32 @@ class OndemandHandler(BaseHandler):
         wants = [(name, pool, count) for name, total in counts.items()
                  for pool, count in choose_pools(config.backends(name), total).items()]
         owner = Owner(row.token_hash, row.user) if row is not None else None
+        key = request_key(self, owner.token_hash if owner else "")
         try:
             await self.db.run(requests_db.create, request_id, wants, utcnow(), owner,
-                              config.quota(owner.user) if owner else None)
+                              config.quota(owner.user) if owner else None, key, generated)
+            self.context.wake()
         except requests_db.DuplicateRequest:
             refuse(409, f"request_id '{request_id}' has already been created", request_id=request_id)
         except QuotaExceeded as exceeded:
             raise ApiError(403, f"{exceeded}; nothing was requested", quota=exceeded.limit,
                            held=exceeded.held) from None
-        self.context.wake()
+        except (idempotency.Replay, idempotency.KeyInFlight, idempotency.KeyReused) as earlier:
+            answer = (await replay(self.context, key, earlier)).answer
+            request_id, generated = answer["request_id"], answer["generated"]
+            self.set_header("Idempotent-Replayed", "true")
         body = {"ok": True, "request_id": request_id}
-        if config.domain:
-            body["domain"] = config.domain
-        self.reply(body, 201)
+        domain = shared_domain(config, [pool for _name, pool, _count in wants])
+        if domain:
+            body["domain"] = domain
+
+        async def undo(reason: str) -> None:
+            """Only we know a request_id we made: a client that never got it cannot use the request."""
+            if generated:
+                await self.db.run(requests_db.cancel, request_id, utcnow(), f"on-demand request {request_id} "
+                                  f"cancelled: {reason}", key)
+
+        await self.deliver(body, 201, undo)
 
     def _counts(self, requested: dict) -> dict:
         """{name: count > 0}; 400 for a count that is not a whole number >= 0 or for nothing at
@@ -128,11 +144,14 @@ class OndemandRequestHandler(OndemandHandler):
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
+            handed = {want.id: [vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+                      for want in request.wants}
+            domain = shared_domain(self.config, [vm.pool for vms in handed.values() for vm in vms])
             for want in request.wants:
                 hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += [vm.name for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-            if self.config.domain:
-                body["domain"] = self.config.domain
+                hosts += v1_hostnames(self.config, handed[want.id], domain)
+            if domain:
+                body["domain"] = domain
         elif state == OD_FAILED:
             body["message"] = request.row.failure
         elif state == OD_DELETED:

@@ -14,10 +14,8 @@ class PoolResetHandler(ChangeMixin, BaseHandler):
     async def post(self) -> None:
         actor = await self.authorize_change()
         try:
-            body = self.change_body()
+            body = self.json_body()
         except ApiError as error:
-            if error.status != 400:
-                raise
             raise ApiError(400, error.error, message="JSON payload could not be parsed") from None
         refused = [name for name in body if name not in self.config.pools_by_name]
         if refused:

@@ -47,6 +47,24 @@ def whole_number(value, max_digits: int = 9) -> Optional[int]:
     return None
 
 
+def shared_domain(config, pool_names) -> Optional[str]:
+    """The top-level ``domain`` of a v1 answer about VMs of ``pool_names``: their pools' one domain
+    (each pool's comes from its DNS setup, else the default), the default when there are no VMs,
+    None when the pools' domains differ (then ``v1_hostnames`` writes each VM's FQDN)."""
+    domains = {config.domain_of(pool) for pool in pool_names}
+    if not domains:
+        return config.domain
+    return domains.pop() if len(domains) == 1 else None
+
+
+def v1_hostnames(config, vms, domain: Optional[str]) -> list:
+    """The VM rows' hostnames in a v1 answer whose top-level domain is ``domain`` (shared_domain):
+    short names beside it (as v1 always answered), else each with its own pool's domain."""
+    if domain:
+        return [vm.name for vm in vms]
+    return [f"{vm.name}.{config.domain_of(vm.pool)}" if config.domain_of(vm.pool) else vm.name for vm in vms]
+
+
 def alias_as_configured(pool):
     """A pool's alias as written in the configuration (a string or a list), None without one."""
     return pool.raw.get("alias") if pool.alias else None

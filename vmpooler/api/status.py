@@ -1,7 +1,9 @@
 """GET /status: capacity, today's clone and boot times, queues, pools, providers, health.
 
-Computed with a fixed number of queries (four, one of them the pool overrides) whatever the
-number of pools, and reused for ``status_cache_seconds`` when that is set.
+Computed with a fixed number of queries (five: the pool counts, today's durations, the last
+boots, the manager's lease, the pool overrides; in parallel on PostgreSQL) whatever the number of
+pools, and reused for ``status_cache_seconds`` when that is set, but never once the database
+changed since it was read (a write of this process, or a change another process announced).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import urllib.parse
 from typing import Optional
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.render import alias_as_configured, encode, ruby_time, task_json
+from vmpooler.api.render import alias_as_configured, encode, rfc3339, ruby_time, task_json
 from vmpooler.db import overrides
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
@@ -60,12 +62,14 @@ async def build_status(context, sections: frozenset) -> dict:
         body["capacity"] = {"current": current, "total": size,
                             "percent": round(current / size * 100, 1) if size else 0}
     if "pools" in sections:
-        body["pools"] = {}
+        body["pools"], waits = {}, context.pool_waits()
         for pool in effective:
             entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
             entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
             if pool.alias:
                 entry["alias"] = alias_as_configured(pool)
+            if pool.name in waits:  # ours: new clones held back after failures (manager/backoff.py)
+                entry["waiting"] = dict(waits[pool.name], until=rfc3339(waits[pool.name]["until"]))
             body["pools"][pool.name] = entry
     if "providers" in sections:
         body["providers"] = context.provider_health()
@@ -89,9 +93,12 @@ class StatusHandler(BaseHandler):
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
         cached = cache.get(sections)
-        if seconds and cached is not None and cached[0] > time.monotonic():
-            return self.reply_encoded(cached[1])
+        # reused while young and while nothing changed since it was read: no write of this process
+        # and (PostgreSQL) no change another process announced (Database.generation counts both)
+        generation = self.db.generation
+        if seconds and cached is not None and cached[0] > time.monotonic() and cached[1] == generation:
+            return self.reply_encoded(cached[2])
         text = encode(await build_status(self.context, sections))
         if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
-            cache[sections] = (time.monotonic() + seconds, text)
+            cache[sections] = (time.monotonic() + seconds, generation, text)
         self.reply_encoded(text)

@@ -5,7 +5,8 @@ import datetime
 import json
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.checkout import checkout, parse_path
+from vmpooler.api.checkout import answer, parse_path
+from vmpooler.api.delivery import HandsOut
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.vmlookup import find_vm, found
@@ -51,8 +52,9 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     if extras.disks:
         info["disk"] = [f"+{size}gb" for size in extras.disks]
     info["ip"] = vm.ip or ""
-    if config.domain:
-        info["domain"] = config.domain
+    domain = config.domain_of(vm.pool)
+    if domain:
+        info["domain"] = domain
     if extras.tasks:
         info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
@@ -80,7 +82,7 @@ def validate_changes(body: dict, config) -> tuple:
             lifetime = whole_number(value)
             limit = config.settings.max_lifetime_upper_limit
             if lifetime is None or lifetime <= 0:
-                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive number.")
+                failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive whole number of hours.")
             elif limit and lifetime >= limit:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
             elif lifetime > MAX_LIFETIME:
@@ -119,11 +121,9 @@ def _validate_tags(tags, config, failures: list) -> dict:
     return result
 
 
-class VmHandler(BaseHandler):
+class VmHandler(HandsOut, BaseHandler):
     async def post(self, names: str) -> None:
-        requested = parse_path(names)
-        token = await self.credentials.token_if_configured(self.request, False)
-        self.reply(await checkout(self.context, requested, token))
+        await answer(self, parse_path(names))
 
     async def get(self, raw: str) -> None:
         name = self.hostname(raw)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.checkout import checkout
+from vmpooler.api.checkout import answer
+from vmpooler.api.delivery import HandsOut
 
 
-class VmsHandler(BaseHandler):
+class VmsHandler(HandsOut, BaseHandler):
     def get(self) -> None:
         self.reply([pool.name for pool in self.config.pools])
 
     async def post(self) -> None:
-        requested = self.json_body()
-        token = await self.credentials.token_if_configured(self.request, False)
-        self.reply(await checkout(self.context, requested, token))
+        await answer(self, self.json_body())

@@ -3,8 +3,8 @@
 SQLite's online backup API copies the database as one read transaction: in WAL mode writers go on
 meanwhile, and the copy holds exactly what was committed when it began (every write the service
 had acknowledged by then). The copy is written next to FILE, checked, switched out of WAL mode
-(one self-contained file) and renamed onto FILE, so FILE is never half-written. PostgreSQL has
-its own tool, pg_dump.
+(one self-contained file) and renamed onto FILE, so FILE is never half-written. FILE is readable
+by its owner only (0600): it holds the token hashes. PostgreSQL has its own tool, pg_dump.
 """
 from __future__ import annotations
 
@@ -47,16 +47,20 @@ def backup(url: str, target: str) -> int:
         raise BackupError(missing_file(url))
     if os.path.abspath(target) == os.path.abspath(source_path):
         raise BackupError("the backup file must not be the database itself")
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise BackupError(f"{directory}: no such directory (for the backup file {target})")
     partial = f"{target}.partial"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(partial)
     try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # never readable by others
         pages = _copy(source_path, partial)
         os.replace(partial, target)
     except (sqlite3.Error, OSError, BackupError) as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
-        raise BackupError(f"backup failed: {error}") from None
+        raise BackupError(f"backup to {target} failed: {error}") from None
     return pages
 
 

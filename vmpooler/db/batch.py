@@ -11,7 +11,12 @@ batch), commits, and only then answers every request of the batch, in order. So:
   another VM), and nobody is answered before the commit that holds what it was told: a kill -9
   before the commit loses only unanswered requests;
 - when the batch as a whole fails (the database is locked, gone, or the commit fails), every
-  request in it gets the ``StoreUnavailable`` it would have got alone (the API's 503).
+  request in it gets the ``StoreUnavailable`` it would have got alone (the API's 503);
+- a transaction PostgreSQL aborts for a conflict with a concurrent one (deadlock detected,
+  serialization failure: ``TransactionConflict``) is run again, as the database asks: a request
+  alone up to ``CONFLICT_RETRIES`` times after a short random pause; a batch by running each of
+  its requests alone, so that one request's conflict never fails its neighbours. Shared rows are
+  taken in one order (db/shared.py), so conflicts are rare; a retry is the exception, not the rule.
 
 A batch of one request runs exactly as that request alone (its own transaction, no savepoint).
 On SQLite a batch runs inline on the IOLoop, one per loop turn (everything the handlers of one
@@ -25,9 +30,10 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import random
 import time
 
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import StoreUnavailable, TransactionConflict, WouldWait
 
 log = logging.getLogger("vmpooler.state")
 
@@ -36,6 +42,10 @@ log = logging.getLogger("vmpooler.state")
 #: (PostgreSQL) holds only its own requests' answers back
 MAX_BATCH = 64
 MAX_BATCH_SECONDS = {"inline": 0.01, "thread": 0.05}
+#: reruns of a request whose transaction the database aborted for a conflict, and the longest
+#: random pause before the first (doubled before each next one)
+CONFLICT_RETRIES = 5
+CONFLICT_PAUSE = 0.01
 
 
 @dataclasses.dataclass
@@ -86,18 +96,27 @@ class GroupCommit:
             taken = [self.queue.popleft() for _ in range(min(self.max_batch, -(-len(self.queue) // free)))]
             self.in_flight += 1
             if self.inline:  # one batch per loop turn: the rest of the queue waits for the next
-                self._answer(loop, self._apply_batch(taken))
+                try:
+                    with self.db.not_waiting():
+                        applied = self._apply_batch(taken)
+                except WouldWait:  # another process holds the lock: wait for it off the IOLoop
+                    self.stats["moved_to_thread"] += 1
+                    self._in_thread(loop, taken)
+                    return
+                self._answer(loop, applied)
                 return
-            done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
-            done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
+            self._in_thread(loop, taken)
+
+    def _in_thread(self, loop, taken: list) -> None:
+        done = loop.run_in_executor(self.db.executor(), self._apply_batch, taken)
+        done.add_done_callback(lambda finished: self._answer(loop, finished.result()))
 
     def _apply_batch(self, taken: list) -> tuple:
         """Apply ``taken`` (in the thread that runs the batch): ([(request, ok, value)], requests
         left for the next batch by the time bound). A batch of one runs exactly as the request
         would alone (its own transaction, no savepoint)."""
         if len(taken) == 1:
-            self.stats["alone"] += 1
-            return [_apply(self.db, taken[0], alone=True)], []
+            return [self._alone(taken[0])], []
         started, outcomes = time.monotonic(), []
         try:
             with self.db.batch():
@@ -105,6 +124,12 @@ class GroupCommit:
                     if outcomes and time.monotonic() - started >= self.max_seconds:
                         break
                     outcomes.append(_apply(self.db, request))
+        except WouldWait:  # nothing was applied (the transaction rolled back): tried again in a thread
+            raise
+        except TransactionConflict as error:  # rolled back: each request again, on its own
+            self.stats["conflicted_batches"] += 1
+            log.info("a batch of %d writes was rolled back (%s); applying them one by one", len(taken), error)
+            return [self._alone(request) for request in taken], []
         except Exception as error:  # the batch as a whole: each request fails as it would alone
             self.stats["failed_batches"] += 1
             if not isinstance(error, StoreUnavailable):
@@ -113,6 +138,19 @@ class GroupCommit:
         self.stats["batches"] += 1
         self.stats["requests"] += len(outcomes)
         return outcomes, taken[len(outcomes):]
+
+    def _alone(self, request: Request) -> tuple:
+        """``request`` in its own transaction, run again (after a short random pause) while the
+        database aborts it for a conflict with a concurrent transaction, at most
+        ``CONFLICT_RETRIES`` times."""
+        self.stats["alone"] += 1
+        for attempt in range(CONFLICT_RETRIES + 1):
+            outcome = _apply(self.db, request, alone=True)
+            if outcome[1] or not isinstance(outcome[2], TransactionConflict) or attempt == CONFLICT_RETRIES:
+                return outcome
+            self.stats["conflict_retries"] += 1
+            time.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** attempt))  # in a database thread
+        return outcome
 
     def _answer(self, loop, applied: tuple) -> None:
         """On the IOLoop: answer the batch's requests in their order, put back what the time bound
@@ -138,6 +176,8 @@ def _apply(db, request: Request, alone: bool = False) -> tuple:
     ``Database.write()``)."""
     try:
         return request, True, request.function(db, *request.args, **request.kwargs)
+    except WouldWait:
+        raise
     except StoreUnavailable as error:
         if alone:
             return request, False, error

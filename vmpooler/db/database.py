@@ -19,15 +19,18 @@ import contextlib
 import datetime
 import functools
 import logging
-import os
+import sqlite3
 import threading
+from typing import Callable, Optional
 
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
+from vmpooler.db import schema, shared
 from vmpooler.db.batch import GroupCommit
-from vmpooler.db.errors import StoreUnavailable
+from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict, WouldWait
 from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.schema import migrations_dir  # noqa: F401 (its callers import it from here)
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -36,14 +39,6 @@ CACHE_ENTRIES = 10000
 #: (each holds one connection; SKIP LOCKED lets concurrent batches take different VMs)
 READ_THREADS = 8
 WRITE_BATCHES = 8
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def migrations_dir() -> str:
-    """Alembic's scripts: installed inside the package as ``vmpooler/_migrations`` (setup.py maps
-    the top-level migrations/ there), or the repository's migrations/ in a checkout."""
-    installed = os.path.join(PACKAGE, "_migrations")
-    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), "migrations")
 
 
 def utcnow() -> datetime.datetime:
@@ -69,10 +64,14 @@ class Database:
             options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
-            _prepare_sqlite(self.engine, busy_timeout_ms)
-        #: counts write transactions; a read cached under an older count may be stale
+            _prepare_sqlite(self.engine, busy_timeout_ms, self.waits)
+        #: counts write transactions (and, on PostgreSQL, other processes' announced changes): a
+        #: read cached under an older count may be stale
         self.generation = 0
         self._generation_lock = threading.Lock()
+        #: called (from any thread) after each write transaction of this process that may change
+        #: what a cached read shows: on PostgreSQL the service announces it to the other processes
+        self.on_change: Optional[Callable[[], None]] = None
         self._cache: dict = {}
         self._local = threading.local()  # .batch: the connection of the batch this thread applies
         self._executor = None  # PostgreSQL's database threads, made on first use
@@ -116,7 +115,7 @@ class Database:
             return
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     yield connection
         finally:
             if invalidates:
@@ -128,7 +127,7 @@ class Database:
         joins it as a savepoint until the block ends; committed then, rolled back on any error."""
         try:
             with self._translated():
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     self._local.batch = connection
                     try:
                         yield connection
@@ -137,7 +136,29 @@ class Database:
         finally:
             self.bump()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Connection:
+        """A write transaction whose changes to shared rows (db/shared.py) are applied last, in
+        one order, just before it commits."""
+        with self.engine.begin() as connection:
+            shared.begin(connection)
+            try:
+                yield connection
+                shared.apply(connection)
+            finally:
+                shared.end(connection)
+
     def bump(self) -> None:
+        """A write of this process committed: cached reads are stale, and the others are told."""
+        self._advance()
+        if self.on_change is not None:
+            self.on_change()
+
+    def changed_elsewhere(self) -> None:
+        """Another process announced a change (PostgreSQL, db/notify.py): cached reads are stale."""
+        self._advance()
+
+    def _advance(self) -> None:
         with self._generation_lock:
             self.generation += 1
 
@@ -179,27 +200,54 @@ class Database:
                 connection.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
+    def not_waiting(self):
+        """SQLite: write transactions begun in this thread inside the block do not wait for
+        another process's lock (busy timeout 0) and raise WouldWait instead, which the caller
+        retries where waiting blocks nobody (the group commit: in a thread)."""
+        self._local.no_wait = True
+        try:
+            yield
+        finally:
+            self._local.no_wait = False
+
+    def waits(self) -> bool:
+        """Whether a write begun in this thread waits for a lock (see ``not_waiting``)."""
+        return not getattr(self._local, "no_wait", False)
+
+    @contextlib.contextmanager
     def _translated(self):
         try:
             yield
-        except exc.OperationalError as error:
-            self.unavailable_count += 1
-            raise StoreUnavailable(_describe(error)) from error
         except exc.DBAPIError as error:
+            if _sqlstate(error) in CONFLICT_SQLSTATES:  # not a lock wait: the database asks for a rerun
+                raise TransactionConflict(_conflict(error)) from error
+            if isinstance(error, exc.OperationalError):
+                meaning = _describe(error)
+                if meaning in _LOCKED and not self.waits():
+                    raise WouldWait(meaning) from error
+                self.unavailable_count += 1
+                if meaning in _CONNECTION_SPOILING:
+                    self.recycle_connections(meaning)
+                raise StoreUnavailable(meaning) from error
             if error.connection_invalidated:
                 self.unavailable_count += 1
                 raise StoreUnavailable("the database connection was lost") from error
             raise
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
+    def recycle_connections(self, why: str) -> None:
+        """Close every pooled connection; the next use opens new ones. After a read-only or I/O
+        error a connection may be spoiled for good (SQLite keeps a descriptor it had to open
+        read-only, whatever the file becomes), so none is trusted once the fault has passed.
+        Connections in use are not touched: they are dropped when returned (their pool is gone)."""
+        log.warning("closing the pooled database connections (%s); new ones are opened as needed", why)
+        self.engine.dispose(close=True)
 
-        config = AlembicConfig()
-        config.set_main_option("script_location", migrations_dir())
-        config.attributes["engine"] = self.engine
-        command.upgrade(config, "head")
+    def upgrade(self) -> "schema.UpgradeReport":
+        """Bring the schema to the newest migration (idempotent): all or nothing, an SQLite
+        database copied first; a database newer than the code refused (db/schema.py). A database
+        that cannot be reached or read at all: StoreUnavailable."""
+        with self._translated():
+            return schema.upgrade(self)
 
     def dispose(self) -> None:
         if self._executor is not None:
@@ -218,11 +266,13 @@ def _savepoint(connection: Connection):
     """A SAVEPOINT of the batch's transaction, emitted directly (db/prepared.py): SQLAlchemy's
     begin_nested() costs more Python than the statement costs the database."""
     _SAVEPOINT.execute(connection, {})
+    notes = shared.mark(connection)
     try:
         yield
     except BaseException:
         # undoes this request only; if even that fails the transaction is broken, and that error
         # (the database's, so a StoreUnavailable) fails the whole batch
+        shared.undo(connection, notes)
         _ROLLBACK_TO_SAVEPOINT.execute(connection, {})
         _RELEASE_SAVEPOINT.execute(connection, {})
         raise
@@ -241,38 +291,114 @@ def upsert(conn: Connection, table, keys: tuple, **values) -> None:
         index_elements=list(keys), set_={key: value for key, value in values.items() if key not in keys}))
 
 
+#: errors after which a pooled connection is not reused (Database.recycle_connections). Not
+#: "cannot be opened": that is a new connection's failure (a missing directory, no file descriptor
+#: left), and closing the pooled ones would only hand their descriptors to whoever asks next.
+_READ_ONLY, _IO_ERROR, _CANNOT_OPEN = ("the database is read-only", "the database had a disk I/O error",
+                                       "the database file cannot be opened")
+_CONNECTION_SPOILING = (_READ_ONLY, _IO_ERROR)
+
+
+_LOCKED = ("the database is locked by another process", "the database is busy")
+
+
+def _sqlstate(error: exc.DBAPIError):
+    """The SQLSTATE of a PostgreSQL error (psycopg 3: ``sqlstate``, psycopg2: ``pgcode``); None
+    for SQLite."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+
+
+def _conflict(error: exc.DBAPIError) -> str:
+    kind = "deadlock detected" if _sqlstate(error) == "40P01" else "serialization failure"
+    return f"the transaction conflicted with a concurrent one ({kind}) and was rolled back"
+
+
 def _describe(error: exc.OperationalError) -> str:
     text = str(getattr(error, "orig", error)).lower()
-    for needle, meaning in (("locked", "the database is locked by another process"),
-                            ("busy", "the database is busy"),
+    for needle, meaning in (("locked", _LOCKED[0]),
+                            ("busy", _LOCKED[1]),
                             ("full", "the disk holding the database is full"),
-                            ("readonly", "the database is read-only"),
-                            ("read-only", "the database is read-only"),
-                            ("unable to open", "the database file cannot be opened"),
-                            ("disk i/o", "the database had a disk I/O error")):
+                            ("readonly", _READ_ONLY),
+                            ("read-only", _READ_ONLY),
+                            ("unable to open", _CANNOT_OPEN),
+                            ("disk i/o", _IO_ERROR),
+                            ("connection refused", "the database server refused the connection"),
+                            ("could not translate host name", "the database server's name does not resolve"),
+                            ("timeout expired", "the database server did not answer in time"),
+                            ("password authentication failed", "the database refused the credentials")):
         if needle in text:
             return meaning
     return "the database is unavailable"
 
 
 # --- SQLite only -----------------------------------------------------------------------------
-def _prepare_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _prepare_sqlite(engine: Engine, busy_timeout_ms: int, waits) -> None:
     """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
     process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
     that a write transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
-    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock)."""
+    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock). A write
+    begun while ``waits()`` is false runs with busy timeout 0 (Database.not_waiting); the
+    connection keeps the timeout it last had, so the common case sets nothing."""
+
+    opened_read_only = [False]  # the last connection's; logged when it changes, not per connection
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        read_only = _opened_read_only(cursor)
+        if read_only:
+            record.info[_OPENED_READ_ONLY] = True
+        if read_only != opened_read_only[0]:
+            opened_read_only[0] = read_only
+            if read_only:
+                log.warning("the database %s opens only read-only: writes are refused, and each such "
+                            "connection is closed after one use", engine.url.database)
+            else:
+                log.warning("the database %s opens for writing again", engine.url.database)
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        record.info[_BUSY_TIMEOUT] = busy_timeout_ms
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, record):
+        # SQLite opens the file read-only when it cannot open it for writing (a read-only file or
+        # mount, an immutable file) and the connection stays read-only whatever the file becomes:
+        # such a connection serves the read that needed it, then is closed, never pooled
+        if dbapi_connection is not None and record.info.pop(_OPENED_READ_ONLY, False):
+            record.invalidate()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         read_only = connection.get_execution_options().get("vmpooler_read")
+        if not read_only:
+            wanted = busy_timeout_ms if waits() else 0
+            pooled = connection.connection
+            if pooled.info.get(_BUSY_TIMEOUT) != wanted:
+                pooled.dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wanted)}")
+                pooled.info[_BUSY_TIMEOUT] = wanted
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_OPENED_READ_ONLY, _BUSY_TIMEOUT = "vmpooler_opened_read_only", "vmpooler_busy_timeout_ms"
+
+
+def _opened_read_only(cursor) -> bool:
+    """Whether SQLite fell back to opening the file read-only: a write to the header (the same
+    user_version, rolled back) is refused as read-only. A lock held by another process answers
+    "locked" at once (busy_timeout is 0 here): the connection is then taken as writable."""
+    try:
+        version = cursor.execute("PRAGMA user_version").fetchone()[0]
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            cursor.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        return "readonly" in str(error).lower()
+    return False

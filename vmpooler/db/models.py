@@ -217,3 +217,28 @@ ondemand_wants = Table(
     Column("pool", String(100), nullable=False),
     Column("count", Integer, nullable=False),
 )
+
+# The health check's proof that the database takes writes (db/heartbeat.py): one row per process,
+# rewritten at every GET /healthcheck and at start; rows of processes gone a day are removed.
+heartbeats = Table(
+    "heartbeats", metadata,
+    Column("process", String(255), primary_key=True),
+    Column("beat_at", DateTime, nullable=False),
+)
+
+# Idempotency-Key (the IETF httpapi draft header) on the POSTs that take VMs: the answer a key got,
+# written in the transaction that took the VMs, so a retry with the key gets it again and takes
+# nothing more (db/idempotency.py). ``scope`` is the token's hash ("" without a token).
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of method, path and body
+    Column("status", Integer, nullable=False),
+    Column("answer", Text, nullable=False),  # JSON: what the taking function returned
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),
+    Index("ix_idempotency_keys_expires_at", "expires_at"),
+)

@@ -1,7 +1,8 @@
 """Signals between the processes that share one PostgreSQL database (LISTEN/NOTIFY).
 
 A checkout or a delete on any process must wake the pool manager, which runs in whichever process
-leads. ``Notifier.notify`` sends a signal on a channel (delivered when the sending transaction
+leads (``WAKE``); a change on any process makes the cached answers of the others stale
+(``CHANGED``: each process counts the changes it hears of in ``Database.generation``). ``Notifier.notify`` sends a signal on a channel (delivered when the sending transaction
 commits; outside one, at once); ``Notifier.listen`` keeps a dedicated connection in a thread of its
 own, hands every signal to the IOLoop, and reconnects with backoff when the database goes away.
 Signals are hints: a lost one costs a pass's delay, never correctness (the manager also runs on its
@@ -21,6 +22,10 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 WAKE = "vmpooler_wake"
+#: a process changed the database: cached answers (/status) of the others are stale
+CHANGED = "vmpooler_changed"
+#: at most one change signal per process per this many seconds (a busy process changes far more often)
+CHANGE_INTERVAL = 0.05
 #: seconds between reconnection attempts of a listener that lost the database (doubling, capped)
 RECONNECT_FIRST, RECONNECT_MAX = 0.5, 10.0
 
@@ -81,33 +86,46 @@ class Listener:
                 delay = min(delay * 2, RECONNECT_MAX)
 
 
-class WakeSender:
-    """Tells the leading process's manager to look now (a checkout or delete here emptied or freed
-    something): at most one NOTIFY per ``interval`` seconds, sent from ``executor``, never on the
-    IOLoop. Called on the IOLoop."""
+class Sender:
+    """Sends a signal on ``channel`` to the other processes: at most one NOTIFY per ``interval``
+    seconds (signals asked for meanwhile are folded into the next one), sent from ``executor``,
+    never on the IOLoop. ``send()`` is called on the IOLoop; ``send(loop)`` from any thread, with
+    the IOLoop's loop. The NOTIFY's transaction changes nothing: it does not count as a change of
+    this process (``invalidates=False``), so it announces nothing itself."""
 
-    def __init__(self, db, interval: float = 0.05, executor=None):
+    def __init__(self, db, channel: str = WAKE, interval: float = 0.05, executor=None, payload: str = ""):
         self.db = db
+        self.channel = channel
         self.interval = interval
         self.executor = executor
+        self.payload = payload
+        self._lock = threading.Lock()
         self._queued = False
         self._last = 0.0
 
-    def send(self) -> None:
-        if self._queued:
-            return
-        self._queued = True
-        loop = asyncio.get_running_loop()
+    def send(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        with self._lock:
+            if self._queued:
+                return
+            self._queued = True
+        if loop is None:
+            self._later(asyncio.get_running_loop())
+        else:
+            loop.call_soon_threadsafe(self._later, loop)
+
+    def _later(self, loop) -> None:
         loop.call_later(max(0.0, self._last + self.interval - time.monotonic()), self._fire, loop)
 
     def _fire(self, loop) -> None:
-        self._queued = False
+        with self._lock:
+            self._queued = False
         self._last = time.monotonic()
         loop.run_in_executor(self.executor, self._notify)
 
     def _notify(self) -> None:
         try:
-            with self.db.write() as conn:
-                notify(conn, WAKE)
-        except Exception as error:  # a hint only: the leader's timer covers a lost one
-            log.info("could not signal the pool manager: %s", error)
+            with self.db.write(invalidates=False) as conn:
+                notify(conn, self.channel, self.payload)
+        except Exception as error:  # a hint only: the timers (the leader's pass, the cache's age) cover a lost one
+            log.info("could not signal the other processes on %s: %s", self.channel, error)
+

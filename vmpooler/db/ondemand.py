@@ -18,7 +18,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, exc, insert, select, update
 
-from vmpooler.db import quotas
+from vmpooler.db import idempotency, quotas
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import change, log_change
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
@@ -62,12 +62,17 @@ _BY_REQUEST_ID = select(ondemand_requests).where(ondemand_requests.c.request_id 
 
 @writes
 def create(db: Database, request_id: str, wants: list, now, owner: Optional[Owner] = None,
-           quota: Optional[int] = None) -> None:
+           quota: Optional[int] = None, key: Optional[idempotency.Key] = None, generated: bool = False) -> None:
     """Record a request for ``wants`` ((requested name, pool, count) triples). Raises
     DuplicateRequest (also when a concurrent POST with the same id commits first: the unique
-    constraint decides) or QuotaExceeded, having recorded nothing."""
+    constraint decides) or QuotaExceeded, having recorded nothing; with an Idempotency-Key
+    ``key``, Replay or KeyReused as db/idempotency.py says (KeyInFlight when a concurrent POST
+    with the key committed first). ``generated``: the request_id is ours, not the client's (kept
+    with the key's answer)."""
     try:
         with db.write() as conn:
+            if key is not None:
+                idempotency.check(conn, key, now)
             if conn.execute(_BY_REQUEST_ID, {"request_id": request_id}).first() is not None:
                 raise DuplicateRequest(request_id)
             if owner is not None and quota is not None:
@@ -78,7 +83,11 @@ def create(db: Database, request_id: str, wants: list, now, owner: Optional[Owne
                 token_user=owner.user if owner else None)).inserted_primary_key[0]
             conn.execute(insert(ondemand_wants), [{"request_ref": ref, "requested": name, "pool": pool, "count": count}
                                                   for name, pool, count in wants])
-    except exc.IntegrityError:
+            if key is not None:
+                idempotency.remember(conn, key, 201, {"request_id": request_id, "generated": generated}, now)
+    except exc.IntegrityError as error:
+        if idempotency.is_conflict(error):
+            raise idempotency.KeyInFlight(key.key) from None
         raise DuplicateRequest(request_id) from None
 
 
@@ -90,18 +99,24 @@ def find(db: Database, request_id: str) -> Optional[Request]:
 
 
 @writes
-def cancel(db: Database, request_id: str, now) -> Optional[bool]:
+def cancel(db: Database, request_id: str, now, reason: Optional[str] = None,
+           key: Optional[idempotency.Key] = None) -> Optional[bool]:
     """The client deletes its request: False when it was deleted already, None when unknown;
-    otherwise it is deleted and its VMs (handed over or not) are completed."""
+    otherwise it is deleted and its VMs (handed over or not) are completed, ``reason`` (by
+    default: deleted) in their events. With ``key`` the Idempotency-Key that created it is
+    forgotten in the same transaction (the POST's answer never reached its client)."""
+    reason = reason or f"on-demand request {request_id} was deleted"
     with db.write() as conn:  # the row locked (PostgreSQL): the manager cannot fill or fail it meanwhile
         row = conn.execute(_BY_REQUEST_ID.with_for_update(), {"request_id": request_id}).first()
         if row is None:
             return None
         if row.state == OD_DELETED:
             return False
+        if key is not None:
+            idempotency.forget(conn, key)
         request = _load(conn, [row])[0]
-        changed = _finish(conn, request, OD_DELETED, None, f"on-demand request {request_id} was deleted", now,
-                          vm_states=WAITING + (RUNNING,), expected=row.state)
+        changed = _finish(conn, request, OD_DELETED, None, reason, now, vm_states=WAITING + (RUNNING,),
+                          expected=row.state)
     if changed:
         _log(changed)
     return True

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, bindparam, case, exc, func, insert, inspect, select, text, update
+from sqlalchemy import and_, bindparam, case, func, insert, inspect, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from vmpooler.db import shared
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
 from vmpooler.db.prepared import PreparedRead, PreparedWrite
@@ -49,15 +51,6 @@ _DURATION_DAYS = (select(duration_days.c.day, duration_days.c.kind, duration_day
 # The writes of every VM that boots: prepared (db/prepared.py).
 _LAST_BOOT = PreparedWrite(update(pools).where(pools.c.name == bindparam("pool_name")))
 _INSERT_DURATION = PreparedWrite(insert(durations))
-_INSERT_DURATION_DAY = insert(duration_days)
-_SAMPLE = bindparam("sample")
-_ADD_TO_DURATION_DAY = PreparedWrite(
-    update(duration_days)
-    .where(duration_days.c.kind == bindparam("b_kind"), duration_days.c.day == bindparam("b_day"),
-           duration_days.c.pool == bindparam("b_pool"))
-    .values(count=duration_days.c.count + 1, total=duration_days.c.total + _SAMPLE,
-            low=case((duration_days.c.low > _SAMPLE, _SAMPLE), else_=duration_days.c.low),
-            high=case((duration_days.c.high < _SAMPLE, _SAMPLE), else_=duration_days.c.high)))
 
 
 # --- pools ----------------------------------------------------------------------------------
@@ -156,30 +149,48 @@ class Stats:
 
 
 def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at) -> None:
-    """Append a clone or boot sample and fold it into its day's totals (update, else insert:
-    portable). Joins the caller's transaction: the sample commits with the transition that
-    measured it."""
+    """Append a clone or boot sample and fold it into its day's totals. Joins the caller's
+    transaction: the sample commits with the transition that measured it. The day's totals are a
+    row every clone of the pool changes: noted, and changed once per transaction just before it
+    commits, in the one order of db/shared.py."""
     day = at.strftime("%Y-%m-%d")
     _INSERT_DURATION.execute(conn, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
                                     "day": day})
-    added = {"b_kind": kind, "b_day": day, "b_pool": pool, "sample": seconds}
-    if _ADD_TO_DURATION_DAY.execute(conn, added) == 0:
-        # The day's first sample. On PostgreSQL another transaction (a database thread beside
-        # this one) may insert that row first: then this insert fails once the other commits,
-        # inside its own savepoint, and the update finds the row.
-        try:
-            with conn.begin_nested():
-                conn.execute(_INSERT_DURATION_DAY, {"kind": kind, "day": day, "pool": pool, "count": 1,
-                                                    "total": seconds, "low": seconds, "high": seconds})
-        except exc.IntegrityError:
-            _ADD_TO_DURATION_DAY.execute(conn, added)
+    shared.defer(conn, ("duration_days", kind, day, pool), seconds, _add_to_duration_day)
+
+
+def _add_to_duration_day(conn, key: tuple, samples: list) -> None:
+    """Fold ``samples`` into the day's totals in one statement that inserts the day's row or adds
+    to it (INSERT ... ON CONFLICT DO UPDATE: two transactions adding a day's first samples at once
+    never race into a duplicate key)."""
+    _table, kind, day, pool = key
+    statement = _UPSERT_DURATION_DAY[conn.dialect.name]
+    conn.execute(statement, {"kind": kind, "day": day, "pool": pool, "count": len(samples), "total": sum(samples),
+                             "low": min(samples), "high": max(samples)})
+
+
+def _upsert_duration_day(dialect) -> object:
+    statement = dialect.insert(duration_days)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[duration_days.c.kind, duration_days.c.day, duration_days.c.pool],
+        set_={"count": duration_days.c.count + new.count, "total": duration_days.c.total + new.total,
+              "low": case((new.low < duration_days.c.low, new.low), else_=duration_days.c.low),
+              "high": case((new.high > duration_days.c.high, new.high), else_=duration_days.c.high)})
+
+
+_UPSERT_DURATION_DAY = {"sqlite": _upsert_duration_day(sqlite), "postgresql": _upsert_duration_day(postgresql)}
 
 
 def record_boot(conn, pool: str, vm_name: str, seconds: float, at) -> None:
     """A VM of ``pool`` became ready: its boot sample and the pool's last boot (lastBoot in
-    /status), in the caller's transaction."""
+    /status), in the caller's transaction (the pool's row noted like the day's totals)."""
     record_duration(conn, "boot", pool, vm_name, seconds, at)
-    _LAST_BOOT.execute(conn, {"pool_name": pool, "last_boot_at": at})
+    shared.defer(conn, ("pools", pool), at, _set_last_boot)
+
+
+def _set_last_boot(conn, key: tuple, times: list) -> None:
+    _LAST_BOOT.execute(conn, {"pool_name": key[1], "last_boot_at": max(times)})
 
 
 def duration_stats(db: Database, first_day: str, last_day: str) -> Iterable:

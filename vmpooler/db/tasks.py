@@ -18,7 +18,8 @@ _INSERT = insert(tasks)
 _DUE = (select(tasks, vms.c.name.label("vm_name"), vms.c.pool.label("vm_pool"), vms.c.state.label("vm_state"))
         .join(vms, vms.c.id == tasks.c.vm_id)
         .where(tasks.c.state == QUEUED,
-               or_(tasks.c.next_attempt_at.is_(None), tasks.c.next_attempt_at <= bindparam("now")))
+               or_(tasks.c.next_attempt_at.is_(None), tasks.c.next_attempt_at <= bindparam("now"),
+                   tasks.c.next_attempt_at > bindparam("horizon")))
         .order_by(tasks.c.id))
 _SNAPSHOT_TAKEN = (select(tasks.c.id).where(tasks.c.vm_id == bindparam("vm_id"), tasks.c.kind == TaskKind.SNAPSHOT,
                                             tasks.c.arg == bindparam("name"), tasks.c.state == DONE).limit(1))
@@ -66,10 +67,11 @@ def requeue_interrupted(db: Database) -> int:
         return conn.execute(update(tasks).where(tasks.c.state == TASK_RUNNING).values(state=QUEUED)).rowcount
 
 
-def due(db: Database, now: datetime.datetime) -> list:
-    """Queued tasks whose time has come, with their VM's name, pool and state."""
+def due(db: Database, now: datetime.datetime, horizon: Optional[datetime.datetime] = None) -> list:
+    """Queued tasks whose time has come (or whose retry is set beyond ``horizon``), with their VM's
+    name, pool and state."""
     with db.read() as conn:
-        return list(conn.execute(_DUE, {"now": now}))
+        return list(conn.execute(_DUE, {"now": now, "horizon": horizon or datetime.datetime.max}))
 
 
 def has_snapshot(db: Database, vm_id: int, name: str) -> bool:

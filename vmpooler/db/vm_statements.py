@@ -29,7 +29,8 @@ READY_DUE = PreparedRead(select(vms).where(vms.c.state == READY, or_(vms.c.check
 EXPIRED = PreparedRead(select(vms).where(vms.c.state == RUNNING, vms.c.expires_at.is_not(None),
                                          vms.c.expires_at <= bindparam("now")))
 TO_DESTROY = PreparedRead(select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
-                                                                          vms.c.next_attempt_at <= bindparam("now"))))
+                                                                          vms.c.next_attempt_at <= bindparam("now"),
+                                                                          vms.c.next_attempt_at > bindparam("horizon"))))
 SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
                                 vms.c.want_id.is_(None))  # a pool's own VMs
               .order_by(vms.c.id.desc()))

@@ -136,12 +136,13 @@ def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) ->
 
 @writes
 def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
-                   retry_at: Optional[datetime.datetime]) -> bool:
+                   retry_at: Optional[datetime.datetime], booting: bool = False) -> bool:
     """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
     of attempts, unchanged when the provider's circuit breaker refused the call (no attempt: the
     VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
     given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
-    fails (an operator must look)."""
+    fails (an operator must look). ``booting``: a clone attempt that failed after the clone
+    itself (its DNS record: manager/records.py), so the VM is guarded as pending, not cloning."""
     column, give_up_state = statements.ATTEMPTS[kind]
     values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
     if retry_at is None:
@@ -153,7 +154,7 @@ def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
     waiting = attempts == getattr(vm, column)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
               else f"{kind} attempt {attempts} failed, retrying: {error}")
-    guard = statements.CLONING_UPDATE if kind == "clone" else GUARDED_UPDATE
+    guard = statements.CLONING_UPDATE if kind == "clone" and not booting else GUARDED_UPDATE
     if not amend(db, vm, reason, now, guard=guard, **values):
         return False
     (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
@@ -218,9 +219,12 @@ class Want:
 
 
 class Taken(NamedTuple):
-    """A VM handed out: its hostname and the pool it came from."""
+    """A VM handed out: its hostname and the pool it came from (and, to hand it back if the answer
+    never reaches the client: its row's id and the lifetime it had before)."""
     name: str
     pool: str
+    id: int = 0
+    lifetime: Optional[float] = None
 
 
 class Shortfall(Exception):
@@ -239,22 +243,37 @@ def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Opt
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
     """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
     when the owner would hold more than ``quota`` VMs, having taken none."""
-    taken, moved = {}, []
-    reason = "checked out" + (f" by {owner.user}" if owner else "")
     with db.write() as conn:
-        if owner is not None and quota is not None:
-            quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
-        for want in wants:
-            names = taken.setdefault(want.requested, [])
-            for _ in range(want.count):
-                vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, reason)
-                if vm is None:
-                    raise Shortfall(want.requested)
-                names.append(Taken(vm.name, vm.pool))
-                moved.append(vm)
-    for vm in moved:
-        log_change(vm, RUNNING, reason)
+        taken = take(conn, wants, now, default_lifetime, owner, owner_lifetime, quota)
+    log_taken(taken, owner)
     return taken
+
+
+def take(conn, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
+         owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
+    """``checkout`` inside the caller's transaction (which logs ``log_taken`` once committed)."""
+    taken = {}
+    if owner is not None and quota is not None:
+        quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
+    for want in wants:
+        names = taken.setdefault(want.requested, [])
+        for _ in range(want.count):
+            vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, _checkout_reason(owner))
+            if vm is None:
+                raise Shortfall(want.requested)
+            names.append(Taken(vm.name, vm.pool, vm.id, vm.lifetime))
+    return taken
+
+
+def _checkout_reason(owner: Optional[Owner]) -> str:
+    return "checked out" + (f" by {owner.user}" if owner else "")
+
+
+def log_taken(taken: dict, owner: Optional[Owner]) -> None:
+    reason = _checkout_reason(owner)
+    for vms_taken in taken.values():
+        for vm in vms_taken:
+            log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, READY, RUNNING, reason)
 
 
 def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, reason):
@@ -378,8 +397,9 @@ def expired(db: Database, now: datetime.datetime) -> list:
     return _rows(db, statements.EXPIRED, now=now)
 
 
-def to_destroy(db: Database, now: datetime.datetime) -> list:
-    return _rows(db, statements.TO_DESTROY, now=now)
+def to_destroy(db: Database, now: datetime.datetime, horizon: Optional[datetime.datetime] = None) -> list:
+    """Completed VMs due for a destroy: no retry pending, or due, or set beyond ``horizon``."""
+    return _rows(db, statements.TO_DESTROY, now=now, horizon=horizon or datetime.datetime.max)
 
 
 def excess(db: Database, pool: str, count: int) -> list:

@@ -22,6 +22,8 @@ class CircuitBreaker:
         self.failures = 0
         self.successes = 0
         self.opened_at = 0.0
+        #: called with the provider's name when the breaker closes again (its trial calls succeeded)
+        self.on_closed = lambda name: None
 
     def allow(self) -> bool:
         """May a call go through now?"""
@@ -58,7 +60,9 @@ class CircuitBreaker:
         if state == CLOSED:
             self.failures = 0
         log.warning("provider %s: circuit breaker %s -> %s", self.name, self.state, state)
-        self.state = state
+        previous, self.state = self.state, state
+        if state == CLOSED and previous != CLOSED:
+            self.on_closed(self.name)
 
     def describe(self) -> dict:
         return {"state": self.state, "failures": self.failures}

@@ -9,6 +9,8 @@ import time
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.dns.base import DnsError
+from vmpooler.manager.retry import CLONE
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -21,7 +23,8 @@ HOSTNAME_GRACE = datetime.timedelta(seconds=60)
 async def run(manager, work) -> None:
     await _pending(manager, work)
     await _ready(manager, work)
-    await _running(manager, work.now)
+    if work.clock_confirmed:  # a lifetime is judged only on a wall clock that did not just step
+        await _running(manager, work.now)
 
 
 async def _pending(manager, work) -> None:
@@ -30,10 +33,10 @@ async def _pending(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout):
+        if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
             work.settled(vm)
-        elif vm.cloned_at is not None:
+        elif vm.cloned_at is not None and (vm.next_attempt_at is None or vm.next_attempt_at <= now):
             manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
     completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
                                                       error="timed out waiting for the VM to boot")
@@ -47,24 +50,50 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
     """Probe a booting VM a few times within one pass interval (a short, growing pause between
     probes holds no thread), so that a VM is handed out soon after it boots; once ready, record
     the address the provider reports (or ``ip``, the one its clone reported). Run by a pass, and
-    by the clone itself right after it (manager/replenish.py)."""
+    by the clone itself right after it (manager/replenish.py). A pool whose DNS setup keeps
+    records gets the VM's record first, once its address is known (manager/records.py)."""
     pause, deadline = 0.05, time.monotonic() + manager.settings.check_loop_delay_min
     try:
+        if manager.records.plugin(pool) is not None:
+            ip = await _address(manager, pool, vm, ip)
+            if not ip:
+                return  # no address yet: the next pass asks again
+            await manager.records.register(pool, vm.name, ip)
+            manager.pool_recovered(pool)
         while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             if time.monotonic() + pause >= deadline:
                 return
             await asyncio.sleep(pause)
             pause *= 2
-        ip = ip or vm.ip  # known when the clone reported it; otherwise ask (vSphere learns it at boot)
-        if not ip:
-            info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
-            ip = info.ip if info else None
+        ip = await _address(manager, pool, vm, ip)
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
+        return
+    except DnsError as error:
+        await _record_failed(manager, pool, vm, error)
         return
     now = utcnow()
     if await manager.db.run(vm_store.became_ready, vm, now, ip=ip):
         manager.metrics.became_ready(vm, now)
+
+
+async def _address(manager, pool, vm, ip):
+    """The VM's address: known when the clone reported it; otherwise ask (vSphere learns it at boot)."""
+    ip = ip or vm.ip
+    if not ip:
+        info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
+        ip = info.ip if info else None
+    return ip
+
+
+async def _record_failed(manager, pool, vm, error: DnsError) -> None:
+    """The booting VM's DNS record could not be made: a failed clone attempt (as in 3.x), so the
+    VM waits for a retry with backoff, or is given up (completed, then destroyed); the pool's
+    new clones are held back as after a failed clone."""
+    now = utcnow()
+    manager.hold_pool(pool, error)
+    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
+    await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at, booting=True)
 
 
 async def _ready(manager, work) -> None:
@@ -78,7 +107,7 @@ async def _ready(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
-        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl):
+        if now - vm.ready_at > datetime.timedelta(minutes=pool.ready_ttl) and work.clock_confirmed:
             stale.append((vm, f"ready for more than {pool.ready_ttl:g} minutes"))
         elif vm.checked_at is None or vm.checked_at <= now - checktime:
             manager.launch(("vm", vm.name), _check_ready(manager, pool, vm), work)
@@ -90,12 +119,15 @@ async def _check_ready(manager, pool, vm) -> None:
     try:
         info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
         if info is None:
-            await manager.db.run(vm_store.gone, vm, "vanished from the provider", utcnow())
+            if await manager.db.run(vm_store.gone, vm, "vanished from the provider", utcnow()):
+                await manager.records.forget(pool, vm.name)
             return
         problem = _problem(pool, vm, info)
+        if problem is None and info.ip:  # the record follows a changed address (a no-op otherwise)
+            await manager.records.register(pool, vm.name, info.ip)
         if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
             problem = "failed its ready check"
-    except ProviderError as error:
+    except (ProviderError, DnsError) as error:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
         return
     now = utcnow()

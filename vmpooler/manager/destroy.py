@@ -1,5 +1,5 @@
-"""Destroying completed VMs, retried as the retry policy says (manager/retry.py), up to
-``destroy_attempts``, then ``failed``."""
+"""Destroying completed VMs (and removing their DNS records: manager/records.py), retried as the
+retry policy says (manager/retry.py), up to ``destroy_attempts``, then ``failed``."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,7 @@ import time
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
+from vmpooler.dns.base import DnsError
 from vmpooler.manager.retry import DESTROY
 from vmpooler.providers.base import ProviderError, VMNotFound
 
@@ -14,7 +15,7 @@ log = logging.getLogger("vmpooler.manager")
 
 
 async def run(manager, work) -> None:
-    for vm in await manager.db.run(vm_store.to_destroy, work.now):
+    for vm in await manager.db.run(vm_store.to_destroy, work.now, manager.retry.horizon(work.now)):
         pool = manager.pools.get(vm.pool)
         if pool is not None:
             manager.launch(("vm", vm.name), _destroy(manager, pool, vm), work)
@@ -23,13 +24,21 @@ async def run(manager, work) -> None:
 async def _destroy(manager, pool, vm) -> None:
     started = time.monotonic()
     try:
-        await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
-    except VMNotFound:
-        pass  # already gone: as good as destroyed
-    except ProviderError as error:
+        try:
+            await manager.runner.call(pool.provider, lambda p: p.destroy_vm(pool, vm.name))
+        except VMNotFound:
+            pass  # already gone: as good as destroyed
+        await manager.records.remove(pool, vm.name)  # once the VM is gone, as 3.x does
+    except (ProviderError, DnsError) as error:
         now = utcnow()
         retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
-        await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
-        return
-    if await manager.db.run(vm_store.destroyed, vm, utcnow()):
+        if not (isinstance(error, DnsError) and retry.gives_up):
+            await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
+            return
+        # the VM is gone; only its record stays (an operator must remove it): the VM is destroyed
+        log.error("[%s] %s: destroyed, but its DNS record could not be removed: %s", pool.name, vm.name, error)
+        reason = f"destroyed; its DNS record could not be removed: {error}"
+    else:
+        reason = "destroyed"
+    if await manager.db.run(vm_store.destroyed, vm, utcnow(), reason):
         manager.metrics.destroyed(pool.name, time.monotonic() - started)

@@ -44,6 +44,7 @@ class Leadership:
         self.executor = executor
         self.epoch: Optional[int] = None
         self.valid_until = 0.0
+        self._announced = False  # what the listeners were last told
         self._task: Optional[asyncio.Task] = None
         self._listeners: list = []
 
@@ -57,7 +58,13 @@ class Leadership:
 
     async def campaign_once(self) -> bool:
         """Take or renew the lease once; returns whether this process leads now."""
-        was_leader = self.is_leader
+        if self._announced and not self.is_leader:
+            # the lease ran out before this renewal: it may be another's now, so this process
+            # stopped managing at its end, whatever this renewal brings (a new term reconciles)
+            log.warning("leadership: %s's lease lapsed %.1f s before it could renew it (the process was paused "
+                        "or the database too slow): it stopped running the pool manager then",
+                        self.holder, self.clock() - self.valid_until)
+            self._announce(False)
         started = self.clock()
         try:
             epoch = await asyncio.get_running_loop().run_in_executor(
@@ -69,13 +76,13 @@ class Leadership:
             self.epoch, self.valid_until = epoch, started + self.lease_seconds - self.margin
         else:
             self.epoch = None
-        self._announce(was_leader)
+        self._announce(self.is_leader)
         return self.is_leader
 
-    def _announce(self, was_leader: bool) -> None:
-        now_leader = self.is_leader
-        if now_leader == was_leader:
+    def _announce(self, now_leader: bool) -> None:
+        if now_leader == self._announced:
             return
+        self._announced = now_leader
         log.warning("leadership: %s %s the pool manager (epoch %s)", self.holder,
                     "now runs" if now_leader else "no longer runs", self.epoch)
         for listener in self._listeners:
@@ -105,14 +112,13 @@ class Leadership:
             except asyncio.CancelledError:
                 pass
         if self.epoch is not None:
-            was_leader = self.is_leader
             epoch, self.epoch = self.epoch, None
             try:
                 await asyncio.get_running_loop().run_in_executor(
                     self.executor, leases.release, self.db, LEASE_NAME, self.holder, epoch)
             except StoreUnavailable:
                 pass  # it expires by itself
-            self._announce(was_leader)
+            self._announce(False)
 
     def describe(self) -> dict:
         """For /status and the health check."""

@@ -45,13 +45,13 @@ async def run(manager, work) -> None:
         return
     async with manager.slots.lock:  # counted and taken with no refill in between (manager/slots.py)
         in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.stock_counts, now)).values())
-        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(vm, now))
+        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(manager, vm, now))
         slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
         ttl = settings.ondemand_request_ttl
         for request in open_requests:
             if request.filled():
                 await db.run(requests_db.hand_over, request, now, settings.vm_lifetime, settings.vm_lifetime_auth)
-            elif (now - request.row.created_at).total_seconds() > ttl * 60:
+            elif (now - request.row.created_at).total_seconds() > ttl * 60 and work.clock_confirmed:
                 if await db.run(requests_db.fail, request, ttl_failure(ttl), now):
                     log.info("on-demand request %s failed: not filled within %g minutes", request.row.request_id, ttl)
             else:
@@ -59,15 +59,15 @@ async def run(manager, work) -> None:
                 slots -= await _add_missing(manager, request, max(slots, 0), now)
 
 
-def _cloning_now(vm, now) -> bool:
+def _cloning_now(manager, vm, now) -> bool:
     """A clone running or due to (re)start now (not waiting out a retry backoff)."""
-    return vm.state == PENDING and vm.cloned_at is None and (vm.next_attempt_at is None or vm.next_attempt_at <= now)
+    return vm.state == PENDING and vm.cloned_at is None and manager.retry.due(vm.next_attempt_at, now)
 
 
 def _retry_due(manager, work, request) -> None:
     for vm in request.vms:
         pool = manager.pools.get(vm.pool)
-        if pool is not None and _cloning_now(vm, work.now) and not manager.busy(vm.name):
+        if pool is not None and _cloning_now(manager, vm, work.now) and not manager.busy(vm.name):
             manager.launch(("vm", vm.name), replenish.clone(manager, pool, vm, failed=_clone_failed), work)
 
 

@@ -4,7 +4,9 @@ Acts only on a complete inventory (a failed listing changes nothing), and never 
 row changed while the listing ran or that has provider work in flight:
 - a VM the provider has but the database does not know is recorded completed, so it is destroyed
   (the original's "discovered"); one we had written off reappearing is destroyed again;
-- a live VM the provider no longer has is marked gone (no phantoms);
+- a live VM the provider no longer has is marked gone (no phantoms), and its DNS record removed
+  once, best effort; but a completed VM of a pool whose DNS records the service keeps is left to
+  the destroy loop, which finds it gone and retries removing its record (manager/records.py);
 - a clone interrupted by a stop whose VM exists is taken as cloned; one whose VM does not exist
   is left to the clone retry.
 """
@@ -14,7 +16,7 @@ import logging
 
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.model import PENDING
+from vmpooler.model import COMPLETED, PENDING
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -35,8 +37,9 @@ async def reconcile_pool(manager, pool) -> bool:
         cloning = row.state == PENDING and row.cloned_at is None
         if name in listed and cloning:
             await _resolve_interrupted_clone(manager, row, listed[name])
-        elif name not in listed and not cloning:
-            await manager.db.run(vm_store.gone, row, "no longer in the provider", utcnow())
+        elif name not in listed and not cloning and not (row.state == COMPLETED and manager.records.plugin(pool)):
+            if await manager.db.run(vm_store.gone, row, "no longer in the provider", utcnow()):
+                await manager.records.forget(pool, name)
     unknown = set(listed) - set(rows)
     dead = await manager.db.run(vm_store.latest_dead, pool.name, unknown)
     for name in sorted(unknown):

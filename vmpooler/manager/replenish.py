@@ -5,15 +5,14 @@ retry policy says (manager/retry.py), and retires the excess of a pool that shra
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 
 from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager import checks, hostnames
+from vmpooler.manager import backoff, checks, hostnames
 from vmpooler.manager.retry import CLONE
-from vmpooler.providers.base import CircuitOpen, ProviderError
+from vmpooler.providers.base import ProviderError, VMExists
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
@@ -24,6 +23,7 @@ async def run(manager, work) -> None:
     async with manager.slots.lock:
         counts = await manager.db.run(stats.stock_counts, now)
         _retry_due(manager, work)
+        backoff.probe_waiting(manager)
         await _shrink(manager, counts, now)
         await _fill(manager, counts, now)
 
@@ -44,7 +44,7 @@ async def _fill(manager, counts: dict, now) -> None:
     for pool in manager.pools.values():
         entry = counts.get(pool.name, {})
         missing = pool.size - _stock(entry)
-        if missing > 0 and now >= manager.pool_retry_at.get(pool.name, now):
+        if missing > 0 and not manager.backoffs.waiting(pool.name):
             wanted[pool.name] = missing
     await _start_clones(manager, manager.slots.share(wanted, slots), now)
 
@@ -60,7 +60,7 @@ def _retry_due(manager, work) -> None:
         pool = manager.pools.get(vm.pool)
         if pool is None or vm.cloned_at is not None or vm.want_id is not None or manager.busy(vm.name):
             continue
-        if vm.next_attempt_at is None or vm.next_attempt_at <= now:
+        if manager.retry.due(vm.next_attempt_at, now):
             manager.launch(("vm", vm.name), clone(manager, pool, vm), work)
 
 
@@ -101,15 +101,17 @@ async def clone(manager, pool, vm, failed=None) -> None:
     """Clone ``vm`` and record it cloned (and ready when it answers at once); a failure goes to
     ``failed`` (on-demand VMs have their own handling), by default the pool's retry policy."""
     try:
-        info = await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
+        info = await _create(manager, pool, vm)
     except ProviderError as error:
         await (failed or _clone_failed)(manager, pool, vm, error)
         manager.slots.fill_soon()  # a slot for another pool (this one backs off), or the given-up VM's replacement
         return
-    manager.pool_failures.pop(pool.name, None)
-    manager.pool_retry_at.pop(pool.name, None)
-    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together
-        ready = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    if manager.records.plugin(pool) is None:  # else once its record is made (checks.probe_boot)
+        manager.pool_recovered(pool)
+    try:  # the first readiness probe: a VM up at once is recorded cloned and ready together (unless
+        # its DNS record must be made first: probe_boot makes it)
+        ready = manager.records.plugin(pool) is None and await manager.runner.call(
+            pool.provider, lambda p: p.is_ready(pool, vm.name))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
@@ -123,16 +125,25 @@ async def clone(manager, pool, vm, failed=None) -> None:
         await checks.probe_boot(manager, pool, vm, ip)
 
 
+async def _create(manager, pool, vm):
+    """The provider's clone of ``vm``. A VM of its name that exists already is adopted when it is
+    the clone asked for: the name is ours (generated, and recorded live before any provider was
+    asked), so a VM of that name and the pool's template was made by an earlier attempt of this
+    clone whose answer was lost (the database could not record it). Anything else fails as
+    ``VMExists``."""
+    try:
+        return await manager.runner.call(pool.provider, lambda p: p.create_vm(pool, vm.name))
+    except VMExists:
+        info = await manager.runner.call(pool.provider, lambda p: p.get_vm(pool, vm.name))
+        if info is None or info.template != pool.template:
+            raise
+    log.info("[%s] %s: exists already, made by an earlier attempt of this clone: adopted", pool.name, vm.name)
+    return info
+
+
 async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
-    """Record the failed clone of ``vm`` and hold the pool's new clones back: until the
-    provider's breaker may let calls through when it refused the call, else for a backoff that
-    grows with the pool's consecutive failures."""
+    """Record the failed clone of ``vm`` and hold the pool's new clones back (Manager.hold_pool)."""
     now = utcnow()
-    if isinstance(error, CircuitOpen):
-        manager.pool_retry_at[pool.name] = manager.retry.breaker_open_until(pool.provider, now)
-    else:
-        failures = manager.pool_failures.get(pool.name, 0) + 1
-        manager.pool_failures[pool.name] = failures
-        manager.pool_retry_at[pool.name] = now + datetime.timedelta(seconds=manager.retry.backoff(failures))
+    manager.hold_pool(pool, error)
     retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
     await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)

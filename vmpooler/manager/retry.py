@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 from typing import Callable, Mapping, Optional
 
+from vmpooler.manager.clock import STEP_TOLERANCE
 from vmpooler.providers.base import CircuitOpen, ProviderError
 
 CLONE, DESTROY, TASK = "clone", "destroy", "task"
@@ -42,12 +43,14 @@ class RetryPolicy:
     limits: Mapping[str, int]  # kind -> attempts before the work is given up
     #: provider name -> seconds until its circuit breaker may let calls through again
     breaker_wait: Callable[[str], float]
+    #: the longest a breaker stays open (circuit_breaker_timeout)
+    breaker_timeout: float = 0.0
 
     @classmethod
     def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
         limits = {CLONE: settings.clone_attempts, DESTROY: settings.destroy_attempts, TASK: settings.task_attempts}
         return cls(settings.retry_backoff, settings.retry_backoff_max, limits,
-                   lambda provider: breakers[provider].seconds_until_trial())
+                   lambda provider: breakers[provider].seconds_until_trial(), settings.circuit_breaker_timeout)
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure: doubling, capped. The exponent stops
@@ -64,6 +67,15 @@ class RetryPolicy:
         if not error.transient or attempts >= self.limits[kind]:
             return Retry(attempts, None)
         return Retry(attempts, now + datetime.timedelta(seconds=self.backoff(attempts)))
+
+    def horizon(self, now: datetime.datetime) -> datetime.datetime:
+        """No retry is ever set further ahead than this: one that is (the wall clock stepped back
+        since it was set) is due now, so a step back never freezes retries (manager/clock.py)."""
+        return now + datetime.timedelta(seconds=max(self.cap, self.breaker_timeout) + STEP_TOLERANCE)
+
+    def due(self, next_attempt_at: Optional[datetime.datetime], now: datetime.datetime) -> bool:
+        """Is work whose next attempt is at ``next_attempt_at`` (None: no wait) due at ``now``?"""
+        return next_attempt_at is None or next_attempt_at <= now or next_attempt_at > self.horizon(now)
 
     def breaker_open_until(self, provider: str, now: datetime.datetime) -> datetime.datetime:
         """When the provider's breaker may let calls through again (now, if it may already)."""

@@ -13,11 +13,16 @@ import time
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.db import stats
+from vmpooler.db import idempotency, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.db import retries
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager.backoff import Backoffs
+from vmpooler.manager.clock import Clock, StepWatch
+from vmpooler.manager.records import Records
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.manager.slots import Slots
@@ -40,17 +45,20 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list, read_at: float = 0.0):
+    def __init__(self, now, pending: list, read_at: float = 0.0, clock_confirmed: bool = True):
         self.now = now
         self.pending = pending
+        #: the wall clock did not step since the last pass (manager/clock.py): only then may the
+        #: loops destroy VMs for their lifetime, ready_ttl or timeout (or fail on-demand requests)
+        self.clock_confirmed = clock_confirmed
         #: time.monotonic() before the pass read anything: provider work on a VM that ended after
         #: it may have changed the row the pass holds, so the pass leaves that VM to the next one
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db) -> "Pass":
-        read_at = time.monotonic()
-        return cls(utcnow(), await db.run(vm_store.pending), read_at)
+    async def read(cls, db, clock: Clock = Clock(), watch: "StepWatch" = None) -> "Pass":
+        read_at, now = time.monotonic(), clock.wall()
+        return cls(now, await db.run(vm_store.pending), read_at, watch.confirmed(now) if watch else True)
 
     def settled(self, vm) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
@@ -58,9 +66,11 @@ class Pass:
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
-    holding the lease acts; None for a manager that is alone by construction (tests)."""
+    holding the lease acts; None for a manager that is alone by construction (tests).
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED):
+    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None,
+                 clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
         self.db = db
@@ -68,12 +78,17 @@ class Manager:
         self.metrics = metrics
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
+        self.clock = clock
+        self.backoffs = Backoffs(self.retry, self.runner.breakers, clock)
+        self.step_watch = StepWatch(clock)
+        for breaker in self.runner.breakers.values():
+            breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
+        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
+                               self.runner.executor, self.acting)
         self.pools = {pool.name: pool for pool in config.pools}
         self.in_flight: dict = {}  # key -> asyncio.Task
         self.slots = Slots(self, replenish.refill)
         self._ended: dict = {}  # key -> time.monotonic() when its last work ended
-        self.pool_retry_at: dict = {}  # pool -> datetime before which no new clone starts
-        self.pool_failures: dict = {}  # pool -> consecutive clone failures
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback = None
@@ -138,6 +153,7 @@ class Manager:
             if still:
                 log.warning("abandoned %d provider calls; they are reconciled at the next start", len(still))
         self.runner.shutdown(wait=False)
+        self.records.close()
 
     def _running(self) -> bool:
         """Started (start reconciles first) and not stopping."""
@@ -182,7 +198,7 @@ class Manager:
         if not self.may_start_work():
             return
         try:
-            work = await Pass.read(self.db)
+            work = await Pass.read(self.db, self.clock, self.step_watch)
         except StoreUnavailable as error:
             self.database_unavailable("the", error)
             return
@@ -207,6 +223,7 @@ class Manager:
                 self.launch(("inventory", pool.name), reconcile.reconcile_pool(self, pool))
             for name in self.runner.providers:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
+            self.launch(("purge", "idempotency keys"), self.db.run(idempotency.purge, utcnow()))
 
     def database_unavailable(self, what: str, error) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
@@ -241,6 +258,33 @@ class Manager:
         finally:
             self.in_flight.pop(key, None)
             self._ended[key] = time.monotonic()
+
+    def provider_back(self, provider: str, why: str) -> None:
+        """``provider`` answers again (its circuit breaker closed): every pool of it stops waiting,
+        its clones (within ``task_limit``) and destroys waiting for a retry are due now, and the
+        pools refill."""
+        self.backoffs.recovered(provider, why)
+        if self.acting() and not self._stopping:
+            self.launch(("retry now", provider), self._retry_now(provider, f"provider {provider} answers again "
+                                                                          f"({why}): retrying now"))
+
+    async def _retry_now(self, provider: str, reason: str) -> None:
+        async with self.slots.lock:  # the free slots and the retries made due are one step, as in a fill
+            now = self.clock.wall()
+            counts = await self.db.run(stats.stock_counts, now)
+            free = self.settings.task_limit - sum(entry["clone_slots"] for entry in counts.values())
+            await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
+        self.wake()
+        self.refill()
+    def hold_pool(self, pool, error) -> None:
+        """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
+        new clones back (manager/backoff.py)."""
+        self.backoffs.failed(pool, error)
+
+    def pool_recovered(self, pool) -> None:
+        """A clone of ``pool`` succeeded: its new clones are no longer held back."""
+        self.backoffs.succeeded(pool.name)
+
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight

@@ -23,7 +23,7 @@ OPERATIONS = {
 
 async def run(manager, work) -> None:
     now = work.now
-    for task in await manager.db.run(task_store.due, now):
+    for task in await manager.db.run(task_store.due, now, manager.retry.horizon(now)):
         pool = manager.pools.get(task.vm_pool)
         if pool is None or task.vm_state not in LIVE_STATES:
             if await manager.db.run(task_store.claim, task.id):

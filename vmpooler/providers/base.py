@@ -37,6 +37,12 @@ class VMNotFound(PermanentError):
     """The VM does not exist in the backend."""
 
 
+class VMExists(PermanentError):
+    """A VM of the name asked for exists already: an answer of a working backend (not counted
+    against its circuit breaker). The manager adopts it when it is the clone it asked for (an
+    earlier attempt whose answer was lost, e.g. when the database could not record it)."""
+
+
 class CircuitOpen(TransientError):
     """The provider's circuit breaker is open: the backend failed repeatedly and is given a rest."""
 

@@ -34,7 +34,8 @@ class Registry:
     @classmethod
     def discover(cls, group: str = PROVIDERS_GROUP) -> "Registry":
         """The providers the installed distributions register (ours among them)."""
-        return cls({**BUILTIN, **discover(group)})
+        found = {name: target.split(":", 1)[0] for name, target in discover(group).items()}
+        return cls({**BUILTIN, **found})
 
     def names(self) -> list:
         return sorted(self._known)

@@ -12,7 +12,7 @@ import time
 from typing import Optional
 
 from vmpooler.model import VMInfo
-from vmpooler.providers.base import Provider, TransientError, VMNotFound
+from vmpooler.providers.base import Provider, TransientError, VMExists, VMNotFound
 from vmpooler.providers.dummy.config import DummyOptions
 from vmpooler.providers.dummy.inventory import Inventory
 
@@ -69,7 +69,7 @@ class DummyProvider(Provider):
         record = self._new_record(pool, name, time.time() + self._random.uniform(0, self.knobs["boot_max_time"]))
         with self._inventory.changing() as inventory:
             if name in inventory.vms:
-                raise TransientError(f"dummy: a VM named {name!r} exists already")
+                raise VMExists(f"dummy: a VM named {name!r} exists already")
             inventory.add(name, record)
         return self._info(name, record)
 

@@ -45,7 +45,6 @@ _URI = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?:(//.*)?$")
 class LibvirtOptions:
     uri: str
     purge_unconfigured: bool
-    domain: Optional[str]  # the service's DNS domain: <vm>.<domain> is probed for readiness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +65,7 @@ def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], setting
     problems.extend(found)
     if found:
         return None
-    return LibvirtOptions(uri=uri.strip(), domain=getattr(settings, "domain", None) or None,
+    return LibvirtOptions(uri=uri.strip(),
                           purge_unconfigured=raw["purge_unconfigured_resources"] or raw["purge_unconfigured_folders"])
 
 

@@ -122,7 +122,7 @@ class LibvirtProvider(Provider):
 
     def is_ready(self, pool: PoolConfig, name: str) -> bool:
         port = pool.provider_options.ready_check_port
-        named = f"{name}.{self.config.domain}" if self.config.domain else None
+        named = pool.fqdn(name) if pool.domain else None
 
         def reading(conn):
             domain, _tag = self._pool_domain(conn, pool, name)

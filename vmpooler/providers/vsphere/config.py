@@ -63,8 +63,8 @@ POOL_SETTINGS = (
             "global `clone_target`, else the template's resource pool)."),
     Setting("create_linked_clone", "bool", None, "false makes full clones of this pool even when "
             "`create_linked_clones` is on."),
-    Setting("ready_check_port", "int", 22, "TCP port of `<vm>.<domain>` (or the VM's IP when no domain is set) "
-            "that must accept a connection before the VM is ready; 0 skips the check.", None, 0),
+    Setting("ready_check_port", "int", 22, "TCP port of `<vm>.<domain>` (the pool's domain; the VM's IP when it "
+            "has none) that must accept a connection before the VM is ready; 0 skips the check.", None, 0),
 )
 
 
@@ -98,7 +98,6 @@ class ProviderOptions:
     create_folders: bool
     create_linked_clones: bool
     create_template_delta_disks: bool
-    domain: Optional[str]
 
     @property
     def server(self) -> str:
@@ -121,7 +120,7 @@ class PoolOptions:
 def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], settings,
                   problems: list) -> Optional[ProviderOptions]:
     """The typed options of a section, or None (and each problem, naming its key). ``values``
-    are the GLOBAL_SETTINGS as loaded; ``settings`` the core ones (task_limit, domain)."""
+    are the GLOBAL_SETTINGS as loaded; ``settings`` the core ones (task_limit)."""
     found = [f"{key}: required" for key in _REQUIRED_OPTIONS if section.get(key) in (None, "")]
     raw = read_settings(OPTION_SETTINGS, section, found)
     for key in _POSITIVE_OPTIONS:
@@ -146,7 +145,7 @@ def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], setting
                             or values["purge_unconfigured_folders"]),
         folder_whitelist=tuple(raw["folder_whitelist"]), clone_target=values["clone_target"],
         create_folders=values["create_folders"], create_linked_clones=values["create_linked_clones"],
-        create_template_delta_disks=values["create_template_delta_disks"], domain=settings.domain or None)
+        create_template_delta_disks=values["create_template_delta_disks"])
 
 
 def parse_pool(pool: Mapping[str, Any], problems: list) -> Optional[PoolOptions]:

@@ -13,7 +13,7 @@ from typing import Optional
 
 from pyVmomi import vim, vmodl
 
-from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
 from vmpooler.providers.shared import translating
 
 # Order matters: NotAuthenticated is a NoPermission, and an expired session is worth a retry
@@ -29,7 +29,7 @@ _FAULTS = (
     (vim.fault.TaskInProgress, TransientError),
     (vim.fault.Timedout, TransientError),
     (vim.fault.HostConnectFault, TransientError),
-    (vim.fault.DuplicateName, PermanentError),
+    (vim.fault.DuplicateName, VMExists),
     (vim.fault.AlreadyExists, PermanentError),
     (vim.fault.FileFault, PermanentError),
     (vim.fault.InvalidName, PermanentError),

@@ -98,7 +98,7 @@ class VSphereProvider(Provider):
             return False
         port = pool.provider_options.ready_check_port
         # The session is given back before probing: a booting guest must not hold a connection.
-        return port == 0 or port_open(f"{name}.{self.config.domain}" if self.config.domain else ip, port)
+        return port == 0 or port_open(pool.fqdn(name) if pool.domain else ip, port)
 
     # -- life cycle ----------------------------------------------------------------------
     def create_vm(self, pool: PoolConfig, name: str) -> VMInfo:

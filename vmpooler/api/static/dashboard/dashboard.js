@@ -263,7 +263,7 @@
     return STATUS_COLORS[STATUS_COLORS.length - 1][1];
   }
 
-  function drawPool(box, width, pool, size, values) {
+  function drawPool(box, width, pool, size, values, domain) {
     var height = 56;
     var ready = values[values.length - 1];
     var percent = size ? Math.floor(ready / size * 100) : 0;
@@ -277,6 +277,7 @@
                  d: areaPath(xs, values.map(y), values.map(function () { return height - 2; })) }, svg);
     el("path", { "class": "line", stroke: tint, "stroke-width": 1.5, d: linePath(xs, values.map(y)) }, svg);
     el("text", { "class": "pool-name", x: 8, y: 14 }, svg, pool);
+    if (domain) { el("text", { "class": "pool-domain", x: width - 8, y: 14, "text-anchor": "end" }, svg, "." + domain); }
     el("text", { "class": "pool-pct", x: 8, y: 27 }, svg, percent + "%");
     el("text", { "class": "pool-count", x: 48, y: 27 }, svg, "(" + ready + "/" + size + ")");
   }
@@ -288,7 +289,8 @@
     var width = Math.max(probe.clientWidth, 120);
     box.removeChild(probe);
     data.pools.forEach(function (pool) {
-      if (data.capacity[pool]) { drawPool(box, width, pool, data.capacity[pool].size, series.capacity[pool]); }
+      var entry = data.capacity[pool];
+      if (entry) { drawPool(box, width, pool, entry.size, series.capacity[pool], entry.domain); }
     });
   }
 
