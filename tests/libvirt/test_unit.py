@@ -11,7 +11,7 @@ import pytest
 
 from tests.libvirt.helpers import define_test_template, libvirt_config, require_libvirt, unique
 from vmpooler.config import ConfigError, build
-from vmpooler.providers.base import PermanentError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, TransientError, VMExists, VMNotFound
 from vmpooler.providers.registry import REGISTRY
 
 libvirt = require_libvirt()
@@ -136,8 +136,9 @@ def test_create_and_destroy_clean_up_what_an_interrupted_clone_left(conn, setup)
 
 def test_a_name_taken_by_a_domain_that_is_not_ours_is_refused_and_left_alone(conn, setup):
     provider, pool, _volume, _config = setup
-    with pytest.raises(PermanentError, match="not this pool's"):
+    with pytest.raises(VMExists, match="not this pool's"):  # the manager adopts it only when get_vm says so
         provider.create_vm(pool, "test")
+    assert provider.get_vm(pool, "test") is None
     with pytest.raises(PermanentError, match="not this pool's"):
         provider.destroy_vm(pool, "test")
     assert conn.lookupByName("test").isActive()
@@ -212,6 +213,7 @@ def test_error_mapping():
     assert isinstance(errors.translate(error(libvirt.VIR_ERR_RPC), "x"), TransientError)
     assert isinstance(errors.translate(error(libvirt.VIR_ERR_AUTH_FAILED), "x"), PermanentError)
     assert isinstance(errors.translate(error(libvirt.VIR_ERR_NO_STORAGE_POOL), "x"), PermanentError)
+    assert isinstance(errors.translate(error(libvirt.VIR_ERR_DOM_EXIST), "x"), VMExists)
     assert errors.connection_lost(error(libvirt.VIR_ERR_OK, libvirt.VIR_FROM_RPC))
     assert not errors.connection_lost(error(libvirt.VIR_ERR_NO_DOMAIN))
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import libvirt
 
-from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
 from vmpooler.providers.shared import translating
 
 
@@ -44,7 +44,7 @@ _PERMANENT = _codes(
     "VIR_ERR_AUTH_FAILED", "VIR_ERR_AUTH_CANCELLED", "VIR_ERR_AUTH_UNAVAILABLE", "VIR_ERR_OPERATION_DENIED",
     "VIR_ERR_ACCESS_DENIED", "VIR_ERR_NO_STORAGE_POOL", "VIR_ERR_NO_STORAGE_VOL", "VIR_ERR_NO_NETWORK",
     "VIR_ERR_XML_ERROR", "VIR_ERR_XML_DETAIL", "VIR_ERR_CONFIG_UNSUPPORTED", "VIR_ERR_INVALID_ARG",
-    "VIR_ERR_NO_SUPPORT", "VIR_ERR_DOM_EXIST", "VIR_ERR_STORAGE_VOL_EXIST", "VIR_ERR_INVALID_DOMAIN",
+    "VIR_ERR_NO_SUPPORT", "VIR_ERR_STORAGE_VOL_EXIST", "VIR_ERR_INVALID_DOMAIN",
     "VIR_ERR_INVALID_STORAGE_POOL", "VIR_ERR_NO_SECURITY_MODEL", "VIR_ERR_STORAGE_PROBE_FAILED",
     "VIR_ERR_SNAPSHOT_REVERT_RISKY", "VIR_ERR_MIGRATE_PERSIST_FAILED")
 _TRANSIENT = _codes("VIR_ERR_OPERATION_TIMEOUT", "VIR_ERR_AGENT_UNRESPONSIVE", "VIR_ERR_OPERATION_FAILED",
@@ -80,6 +80,8 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     code = exc.get_error_code()
     if code in NOT_FOUND:
         return (not_found or VMNotFound)(message)
+    if code == libvirt.VIR_ERR_DOM_EXIST:
+        return VMExists(message)
     if connection_lost(exc):
         return ConnectionLost(message)
     if code in _TRANSIENT:

@@ -11,7 +11,7 @@ from typing import Optional
 import libvirt
 
 from vmpooler.model import PoolConfig, VMInfo
-from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMNotFound
+from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMExists, VMNotFound
 from vmpooler.providers.libvirt import domain_xml, errors, inventory, volumes
 from vmpooler.providers.libvirt.config import LibvirtOptions
 from vmpooler.providers.libvirt.connection import Connections
@@ -149,7 +149,7 @@ class LibvirtProvider(Provider):
             if existing is not None:
                 tag = inventory.tag_of(existing)
                 if tag is None or tag.pool != pool.name:
-                    raise PermanentError(f"{what}: a domain named {name} exists and is not this pool's")
+                    raise VMExists(f"{what}: a domain named {name} exists and is not this pool's")
                 if inventory.is_running(existing):  # a clone that was done: a retry after a lost answer
                     return inventory.vm_info(existing, tag, running=True)
                 self._remove(conn, existing, name)  # defined but never started: an interrupted clone
