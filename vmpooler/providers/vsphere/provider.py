@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import socket
 import threading
 from typing import Optional, Union
 
@@ -12,23 +11,13 @@ from pyVmomi import vim, vmodl
 
 from vmpooler.model import NotReady, PoolConfig, VMInfo
 from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMNotFound
+from vmpooler.providers.shared import port_open
 from vmpooler.providers.vsphere import clone, devices, errors, inventory, purge
 from vmpooler.providers.vsphere.config import ProviderOptions
 from vmpooler.providers.vsphere.connection import ConnectionPool, login
 from vmpooler.providers.vsphere.tasks import wait_for_task
 
 log = logging.getLogger(__name__)
-
-READY_CHECK_TIMEOUT = 1.0  # seconds; readiness is polled again soon, so a slow answer is a "no"
-
-
-def port_open(host: str, port: int, timeout: float = READY_CHECK_TIMEOUT) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
 
 class VSphereProvider(Provider):
     """``options`` are the section's typed options (config.ProviderOptions); each pool's
