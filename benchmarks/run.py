@@ -41,6 +41,12 @@ def _scaleout(run):
     return scaleout.scaleout(run)
 
 
+def _postgres(run):
+    from benchmarks import postgres
+
+    return postgres.postgres(run)
+
+
 def _vsphere(run):
     from benchmarks import vsphere
 
@@ -66,6 +72,7 @@ SCENARIOS = {
     "fill": _realistic("fill"),
     "realistic": _realistic("realistic"),
     "scaleout": _scaleout,
+    "postgres": _postgres,
 }
 
 

@@ -21,6 +21,7 @@ import os
 import time
 
 from benchmarks import loadgen
+from benchmarks.floors import PG_EVENT_SQL, PG_MOVE_SQL, PG_READ_SQL, PG_TAKE_SQL
 from benchmarks.harness import Row, Server, create_database, seed_rows, wait_until, write_config
 from benchmarks.scenarios import CLIENTS_READ, CLIENTS_WRITE, PROCESSES, burst, dummy_pool, ms
 from benchmarks.threads import run_threads
@@ -30,21 +31,6 @@ POOL = "scale"
 COUNTS = (1, 2, 3)
 #: the service as deployed, but no periodic check of every seeded VM during the measurement
 SETTINGS = {"vm_checktime": 60}
-
-# What the service sends for GET /vm/<host> (db/vms.py _latest_with_extras) and for a checkout
-# (_take_one: the oldest ready VM, skipping rows another transaction holds; the guarded change; its
-# event), in one transaction each.
-READ_SQL = ("SELECT * FROM vms WHERE name = %s ORDER BY id DESC LIMIT 1",
-            "SELECT name, value FROM vm_tags WHERE vm_id = %s ORDER BY id",
-            "SELECT kind, arg FROM tasks WHERE vm_id = %s AND state = 'done' AND kind IN ('snapshot', 'disk') "
-            "ORDER BY id")
-TAKE_SQL = ("SELECT id, name FROM vms WHERE pool = %s AND state = 'ready' ORDER BY ready_at, id LIMIT 1 "
-            "FOR UPDATE SKIP LOCKED")
-MOVE_SQL = "UPDATE vms SET state = 'running', checkout_at = now(), state_changed_at = now() WHERE id = %s " \
-           "AND state = 'ready'"
-EVENT_SQL = ("INSERT INTO vm_events (vm_id, vm_name, pool, at, from_state, to_state, reason) "
-             "VALUES (%s, %s, %s, now(), 'ready', 'running', 'checked out')")
-
 
 def postgres_url():
     return next((os.environ[name] for name in URL_VARIABLES if os.environ.get(name)), None)
@@ -137,19 +123,19 @@ def postgres_floors(url: str, seconds: float, ready: int) -> dict:
     database.dispose()
 
     def read(cursor, n):
-        cursor.execute(READ_SQL[0], (names[n % len(names)],))
+        cursor.execute(PG_READ_SQL[0], (names[n % len(names)],))
         vm_id = cursor.fetchone()[0]
-        for sql in READ_SQL[1:]:
+        for sql in PG_READ_SQL[1:]:
             cursor.execute(sql, (vm_id,))
             cursor.fetchall()
 
     def checkout(cursor, n):
-        cursor.execute(TAKE_SQL, (POOL,))
+        cursor.execute(PG_TAKE_SQL, (POOL,))
         row = cursor.fetchone()
         if row is None:
             return False
-        cursor.execute(MOVE_SQL, (row[0],))
-        cursor.execute(EVENT_SQL, (row[0], row[1], POOL))
+        cursor.execute(PG_MOVE_SQL, (row[0],))
+        cursor.execute(PG_EVENT_SQL, (row[0], row[1], POOL, "ready", "running", "checked out"))
 
     floors = {}
     for clients in (1, max(COUNTS)):

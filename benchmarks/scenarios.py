@@ -13,7 +13,7 @@ import time
 from benchmarks import loadgen
 from benchmarks.harness import (Profile, Row, Server, Workspace, bulk_insert, create_database, median, request,
                                 seed_pools, timed_requests, utcnow, vm_rows, wait_until, write_config)
-from benchmarks.server import COUNT_SQL
+from benchmarks.floors import COUNT_SQL, connect_sqlite, insert_pending, mark_ready
 
 CLIENTS_READ, CLIENTS_WRITE = 16, 8
 #: load-generator processes: the most floor requests/s on a 2-core machine (1, 2, 4, 8 tried)
@@ -173,24 +173,11 @@ def refill_floor(workspace: Workspace, count: int) -> float:
     transaction inserting it (pending) and one marking it ready, each with its event row."""
     path = workspace.file("refill-floor.db")
     create_database(path).dispose()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
+    db = connect_sqlite(path)
     now = str(utcnow())
     began = time.perf_counter()
     for n in range(count):
-        db.execute("BEGIN IMMEDIATE")
-        vm_id = db.execute("INSERT INTO vms (name, live_name, pool, provider, template, state, state_changed_at, "
-                           "created_at, clone_attempts, destroy_attempts) VALUES (?, ?, 'p', 'dummy', 'p', 'pending', "
-                           "?, ?, 0, 0)", (f"v{n}", f"v{n}", now, now)).lastrowid
-        db.execute("INSERT INTO vm_events (vm_id, vm_name, pool, at, to_state, reason) VALUES (?, ?, 'p', ?, "
-                   "'pending', 'clone requested')", (vm_id, f"v{n}", now))
-        db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE vms SET state = 'ready', ready_at = ? WHERE id = ? AND state = 'pending'", (now, vm_id))
-        db.execute("INSERT INTO vm_events (vm_id, vm_name, pool, at, from_state, to_state, reason) VALUES "
-                   "(?, ?, 'p', ?, 'pending', 'ready', 'booted')", (vm_id, f"v{n}", now))
-        db.execute("COMMIT")
+        mark_ready(db, insert_pending(db, f"v{n}", "p", now), f"v{n}", "p", now)
     seconds = time.perf_counter() - began
     db.close()
     return seconds

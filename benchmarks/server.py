@@ -1,7 +1,7 @@
 """The servers the benchmarks measure, each in a process of its own on 127.0.0.1:
 
     python benchmarks/server.py vmpooler CONFIG.yaml [--no-manager]   the service (vmpooler.app.Service)
-    python benchmarks/server.py floor [--db FILE]       the floor: a bare Tornado app
+    python benchmarks/server.py floor [--db FILE [--promises] | --pg URL]   a floor (benchmarks/floors.py)
 
 Each prints one JSON line ({"port", "pid", "start_seconds"}) once it listens, and stops on
 SIGTERM or when its standard input closes (so it never outlives the benchmark).
@@ -11,10 +11,7 @@ pass in this process and reports its CPU time (time.process_time), ``in_flight``
 work still running, ``exposition`` (with :prometheus:) times rendering the metrics. VMs the benchmark seeded into the database are given to the dummy provider
 (``inject``) before the service starts, so the first reconcile finds them all.
 
-The floor answers GET /floor with a small JSON object; with --db it also does, with the sqlite3
-module and nothing else, what the service's hot paths need from the database: GET /count (the
-per-pool, per-state count of /status), POST /api/v1/vm/<pool> (one transaction taking the
-longest-ready VM) and DELETE /api/v1/vm/<name> (one transaction giving it back).
+The floors (a bare Tornado app, with sqlite3 or psycopg alone) are described in benchmarks/floors.py.
 """
 from __future__ import annotations
 
@@ -26,7 +23,6 @@ import json
 import os
 import pstats
 import signal
-import sqlite3
 import sys
 import time
 
@@ -37,60 +33,8 @@ import tornado.web  # noqa: E402
 from tornado.httpserver import HTTPServer  # noqa: E402
 from tornado.netutil import bind_sockets  # noqa: E402
 
+from benchmarks.floors import floor_app, postgres_app  # noqa: E402
 from vmpooler.logs import setup_logging  # noqa: E402
-
-COUNT_SQL = ("SELECT pool, state, count(*) FROM vms WHERE state IN ('pending', 'ready', 'running', 'completed') "
-             "GROUP BY pool, state")
-
-
-# --- the floor ---------------------------------------------------------------------------------
-class FloorHandler(tornado.web.RequestHandler):
-    def get(self):
-        self.write({"ok": True})
-
-
-class CountHandler(tornado.web.RequestHandler):
-    def get(self):
-        counts = {}
-        for pool, state, n in self.settings["db"].execute(COUNT_SQL):
-            counts.setdefault(pool, {})[state] = n
-        self.write({"ok": True, "pools": counts})
-
-
-class CheckoutHandler(tornado.web.RequestHandler):
-    def post(self, pool):
-        db = self.settings["db"]
-        db.execute("BEGIN IMMEDIATE")
-        row = db.execute("SELECT id, name FROM vms WHERE pool = ? AND state = 'ready' ORDER BY ready_at, id LIMIT 1",
-                         (pool,)).fetchone()
-        if row is None:
-            db.execute("ROLLBACK")
-            self.set_status(503)
-            return self.write({"ok": False})
-        db.execute("UPDATE vms SET state = 'running', checkout_at = ? WHERE id = ? AND state = 'ready'",
-                   (time.time(), row[0]))
-        db.execute("COMMIT")
-        self.write({"ok": True, pool: {"hostname": row[1]}})
-
-    def delete(self, name):
-        db = self.settings["db"]
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE vms SET state = 'ready' WHERE live_name = ? AND state = 'running'", (name,))
-        db.execute("COMMIT")
-        self.write({"ok": True})
-
-
-def floor_app(db_path):
-    routes = [(r"/floor", FloorHandler)]
-    settings = {}
-    if db_path:
-        db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        routes += [(r"/count", CountHandler), (r"/api/v1/vm/([^/]+)", CheckoutHandler)]
-        settings["db"] = db
-    return tornado.web.Application(routes, **settings)
-
 
 # --- the service -------------------------------------------------------------------------------
 class TickHandler(tornado.web.RequestHandler):
@@ -174,7 +118,7 @@ async def serve(mode, args):
     loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1(65536) or stopped.set())
     info = {"pid": os.getpid()}
     if mode == "floor":
-        server = HTTPServer(floor_app(args.db))
+        server = HTTPServer(postgres_app(args.pg) if args.pg else floor_app(args.db, args.promises))
         sockets = bind_sockets(0, "127.0.0.1")
         server.add_sockets(sockets)
         info["port"] = sockets[0].getsockname()[1]
@@ -207,7 +151,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=("vmpooler", "floor"))
     parser.add_argument("config", nargs="?")
-    parser.add_argument("--db")
+    parser.add_argument("--db", help="floor: the SQLite file of its checkout routes")
+    parser.add_argument("--promises", action="store_true", help="floor: with the service's promises (issue 21)")
+    parser.add_argument("--pg", help="floor: its routes on the PostgreSQL database at this URL")
     parser.add_argument("--no-manager", action="store_true", help="the API alone (a diagnostic: no refill)")
     args = parser.parse_args()
     setup_logging("INFO")  # as `vmpooler serve` logs (vmpooler/cli.py): to stderr, which the benchmark sends to a file
