@@ -11,11 +11,10 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Any, Coroutine, Dict, List, Optional, Set, Tuple
+from typing import Any, Coroutine, Dict, List, Optional, Protocol, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.config import Config
 from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
@@ -30,6 +29,7 @@ from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.metrics import DISABLED, Hooks
 from vmpooler.model import DeadLetter, DeadLetterQueue, PoolConfig, VMRow
+from vmpooler.settings import Settings
 from vmpooler.providers.base import Provider
 
 log = logging.getLogger("vmpooler.manager")
@@ -45,6 +45,15 @@ STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 #: what provider work acts on, so that one thing never has two calls in flight: ("vm", name),
 #: ("inventory", pool), ("purge", provider), ...
 WorkKey = Tuple[str, str]
+
+
+
+class ManagerConfig(Protocol):
+    """What the manager reads of the configuration (``config.Config`` is one): it is handed a
+    loaded configuration and never loads one (the manager does not import config.py)."""
+
+    settings: Settings
+    pools: list
 
 
 class Pass:
@@ -78,7 +87,7 @@ class Manager:
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""
 
-    def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
+    def __init__(self, config: ManagerConfig, db: Database, providers: Dict[str, Provider],
                  leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
                  clock: Clock = Clock()):
         self.config = config
