@@ -21,6 +21,7 @@ FORBIDDEN = {
     "config": {"api", "app", "cli", "db", "manager", "providers"},
     "auth_config": {"api", "app", "auth", "cli", "config", "db", "manager", "providers"},
     "dns_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
+    "prometheus_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
     # the pool manager is handed its configuration and database; it never reaches HTTP or auth
     "manager": {"api", "app", "auth", "cli", "config", "context", "operations"},
     # auth stores: the database and their :auth: settings only

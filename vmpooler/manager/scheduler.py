@@ -54,6 +54,7 @@ class ManagerConfig(Protocol):
 
     settings: Settings
     pools: list
+    providers: dict  # name -> model.ProviderConfig
 
 
 class Pass:
@@ -95,7 +96,8 @@ class Manager:
         self.db = db
         self.leadership = leadership
         self.metrics = metrics
-        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics,
+                                     breaker_settings={name: entry.breaker for name, entry in config.providers.items()})
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.clock = clock
         self.step_watch = StepWatch(clock)
