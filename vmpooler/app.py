@@ -24,6 +24,7 @@ from vmpooler.db.notify import CHANGE_INTERVAL, CHANGED, WAKE, Listener, Sender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
 from vmpooler.metrics import build_metrics
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
@@ -44,7 +45,7 @@ class Service:
     manager): with several processes on one database, exactly one of them manages at a time
     (manager/leader.py)."""
 
-    def __init__(self, config, role: str = "all", registry=REGISTRY):
+    def __init__(self, config, role: str = "all", registry=REGISTRY, dns_registry=DNS_REGISTRY):
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         self.config = config
@@ -58,7 +59,8 @@ class Service:
             # a thread of its own: a renewal never queues behind password checks
             self.lease_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
             self.leadership = Leadership(self.db, config.settings.leader_lease_seconds, executor=self.lease_executor)
-            manager = self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
+            manager = self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics,
+                                             dns_plugins=dns_registry.build(config))
             self.metrics.watch(breakers=lambda: manager.runner.breakers)
         # processes sharing PostgreSQL wake the leader's manager through it, and tell each other of
         # their changes (so that no cached answer is older than a change announced); an SQLite file

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from vmpooler import quotas
+from vmpooler import quotas, rate_limits
 from vmpooler.auth_config import parse_auth
 from vmpooler.dns_config import dns_configs, with_domain
 from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
@@ -56,6 +56,8 @@ class Config:
     prometheus: Optional["PrometheusConfig"] = None
     #: name under :dns_configs: -> model.DnsConfig (its plugin class, domain and typed options)
     dns: dict = dataclasses.field(default_factory=dict)
+    #: the request rate limits of each class (used with ``rate_limiting_enabled``)
+    rate_limits: Mapping = dataclasses.field(default_factory=lambda: dict(rate_limits.DEFAULTS))
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -104,11 +106,13 @@ def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.envi
 
 
 def default_raw() -> dict:
-    """The embedded default: the dummy provider and the two example pools of the API document."""
+    """The embedded default: the dummy provider and the two pools of vmpooler.yaml.example (a test
+    keeps them alike), which are the API document's."""
     return {
         "providers": {"dummy": {}},
         "pools": [
-            {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5, "provider": "dummy"},
+            {"name": "debian-7-i386", "alias": ["debian-7-32"], "template": "debian-7-i386", "size": 5,
+             "provider": "dummy"},
             {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3, "provider": "dummy"},
         ],
         "config": {"check_loop_delay_min": 1, "vm_checktime": 1},
@@ -169,9 +173,10 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
+    limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems, warnings)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns, limits)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:

@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 from vmpooler.model import DnsConfig, PoolConfig
-from vmpooler.settings import Setting, check_setting, mapping_of
+from vmpooler.settings import Setting, check_setting, did_you_mean, mapping_of
 
 
 def dns_configs(section, registry, problems: list, warnings: list) -> tuple:
@@ -35,8 +35,8 @@ def dns_configs(section, registry, problems: list, warnings: list) -> tuple:
         domain = domain.rstrip(".")
         assert schema is not None  # else its dns_class was a problem
         known = {"dns_class", "domain"} | {s.key for s in schema.SETTINGS}
-        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored" for key in entry
-                        if str(key) not in known)
+        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored{did_you_mean(key, known)}"
+                        for key in entry if str(key) not in known)
         found: list = []
         options = schema.options(entry, domain, found)
         problems.extend(f"{where}.{p}" for p in found)

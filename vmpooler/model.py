@@ -214,3 +214,20 @@ class VMInfo:
     hostname: Optional[str] = None
     template: Optional[str] = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class NotReady:
+    """What ``Provider.is_ready`` may answer for a VM not ready yet instead of ``False``: false
+    all the same, and saying why (no guest address yet, its port not open), so that a VM dropped
+    after its pending timeout is logged and recorded with the cause."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def why_not_ready(answer) -> Optional[str]:
+    """The reason an ``is_ready`` answer gives, None when it gives none (``False``) or is ready."""
+    return answer.reason if isinstance(answer, NotReady) else None

@@ -143,8 +143,11 @@ class Settings:
     status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
                                           "the database changes; dashboards polling it then cost one computation "
                                           "a second at most.", minimum=0)
-    rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
-                                          "RATE_LIMITING_ENABLED")
+    rate_limiting_enabled: bool = setting(False, "Limit requests per client in 3.9.1's four classes (limits in "
+                                          "the top-level :rate_limits: section; see docs/api.md): 429 past a "
+                                          "class's limit.", "RATE_LIMITING_ENABLED")
+    auth_failure_limits_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly "
+                                                "(auth_failures_per_minute, auth_token_failures_per_minute).")
     auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
                                             "before that user's logins from that address are 429 (other users "
                                             "and tokens are not affected).", minimum=1)
@@ -196,7 +199,8 @@ IGNORED_SETTINGS = {
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus",
+                  "rate_limits"}
 
 
 # -- coercion ------------------------------------------------------------------------------

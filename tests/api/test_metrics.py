@@ -380,3 +380,21 @@ def test_the_vm_operation_table_is_keyed_by_the_routed_handler_classes():
     assert VM_OPERATIONS and all(isinstance(handler, type) and handler in routed for handler, _ in VM_OPERATIONS)
     for (handler, method), _operation in VM_OPERATIONS.items():
         assert method.lower() in vars(handler), f"{handler.__name__} has no {method}"
+def test_the_ondemand_api_keeps_the_original_s_request_counters(db):
+    svc = service(db, {}, settings={"max_ondemand_instances_per_request": 2})
+    try:
+        assert svc.client.post("/api/v1/ondemandvm", {"debian": 1, "request_id": "r-1"}).status == 201
+        assert svc.client.post("/api/v1/ondemandvm", {"centos-8": 1, "request_id": "r-1"}).status == 409
+        assert svc.client.post("/api/v1/ondemandvm/centos-8+centos-8+centos-8").status == 403
+        assert svc.client.post("/api/v1/ondemandvm", {"nope": 1, "nada": 1}).status == 404
+        families = scrape(svc.client)[1]
+    finally:
+        svc.stop()
+
+    def counted(name):
+        return values(families, f"vmpooler_{name}", f"vmpooler_{name}_total")
+
+    assert list(counted("ondemandrequest_generate_success").values()) == [1]
+    assert list(counted("ondemandrequest_generate_duplicaterequests").values()) == [1]
+    assert counted("ondemandrequest_fail_toomanyrequests") == {"centos-8": 1}
+    assert counted("ondemandrequest_fail_invalid") == {"unknown": 2}  # never the names a client sent

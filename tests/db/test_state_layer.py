@@ -169,6 +169,27 @@ def test_the_vm_row_type_declares_every_column(db, pool):
     assert declared == [column.name for column in vm_table.columns]
     row = rows(db, name=add_vm(db, pool[0], "ready"))[0]
     assert all(hasattr(row, name) for name in declared)
+def test_what_went_wrong_is_logged_above_info_and_normal_life_at_info(db, caplog):
+    """A clone given up (a template that does not exist, say) costs a VM: WARNING; a destroy given
+    up leaves one behind: ERROR; a VM retired for a timeout or a failed check: WARNING; a delete: INFO."""
+    pool = make_config().pools[0]
+    now = utcnow()
+    with caplog.at_level("INFO", logger="vmpooler"):
+        clone = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.attempt_failed(db, clone, AttemptKind.CLONE, "template templates/nope not found", now,
+                                       Retry(1, None))
+        destroy = vm_store.latest(db, add_vm(db, pool, "ready"))
+        assert vm_store.complete(db, destroy, "deleted by the client", now)
+        destroy = vm_store.latest(db, destroy.name)
+        assert vm_store.attempt_failed(db, destroy, AttemptKind.DESTROY, "the vCenter refused", now, Retry(3, None))
+        timed_out = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.complete(db, timed_out, "still pending after 15 minutes: its port 22 never opened", now,
+                                 error="timed out")
+    levels = {record.getMessage().split(": ", 2)[-1]: record.levelname for record in caplog.records}
+    assert levels["clone failed 1 times, giving up: template templates/nope not found"] == "WARNING"
+    assert levels["deleted by the client"] == "INFO"
+    assert levels["destroy failed 3 times, giving up: the vCenter refused"] == "ERROR"
+    assert levels["still pending after 15 minutes: its port 22 never opened"] == "WARNING"
 
 
 def test_a_booting_vms_failed_dns_record_is_a_clone_attempt_guarded_as_pending(db, pool):

@@ -8,7 +8,9 @@ from typing import Any, Dict, Optional
 
 from vmpooler.api.delivery import HEADER, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
+from vmpooler.api import validation
+from vmpooler.api.render import handed_out, shown, whole_number
+from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
 from vmpooler.db import checkout as checkout_store
 from vmpooler.db import handout, idempotency
@@ -52,6 +54,16 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     return [checkout_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
 
 
+def validate_body(requested: dict) -> None:
+    """v3's checks of a POST /vm body (3.8.1): each name and count, with the original's messages;
+    an empty body asks for nothing known (404), as there."""
+    for name, count in requested.items():
+        validation.pool_name(name)
+        validation.vm_count(count)
+    if not requested:
+        raise ApiError(404, "the request asks for no pool")
+
+
 @dataclasses.dataclass
 class Handout:
     """A checkout made (or, under an Idempotency-Key, made before): its answer and what it took."""
@@ -62,10 +74,11 @@ class Handout:
 
 
 async def checkout(context: Context, requested: dict, token: Optional[Any],
-                   key: Optional[idempotency.Key] = None) -> Handout:
-    """Check out ``requested`` for ``token`` (a token row, or None: anonymous). 503 when a pool has
-    too few ready VMs, 403 when the token's user would pass their quota; under ``key`` the
-    answer the key got before (nothing more taken), or 422 when it was used for another request."""
+                   key: Optional[idempotency.Key] = None, version: ApiVersion = ApiVersion.V1) -> Handout:
+    """Check out ``requested`` for ``token`` (a token row, or None: anonymous), the answer rendered
+    for ``version``. 503 when a pool has too few ready VMs, 403 when the token's user would pass
+    their quota; under ``key`` the answer the key got before (nothing more taken), or 422 when it
+    was used for another request."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
     owner = checkout_store.Owner(token.token_hash, token.user) if token is not None else None
@@ -86,9 +99,8 @@ async def checkout(context: Context, requested: dict, token: Optional[Any],
         if wanted:
             context.refill()
     body: Dict[str, Any] = {"ok": True}
-    domain = shared_domain(config, [vm.pool for vms in taken.values() for vm in vms])
-    for name, vms in taken.items():
-        hosts = v1_hostnames(config, vms, domain)
+    hostnames, domain = handed_out(config, taken, version.fqdn)
+    for name, hosts in hostnames.items():
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
     if domain:
         body["domain"] = domain
@@ -115,7 +127,7 @@ async def answer(handler, requested: dict) -> None:
     gone before its answer is written, hand the VMs back (api/delivery.py)."""
     token = await handler.credentials.token_if_configured(handler.request, False)
     key = request_key(handler, token.token_hash if token is not None else "")
-    handed = await checkout(handler.context, requested, token, key)
+    handed = await checkout(handler.context, requested, token, key, handler.version)
     if handed.replayed:
         handler.set_header("Idempotent-Replayed", "true")
 

@@ -16,6 +16,8 @@ from vmpooler.db.database import StoreUnavailable
 
 
 class HealthcheckHandler(BaseHandler):
+    rate_limited = False  # balancers and monitors poll it
+
     async def get(self) -> None:
         db = self.context.db
         checks = {"database": await self._write_refused(), "disk": await db.run(heartbeat.disk_full),

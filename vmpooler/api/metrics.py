@@ -81,6 +81,8 @@ def observe_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class MetricsHandler(BaseHandler):
+    rate_limited = False  # Prometheus scrapes it
+
     async def get(self) -> None:
         # Rendering thousands of samples (per-pool histograms) takes milliseconds: in a thread, so
         # that requests arriving meanwhile are not held up behind a scrape.

@@ -39,14 +39,21 @@ def _leadership(_db, leader) -> dict:
     return leader()
 
 
-async def build_status(context, sections: frozenset) -> dict:
+async def _nothing(_db) -> None:
+    return None
+
+
+async def build_status(context, sections: frozenset, requested: bool = False) -> dict:
+    """The body of /status for ``sections``; ``requested``: ``queue`` shows the on-demand requests
+    waiting (3.8.1+, /api/v3)."""
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     db = context.db
-    counts, samples, boots, manager, effective = await asyncio.gather(
+    counts, samples, boots, manager, effective, waiting = await asyncio.gather(
         db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
         db.run(stat_store.last_boots), db.run(_leadership, context.leader),
-        db.run(overrides.effective_pools, config.pools))
+        db.run(overrides.effective_pools, config.pools),
+        db.run(stat_store.ondemand_waiting) if requested and "queue" in sections else _nothing(db))
     pools = {pool.name: counts.get(pool.name, stat_store.NO_VMS) for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
@@ -75,14 +82,17 @@ async def build_status(context, sections: frozenset) -> dict:
         body["providers"] = context.provider_health()
     if "queue" in sections:
         queued = stat_store.PoolCounts.total(pools.values())
-        body["queue"] = {"pending": queued.pending, "cloning": queued.cloning, "booting": queued.booting,
-                         "ready": queued.ready, "running": queued.running, "completed": queued.completed,
-                         "total": queued.pending + queued.ready + queued.running + queued.completed}
+        queue = {"requested": waiting or 0} if requested else {}
+        queue.update(pending=queued.pending, cloning=queued.cloning, booting=queued.booting, ready=queued.ready,
+                     running=queued.running, completed=queued.completed)
+        # 3.8.1+ counts the waiting requests in the total too
+        queue["total"] = sum(queue.get(key, 0) for key in ("requested", "pending", "ready", "running", "completed"))
+        body["queue"] = queue
     status = {"ok": True, "message": "Battle station fully armed and operational."}
     empty = [pool.name for pool in effective if pool.size and not pools[pool.name].ready]
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
-    status["uptime"] = round(time.time() - context.started_at, 1)
+    status["uptime"] = round(time.monotonic() - context.started_at, 1)
     status["manager"] = manager  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
@@ -91,15 +101,17 @@ async def build_status(context, sections: frozenset) -> dict:
 class StatusHandler(BaseHandler):
     async def get(self) -> None:
         sections = requested_sections(self.request.query)
+        requested = self.version.queue_requested
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
-        cached = cache.get(sections)
+        key = (sections, requested)
+        cached = cache.get(key)
         # reused while young and while nothing changed since it was read: no write of this process
         # and (PostgreSQL) no change another process announced (Database.generation counts both)
         generation = self.db.generation
         if seconds and cached is not None and cached[0] > time.monotonic() and cached[1] == generation:
             return self.reply_encoded(cached[2])
-        text = encode(await build_status(self.context, sections))
+        text = encode(await build_status(self.context, sections, requested))
         if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
-            cache[sections] = (time.monotonic() + seconds, generation, text)
+            cache[key] = (time.monotonic() + seconds, generation, text)
         self.reply_encoded(text)

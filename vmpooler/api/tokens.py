@@ -20,8 +20,8 @@ log = logging.getLogger("vmpooler.api")
 
 
 class _TokenBase(BaseHandler):
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.context.auth is None:
             raise ApiError(404)
 

@@ -30,7 +30,7 @@ from vmpooler.db.batch import GroupCommit
 from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict, WouldWait
 from vmpooler.db.prepared import PreparedWrite
 from vmpooler.db.schema import migrations_dir  # noqa: F401 (its callers import it from here)
-from vmpooler.db.sqlite import prepare_sqlite
+from vmpooler.db.sqlite import prepare_sqlite, why_cannot_open
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -192,14 +192,6 @@ class Database:
                 with connection.begin():
                     yield connection
 
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless a write transaction can start now (it writes nothing;
-        on SQLite it takes the write lock, so a locked or read-only database fails). Blocking: for
-        GET /healthcheck, which runs it in a thread."""
-        with self._translated():
-            with self.engine.begin() as connection:
-                connection.execute(text("SELECT 1"))
-
     @contextlib.contextmanager
     def not_waiting(self):
         """SQLite: write transactions begun in this thread inside the block do not wait for
@@ -224,6 +216,8 @@ class Database:
                 raise TransactionConflict(_conflict(error)) from error
             if isinstance(error, exc.OperationalError):
                 meaning = _describe(error)
+                if meaning == _CANNOT_OPEN and self.is_sqlite:
+                    meaning = why_cannot_open(self.engine.url.database) or meaning
                 if meaning in _LOCKED and not self.waits():
                     raise WouldWait(meaning) from error
                 self.unavailable_count += 1

@@ -46,19 +46,21 @@ def fetch(conn, vm_id: int):
     return _FETCH.first(conn, {"vm_id": vm_id})
 
 
-def log_change(vm, to_state: str, reason: str) -> None:
-    log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
+def log_change(vm, to_state: str, reason: str, level: int = logging.INFO) -> None:
+    """One line per change: INFO for normal life, WARNING or ERROR for what went wrong (``level``)."""
+    log.log(level, "[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
 
 
-def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, **values) -> bool:
+def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, level: int = logging.INFO,
+               **values) -> bool:
     """One guarded change in its own transaction; refused outright when ``vm`` was not read in
-    one of the ``allowed`` states."""
+    one of the ``allowed`` states; logged at ``level`` once committed."""
     if vm.state not in allowed:
         return False
     with db.write() as conn:
         changed = change(conn, vm, to_state, reason, now, **values)
     if changed:
-        log_change(vm, to_state, reason)
+        log_change(vm, to_state, reason, level)
     return changed
 
 

@@ -6,7 +6,9 @@ beside the online backup (db/backup.py); Database (db/database.py) calls ``prepa
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+from typing import Optional
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -83,3 +85,17 @@ def _opened_read_only(cursor) -> bool:
     except sqlite3.OperationalError as error:
         return "readonly" in str(error).lower()
     return False
+
+
+def why_cannot_open(path) -> Optional[str]:
+    """SQLite says only "unable to open database file"; the file's directory may tell why (None
+    when it does not)."""
+    directory = os.path.dirname(os.path.abspath(path or "."))
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "the database's file system is mounted read-only"
+    except FileNotFoundError:
+        return "the database's directory does not exist"
+    except OSError:
+        pass
+    return None

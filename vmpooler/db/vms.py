@@ -129,11 +129,13 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
 
 @writes
 def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
-    """Retire a VM: the destroy loop removes it from the provider."""
+    """Retire a VM: the destroy loop removes it from the provider. With ``error`` (a timeout, a
+    failed check: something an operator may have to look into) it is logged as a WARNING."""
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
     if error is not None:
         values["last_error"] = error
-    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
+    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING),
+                      level=logging.INFO if error is None else logging.WARNING, **values)
 
 
 @writes
@@ -151,7 +153,9 @@ def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: 
         reason = f"{kind} failed {retry.attempts} times, giving up: {error}"
         if kind.gives_up_to == COMPLETED:
             values["completed_at"] = now
-        return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,), **values)
+        # a clone given up costs a VM (WARNING); a destroy given up leaves one behind (ERROR: look)
+        return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,),
+                          level=logging.WARNING if kind.gives_up_to == COMPLETED else logging.ERROR, **values)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry.at:%H:%M:%S}" if retry.waits_for_breaker
               else f"{kind} attempt {retry.attempts} failed, retrying: {error}")
     guard = GUARDED_UPDATE if booting else statements.ATTEMPT_GUARDS[kind]

@@ -29,8 +29,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
         manager.refiller.clone_succeeded(pool)
     try:  # the first readiness probe: a VM up at once is recorded cloned and ready together (unless
         # its DNS record must be made first: probe_boot makes it)
-        ready = manager.records.plugin(pool) is None and await manager.runner.call(
-            pool.provider, lambda p: p.is_ready(pool, vm.name))
+        ready = manager.records.plugin(pool) is None and bool(await checks.readiness(manager, pool, vm))
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)

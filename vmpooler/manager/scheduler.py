@@ -20,7 +20,6 @@ from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, StoreUnavailable, utcnow
-from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clock import Clock, StepWatch
@@ -76,7 +75,8 @@ class Pass:
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
-    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
+    registry as the providers are (none: no pool's records are kept)."""
 
     def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
                  leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
@@ -92,13 +92,14 @@ class Manager:
         self.step_watch = StepWatch(clock)
         for breaker in self.runner.breakers.values():
             breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
-        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
-                               self.runner.executor, self.acting)
+        self.records = Records(dns_plugins or {}, self.runner.executor, self.acting)
         self.pools: Dict[str, PoolConfig] = {pool.name: pool for pool in config.pools}
         self.in_flight: Dict[WorkKey, asyncio.Future] = {}
         #: the one owner of refilling: clone slots, their round-robin, each pool's wait, the lock
         self.refiller = Refiller(self)
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
+        #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
+        self.not_ready: Dict[int, str] = {}
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback: Optional[PeriodicCallback] = None

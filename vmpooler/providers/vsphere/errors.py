@@ -6,7 +6,6 @@ be retried forever.
 """
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socket
 import ssl
@@ -15,6 +14,7 @@ from typing import Optional, Type
 from pyVmomi import vim, vmodl
 
 from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
+from vmpooler.providers.shared import translating
 
 # Order matters: NotAuthenticated is a NoPermission, and an expired session is worth a retry
 # (the connection pool logs in again), unlike a missing privilege.
@@ -80,12 +80,6 @@ def translate(exc: BaseException, what: str, not_found: Optional[Type[ProviderEr
     return ProviderError(message)
 
 
-@contextlib.contextmanager
 def translated(what: str, not_found: Optional[type] = None):
     """Run the block, re-raising whatever it raises as a ProviderError (see ``translate``)."""
-    try:
-        yield
-    except ProviderError:
-        raise
-    except Exception as exc:
-        raise translate(exc, what, not_found) from exc
+    return translating(translate, what, not_found)
