@@ -43,7 +43,7 @@ class RateLimiter:
 
     def __init__(self, limits: Mapping[LimitClass, Limit], clock: Callable[[], float] = time.monotonic):
         self.limits, self.clock = dict(limits), clock
-        self._windows = {}  # (class, client) -> [window end, requests counted]
+        self._windows: dict = {}  # (class, client) -> [window end, requests counted]
 
     def take(self, kind: LimitClass, client: str) -> None:
         """Count one request of ``client`` in ``kind``, or raise the 429 when its window is full."""

@@ -91,7 +91,7 @@ def _url(path: str, handler, version: ApiVersion) -> tornado.web.URLSpec:
 
 
 def rules() -> list:
-    result = []
+    result: list = []
     for version in ApiVersion:
         routes = ROUTES + [(path, handler, False) for path, handler in V3_ROUTES] if version.validates else ROUTES
         result.extend(_url(version.prefix + path, handler, version) for path, handler, _aliased in routes)

@@ -15,7 +15,6 @@ from typing import Any, Coroutine, Dict, List, Optional, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.config import Config
 from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
@@ -73,12 +72,13 @@ class Pass:
 
 
 class Manager:
-    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    """``config``: the loaded configuration (config.Config: handed in, not imported by the manager).
+    ``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""
 
-    def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
+    def __init__(self, config: Any, db: Database, providers: Dict[str, Provider],
                  leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
                  clock: Clock = Clock()):
         self.config = config
