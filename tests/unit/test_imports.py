@@ -32,6 +32,7 @@ FORBIDDEN = {
     "context": {"api", "app", "auth", "cli", "manager", "operations", "providers"},
     "operations": {"api", "app", "cli", "config", "manager", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     # the request rate limits' classes and numbers (read by config.py, used by api/ratelimit.py)
     "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},

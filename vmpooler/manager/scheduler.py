@@ -83,7 +83,8 @@ class Pass:
 
 
 class Manager:
-    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    """``config``: the loaded configuration (config.Config: handed in, not imported by the manager).
+    ``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""

@@ -67,7 +67,7 @@ def disks(domain_xml: str) -> list:
             path = source.get("file") or source.get("dev")
             if disk.get("type") == "volume":
                 volume = (source.get("pool"), source.get("volume"))
-        found.append(Disk(target=target.get("dev") if target is not None else "", path=path,
+        found.append(Disk(target=target.get("dev") if target is not None else "", path=path,  # type: ignore[arg-type]
                           device=disk.get("device", "disk"), source=volume))
     return found
 

@@ -137,7 +137,7 @@ class LibvirtProvider(Provider):
             return running
         # the connection is given back before probing: a booting guest must not hold it
         if not found:
-            return bool(named) and port_open(named, port)
+            return bool(named) and port_open(str(named), port)
         return any(port_open(address, port) for address in found)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -232,7 +232,7 @@ class LibvirtProvider(Provider):
 
     @staticmethod
     def _volumes_in_use(conn) -> frozenset:
-        paths = set()
+        paths: set = set()
         for domain in conn.listAllDomains(0):
             with contextlib.suppress(libvirt.libvirtError):
                 description = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
