@@ -21,8 +21,9 @@ FORBIDDEN = {
     "config": {"api", "app", "cli", "db", "manager", "providers"},
     "auth_config": {"api", "app", "auth", "cli", "config", "db", "manager", "providers"},
     "dns_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
-    # the pool manager is handed its configuration and database; it never reaches HTTP or auth
-    "manager": {"api", "app", "auth", "cli", "config", "context", "operations"},
+    # the pool manager is handed its configuration (``config.Config``, for its type) and database;
+    # it never reaches HTTP or auth
+    "manager": {"api", "app", "auth", "cli", "context", "operations"},
     # auth stores: the database and their :auth: settings only
     "auth": {"api", "app", "cli", "config", "context", "manager", "metrics", "operations", "providers"},
     # the metrics registry reads the database at scrape time; the loops and handlers call it
@@ -30,6 +31,8 @@ FORBIDDEN = {
     # what the handlers share: no handler, loop or provider behind it
     "context": {"api", "app", "auth", "cli", "manager", "operations", "providers"},
     "operations": {"api", "app", "cli", "config", "manager", "providers"},
+    # the request rate limits' section, read by config.py
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "operations", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "logs": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
