@@ -22,7 +22,8 @@ from vmpooler.metrics import Metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: the docs that describe this service: all of docs/ but performance.md, which also names its
 #: benchmarks' own routes
-DOCS = sorted(name for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md") and name != "performance.md")
+DOCS = sorted(name for name in os.listdir(os.path.join(ROOT, "docs"))
+              if name.endswith(".md") and name != "performance.md")
 METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD")
 
 
