@@ -35,6 +35,8 @@ FORBIDDEN = {
     "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "operations", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
+    # the request rate limits' classes and numbers (read by config.py, used by api/ratelimit.py)
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "logs": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     # the top: the command line, the service it assembles, and the package's own entry points
     "app": {"cli"},
