@@ -31,6 +31,8 @@ FORBIDDEN = {
     # what the handlers share: no handler, loop or provider behind it
     "context": {"api", "app", "auth", "cli", "manager", "operations", "providers"},
     "operations": {"api", "app", "cli", "config", "manager", "providers"},
+    # the request rate limits' section, read by config.py
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "operations", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
