@@ -36,14 +36,22 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
-                 "psycopg[binary]>=3.1", "redis>=4.5"],
+                 "psycopg[binary]>=3.1", "redis>=4.5", "mypy>=1.8", "libvirt-python>=9.0"],
         # for a PostgreSQL database (:database: url: postgresql://...)
         "postgresql": ["psycopg[binary]>=3.1"],
         # for `vmpooler db import-redis`: reading the original's Redis
         "redis": ["redis>=4.5"],
+        # for KVM hosts through libvirt (provider_class: libvirt); builds against libvirt-dev
+        "libvirt": ["libvirt-python>=9.0"],
     },
     entry_points={
         "console_scripts": ["vmpooler = vmpooler.cli:main"],
+        # providers register here, ours as a separately installed plugin would (docs/providers.md)
+        "vmpooler.providers": [
+            "dummy = vmpooler.providers.dummy",
+            "vsphere = vmpooler.providers.vsphere",
+            "libvirt = vmpooler.providers.libvirt",
+        ],
         # DNS plugins: a package holding config.py (SCHEMA) and plugin.py (PLUGIN); others ship the same way
         "vmpooler.dns": ["dynamic-dns = vmpooler.dns.dynamic", "rfc2136 = vmpooler.dns.rfc2136"],
     },

@@ -47,11 +47,18 @@ def _vsphere(run):
     return vsphere.refill_through_vsphere(run)
 
 
+def _libvirt(run):
+    from benchmarks import libvirt
+
+    return libvirt.fill_through_libvirt(run)
+
+
 SCENARIOS = {
     "read": scenarios.read_routes,
     "checkout": scenarios.checkout,
     "cycles": scenarios.refill,
     "vsphere": _vsphere,
+    "libvirt": _libvirt,
     "scale": scenarios.scale,
     "history": scenarios.history,
     "dashboard": _dashboard,

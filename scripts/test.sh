@@ -49,6 +49,21 @@ if ! command -v sqlite3 >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; 
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sqlite3 e2fsprogs >/dev/null
 fi
 
+# --- libvirt (h/libvirt) -------------------------------------------------------------------------
+# libvirt with QEMU, and what builds the tests' tiny guest (busybox, dropbear, a Debian kernel that
+# is downloaded, not installed): the libvirt tests start their own libvirtd in network and mount
+# namespaces of their own (tests/libvirt/lab.py), never the system's; libvirt-dev, pkg-config, gcc and
+# python3-dev build libvirt-python for the virtualenv.
+if ! command -v libvirtd >/dev/null 2>&1 && [ ! -x /usr/sbin/libvirtd ] || ! command -v qemu-system-x86_64 >/dev/null 2>&1 \
+   || ! command -v dbclient >/dev/null 2>&1 || ! pkg-config --exists libvirt 2>/dev/null; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libvirt-daemon-system libvirt-clients \
+    qemu-system-x86 qemu-utils dnsmasq-base iptables busybox-static dropbear-bin cpio kmod e2fsprogs \
+    libvirt-dev pkg-config gcc python3-dev >/dev/null
+fi
+export VMPOOLER_REQUIRE_LIBVIRT=1  # the libvirt tests fail, rather than skip, without their lab
+# --- end libvirt -----------------------------------------------------------------------------------
+
 # PostgreSQL on this machine's loopback, with a throw-away role and database for the tests.
 if command -v service >/dev/null 2>&1; then
   $sudo service postgresql start >/dev/null
@@ -65,4 +80,8 @@ export VMPOOLER_TEST_POSTGRES_URL="postgresql://vmpooler_test:vmpooler_test@127.
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# Types: mypy over vmpooler/ (its settings in mypy.ini); any error fails the run before the tests.
+.venv/bin/mypy --config-file mypy.ini
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

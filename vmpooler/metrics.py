@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.model import BreakerState
 
 log = logging.getLogger("vmpooler.metrics")
 
@@ -33,7 +34,6 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Ours: a provider call takes milliseconds (dummy) to minutes (a vSphere clone); a pass milliseconds.
 PROVIDER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BREAKER_STATES = ("closed", "open", "half-open")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: the label value of checkouts of names that are no pool (the original's own for an unreadable request)
 UNKNOWN = "unknown"
@@ -44,6 +44,8 @@ class Hooks:
     """What the service reports as things happen. These do nothing: no ``:prometheus:`` section."""
 
     enabled = False
+    #: where the metrics are served (``Metrics``: ``prometheus_endpoint``); nowhere here
+    endpoint = ""
 
     def checkout(self, pools: Iterable[str]) -> None:
         """VMs handed out, one pool name per VM."""
@@ -293,17 +295,17 @@ class Metrics(Hooks):
                     for state, doc in (("ready", "vmpooler number of machines in ready State"),
                                        ("running", "vmpooler number of machines running"))}
         for pool in self.config.pools:
-            entry = counts.get(pool.name) or {}
-            for state, family in families.items():
-                family.add_metric((pool.name, self.instance), entry.get(state, 0))
+            counted = counts.get(pool.name, stat_store.NO_VMS)
+            families["ready"].add_metric((pool.name, self.instance), counted.ready)
+            families["running"].add_metric((pool.name, self.instance), counted.running)
         yield from families.values()
 
     def _breaker_gauges(self):
         family = GaugeMetricFamily(self._named("provider_circuit_breaker_state"), "1 for the state each provider's "
                                    "circuit breaker is in, 0 for the others", labels=("provider", "state", INSTANCE))
         for provider, breaker in sorted(self._breakers().items()):
-            for state in BREAKER_STATES:
-                family.add_metric((provider, state, self.instance), 1 if breaker.state == state else 0)
+            for state in BreakerState:
+                family.add_metric((provider, str(state), self.instance), 1 if breaker.state is state else 0)
         yield family
 
     def _ondemand_gauge(self):

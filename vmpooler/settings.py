@@ -143,8 +143,11 @@ class Settings:
     status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
                                           "the database changes; dashboards polling it then cost one computation "
                                           "a second at most.", minimum=0)
-    rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
-                                          "RATE_LIMITING_ENABLED")
+    rate_limiting_enabled: bool = setting(False, "Limit requests per client in 3.9.1's four classes (limits in "
+                                          "the top-level :rate_limits: section; see docs/api.md): 429 past a "
+                                          "class's limit.", "RATE_LIMITING_ENABLED")
+    auth_failure_limits_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly "
+                                                "(auth_failures_per_minute, auth_token_failures_per_minute).")
     auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
                                             "before that user's logins from that address are 429 (other users "
                                             "and tokens are not affected).", minimum=1)
@@ -170,7 +173,9 @@ def _rows(cls) -> list:
     hints = typing.get_type_hints(cls)
     rows = []
     for field in dataclasses.fields(cls):
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         rows.append(Setting(field.name, _kind(hints[field.name]), default, field.metadata["doc"],
                             field.metadata["env"], field.metadata["minimum"], field.metadata["maximum"]))
     return rows
@@ -194,7 +199,8 @@ IGNORED_SETTINGS = {
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus",
+                  "rate_limits"}
 
 
 # -- coercion ------------------------------------------------------------------------------
@@ -237,6 +243,17 @@ def coerce(kind: str, value: Any):
             return value
         raise ValueError(f"must be a mapping, not {value!r}")
     raise AssertionError(kind)
+
+
+def mapping_of(value, where: str, problems: list) -> dict:
+    """``value`` when it is a mapping; {} when unset, or (a problem naming ``where``) when it is
+    something else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
+        return {}
+    return value
 
 
 def check_setting(row: Setting, value, where: str, problems: list):

@@ -120,6 +120,8 @@ class ServerProcess:
         self.process = None
         self.client = Client(self.port)
         self.starts = 0
+        #: put before the command line: ``ip netns exec <ns>`` runs the server in a network namespace
+        self.command_prefix: list = []
 
     # -- life ------------------------------------------------------------------------------
     def start(self, timeout: float = 20) -> "ServerProcess":
@@ -130,7 +132,7 @@ class ServerProcess:
         with open(self.log_path, "a", encoding="utf-8") as log:
             log.write(f"---- start {self.starts}\n")
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vmpooler", "--log-level", self.log_level, "serve", "--config",
+                [*self.command_prefix, sys.executable, "-m", "vmpooler", "--log-level", self.log_level, "serve", "--config",
                  str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port), "--role", self.role],
                 cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=log,
                 preexec_fn=self._limit_fds if self.fd_limit else None)

@@ -6,7 +6,7 @@ verdict (``checks``) and which process runs the pool manager (``manager``, as in
 operators; the plain answer stays the original's."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tornado.ioloop import IOLoop
 
@@ -16,12 +16,14 @@ from vmpooler.db.database import StoreUnavailable
 
 
 class HealthcheckHandler(BaseHandler):
+    rate_limited = False  # balancers and monitors poll it
+
     async def get(self) -> None:
         db = self.context.db
         checks = {"database": await self._write_refused(), "disk": await db.run(heartbeat.disk_full),
                   "manager": self.context.manager_stalled()}
         reasons = [reason for reason in checks.values() if reason]
-        body = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
+        body: Dict[str, Any] = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
         if self.get_query_argument("details", None) is not None:
             body["checks"] = {name: {"ok": True} if reason is None else {"ok": False, "error": reason}
                               for name, reason in checks.items()}

@@ -14,7 +14,7 @@ nor handed out from, their pool.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import bindparam, exc, insert, select, update
 
@@ -22,7 +22,8 @@ from vmpooler.db import idempotency, quotas
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import change, log_change
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
-from vmpooler.db.vms import Owner, insert_new, log_new, running_values
+from vmpooler.db.vms import insert_new, log_new
+from vmpooler.db.checkout import Owner, running_values
 from vmpooler.model import COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING
 
 #: the VM states a request's VM may be in before it is handed over
@@ -41,7 +42,7 @@ class Abandoned(Exception):
 class Request:
     """A request with what it asked for and its VMs (rows of ``vms``)."""
 
-    row: object
+    row: Any  # the ondemand_requests row
     wants: list
     vms: list
 
@@ -80,13 +81,13 @@ def create(db: Database, request_id: str, wants: list, now, owner: Optional[Owne
             ref = conn.execute(insert(ondemand_requests).values(
                 request_id=request_id, state=OD_PENDING, created_at=now, state_changed_at=now,
                 token_hash=owner.token_hash if owner else None,
-                token_user=owner.user if owner else None)).inserted_primary_key[0]
+                token_user=owner.user if owner else None)).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(insert(ondemand_wants), [{"request_ref": ref, "requested": name, "pool": pool, "count": count}
                                                   for name, pool, count in wants])
             if key is not None:
                 idempotency.remember(conn, key, 201, {"request_id": request_id, "generated": generated}, now)
     except exc.IntegrityError as error:
-        if idempotency.is_conflict(error):
+        if idempotency.is_conflict(error) and key is not None:
             raise idempotency.KeyInFlight(key.key) from None
         raise DuplicateRequest(request_id) from None
 

@@ -1,39 +1,67 @@
-"""The provider classes by ``provider_class`` name, imported only when used.
+"""The provider classes by ``provider_class`` name, found through the entry-point group
+``vmpooler.providers`` and imported only when used.
 
-Each provider is a package with a ``config`` module (its ProviderSchema, as ``SCHEMA``: the keys it
-reads) and a ``provider`` module (the class). The configuration loader asks only for schemas, so
-checking a file that uses the dummy provider never imports pyVmomi; the service imports the
-provider modules of the providers it is configured with, when it builds them.
+Each entry point names a package holding a ``config`` module (its ProviderSchema, as ``SCHEMA``:
+the keys it reads) and a ``provider`` module (the class: ``PROVIDER`` when the module names it,
+else the one Provider subclass it defines). Ours register in setup.py exactly as a separately
+installed ``vmpooler-provider-proxmox`` would (docs/providers.md). The configuration loader asks only
+for schemas, so checking a file never imports a backend's library (pyVmomi, libvirt-python); the
+service imports the provider modules of the providers it is configured with, when it builds them.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import inspect
+from typing import Mapping, Optional
 
+from vmpooler.plugins import PROVIDERS_GROUP, discover
+from vmpooler.providers.base import Provider
 
-@dataclasses.dataclass(frozen=True)
-class ProviderModule:
-    package: str  # holds config.py (the schema) and provider.py
-    class_name: str  # the provider class in provider.py
+#: ours, for a source checkout run without being installed (no entry points registered); an
+#: installed distribution's entry points name the same packages
+BUILTIN = {
+    "dummy": "vmpooler.providers.dummy",
+    "vsphere": "vmpooler.providers.vsphere",
+    "libvirt": "vmpooler.providers.libvirt",
+}
 
 
 class Registry:
-    def __init__(self, known: dict):
+    def __init__(self, known: Mapping[str, str]):
+        """``known``: provider_class name -> the package that holds its config.py and provider.py."""
         self._known = dict(known)
+
+    @classmethod
+    def discover(cls, group: str = PROVIDERS_GROUP) -> "Registry":
+        """The providers the installed distributions register (ours among them)."""
+        found = {name: target.split(":", 1)[0] for name, target in discover(group).items()}
+        return cls({**BUILTIN, **found})
 
     def names(self) -> list:
         return sorted(self._known)
 
+    def package(self, provider_class: str) -> Optional[str]:
+        return self._known.get(provider_class)
+
     def schema(self, provider_class: str):
         """The class's ProviderSchema, or None when no provider has that name."""
-        known = self._known.get(provider_class)
-        if known is None:
+        package = self._known.get(provider_class)
+        if package is None:
             return None
-        return importlib.import_module(f"{known.package}.config").SCHEMA
+        return importlib.import_module(f"{package}.config").SCHEMA
 
     def provider_class(self, provider_class: str) -> type:
-        known = self._known[provider_class]
-        return getattr(importlib.import_module(f"{known.package}.provider"), known.class_name)
+        module = importlib.import_module(f"{self._known[provider_class]}.provider")
+        named = getattr(module, "PROVIDER", None)
+        if named is not None:
+            return named
+        defined = [value for value in vars(module).values()
+                   if inspect.isclass(value) and issubclass(value, Provider) and value.__module__ == module.__name__
+                   and not inspect.isabstract(value)]
+        if len(defined) != 1:
+            raise TypeError(f"{module.__name__} defines {len(defined)} provider classes; name the one to use "
+                            f"as PROVIDER")
+        return defined[0]
 
     def build(self, config) -> dict:
         """One provider instance per configured provider, by name (``config.providers``)."""
@@ -41,7 +69,4 @@ class Registry:
                 for name, entry in config.providers.items()}
 
 
-REGISTRY = Registry({
-    "dummy": ProviderModule("vmpooler.providers.dummy", "DummyProvider"),
-    "vsphere": ProviderModule("vmpooler.providers.vsphere", "VSphereProvider"),
-})
+REGISTRY = Registry.discover()

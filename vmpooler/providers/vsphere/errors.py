@@ -6,15 +6,15 @@ be retried forever.
 """
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socket
 import ssl
-from typing import Optional
+from typing import Optional, Type
 
 from pyVmomi import vim, vmodl
 
 from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
+from vmpooler.providers.shared import translating
 
 # Order matters: NotAuthenticated is a NoPermission, and an expired session is worth a retry
 # (the connection pool logs in again), unlike a missing privilege.
@@ -62,7 +62,7 @@ def is_transport_failure(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT_TRANSPORT + (vim.fault.NotAuthenticated,))
 
 
-def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -> ProviderError:
+def translate(exc: BaseException, what: str, not_found: Optional[Type[ProviderError]] = None) -> ProviderError:
     """``exc`` as a ProviderError whose message starts with ``what`` (the operation and its
     object). ``not_found`` replaces VMNotFound for lookups of other things (a template, say)."""
     if isinstance(exc, ProviderError):
@@ -71,9 +71,7 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     if isinstance(exc, vmodl.MethodFault):
         for fault, error in _FAULTS:
             if isinstance(exc, fault):
-                if error is VMNotFound and not_found is not None:
-                    error = not_found
-                return error(message)
+                return (not_found if error is VMNotFound and not_found is not None else error)(message)
         return ProviderError(message)
     if isinstance(exc, _PERMANENT_TRANSPORT):
         return PermanentError(f"{message} (set insecure: true to skip verification)")
@@ -82,12 +80,6 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     return ProviderError(message)
 
 
-@contextlib.contextmanager
 def translated(what: str, not_found: Optional[type] = None):
     """Run the block, re-raising whatever it raises as a ProviderError (see ``translate``)."""
-    try:
-        yield
-    except ProviderError:
-        raise
-    except Exception as exc:
-        raise translate(exc, what, not_found) from exc
+    return translating(translate, what, not_found)
