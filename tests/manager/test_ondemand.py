@@ -228,5 +228,5 @@ def test_the_ondemand_loop_and_the_pools_take_clone_slots_from_one_refiller(db):
                 source = handle.read()
             for owned in ("stock_counts", "settings.task_limit", "asyncio.Lock", "next_attempt_at <=", "clone_slots"):
                 if name == "retry.py" and owned == "next_attempt_at <=":
-                    continue  # the retry policy's due(), which the refiller asks
+                    continue  # RetryPolicy.due: the one definition of "due" that refill.py (and checks) ask
                 assert owned not in source, f"manager/{name} does refill.py's job: {owned}"
