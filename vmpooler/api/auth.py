@@ -22,7 +22,8 @@ import datetime
 import logging
 import math
 import time
-from typing import Callable, NoReturn, Optional
+import weakref
+from typing import Any, Callable, NoReturn, Optional, Union
 
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -99,6 +100,10 @@ class Credentials:
 
     def __init__(self, context: Context, passwords: FailureWindow, wrong_tokens: FailureWindow):
         self.context, self.passwords, self.wrong_tokens = context, passwords, wrong_tokens
+        # what was checked of a request, kept while it lives (the rate limiter and the handler ask)
+        self._tokens: "weakref.WeakKeyDictionary[HTTPServerRequest, Any]" = weakref.WeakKeyDictionary()
+        self._users: "weakref.WeakKeyDictionary[HTTPServerRequest, Union[str, ApiError]]" = \
+            weakref.WeakKeyDictionary()
 
     @classmethod
     def for_context(cls, context: Context) -> "Credentials":
@@ -111,11 +116,11 @@ class Credentials:
     async def known_token(self, request: HTTPServerRequest):
         """The token row X-AUTH-TOKEN names, or None (no header, or an unknown token); looked up
         once per request (the rate limiter and the handler both ask)."""
-        if not hasattr(request, "vmpooler_token"):
+        if request not in self._tokens:
             value = request.headers.get("X-AUTH-TOKEN")
-            request.vmpooler_token = None if value is None else await self.context.db.run(
+            self._tokens[request] = None if value is None else await self.context.db.run(
                 token_store.by_hash, token_hash(value.strip()))
-        return request.vmpooler_token
+        return self._tokens[request]
 
     async def token(self, request: HTTPServerRequest, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
@@ -178,14 +183,15 @@ class Credentials:
     async def basic_user(self, request: HTTPServerRequest) -> str:
         """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401; checked
         once per request (the rate limiter may have asked already)."""
-        if not hasattr(request, "vmpooler_basic"):
+        if request not in self._users:
             try:
-                request.vmpooler_basic = await self._check_basic(request)
+                self._users[request] = await self._check_basic(request)
             except ApiError as error:
-                request.vmpooler_basic = error
-        if isinstance(request.vmpooler_basic, ApiError):
-            raise request.vmpooler_basic
-        return request.vmpooler_basic
+                self._users[request] = error
+        checked = self._users[request]
+        if isinstance(checked, ApiError):
+            raise checked
+        return checked
 
     async def _check_basic(self, request: HTTPServerRequest) -> str:
         header = request.headers.get("Authorization")

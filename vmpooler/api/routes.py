@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+from typing import List
 
 import tornado.web
 
@@ -91,7 +92,7 @@ def _url(path: str, handler, version: ApiVersion) -> tornado.web.URLSpec:
 
 
 def rules() -> list:
-    result = []
+    result: List[tornado.web.URLSpec] = []
     for version in ApiVersion:
         routes = ROUTES + [(path, handler, False) for path, handler in V3_ROUTES] if version.validates else ROUTES
         result.extend(_url(version.prefix + path, handler, version) for path, handler, _aliased in routes)
