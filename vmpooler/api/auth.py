@@ -22,8 +22,7 @@ import datetime
 import logging
 import math
 import time
-import weakref
-from typing import Any, Callable, NoReturn, Optional, Union
+from typing import Any, Callable, NoReturn, Optional
 
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -100,10 +99,6 @@ class Credentials:
 
     def __init__(self, context: Context, passwords: FailureWindow, wrong_tokens: FailureWindow):
         self.context, self.passwords, self.wrong_tokens = context, passwords, wrong_tokens
-        # what was checked of a request, kept while it lives (the rate limiter and the handler ask)
-        self._tokens: "weakref.WeakKeyDictionary[HTTPServerRequest, Any]" = weakref.WeakKeyDictionary()
-        self._users: "weakref.WeakKeyDictionary[HTTPServerRequest, Union[str, ApiError]]" = \
-            weakref.WeakKeyDictionary()
 
     @classmethod
     def for_context(cls, context: Context) -> "Credentials":
@@ -116,11 +111,12 @@ class Credentials:
     async def known_token(self, request: HTTPServerRequest):
         """The token row X-AUTH-TOKEN names, or None (no header, or an unknown token); looked up
         once per request (the rate limiter and the handler both ask)."""
-        if request not in self._tokens:
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_token"):
             value = request.headers.get("X-AUTH-TOKEN")
-            self._tokens[request] = None if value is None else await self.context.db.run(
+            memo.vmpooler_token = None if value is None else await self.context.db.run(
                 token_store.by_hash, token_hash(value.strip()))
-        return self._tokens[request]
+        return memo.vmpooler_token
 
     async def token(self, request: HTTPServerRequest, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
@@ -183,15 +179,15 @@ class Credentials:
     async def basic_user(self, request: HTTPServerRequest) -> str:
         """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401; checked
         once per request (the rate limiter may have asked already)."""
-        if request not in self._users:
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_basic"):
             try:
-                self._users[request] = await self._check_basic(request)
+                memo.vmpooler_basic = await self._check_basic(request)
             except ApiError as error:
-                self._users[request] = error
-        checked = self._users[request]
-        if isinstance(checked, ApiError):
-            raise checked
-        return checked
+                memo.vmpooler_basic = error
+        if isinstance(memo.vmpooler_basic, ApiError):
+            raise memo.vmpooler_basic
+        return memo.vmpooler_basic
 
     async def _check_basic(self, request: HTTPServerRequest) -> str:
         header = request.headers.get("Authorization")

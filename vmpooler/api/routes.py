@@ -20,6 +20,7 @@ from vmpooler.api.bodylimit import LimitedApplication
 from vmpooler.api.ratelimit import RateLimiter
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.dlq import DeadLetterHandler
 from vmpooler.api.fullconfig import FullConfigHandler
 from vmpooler.api.healthcheck import HealthcheckHandler
 from vmpooler.api.poolreset import PoolResetHandler
@@ -71,6 +72,7 @@ ROUTES = [
     ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
     ("/config/clonetarget", CloneTargetHandler, False),
     ("/poolreset", PoolResetHandler, False),
+    ("/dlq", DeadLetterHandler, False),
 ]
 #: routes that only /api/v3 has (3.x added them)
 V3_ROUTES = [
