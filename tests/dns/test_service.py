@@ -55,6 +55,12 @@ def test_ready_vms_have_records_answers_carry_the_domain_and_delete_removes_the_
         assert both["dns-pool"]["hostname"].endswith(f".{ZONE}")
         assert both["plain-pool"]["hostname"].endswith(".default.test")
 
+        wait_until(lambda: len(ready_names(service, "dns-pool")) >= 1, 30, "a ready VM again")
+        v3 = service.client.post("/api/v3/vm/dns-pool").json()  # 3.x clients: FQDNs, no top-level domain
+        assert "domain" not in v3 and v3["dns-pool"]["hostname"].endswith(f".{ZONE}")
+        short = v3["dns-pool"]["hostname"].split(".", 1)[0]
+        assert service.client.get(f"/api/v3/vm/{short}").json()[short]["fqdn"] == f"{short}.{ZONE}"
+
         assert service.delete(f"/vm/{name}").status == 200
         wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
         assert named.query(f"{name}.{ZONE}") == []
