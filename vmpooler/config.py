@@ -38,6 +38,7 @@ class ConfigError(Exception):
 
 #: the pool keys every pool may have; its provider's schema declares the others (POOL_SETTINGS)
 POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "check_hostname_for_mismatch",
+             "timeout_notification",
              "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay", "dns_plugin"}
 
 
@@ -323,6 +324,8 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         check_hostname_for_mismatch=(settings.check_ready_vm_hostname_for_mismatch
                                      if core["check_hostname_for_mismatch"] is None
                                      else core["check_hostname_for_mismatch"]),
+        timeout_notification=(settings.timeout_notification if core["timeout_notification"] is None
+                              else core["timeout_notification"]),
         provider_options=provider_options, raw=dict(raw),
     )
 
@@ -330,7 +333,8 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
 # Pool keys that override a global setting (unset: the global value applies).
 _POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0),
                   Setting("ready_ttl", "number", None, "", minimum=0),
-                  Setting("check_hostname_for_mismatch", "bool", None, ""))
+                  Setting("check_hostname_for_mismatch", "bool", None, ""),
+                  Setting("timeout_notification", "number", None, "", minimum=0))
 
 
 def _tagfilter(section, problems) -> dict:

@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
+from vmpooler.db import dead_letters, queue_health
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import StoreUnavailable, utcnow
 from vmpooler.model import BreakerState
@@ -284,6 +285,38 @@ class Metrics(Hooks):
         errors.add_metric((self.instance,), self.db.unavailable_count)
         yield errors
         yield from self._ondemand_gauge()
+        yield from self._queue_gauges()
+
+    def _queue_gauges(self):
+        """3.8.1's dead-letter and queue-health figures (``vmpooler_dlq.*``, ``vmpooler_health.*``),
+        which it pushed to statsd: here gauges read when scraped."""
+        settings = self.config.settings
+        try:
+            letters = dead_letters.counts(self.db) if settings.dlq_enabled else {}
+            health = (queue_health.measure(self.db, utcnow(), settings.health_thresholds,
+                                           [pool.name for pool in self.config.pools])
+                      if settings.health_check_enabled else None)
+        except StoreUnavailable as error:
+            log.warning("scrape without the queue gauges: %s", error)
+            return
+        if settings.dlq_enabled:
+            family = GaugeMetricFamily(self._named("dlq_entries"), "VMs in the dead-letter queue, by pool and "
+                                       "where they failed", labels=("poolname", "queue_type", INSTANCE))
+            for (pool, queue), count in sorted(letters.items()):
+                family.add_metric((pool, queue, self.instance), count)
+            yield family
+        if health is not None:
+            status = GaugeMetricFamily(self._named("health_status"), "Queue health: 0 healthy, 1 degraded, "
+                                       "2 unhealthy", labels=(INSTANCE,))
+            status.add_metric((self.instance,), health.status.gauge)
+            stuck = GaugeMetricFamily(self._named("health_stuck_vms"), "VMs pending longer than "
+                                      "stuck_vm_age_threshold", labels=("poolname", INSTANCE))
+            oldest = GaugeMetricFamily(self._named("health_pending_oldest_age_seconds"), "Age of each pool's "
+                                       "oldest pending VM", labels=("poolname", INSTANCE))
+            for name, queues in sorted(health.pools.items()):
+                stuck.add_metric((name, self.instance), queues.stuck)
+                oldest.add_metric((name, self.instance), queues.pending_oldest_age)
+            yield from (status, stuck, oldest)
 
     def _pool_gauges(self):
         try:

@@ -107,6 +107,24 @@ class BreakerState(_Text):
     HALF_OPEN = "half-open"  # trial calls go through
 
 
+class DeadLetterQueue(_Text):
+    """Where a VM was when it failed, as 3.8.1's dead-letter queue names it (``queue_from``)."""
+
+    CLONE = "clone"  # its clone was given up
+    PENDING = "pending"  # it timed out booting, or was purged while pending
+    READY = "ready"  # its check found it unreachable, or it was purged while ready
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """Why a VM failed, recorded in the dead-letter queue with the transition that retired it."""
+
+    queue_from: DeadLetterQueue
+    error_class: str  # the error's kind: an exception class name, or Timeout, Purge, Unreachable
+    message: str
+    retry_count: Optional[int] = None  # attempts made (default: the VM's clone attempts)
+
+
 class RequestState(_Text):
     """The states of an on-demand request: pending until handed over (ready), or failed or deleted."""
 
@@ -139,6 +157,8 @@ class PoolConfig:
     ready_ttl: float
     check_hostname_for_mismatch: bool
     alias: tuple = ()
+    #: minutes before ``timeout`` to warn that a pending VM is about to be given up (None: never)
+    timeout_notification: Optional[float] = None
     provider_options: Any = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
     dns_plugin: Optional[str] = None

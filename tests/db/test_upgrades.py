@@ -129,9 +129,16 @@ def populate_0008(written):
                 answer='{"ok": true}', created_at=at(13), expires_at=at(13 + 24 * 60))
 
 
+def populate_0009(written):
+    """A dead letter: a clone given up."""
+    written.add("dead_letters", vm_id=1, vm_name="pending-vm", pool="debian", queue_from="clone",
+                error_class="TransientError", error_message="boom", retry_count=3, failed_at=at(14))
+
+
 #: (revision, what the code of that revision wrote into what it added): a new migration adds a row
 POPULATE = [("0001", populate_0001), ("0002", None), ("0003", populate_0003), ("0004", populate_0004),
-            ("0005", populate_0005), ("0006", populate_0006), ("0007", populate_0007), ("0008", populate_0008)]
+            ("0005", populate_0005), ("0006", populate_0006), ("0007", populate_0007), ("0008", populate_0008),
+            ("0009", populate_0009)]
 
 
 def head() -> str:

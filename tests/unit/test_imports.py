@@ -32,6 +32,8 @@ FORBIDDEN = {
     "operations": {"api", "app", "cli", "config", "manager", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
+    # the request rate limits' classes and numbers (read by config.py, used by api/ratelimit.py)
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "logs": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     # the top: the command line, the service it assembles, and the package's own entry points
     "app": {"cli"},

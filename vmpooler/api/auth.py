@@ -22,7 +22,7 @@ import datetime
 import logging
 import math
 import time
-from typing import Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -111,11 +111,12 @@ class Credentials:
     async def known_token(self, request: HTTPServerRequest):
         """The token row X-AUTH-TOKEN names, or None (no header, or an unknown token); looked up
         once per request (the rate limiter and the handler both ask)."""
-        if not hasattr(request, "vmpooler_token"):
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_token"):
             value = request.headers.get("X-AUTH-TOKEN")
-            request.vmpooler_token = None if value is None else await self.context.db.run(
+            memo.vmpooler_token = None if value is None else await self.context.db.run(
                 token_store.by_hash, token_hash(value.strip()))
-        return request.vmpooler_token
+        return memo.vmpooler_token
 
     async def token(self, request: HTTPServerRequest, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
@@ -178,14 +179,15 @@ class Credentials:
     async def basic_user(self, request: HTTPServerRequest) -> str:
         """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401; checked
         once per request (the rate limiter may have asked already)."""
-        if not hasattr(request, "vmpooler_basic"):
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_basic"):
             try:
-                request.vmpooler_basic = await self._check_basic(request)
+                memo.vmpooler_basic = await self._check_basic(request)
             except ApiError as error:
-                request.vmpooler_basic = error
-        if isinstance(request.vmpooler_basic, ApiError):
-            raise request.vmpooler_basic
-        return request.vmpooler_basic
+                memo.vmpooler_basic = error
+        if isinstance(memo.vmpooler_basic, ApiError):
+            raise memo.vmpooler_basic
+        return memo.vmpooler_basic
 
     async def _check_basic(self, request: HTTPServerRequest) -> str:
         header = request.headers.get("Authorization")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Callable, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from vmpooler.api.errors import ApiError
 from vmpooler.rate_limits import Limit, LimitClass
@@ -43,7 +43,7 @@ class RateLimiter:
 
     def __init__(self, limits: Mapping[LimitClass, Limit], clock: Callable[[], float] = time.monotonic):
         self.limits, self.clock = dict(limits), clock
-        self._windows = {}  # (class, client) -> [window end, requests counted]
+        self._windows: Dict[Tuple[LimitClass, str], List[float]] = {}  # (class, client) -> [window end, count]
 
     def take(self, kind: LimitClass, client: str) -> None:
         """Count one request of ``client`` in ``kind``, or raise the 429 when its window is full."""

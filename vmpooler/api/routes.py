@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+from typing import List
 
 import tornado.web
 
@@ -19,6 +20,7 @@ from vmpooler.api.bodylimit import LimitedApplication
 from vmpooler.api.ratelimit import RateLimiter
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.dlq import DeadLetterHandler
 from vmpooler.api.fullconfig import FullConfigHandler
 from vmpooler.api.healthcheck import HealthcheckHandler
 from vmpooler.api.poolreset import PoolResetHandler
@@ -70,6 +72,7 @@ ROUTES = [
     ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
     ("/config/clonetarget", CloneTargetHandler, False),
     ("/poolreset", PoolResetHandler, False),
+    ("/dlq", DeadLetterHandler, False),
 ]
 #: routes that only /api/v3 has (3.x added them)
 V3_ROUTES = [
@@ -91,7 +94,7 @@ def _url(path: str, handler, version: ApiVersion) -> tornado.web.URLSpec:
 
 
 def rules() -> list:
-    result = []
+    result: List[tornado.web.URLSpec] = []
     for version in ApiVersion:
         routes = ROUTES + [(path, handler, False) for path, handler in V3_ROUTES] if version.validates else ROUTES
         result.extend(_url(version.prefix + path, handler, version) for path, handler, _aliased in routes)

@@ -52,13 +52,16 @@ def log_change(vm, to_state: str, reason: str, level: int = logging.INFO) -> Non
 
 
 def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, level: int = logging.INFO,
-               **values) -> bool:
+               also=None, **values) -> bool:
     """One guarded change in its own transaction; refused outright when ``vm`` was not read in
-    one of the ``allowed`` states; logged at ``level`` once committed."""
+    one of the ``allowed`` states; logged at ``level`` once committed. ``also(conn)``, when given,
+    writes what must commit with the change (a dead letter), only if the change was made."""
     if vm.state not in allowed:
         return False
     with db.write() as conn:
         changed = change(conn, vm, to_state, reason, now, **values)
+        if changed and also is not None:
+            also(conn)
     if changed:
         log_change(vm, to_state, reason, level)
     return changed

@@ -37,6 +37,8 @@ TO_DESTROY = PreparedRead(select(vms).where(vms.c.state == COMPLETED, or_(vms.c.
 SHRINKABLE = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
                                          vms.c.want_id.is_(None))  # a pool's own VMs
                        .order_by(vms.c.id.desc()))
+#: auto-purge's read (manager/queues.py): every VM in the given states, oldest first
+IN_STATES = PlainRead(select(vms).where(vms.c.state.in_(bindparam("states", expanding=True))).order_by(vms.c.id))
 LIVE_IN_POOL = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,))))
 DEAD = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
                                   vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id))

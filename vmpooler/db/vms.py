@@ -17,14 +17,14 @@ from typing import Optional
 
 from sqlalchemy import exc
 
-from vmpooler.db import stats
+from vmpooler.db import dead_letters, stats
 from vmpooler.db import vm_statements as statements
 from vmpooler.db.checkout import expiry
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
 from vmpooler.db.prepared import Read
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                            AttemptKind, Retry, TaskKind)
+                            AttemptKind, DeadLetter, DeadLetterQueue, Retry, TaskKind)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -128,34 +128,48 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
 
 
 @writes
-def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
+def complete(db: Database, vm, reason: str, now, error: Optional[str] = None,
+             dead_letter: Optional[DeadLetter] = None) -> bool:
     """Retire a VM: the destroy loop removes it from the provider. With ``error`` (a timeout, a
-    failed check: something an operator may have to look into) it is logged as a WARNING."""
+    failed check: something an operator may have to look into) it is logged as a WARNING; with
+    ``dead_letter`` the failure goes to the dead-letter queue in the same transaction."""
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
     if error is not None:
         values["last_error"] = error
     return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING),
-                      level=logging.INFO if error is None else logging.WARNING, **values)
+                      level=logging.INFO if error is None else logging.WARNING,
+                      also=_dead_letter(vm, dead_letter, now), **values)
+
+
+def _dead_letter(vm, letter: Optional[DeadLetter], now):
+    """What ``transition`` writes beside the change: the VM's dead letter, if any."""
+    if letter is None:
+        return None
+    return lambda conn: dead_letters.add(conn, vm, letter, now)
 
 
 @writes
 def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: Retry,
-                   booting: bool = False) -> bool:
+                   booting: bool = False, dead_letter_class: Optional[str] = None) -> bool:
     """A clone or destroy of ``vm`` did not succeed; ``retry`` says what follows (the retry
     policy's answer): its new count of attempts (unchanged when the provider's circuit breaker
     refused the call: no attempt, the VM waits for the breaker) and when the VM may be tried
     again. Given up, the VM goes to the kind's give-up state: a clone is completed (so whatever
     half-made clone exists is destroyed), a destroy fails (an operator must look). ``booting``: a
     clone attempt that failed after the clone itself (its DNS record: manager/records.py), so the
-    VM is guarded as pending, not cloning."""
+    VM is guarded as pending, not cloning. A clone given up goes to the dead-letter queue when
+    ``dead_letter_class`` (the error's class name) is given."""
     values = {kind.column: retry.attempts, "last_error": error, "next_attempt_at": retry.at}
     if retry.at is None:
         reason = f"{kind} failed {retry.attempts} times, giving up: {error}"
         if kind.gives_up_to == COMPLETED:
             values["completed_at"] = now
         # a clone given up costs a VM (WARNING); a destroy given up leaves one behind (ERROR: look)
+        letter = (DeadLetter(DeadLetterQueue.CLONE, dead_letter_class, error, retry.attempts)
+                  if kind == AttemptKind.CLONE and dead_letter_class is not None else None)
         return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,),
-                          level=logging.WARNING if kind.gives_up_to == COMPLETED else logging.ERROR, **values)
+                          level=logging.WARNING if kind.gives_up_to == COMPLETED else logging.ERROR,
+                          also=_dead_letter(vm, letter, now), **values)
     reason = (f"{kind} waits for the provider's circuit breaker until {retry.at:%H:%M:%S}" if retry.waits_for_breaker
               else f"{kind} attempt {retry.attempts} failed, retrying: {error}")
     guard = GUARDED_UPDATE if booting else statements.ATTEMPT_GUARDS[kind]
@@ -317,6 +331,11 @@ def excess(db: Database, pool: str, count: int) -> list:
 
 def live_in_pool(db: Database, pool: str) -> list:
     return _rows(db, statements.LIVE_IN_POOL, pool=pool)
+
+
+def live_in_states(db: Database, states: tuple) -> list:
+    """Every VM in one of ``states``, oldest first (auto-purge's read, every purge_interval)."""
+    return _rows(db, statements.IN_STATES, states=list(states))
 
 
 def latest_dead(db: Database, pool: str, names) -> dict:

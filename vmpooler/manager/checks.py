@@ -10,7 +10,7 @@ import time
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.dns.base import DnsError
-from vmpooler.model import AttemptKind, why_not_ready
+from vmpooler.model import AttemptKind, DeadLetterQueue, why_not_ready
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -31,17 +31,21 @@ async def _pending(manager, work) -> None:
     now, timed_out = work.now, []
     pending = {vm.id for vm in work.pending}
     manager.not_ready = {vm_id: why for vm_id, why in manager.not_ready.items() if vm_id in pending}
+    manager.timeout_warned &= pending
     for vm in list(work.pending):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
+        _warn_before_timeout(manager, pool, vm, now)
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes: {_pending_cause(manager, vm)}"))
             work.settled(vm)
-        elif vm.cloned_at is not None and (vm.next_attempt_at is None or vm.next_attempt_at <= now):
+        elif vm.cloned_at is not None and manager.retry.due(vm.next_attempt_at, now):
             manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
     completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
-                                                      error=f"timed out waiting for the VM to boot: {reason}")
+                                                      error=f"timed out waiting for the VM to boot: {reason}",
+                                                      dead_letter=manager.dead_letter(DeadLetterQueue.PENDING,
+                                                                                      "Timeout", reason))
                                        for vm, reason in timed_out))
     for (vm, _reason), done in zip(timed_out, completed):
         if done:
@@ -53,6 +57,20 @@ def _pending_cause(manager, vm) -> str:
     if vm.cloned_at is None:
         return "its clone never finished"
     return manager.not_ready.pop(vm.id, None) or "it never answered its readiness probe"
+
+
+def _warn_before_timeout(manager, pool, vm, now) -> None:
+    """3.5's timeout_notification: one WARNING, ``timeout_notification`` minutes before a pending
+    VM's timeout, that it is about to be given up, and why it is not ready yet."""
+    if pool.timeout_notification is None or vm.id in manager.timeout_warned:
+        return
+    pending_for = now - vm.created_at
+    if pending_for > datetime.timedelta(minutes=max(pool.timeout - pool.timeout_notification, 0)):
+        manager.timeout_warned.add(vm.id)
+        log.warning("[%s] %s: pending for %.1f minutes; it is given up at %g minutes unless it becomes ready "
+                    "(%s)", pool.name, vm.name, pending_for.total_seconds() / 60, pool.timeout,
+                    "its clone has not finished" if vm.cloned_at is None
+                    else manager.not_ready.get(vm.id, "it has not answered its readiness probe yet"))
 
 
 async def readiness(manager, pool, vm):
@@ -115,7 +133,8 @@ async def _record_failed(manager, pool, vm, error: DnsError) -> None:
     now = utcnow()
     manager.refiller.hold_back(pool, error)
     retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
-    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry, booting=True)
+    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry, booting=True,
+                         dead_letter_class=manager.dead_letter_class(error))
 
 
 async def _ready(manager, work) -> None:
@@ -156,7 +175,8 @@ async def _check_ready(manager, pool, vm) -> None:
         return
     now = utcnow()
     if problem is not None:
-        await manager.db.run(vm_store.complete, vm, problem, now, error=problem)
+        await manager.db.run(vm_store.complete, vm, problem, now, error=problem,
+                             dead_letter=manager.dead_letter(DeadLetterQueue.READY, "Unreachable", problem))
     else:
         await manager.db.run(vm_store.checked, vm, now, ip=info.ip)
 

@@ -65,4 +65,5 @@ async def pool_clone_failed(manager, pool, vm, error: ProviderError) -> None:
     now = utcnow()
     manager.refiller.hold_back(pool, error)
     retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
-    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry)
+    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry,
+                         dead_letter_class=manager.dead_letter_class(error))

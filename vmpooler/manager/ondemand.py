@@ -87,7 +87,9 @@ async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
     now = utcnow()
     retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
     if not retry.gives_up:
-        await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry)
-    elif await manager.db.run(requests_db.clone_given_up, vm, str(error), retry.attempts, now):
+        await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry,
+                             dead_letter_class=manager.dead_letter_class(error))
+    elif await manager.db.run(requests_db.clone_given_up, vm, str(error), retry.attempts, now,
+                              manager.dead_letter_class(error)):
         log.warning("[%s] %s: clone for an on-demand request given up: %s", pool.name, vm.name, error)
 

@@ -33,7 +33,7 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
-        limits = {AttemptKind.CLONE: settings.clone_attempts, AttemptKind.DESTROY: settings.destroy_attempts,
+        limits = {AttemptKind.CLONE: settings.max_vm_retries or settings.clone_attempts, AttemptKind.DESTROY: settings.destroy_attempts,
                   AttemptKind.TASK: settings.task_attempts}
         return cls(settings.retry_backoff, settings.retry_backoff_max, limits,
                    lambda provider: breakers[provider].seconds_until_trial(), settings.circuit_breaker_timeout)

@@ -11,16 +11,15 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Any, Coroutine, Dict, List, Optional, Tuple
+from typing import Any, Coroutine, Dict, List, Optional, Protocol, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.config import Config
 from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, StoreUnavailable, utcnow
-from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.manager import checks, destroy, ondemand, overrides, queues, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clock import Clock, StepWatch
 from vmpooler.manager.leader import Leadership
@@ -29,12 +28,13 @@ from vmpooler.manager.refill import Refiller
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
 from vmpooler.metrics import DISABLED, Hooks
-from vmpooler.model import PoolConfig, VMRow
+from vmpooler.model import DeadLetter, DeadLetterQueue, PoolConfig, VMRow
+from vmpooler.settings import Settings
 from vmpooler.providers.base import Provider
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
+LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks, queues)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
@@ -45,6 +45,15 @@ STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 #: what provider work acts on, so that one thing never has two calls in flight: ("vm", name),
 #: ("inventory", pool), ("purge", provider), ...
 WorkKey = Tuple[str, str]
+
+
+
+class ManagerConfig(Protocol):
+    """What the manager reads of the configuration (``config.Config`` is one): it is handed a
+    loaded configuration and never loads one (the manager does not import config.py)."""
+
+    settings: Settings
+    pools: list
 
 
 class Pass:
@@ -78,7 +87,7 @@ class Manager:
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""
 
-    def __init__(self, config: Config, db: Database, providers: Dict[str, Provider],
+    def __init__(self, config: ManagerConfig, db: Database, providers: Dict[str, Provider],
                  leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
                  clock: Clock = Clock()):
         self.config = config
@@ -100,6 +109,10 @@ class Manager:
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
         #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
         self.not_ready: Dict[int, str] = {}
+        #: pending VMs' ids whose coming timeout was warned about (timeout_notification)
+        self.timeout_warned: Set[int] = set()
+        #: what manager/queues.py does next, by its name: time.monotonic() when it is due
+        self.queue_timers: Dict[str, float] = {}
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
         self._callback: Optional[PeriodicCallback] = None
@@ -286,6 +299,14 @@ class Manager:
             await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
         self.wake()
         self.refill()
+
+    def dead_letter(self, queue: DeadLetterQueue, error_class: str, message: str) -> Optional[DeadLetter]:
+        """The dead letter a VM retired for a failure gets, or None with dlq_enabled off."""
+        return DeadLetter(queue, error_class, message) if self.settings.dlq_enabled else None
+
+    def dead_letter_class(self, error: Exception) -> Optional[str]:
+        """The class a clone given up for ``error`` is recorded with, or None with dlq_enabled off."""
+        return type(error).__name__ if self.settings.dlq_enabled else None
 
     @property
     def backoffs(self) -> Backoffs:
