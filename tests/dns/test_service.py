@@ -81,6 +81,10 @@ def test_a_refused_update_gives_the_vm_up_and_it_is_never_handed_out(tmp_path, n
         assert gone[0].ready_at is None and gone[0].checkout_at is None
         assert ready_names(service, "dns-pool") == set()
         assert service.post("/vm/dns-pool").status == 503
+        letters = service.get("/dlq?pool=dns-pool").json()["dlq"]  # kept as any clone given up
+        letter = next(entry for entry in letters if entry["vm"] == gone[0].name)
+        assert letter["queue_from"] == "clone" and letter["error_class"] == "PermanentDnsError"
+        assert "REFUSED" in letter["error_message"]
     finally:
         service.stop()
 
