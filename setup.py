@@ -36,7 +36,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-tornado>=0.8", "hypothesis>=6", "openapi-spec-validator>=0.7",
-                 "psycopg[binary]>=3.1", "redis>=4.5", "libvirt-python>=9.0"],
+                 "psycopg[binary]>=3.1", "redis>=4.5", "mypy>=1.8", "libvirt-python>=9.0"],
         # for a PostgreSQL database (:database: url: postgresql://...)
         "postgresql": ["psycopg[binary]>=3.1"],
         # for `vmpooler db import-redis`: reading the original's Redis

@@ -4,7 +4,7 @@ measurement behind db/database.py's ``Database.run`` (docs/performance.md, "Data
     python benchmarks/database_access.py --url postgresql://u:p@127.0.0.1/scratch [--delay 0.001]
 
 The database behind ``--url`` is EMPTIED (its tables dropped): give it a scratch database. Every
-variant checks out ``--count`` VMs (the real ``vms.checkout`` statements: the longest-ready VM
+variant checks out ``--count`` VMs (the real ``checkout.checkout`` statements: the longest-ready VM
 FOR UPDATE SKIP LOCKED, the guarded UPDATE, the event) with ``--clients`` concurrent coroutines on
 one asyncio loop, through tests/netproxy.py's DelayProxy (``--delay`` seconds each way per chunk),
 and reports checkouts/s, the p50/p99 of one checkout, and the loop's worst lag (how late a 1 ms
@@ -27,13 +27,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from benchmarks.harness import vm_rows  # noqa: E402
 from tests.netproxy import DelayProxy  # noqa: E402
-from vmpooler.db import vms as vm_store  # noqa: E402
+from vmpooler.db import checkout as checkout_store  # noqa: E402
 from vmpooler.db.database import Database, utcnow  # noqa: E402
 from vmpooler.db import vm_statements  # noqa: E402
 from vmpooler.db.events import GUARDED_UPDATE, _INSERT_EVENT  # noqa: E402
 from vmpooler.db.models import metadata, vms  # noqa: E402
 
-WANT = [vm_store.Want("a", ("a",), 1)]
+WANT = [checkout_store.Want("a", ("a",), 1)]
 
 
 def reset(url: str, count: int) -> None:
@@ -49,19 +49,19 @@ def reset(url: str, count: int) -> None:
 
 def checkout_blocking(db):
     async def one():
-        vm_store.checkout(db, WANT, utcnow(), 24)
+        checkout_store.checkout(db, WANT, utcnow(), 24)
     return one
 
 
 def checkout_threads(db, executor):
     async def one():
-        await asyncio.get_running_loop().run_in_executor(executor, vm_store.checkout, db, WANT, utcnow(), 24)
+        await asyncio.get_running_loop().run_in_executor(executor, checkout_store.checkout, db, WANT, utcnow(), 24)
     return one
 
 
 def checkout_group_commit(db):
     async def one():
-        await db.run(vm_store.checkout, WANT, utcnow(), 24)
+        await db.run(checkout_store.checkout, WANT, utcnow(), 24)
     return one
 
 

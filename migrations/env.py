@@ -14,8 +14,9 @@ import contextlib
 import os
 
 from alembic import context
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from vmpooler.db.database import Database
 from vmpooler.db.models import metadata
 
 config = context.config
@@ -47,8 +48,8 @@ def check_foreign_keys(connection) -> None:
 
 def run_migrations_online():
     engine = config.attributes.get("engine")
-    if engine is None:
-        engine = create_engine(os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url"))
+    if engine is None:  # the service's engine all the same: on SQLite its transactions begin for real
+        engine = Database(os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")).engine
     with engine.connect() as connection, foreign_keys_off(connection):
         # render_as_batch: SQLite can only ALTER a table by copying it; batch mode does that.
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,

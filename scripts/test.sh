@@ -81,4 +81,8 @@ export VMPOOLER_TEST_POSTGRES_URL="postgresql://vmpooler_test:vmpooler_test@127.
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# Types: mypy over vmpooler/ (its settings in mypy.ini); any error fails the run before the tests.
+.venv/bin/mypy --config-file mypy.ini
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from vmpooler import config as config_module
 from vmpooler.db import events, ondemand
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata
@@ -75,7 +76,7 @@ def add_vm(db, pool, state="ready", name=None):
         now = utcnow()
         with db.write() as conn:
             events.change(conn, events.fetch(conn, vm_id), "running", "checked out (test)", now,
-                          checkout_at=now, expires_at=vm_store.expiry(now, 24))
+                          checkout_at=now, expires_at=checkout_store.expiry(now, 24))
     return name
 
 

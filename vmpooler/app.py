@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import uuid
+from typing import Optional
 
 from sqlalchemy.engine import make_url
 from tornado.netutil import bind_sockets
@@ -23,6 +24,7 @@ from vmpooler.db.notify import CHANGE_INTERVAL, CHANGED, WAKE, Listener, Sender
 from vmpooler.manager.leader import Leadership, describe_lease
 from vmpooler.manager.scheduler import Manager
 from vmpooler.metrics import build_metrics
+from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.providers.registry import REGISTRY
 
 log = logging.getLogger("vmpooler")
@@ -43,7 +45,7 @@ class Service:
     manager): with several processes on one database, exactly one of them manages at a time
     (manager/leader.py)."""
 
-    def __init__(self, config, role: str = "all", registry=REGISTRY):
+    def __init__(self, config, role: str = "all", registry=REGISTRY, dns_registry=DNS_REGISTRY):
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         self.config = config
@@ -51,22 +53,25 @@ class Service:
         self.db = Database(config.database_url)
         self.metrics = build_metrics(config, self.db)
         self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="auth")
-        self.leadership = self.manager = None
+        self.leadership: Optional[Leadership] = None
+        self.manager: Optional[Manager] = None
         if role in ("all", "manager"):
             # a thread of its own: a renewal never queues behind password checks
             self.lease_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
             self.leadership = Leadership(self.db, config.settings.leader_lease_seconds, executor=self.lease_executor)
-            self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics)
-            self.metrics.watch(breakers=lambda: self.manager.runner.breakers)
+            manager = self.manager = Manager(config, self.db, registry.build(config), self.leadership, self.metrics,
+                                             dns_plugins=dns_registry.build(config))
+            self.metrics.watch(breakers=lambda: manager.runner.breakers)
         # processes sharing PostgreSQL wake the leader's manager through it, and tell each other of
         # their changes (so that no cached answer is older than a change announced); an SQLite file
         # has one process
-        self.wake_sender = self.change_sender = None
+        self.wake_sender: Optional[Sender] = None
+        self.change_sender: Optional[Sender] = None
         if not self.db.is_sqlite:
             self.wake_sender = Sender(self.db, WAKE, executor=self.executor)
             self.origin = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
             self.change_sender = Sender(self.db, CHANGED, CHANGE_INTERVAL, self.executor, payload=self.origin)
-        self.listener = None
+        self.listener: Optional[Listener] = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
             refill=self.refill,
@@ -76,8 +81,8 @@ class Service:
             manager_stalled=self.manager.stalled if self.manager else (lambda: None),
             metrics=self.metrics)
         self.app = self._application()
-        self.server = None
-        self.port = None
+        self.server: Optional[BoundedHTTPServer] = None
+        self.port: Optional[int] = None
 
     def _application(self):
         """What this process serves over HTTP; None: nothing (a manager process without metrics)."""
@@ -120,13 +125,14 @@ class Service:
     def _hear_other_processes(self, loop) -> None:
         """PostgreSQL: announce this process's changes, and listen for the others' (their changes
         make this one's cached answers stale) and, with a manager, for wake-ups."""
+        assert self.change_sender is not None  # made for PostgreSQL, where this runs
         self.db.on_change = functools.partial(self.change_sender.send, loop)
         channels = [CHANGED] + ([WAKE] if self.manager is not None else [])
 
         def deliver(channel: str, payload: str) -> None:  # on the listening thread
             if channel == CHANGED and payload != self.origin:
                 self.db.changed_elsewhere()
-            elif channel == WAKE:
+            elif channel == WAKE and self.manager is not None:
                 loop.call_soon_threadsafe(self.manager.wake)
 
         self.listener = Listener(self.db.url, channels, deliver).start()
@@ -134,16 +140,23 @@ class Service:
     async def _campaign(self) -> None:
         """Lead at once if nobody does (the usual single process); then keep campaigning, starting
         the manager at every term won and pausing it at every term lost."""
-        log.info("campaigning to run the pool manager as %s", self.leadership.holder)
-        if await self.leadership.campaign_once():
-            await self.manager.start()
-        self.leadership.on_change(lambda leading: asyncio.ensure_future(self._begin_term()) if leading
-                                  else self.manager.pause())
-        self.leadership.start()
+        manager, leadership = self.manager, self.leadership
+        assert manager is not None and leadership is not None  # roles all and manager have both
+        log.info("campaigning to run the pool manager as %s", leadership.holder)
+        if await leadership.campaign_once():
+            await manager.start()
 
-    async def _begin_term(self) -> None:
+        def term_changed(leading: bool) -> None:
+            if leading:
+                asyncio.ensure_future(self._begin_term(manager))
+            else:
+                manager.pause()
+        leadership.on_change(term_changed)
+        leadership.start()
+
+    async def _begin_term(self, manager: Manager) -> None:
         try:
-            await self.manager.start()
+            await manager.start()
         except StoreUnavailable as error:  # the next term tries again
             log.warning("starting the pool manager failed: %s", error)
         except Exception:  # the next term, or the next pass, tries again
@@ -152,7 +165,7 @@ class Service:
     def _listen(self, host: str, port: int) -> None:
         # Bodies are limited by the application (413 JSON for any body over max_body_size).
         settings = self.config.settings
-        self.server = BoundedHTTPServer(self.app, xheaders=settings.behind_proxy,
+        server = self.server = BoundedHTTPServer(self.app, xheaders=settings.behind_proxy,
                                         max_connections=settings.max_connections,
                                         idle_connection_timeout=settings.http_idle_timeout,
                                         body_timeout=settings.http_body_timeout)
@@ -161,7 +174,7 @@ class Service:
         except OSError as error:  # in use, not ours to take, no such address: one line, no traceback
             raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
         self.port = sockets[0].getsockname()[1]
-        self.server.add_sockets(sockets)
+        server.add_sockets(sockets)
         served = f"{self.metrics.endpoint} and /healthcheck only" if self.role == "manager" else "/api/v1"
         log.info("%s listening on http://%s:%d%s (database %s)", self.config.settings.site_name,
                  host, self.port, served, _safe_url(self.db.url))
@@ -172,7 +185,7 @@ class Service:
         if self.listener is not None:
             self.listener.stop()
         self.db.on_change = None
-        if self.manager is not None:
+        if self.manager is not None and self.leadership is not None:
             await self.manager.stop()
             await self.leadership.stop()  # after the manager: a successor starts only once it is done
             self.lease_executor.shutdown(wait=False)

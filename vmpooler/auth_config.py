@@ -129,7 +129,7 @@ def parse_ldap(section, environ: Mapping[str, str], problems: list) -> Optional[
                               problems)
     if len(problems) > before:
         return None
-    return LdapConfig(host=host.strip(), port=port, bases=bases, user_objects=user_objects, encryption=method,
+    return LdapConfig(host=str(host).strip(), port=port, bases=bases, user_objects=user_objects, encryption=method,
                       tls=tls, service_dn=service_dn, service_password=service_password,
                       connect_timeout=connect_timeout, receive_timeout=receive_timeout)
 

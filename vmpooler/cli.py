@@ -125,6 +125,12 @@ def cmd_db_import_redis(args) -> int:
     return import_redis_command(_load(args.config), args.url, sys.stdout, sys.stderr)
 
 
+def cmd_dlq(args) -> int:
+    from vmpooler.operations import dlq_command
+
+    return dlq_command(_load(args.config), args.pool, args.limit, sys.stdout, sys.stderr)
+
+
 def cmd_history(args) -> int:
     from vmpooler.operations import history_command
 
@@ -226,6 +232,12 @@ def parser() -> argparse.ArgumentParser:
              "at URL (redis://[:password@]host:port/db) and write them into the configured database, which must "
              "be empty, in one transaction. Prints what it imported and what it skipped and why; a second run "
              "from the same URL does nothing.", positional="URL", config_help=config_help)
+    dlq = _command(commands, "dlq", cmd_dlq, "list the dead-letter queue: the VMs that failed and why",
+                   "Print the newest entries of the dead-letter queue (clone given up, pending timeout, ready VM "
+                   "unreachable, purged): time, pool, VM, where it failed, the error, its retries.",
+                   config_help=config_help)
+    dlq.add_argument("--pool", help="only this pool's")
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     _command(commands, "history", cmd_history, "print a VM's whole life from the audit trail",
              "Print every VM that had HOSTNAME: its checkout (user, token prefix, lifetime), tags, and every "
              "event with its time and reason.", positional="HOSTNAME", config_help=config_help)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from vmpooler import quotas
+from vmpooler import quotas, rate_limits
 from vmpooler.auth_config import parse_auth
+from vmpooler.dns_config import dns_configs, with_domain
 from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
-from vmpooler.model import DnsConfig, PoolConfig, ProviderConfig
+from vmpooler.model import PoolConfig, ProviderConfig
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
                                Setting, Settings, build_settings, check_setting, coerce, read_settings,
-                               did_you_mean, unknown_key)
+                               did_you_mean, mapping_of, unknown_key)
 
 DEFAULT_DATABASE_URL = "sqlite:///vmpooler.db"
 
@@ -37,6 +38,7 @@ class ConfigError(Exception):
 
 #: the pool keys every pool may have; its provider's schema declares the others (POOL_SETTINGS)
 POOL_KEYS = {"name", "template", "size", "alias", "provider", "timeout", "ready_ttl", "check_hostname_for_mismatch",
+             "timeout_notification",
              "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay", "dns_plugin"}
 
 
@@ -55,6 +57,8 @@ class Config:
     prometheus: Optional["PrometheusConfig"] = None
     #: name under :dns_configs: -> model.DnsConfig (its plugin class, domain and typed options)
     dns: dict = dataclasses.field(default_factory=dict)
+    #: the request rate limits of each class (used with ``rate_limiting_enabled``)
+    rate_limits: Mapping = dataclasses.field(default_factory=lambda: dict(rate_limits.DEFAULTS))
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -103,11 +107,13 @@ def read_source(path: Optional[str] = None, environ: Mapping[str, str] = os.envi
 
 
 def default_raw() -> dict:
-    """The embedded default: the dummy provider and the two example pools of the API document."""
+    """The embedded default: the dummy provider and the two pools of vmpooler.yaml.example (a test
+    keeps them alike), which are the API document's."""
     return {
         "providers": {"dummy": {}},
         "pools": [
-            {"name": "debian-7-i386", "template": "debian-7-i386", "size": 5, "provider": "dummy"},
+            {"name": "debian-7-i386", "alias": ["debian-7-32"], "template": "debian-7-i386", "size": 5,
+             "provider": "dummy"},
             {"name": "debian-7-x86_64", "template": "debian-7-x86_64", "size": 3, "provider": "dummy"},
         ],
         "config": {"check_loop_delay_min": 1, "vm_checktime": 1},
@@ -139,7 +145,8 @@ def load(path: Optional[str], environ: Mapping[str, str], registry) -> Config:
 
 def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> Config:
     """``dns_registry``: the DNS plugin classes (default: those installed, vmpooler.dns.registry)."""
-    problems, warnings = [], []
+    problems: List[str] = []
+    warnings: List[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
     sections = _sections(raw, problems, warnings)
@@ -147,7 +154,7 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     default_provider = _default_provider(sections.get("providers"))
     entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
                                 warnings)
-    section = _mapping(sections.get("config"), "config", problems)
+    section = mapping_of(sections.get("config"), "config", problems)
     settings = build_settings(read_settings(SETTINGS, section, problems, "config.", environ))
     providers = {}
     for name, (class_name, schema, options) in _known(entries):
@@ -157,9 +164,9 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
         problems.extend(f"providers.{name}.{p}" for p in found)
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
     _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
-    dns, dns_names = _dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
+    dns, dns_names = dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
-    pools = [_with_domain(pool, settings, dns, dns_names, problems) for pool in pools]
+    pools = [with_domain(pool, settings, dns, dns_names, problems) for pool in pools]
     auth = parse_auth(sections.get("auth"), environ, problems)
     if auth is not None:
         auth["quotas"], quota_problems = quotas.parse(auth.get("quotas"))
@@ -167,9 +174,10 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
     prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
+    limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems, warnings)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns, limits)
 
 
 def _sections(raw: dict, problems: list, warnings: list) -> dict:
@@ -201,24 +209,15 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
                         f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
-def _mapping(value, where: str, problems: list) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
-        return {}
-    return value
-
-
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
     :providers:, plus the dummy when a pool names it without configuring it. A provider whose
     class is unknown is one problem, and maps to None: its pools are not told a second, wrong one
     (that it is not configured)."""
-    entries = {}
-    for name, options in _mapping(section, "providers", problems).items():
+    entries: Dict[str, Any] = {}
+    for name, options in mapping_of(section, "providers", problems).items():
         name = str(name).strip(":")  # the original writes provider names as symbols (:dummy:)
-        options = _mapping(options, f"providers.{name}", problems)
+        options = mapping_of(options, f"providers.{name}", problems)
         class_name = str(options.get("provider_class", name))
         schema = registry.schema(class_name)
         if schema is None:
@@ -325,71 +324,22 @@ def _pool(raw, where, settings, default_provider, providers, entries, problems, 
         check_hostname_for_mismatch=(settings.check_ready_vm_hostname_for_mismatch
                                      if core["check_hostname_for_mismatch"] is None
                                      else core["check_hostname_for_mismatch"]),
+        timeout_notification=(settings.timeout_notification if core["timeout_notification"] is None
+                              else core["timeout_notification"]),
         provider_options=provider_options, raw=dict(raw),
     )
-
-
-def _dns_configs(section, registry, problems: list, warnings: list) -> tuple:
-    """({name: DnsConfig} of the valid entries of :dns_configs:, the names of all its entries).
-    An entry's plugin class is its ``dns_class``, else its name (as in the original); the class's
-    schema types the rest of the entry."""
-    configs, names = {}, set()
-    for name, entry in _mapping(section, "dns_configs", problems).items():
-        name = str(name).strip(":")  # written as symbols (:example:) in the original
-        names.add(name)
-        where = f"dns_configs.{name}"
-        entry = _mapping(entry, where, problems)
-        before = len(problems)
-        dns_class = check_setting(Setting("dns_class", "str", None, ""), entry.get("dns_class", name),
-                                  f"{where}.dns_class", problems)
-        schema = registry.schema(dns_class) if dns_class else None
-        if dns_class and schema is None:
-            problems.append(f"{where}.dns_class: unknown DNS plugin {dns_class!r} "
-                            f"(known: {', '.join(registry.names()) or 'none installed'})")
-        domain = check_setting(Setting("domain", "str", None, ""), entry.get("domain"), f"{where}.domain", problems)
-        if not domain or not _DOMAIN.match(domain):
-            problems.append(f"{where}.domain: required, a DNS domain such as example.com (got {domain!r})")
-        if len(problems) > before:
-            continue
-        domain = domain.rstrip(".")
-        known = {"dns_class", "domain"} | {s.key for s in schema.SETTINGS}
-        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored" for key in entry
-                        if str(key) not in known)
-        found: list = []
-        options = schema.options(entry, domain, found)
-        problems.extend(f"{where}.{p}" for p in found)
-        if not found:
-            configs[name] = DnsConfig(name, dns_class, domain, options, dict(entry))
-    return configs, names
-
-
-_DOMAIN = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
-                     r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
-
-
-def _with_domain(pool: PoolConfig, settings, dns: dict, dns_names: set, problems: list) -> PoolConfig:
-    """The pool with its DNS setup and domain: its ``dns_plugin``'s domain, else the default."""
-    name = pool.raw.get("dns_plugin")
-    if name is None:
-        return dataclasses.replace(pool, domain=settings.domain or None)
-    name = str(name).strip(":")
-    if name not in dns_names:
-        problems.append(f"pools[{pool.name}].dns_plugin: {name!r} is not configured under :dns_configs: "
-                        f"(configured: {', '.join(sorted(dns_names)) or 'none'})")
-    if name not in dns:
-        return pool
-    return dataclasses.replace(pool, dns_plugin=name, domain=dns[name].domain)
 
 
 # Pool keys that override a global setting (unset: the global value applies).
 _POOL_SETTINGS = (Setting("timeout", "number", None, "", minimum=0),
                   Setting("ready_ttl", "number", None, "", minimum=0),
-                  Setting("check_hostname_for_mismatch", "bool", None, ""))
+                  Setting("check_hostname_for_mismatch", "bool", None, ""),
+                  Setting("timeout_notification", "number", None, "", minimum=0))
 
 
 def _tagfilter(section, problems) -> dict:
     filters = {}
-    for tag, pattern in _mapping(section, "tagfilter", problems).items():
+    for tag, pattern in mapping_of(section, "tagfilter", problems).items():
         try:
             filters[str(tag)] = re.compile(str(pattern))
         except re.error as exc:
@@ -417,7 +367,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
     """None without the section, or with it empty (``:prometheus:`` and nothing under it), as the original."""
     if section is None:
         return None
-    section = _mapping(section, "prometheus", problems)
+    section = mapping_of(section, "prometheus", problems)
     values = {}
     for key, value in section.items():
         key = str(key).strip(":")
@@ -438,7 +388,7 @@ def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
 
 
 def _database_url(section, environ, problems) -> str:
-    section = _mapping(section, "database", problems)
+    section = mapping_of(section, "database", problems)
     url = environ.get("DATABASE_URL") or section.get("url") or DEFAULT_DATABASE_URL
     if not isinstance(url, str) or "://" not in url:
         problems.append(f"database.url: must be an SQLAlchemy URL such as {DEFAULT_DATABASE_URL}, not {url!r}")

@@ -38,4 +38,5 @@ class Context:
     manager_stalled: Callable[[], Optional[str]] = lambda: None
     #: the Prometheus hooks (vmpooler.metrics); DISABLED without a :prometheus: section
     metrics: Hooks = DISABLED
-    started_at: float = dataclasses.field(default_factory=time.time)
+    #: time.monotonic() at start: /status says the uptime, which no step of the wall clock changes
+    started_at: float = dataclasses.field(default_factory=time.monotonic)

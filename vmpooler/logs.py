@@ -75,7 +75,7 @@ def setup_logging(level: str, log_format: str = "text", stream=None) -> None:
     # transition logs a line.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    lines = queue.SimpleQueue()
+    lines: queue.SimpleQueue = queue.SimpleQueue()
     # The line is formatted where it is logged (QueueHandler.prepare flattens the record, its
     # traceback included); the thread only writes it.
     queued = logging.handlers.QueueHandler(lines)

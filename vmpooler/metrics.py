@@ -20,8 +20,10 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
+from vmpooler.db import dead_letters, queue_health
 from vmpooler.db import stats as stat_store
 from vmpooler.db.database import StoreUnavailable, utcnow
+from vmpooler.model import BreakerState
 
 log = logging.getLogger("vmpooler.metrics")
 
@@ -33,7 +35,6 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Ours: a provider call takes milliseconds (dummy) to minutes (a vSphere clone); a pass milliseconds.
 PROVIDER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BREAKER_STATES = ("closed", "open", "half-open")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: the label value of checkouts of names that are no pool (the original's own for an unreadable request)
 UNKNOWN = "unknown"
@@ -44,6 +45,8 @@ class Hooks:
     """What the service reports as things happen. These do nothing: no ``:prometheus:`` section."""
 
     enabled = False
+    #: where the metrics are served (``Metrics``: ``prometheus_endpoint``); nowhere here
+    endpoint = ""
 
     def checkout(self, pools: Iterable[str]) -> None:
         """VMs handed out, one pool name per VM."""
@@ -282,6 +285,38 @@ class Metrics(Hooks):
         errors.add_metric((self.instance,), self.db.unavailable_count)
         yield errors
         yield from self._ondemand_gauge()
+        yield from self._queue_gauges()
+
+    def _queue_gauges(self):
+        """3.8.1's dead-letter and queue-health figures (``vmpooler_dlq.*``, ``vmpooler_health.*``),
+        which it pushed to statsd: here gauges read when scraped."""
+        settings = self.config.settings
+        try:
+            letters = dead_letters.counts(self.db) if settings.dlq_enabled else {}
+            health = (queue_health.measure(self.db, utcnow(), settings.health_thresholds,
+                                           [pool.name for pool in self.config.pools])
+                      if settings.health_check_enabled else None)
+        except StoreUnavailable as error:
+            log.warning("scrape without the queue gauges: %s", error)
+            return
+        if settings.dlq_enabled:
+            family = GaugeMetricFamily(self._named("dlq_entries"), "VMs in the dead-letter queue, by pool and "
+                                       "where they failed", labels=("poolname", "queue_type", INSTANCE))
+            for (pool, queue), count in sorted(letters.items()):
+                family.add_metric((pool, queue, self.instance), count)
+            yield family
+        if health is not None:
+            status = GaugeMetricFamily(self._named("health_status"), "Queue health: 0 healthy, 1 degraded, "
+                                       "2 unhealthy", labels=(INSTANCE,))
+            status.add_metric((self.instance,), health.status.gauge)
+            stuck = GaugeMetricFamily(self._named("health_stuck_vms"), "VMs pending longer than "
+                                      "stuck_vm_age_threshold", labels=("poolname", INSTANCE))
+            oldest = GaugeMetricFamily(self._named("health_pending_oldest_age_seconds"), "Age of each pool's "
+                                       "oldest pending VM", labels=("poolname", INSTANCE))
+            for name, queues in sorted(health.pools.items()):
+                stuck.add_metric((name, self.instance), queues.stuck)
+                oldest.add_metric((name, self.instance), queues.pending_oldest_age)
+            yield from (status, stuck, oldest)
 
     def _pool_gauges(self):
         try:
@@ -293,17 +328,17 @@ class Metrics(Hooks):
                     for state, doc in (("ready", "vmpooler number of machines in ready State"),
                                        ("running", "vmpooler number of machines running"))}
         for pool in self.config.pools:
-            entry = counts.get(pool.name) or {}
-            for state, family in families.items():
-                family.add_metric((pool.name, self.instance), entry.get(state, 0))
+            counted = counts.get(pool.name, stat_store.NO_VMS)
+            families["ready"].add_metric((pool.name, self.instance), counted.ready)
+            families["running"].add_metric((pool.name, self.instance), counted.running)
         yield from families.values()
 
     def _breaker_gauges(self):
         family = GaugeMetricFamily(self._named("provider_circuit_breaker_state"), "1 for the state each provider's "
                                    "circuit breaker is in, 0 for the others", labels=("provider", "state", INSTANCE))
         for provider, breaker in sorted(self._breakers().items()):
-            for state in BREAKER_STATES:
-                family.add_metric((provider, state, self.instance), 1 if breaker.state == state else 0)
+            for state in BreakerState:
+                family.add_metric((provider, str(state), self.instance), 1 if breaker.state is state else 0)
         yield family
 
     def _ondemand_gauge(self):

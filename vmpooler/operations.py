@@ -26,20 +26,36 @@ def backup_command(config, target: str, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def history_command(config, hostname: str, out: TextIO, err: TextIO) -> int:
+class _Unreadable(Exception):
+    """The database could not be read; the reason was printed."""
+
+
+def _read(config, reader, err: TextIO):
+    """``reader(db)`` on the configured database, or _Unreadable with one line printed."""
     if missing_file(config.database_url):
         print(f"vmpooler: {missing_file(config.database_url)}", file=err)
-        return 1
+        raise _Unreadable()
     db = Database(config.database_url)
     try:
-        with db.read() as conn:
-            lives = vm_history(conn, hostname)
+        return reader(db)
     except (StoreUnavailable, exc.SQLAlchemyError) as error:
         print(f"vmpooler: cannot read the database (is its schema there? vmpooler db upgrade): {error}"
               .splitlines()[0], file=err)
-        return 1
+        raise _Unreadable() from None
     finally:
         db.dispose()
+
+
+def _lives(db, hostname: str) -> list:
+    with db.read() as conn:
+        return vm_history(conn, hostname)
+
+
+def history_command(config, hostname: str, out: TextIO, err: TextIO) -> int:
+    try:
+        lives = _read(config, lambda db: _lives(db, hostname), err)
+    except _Unreadable:
+        return 1
     if not lives:
         print(f"vmpooler: no VM named {hostname!r} in the database", file=err)
         return 1
@@ -142,3 +158,22 @@ def _without_password(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def dlq_command(config, pool, limit: int, out: TextIO, err: TextIO) -> int:
+    """``vmpooler dlq``: the dead-letter queue, newest first, one VM a line."""
+    from vmpooler.db import dead_letters
+
+    if pool is not None and pool not in {p.name for p in config.pools}:
+        print(f"vmpooler: no pool named {pool!r} in the configuration", file=err)
+        return 1
+    try:
+        entries = _read(config, lambda db: dead_letters.entries(db, pool, None, limit), err)
+    except _Unreadable:
+        return 1
+    for entry in entries:
+        request = f" request {entry.request_id}" if entry.request_id else ""
+        print(f"{_time(entry.failed_at)}  {entry.pool}  {entry.vm}  {entry.queue_from}  {entry.error_class}: "
+              f"{entry.error_message} (retries: {entry.retry_count}){request}", file=out)
+    print(f"{len(entries)} dead letter(s)" + (f" of pool {pool}" if pool else ""), file=out)
+    return 0

@@ -110,6 +110,37 @@ class Settings:
                                              "through.", minimum=0)
     circuit_breaker_half_open_attempts: int = setting(3, "Successful trial calls that close the breaker.",
                                                       minimum=1)
+    max_vm_retries: Optional[int] = setting(None, "3.8.1's name for clone_attempts: clone attempts of one VM before "
+                                            "it is given up (its dead letter written); when set it wins.",
+                                            minimum=1)
+    timeout_notification: Optional[float] = setting(None, "Minutes before a pending VM's timeout to log a WARNING "
+                                                    "that it is about to be given up (a pool key may override "
+                                                    "it; unset: no warning).", minimum=0)
+    dlq_enabled: bool = setting(True, "Keep every VM that failed (clone given up, pending timeout, ready VM "
+                                "unreachable, purged) in the dead-letter queue (GET /dlq, vmpooler dlq). 3.x's "
+                                "default is off; ours is on.")
+    dlq_ttl: float = setting(168, "Hours a dead-letter queue entry is kept.", minimum=0)
+    dlq_max_entries: int = setting(10000, "Most dead-letter queue entries kept; the oldest go first.", minimum=1)
+    purge_enabled: bool = setting(False, "Auto-purge: every purge_interval seconds, retire VMs pending longer than "
+                                  "max_pending_age or ready longer than max_ready_age (each with its dead letter), "
+                                  "and report VMs completed longer than max_completed_age.")
+    purge_interval: float = setting(3600, "Seconds between auto-purge passes.", minimum=1)
+    purge_dry_run: bool = setting(False, "Auto-purge only logs what it would retire.")
+    max_pending_age: float = setting(7200, "Seconds a VM may stay pending before auto-purge retires it.", minimum=1)
+    max_ready_age: float = setting(86400, "Seconds a VM may stay ready before auto-purge retires it.", minimum=1)
+    max_completed_age: float = setting(3600, "Seconds a VM may wait to be destroyed before auto-purge reports it "
+                                       "(its destroy is still retried: destroy_attempts gives it up).", minimum=1)
+    max_orphaned_age: float = setting(86400, "Accepted from 3.8.1, where it purges VM records that no queue "
+                                      "holds; here a VM's row is its one record, so there are none to purge.",
+                                      minimum=1)
+    health_check_enabled: bool = setting(True, "Compute queue health (healthy / degraded / unhealthy, from "
+                                         "health_thresholds) for /healthcheck?details, the metrics and the "
+                                         "dashboard. 3.x's default is off; ours is on.")
+    health_check_interval: float = setting(300, "Seconds between queue health computations.", minimum=1)
+    health_thresholds: dict = setting({}, "Queue health thresholds, over 3.8.1's defaults: pending_queue_max "
+                                      "100, ready_queue_max 500, dlq_max_warning 100, dlq_max_critical 1000, "
+                                      "stuck_vm_age_threshold 7200 (seconds), stuck_vm_max_warning 10, "
+                                      "stuck_vm_max_critical 50.")
     leader_lease_seconds: float = setting(5, "Seconds the process running the pool manager holds its lease "
                                           "without renewing it; when it dies or hangs, another process sharing "
                                           "the database takes over within about this long.", minimum=0.5)
@@ -143,8 +174,11 @@ class Settings:
     status_cache_seconds: float = setting(1, "Seconds a /status answer may be reused (0: never), and only until "
                                           "the database changes; dashboards polling it then cost one computation "
                                           "a second at most.", minimum=0)
-    rate_limiting_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly.",
-                                          "RATE_LIMITING_ENABLED")
+    rate_limiting_enabled: bool = setting(False, "Limit requests per client in 3.9.1's four classes (limits in "
+                                          "the top-level :rate_limits: section; see docs/api.md): 429 past a "
+                                          "class's limit.", "RATE_LIMITING_ENABLED")
+    auth_failure_limits_enabled: bool = setting(True, "Slow down clients that fail authentication repeatedly "
+                                                "(auth_failures_per_minute, auth_token_failures_per_minute).")
     auth_failures_per_minute: int = setting(10, "Wrong passwords for one user name from one address per minute "
                                             "before that user's logins from that address are 429 (other users "
                                             "and tokens are not affected).", minimum=1)
@@ -170,7 +204,9 @@ def _rows(cls) -> list:
     hints = typing.get_type_hints(cls)
     rows = []
     for field in dataclasses.fields(cls):
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         rows.append(Setting(field.name, _kind(hints[field.name]), default, field.metadata["doc"],
                             field.metadata["env"], field.metadata["minimum"], field.metadata["maximum"]))
     return rows
@@ -190,11 +226,11 @@ IGNORED_SETTINGS = {
     "host_selection_max_age": "vCenter chooses the host",
     "utilization_limit": "vCenter chooses the host",
     "extra_config": "use one file",
-    "timeout_notification": "not implemented",
 }
 IGNORED_SECTIONS = {"redis": "the database replaces redis", "statsd": "no statsd metrics",
                     "graphite": "no graphite metrics", "graphs": "no dashboard", "tracing": "no tracing"}
-KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus"}
+KNOWN_SECTIONS = {"config", "pools", "providers", "dns_configs", "auth", "tagfilter", "database", "prometheus",
+                  "rate_limits"}
 
 
 # -- coercion ------------------------------------------------------------------------------
@@ -237,6 +273,17 @@ def coerce(kind: str, value: Any):
             return value
         raise ValueError(f"must be a mapping, not {value!r}")
     raise AssertionError(kind)
+
+
+def mapping_of(value, where: str, problems: list) -> dict:
+    """``value`` when it is a mapping; {} when unset, or (a problem naming ``where``) when it is
+    something else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, not {type(value).__name__}")
+        return {}
+    return value
 
 
 def check_setting(row: Setting, value, where: str, problems: list):

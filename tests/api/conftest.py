@@ -19,6 +19,7 @@ from tests.conftest import add_vm, make_config
 from vmpooler.api.routes import make_app
 from vmpooler.auth import build_auth_store, hash_password
 from vmpooler.context import Context
+from vmpooler.metrics import build_metrics
 
 PASSWORD = "s3cret-pw"
 #: a users store with two users (cheap bcrypt rounds keep the tests fast)
@@ -81,7 +82,8 @@ class Server:
         self.ready.wait(10)
 
     async def _main(self):
-        server = HTTPServer(self.app)
+        state = self.app.settings.get("vmpooler")  # X-Real-IP / X-Forwarded-For with behind_proxy, as app.py serves
+        server = HTTPServer(self.app, xheaders=bool(state and state.context.config.settings.behind_proxy))
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         server.add_sockets(sockets)
@@ -153,7 +155,8 @@ def start_api(db):
         executor = concurrent.futures.ThreadPoolExecutor(2)
         wakes = []
         context = Context(config=config, db=db, auth=build_auth_store(config), executor=executor,
-                          wake=lambda: wakes.append("pass"), refill=lambda: wakes.append("refill"))
+                          wake=lambda: wakes.append("pass"), refill=lambda: wakes.append("refill"),
+                          metrics=build_metrics(config, db))
         app = make_app(context)
         server = Server(app)
         servers.append(server)
@@ -165,6 +168,16 @@ def start_api(db):
         server.stop()
     for executor in executors:
         executor.shutdown(wait=True)
+
+
+#: the API prefixes every route is served under (one set of handlers, see vmpooler/api/version.py)
+VERSIONS = ["/api/v1", "/api/v2", "/api/v3"]
+
+
+@pytest.fixture(params=VERSIONS)
+def base(request):
+    """Each API prefix in turn: a test taking ``base`` runs once per version, on the same fixtures."""
+    return request.param
 
 
 @pytest.fixture

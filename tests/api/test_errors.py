@@ -12,7 +12,7 @@ from vmpooler.db.database import StoreUnavailable
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/index.html"), ("GET", "/api/v1"), ("POST", "/api/v1/nope"),
-                                          ("DELETE", "/api/v2/vm"), ("GET", "/api/v1/vm/a/b/c/d"),
+                                          ("DELETE", "/api/v4/vm"), ("GET", "/api/v1/vm/a/b/c/d"),
                                           ("FOO", "/nope"), ("GET", "/dashboard/a/b"), ("GET", "/lib/dashboard.js"),
                                           ("GET", "/config")])
 def test_unknown_routes_are_json_404(api, method, path):
@@ -114,7 +114,7 @@ def fuzz_targets(tmp_path_factory):
     db.upgrade()
     targets, servers = [], []
     for sections in ({}, {"auth": USERS_AUTH}):
-        config = make_config(settings={"domain": "company.com", "rate_limiting_enabled": False}, **sections)
+        config = make_config(settings={"domain": "company.com", "auth_failure_limits_enabled": False}, **sections)
         for pool in config.pools:
             for state in ("ready", "running", "pending"):
                 add_vm(db, pool, state)

@@ -11,11 +11,12 @@ import vmpooler.api
 from vmpooler.api import checkout as api_checkout
 from vmpooler.api import dashboard
 from vmpooler.api.errors import ApiError
-from vmpooler.api.routes import ROUTES
+from vmpooler.api.routes import ROUTES, V3_ROUTES
 
 API_DIR = pathlib.Path(vmpooler.api.__file__).parent
 #: the modules whose handlers serve routes (routes.py itself is the table, not a resource)
 RESOURCES = ({handler.__module__ for _path, handler, _aliased in ROUTES}
+             | {handler.__module__ for _path, handler in V3_ROUTES}
              | {handler.__module__ for _name, _pattern, handler in dashboard.ROUTES}) - {"vmpooler.api.routes"}
 
 

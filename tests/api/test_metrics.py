@@ -15,10 +15,12 @@ from tests.api.conftest import USERS_AUTH, scrape, values
 from tests.manager.helpers import FAST
 from tests.conftest import make_config
 from tests.service import InProcessService
-from vmpooler.api.metrics import collapse_path
+from vmpooler.api.metrics import VM_OPERATIONS, collapse_path
+from vmpooler.api.routes import rules
 from vmpooler.config import ConfigError
 from vmpooler.db.database import Database, StoreUnavailable
 from vmpooler.metrics import CLONE_BUCKETS, DISABLED, HTTP_BUCKETS, READY_BUCKETS, Metrics
+from vmpooler.model import BreakerState
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 3, "alias": ["debian"]},
          {"name": "centos-8", "template": "centos-8", "size": 2}]
@@ -127,6 +129,8 @@ def test_exposition_has_the_originals_names_types_and_buckets(db):
                                                                          "vmpooler_instance"}
     assert families["vmpooler_provider_circuit_breaker_state"].type == "gauge"
     assert values(families, "vmpooler_provider_circuit_breaker_state", provider="dummy", state="closed")
+    breaker_samples = families["vmpooler_provider_circuit_breaker_state"].samples
+    assert [sample.labels["state"] for sample in breaker_samples] == [state.value for state in BreakerState]
     assert families["vmpooler_manager_pass_duration_seconds"].type == "histogram"
     assert families["vmpooler_database_errors"].type == "counter"
     # the example alert rules of docs/operations.md name only what is exposed
@@ -367,3 +371,30 @@ def test_prometheus_section_defaults_and_an_empty_section():
     assert "prometheus.extra is not a known key; ignored" in config.warnings
     assert make_config(prometheus=None).prometheus is None  # ":prometheus:" with nothing under it, as the original
     assert make_config().prometheus is None
+
+
+def test_the_vm_operation_table_is_keyed_by_the_routed_handler_classes():
+    """Keyed by class, not class name: a renamed handler keeps its counts (and a key that is no
+    routed handler fails here)."""
+    routed = {rule.target for rule in rules()}
+    assert VM_OPERATIONS and all(isinstance(handler, type) and handler in routed for handler, _ in VM_OPERATIONS)
+    for (handler, method), _operation in VM_OPERATIONS.items():
+        assert method.lower() in vars(handler), f"{handler.__name__} has no {method}"
+def test_the_ondemand_api_keeps_the_original_s_request_counters(db):
+    svc = service(db, {}, settings={"max_ondemand_instances_per_request": 2})
+    try:
+        assert svc.client.post("/api/v1/ondemandvm", {"debian": 1, "request_id": "r-1"}).status == 201
+        assert svc.client.post("/api/v1/ondemandvm", {"centos-8": 1, "request_id": "r-1"}).status == 409
+        assert svc.client.post("/api/v1/ondemandvm/centos-8+centos-8+centos-8").status == 403
+        assert svc.client.post("/api/v1/ondemandvm", {"nope": 1, "nada": 1}).status == 404
+        families = scrape(svc.client)[1]
+    finally:
+        svc.stop()
+
+    def counted(name):
+        return values(families, f"vmpooler_{name}", f"vmpooler_{name}_total")
+
+    assert list(counted("ondemandrequest_generate_success").values()) == [1]
+    assert list(counted("ondemandrequest_generate_duplicaterequests").values()) == [1]
+    assert counted("ondemandrequest_fail_toomanyrequests") == {"centos-8": 1}
+    assert counted("ondemandrequest_fail_invalid") == {"unknown": 2}  # never the names a client sent

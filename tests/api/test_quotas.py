@@ -9,7 +9,7 @@ from tests.api.conftest import USERS_AUTH, assert_error, states, vm_row
 from tests.conftest import add_vm, make_config
 from vmpooler.auth import tokens
 from vmpooler.config import ConfigError
-from vmpooler.db import vms as vm_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import ondemand as requests_db
 from vmpooler.db.database import utcnow
 from vmpooler.db.quotas import QuotaExceeded
@@ -102,14 +102,14 @@ def test_concurrent_checkouts_of_one_user_never_pass_the_quota(db):
     for _ in range(8):
         add_vm(db, pool)
     tokens.issue(db, "jdoe", utcnow())
-    owner = vm_store.Owner("h" * 64, "jdoe")
+    owner = checkout_store.Owner("h" * 64, "jdoe")
     workers, limit = 8, 3
     barrier = threading.Barrier(workers)
 
     def take(_):
         barrier.wait(5)
         try:
-            vm_store.checkout(db, [vm_store.Want(POOL, (POOL,), 1)], utcnow(), 24, owner, None, quota=limit)
+            checkout_store.checkout(db, [checkout_store.Want(POOL, (POOL,), 1)], utcnow(), 24, owner, None, quota=limit)
             return "taken"
         except QuotaExceeded:
             return "refused"
@@ -121,7 +121,7 @@ def test_concurrent_checkouts_of_one_user_never_pass_the_quota(db):
 
 def test_concurrent_requests_of_one_user_never_pass_the_quota(db):
     tokens.issue(db, "jdoe", utcnow())
-    owner = vm_store.Owner("h" * 64, "jdoe")
+    owner = checkout_store.Owner("h" * 64, "jdoe")
     workers = 6
     barrier = threading.Barrier(workers)
 

@@ -133,7 +133,7 @@ def test_successes_are_not_counted(limited):
 
 def test_disabled(start_api):
     api = start_api(settings={"auth_failures_per_minute": 1, "auth_token_failures_per_minute": 1,
-                              "rate_limiting_enabled": False}, auth=USERS_AUTH)
+                              "auth_failure_limits_enabled": False}, auth=USERS_AUTH)
     for _ in range(5):
         assert_error(api.post("/api/v1/token", user="jdoe", password="nope"), 401)
         assert_error(api.post("/api/v1/vm/debian-7-i386", token="wrongtoken"), 401)

@@ -1,4 +1,5 @@
-"""vmfloaty (0.9.x / 1.x, API v1) works unchanged: its requests replayed as it sends them.
+"""vmfloaty (0.9.x / 1.x) works unchanged with ``url:`` at /api/v1, /api/v2 or /api/v3 (3.x users'
+setting): its requests replayed as it sends them.
 
 From puppetlabs/vmfloaty lib/vmfloaty/{pooler,auth,http,utils}.rb: Faraday with the url_encoded
 middleware on ``url`` (e.g. https://vmpooler.example.com/api/v1). Relative paths ('vm',
@@ -7,7 +8,12 @@ hit the unversioned aliases. A PUT body is JSON text that url_encoded labels
 application/x-www-form-urlencoded; POSTs have no body. Answers are read with JSON.parse and
 ``res_body['ok']``; ``retrieve`` raises AuthError on a 401.
 """
+import os
+import re
+import urllib.parse
+
 import pytest
+import yaml
 
 from tests.api.conftest import PASSWORD, USERS_AUTH
 
@@ -115,14 +121,16 @@ class Floaty:
         return status[token]["vms"]["running"] if status[token].get("vms") else []
 
 
-def test_vmfloaty_session(start_api):
+def test_vmfloaty_session(start_api, base):
+    """The whole session with ``url:`` at each version (3.x users point vmfloaty 1.6.0 at /api/v3;
+    its status and summary still reach the unversioned root)."""
     from sqlalchemy import update
 
     from vmpooler.db.models import tasks
     from vmpooler.model import DONE
 
     api = start_api(settings={"domain": "company.com"}, auth=USERS_AUTH)
-    floaty = Floaty(api.client)
+    floaty = Floaty(api.client, base)
     # floaty token get / status
     token = floaty.get_token("jdoe", PASSWORD)
     assert floaty.list_active(token) == []
@@ -136,7 +144,11 @@ def test_vmfloaty_session(start_api):
     assert sorted(floaty.list_active(token)) == sorted([a, b, c])
     # floaty query (pretty_print_hosts reads template, running, lifetime, tags, domain)
     host = floaty.query(a)[a]
-    assert host["template"] == "debian-7-i386" and host["lifetime"] == 24 and host["domain"] == "company.com"
+    assert host["template"] == "debian-7-i386" and host["lifetime"] == 24
+    if base == "/api/v1":
+        assert host["domain"] == "company.com"
+    else:  # 2.x and 3.x answer the FQDN instead (vmfloaty then prints the short name)
+        assert host["fqdn"] == f"{a}.company.com" and "domain" not in host
     # floaty modify --lifetime 12 --tags '{"user":"jdoe"}'
     assert floaty.modify(a, token, {"lifetime": 12, "tags": {"user": "jdoe"}}) == {"ok": True}
     host = floaty.query(a)[a]
@@ -163,23 +175,24 @@ def test_vmfloaty_session(start_api):
         floaty.token_status(token)
 
 
-def test_vmfloaty_bad_token_is_401(start_api):
+def test_vmfloaty_bad_token_is_401(start_api, base):
     api = start_api(auth=USERS_AUTH)
     api.add()
-    response = api.client.post("/api/v1/vm/debian-7-i386", body="", headers=dict(FORM, **{"X-AUTH-TOKEN": "x"}))
+    response = api.client.post(f"{base}/vm/debian-7-i386", body="", headers=dict(FORM, **{"X-AUTH-TOKEN": "x"}))
     assert response.status == 401 and response.json()["ok"] is False  # retrieve raises AuthError
 
 
-def test_vmfloaty_without_auth(api):
+def test_vmfloaty_without_auth(api, base):
     """A pooler without auth: floaty get/delete still send the token header; it is ignored."""
-    floaty = Floaty(api.client)
+    floaty = Floaty(api.client, base)
     name = api.add()
     body = floaty.retrieve({"debian-7-i386": 1}, token="anything")
     assert Floaty.standardize_hostnames(body) == {"debian-7-i386": [f"{name}.company.com"]}
     assert floaty.delete([name], "anything") == {name: {"ok": True}}
 
 
-def test_vmfloaty_ondemand_get(tmp_path):
+@pytest.mark.parametrize("base", ["/api/v1", "/api/v3"])
+def test_vmfloaty_ondemand_get(tmp_path, base):
     """floaty get debian-7-i386=2 debian-7-x86_64 --ondemand against the whole service (manager
     included): POST ondemandvm/a+a+b with the token, then polls GET ondemandvm/<id> without it
     until 200, then prints the hostnames with the domain."""
@@ -191,12 +204,12 @@ def test_vmfloaty_ondemand_get(tmp_path):
                             settings={"domain": "company.com"}, dummy={"boot_max_time": 0.5}, auth=USERS_AUTH)
     service = InProcessService(config)
     try:
-        floaty = Floaty(service.client)
+        floaty = Floaty(service.client, base)
         token = floaty.get_token("jdoe", PASSWORD)
         with pytest.raises(RuntimeError, match="HTTP 401"):
             floaty.retrieve({"debian-7-i386": 1}, None, ondemand=True)
         response = floaty.retrieve({"debian-7-i386": 2, "debian-7-x86_64": 1}, token, ondemand=True)
-        assert set(response) == {"ok", "request_id", "domain"}
+        assert set(response) == ({"ok", "request_id", "domain"} if base == "/api/v1" else {"ok", "request_id"})
         assert floaty.check_ondemandvm(response["request_id"]) is False  # 202 while pending
         answer = floaty.wait_for_request(response["request_id"])
         hosts = Floaty.standardize_hostnames(answer)
@@ -210,3 +223,14 @@ def test_vmfloaty_ondemand_get(tmp_path):
             floaty.check_ondemandvm("no-such-request")
     finally:
         service.stop()
+
+
+def test_the_documented_vmfloaty_file_points_at_the_api(api):
+    """docs/api.md's ~/.vmfloaty.yml: vmfloaty resolves its relative paths ('vm', 'token') under
+    ``url``, so the documented url must be the service's /api/v1."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "api.md"), encoding="utf-8").read()
+    dotfile = yaml.safe_load(re.search(r"```yaml\n# ~/\.vmfloaty\.yml\n(.*?)```", text, re.S).group(1))
+    url = urllib.parse.urlsplit(dotfile["url"])
+    assert (url.scheme, url.port, url.path) == ("http", 4567, "/api/v1")  # the default port of serve
+    api.add()
+    assert Floaty(api.client, base=url.path).list() == ["debian-7-i386", "debian-7-x86_64"]

@@ -5,6 +5,7 @@ batch's neighbours are not failed by it, and it never reads as a lock. The confl
 PostgreSQL's own errors (a real deadlock between two transactions; RAISE with the SQLSTATE the
 database uses), met by the real group commit."""
 import asyncio
+import datetime
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ from tests.conftest import add_vm, make_config
 from tests.db.test_group_commit import _checkout, _one_batch, _running
 from vmpooler.db import batch
 from vmpooler.db import stats
+from vmpooler.db import tokens as token_store
 from vmpooler.db.database import utcnow, writes
 from vmpooler.db.errors import TransactionConflict
 from vmpooler.db.models import duration_days
@@ -110,6 +112,38 @@ def test_day_totals_changed_in_opposite_orders_never_deadlock(db):
         thread.join(30)
     assert outcomes == {"x": "committed", "y": "committed"}
     assert _day_totals(db) == {"a": (2, 3.0), "b": (2, 3.0)}
+
+
+def test_tokens_touched_in_opposite_orders_never_deadlock(db):
+    """Two group-commit batches (as db/batch.py runs them: one transaction, each request a
+    savepoint) each touch two tokens, in opposite orders, both holding their first touch while the
+    other makes its own: both commit, and each token's last use is the latest."""
+    postgresql_only(db)
+    now = utcnow()
+    for digest in ("a" * 64, "b" * 64):
+        token_store.create(db, "jdoe", digest, digest[:8], now)
+    both_started = threading.Barrier(2, timeout=10)
+    outcomes = {}
+
+    def touch(label, first, second, minutes):
+        try:
+            with db.batch():
+                token_store.touch(db, first, now + datetime.timedelta(minutes=minutes))
+                both_started.wait()
+                token_store.touch(db, second, now + datetime.timedelta(minutes=minutes))
+            outcomes[label] = "committed"
+        except Exception as error:  # the outcome is what the test looks at
+            outcomes[label] = repr(error)
+
+    threads = [threading.Thread(target=touch, args=("x", "a" * 64, "b" * 64, 1)),
+               threading.Thread(target=touch, args=("y", "b" * 64, "a" * 64, 2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {"x": "committed", "y": "committed"}
+    for digest in ("a" * 64, "b" * 64):
+        assert token_store.by_hash(db, digest).last_used_at == now + datetime.timedelta(minutes=2)
 
 
 @writes

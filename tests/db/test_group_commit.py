@@ -12,6 +12,7 @@ from sqlalchemy import event, exc, func, select
 
 from tests.conftest import add_vm, make_config
 from vmpooler.db import tokens as token_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, StoreUnavailable, utcnow
 from vmpooler.db.models import tokens, vm_events, vms
@@ -27,7 +28,7 @@ def _pool(db, ready):
 
 
 def _checkout(db, count):
-    return db.run(vm_store.checkout, [vm_store.Want("a", ("a",), count)], utcnow(), 24)
+    return db.run(checkout_store.checkout, [checkout_store.Want("a", ("a",), count)], utcnow(), 24)
 
 
 def _running(db) -> int:
@@ -59,7 +60,7 @@ def test_a_shortfall_rolls_back_that_checkout_only(db):
 
     (first, short, third), batches = asyncio.run(scenario())
     assert batches == 1, "the three checkouts were not one batch: the test proves nothing"
-    assert isinstance(short, vm_store.Shortfall)
+    assert isinstance(short, checkout_store.Shortfall)
     taken = first["a"] + third["a"]
     assert len(taken) == len(set(taken)) == 3  # the neighbours saw each other's changes: no VM twice
     assert _running(db) == 3 and _checkout_events(db) == 3  # nothing of the failed one, all of the others
@@ -142,7 +143,7 @@ def test_reads_are_not_batched(db):
 
 KILLED_MID_BATCH = """
 import asyncio, os, signal, sys
-from vmpooler.db import vms as vm_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db.database import Database, utcnow, writes
 
 @writes
@@ -150,11 +151,11 @@ def die(db):
     os.kill(os.getpid(), signal.SIGKILL)
 
 async def main(db):
-    want = [vm_store.Want("a", ("a",), 1)]
-    first = await db.run(vm_store.checkout, want, utcnow(), 24)  # a batch of its own, committed
+    want = [checkout_store.Want("a", ("a",), 1)]
+    first = await db.run(checkout_store.checkout, want, utcnow(), 24)  # a batch of its own, committed
     print(first["a"][0].name, flush=True)
-    await asyncio.gather(db.run(vm_store.checkout, want, utcnow(), 24), db.run(die),
-                         db.run(vm_store.checkout, want, utcnow(), 24))
+    await asyncio.gather(db.run(checkout_store.checkout, want, utcnow(), 24), db.run(die),
+                         db.run(checkout_store.checkout, want, utcnow(), 24))
     print("survived", flush=True)
 
 database = Database(sys.argv[1])

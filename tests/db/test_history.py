@@ -9,7 +9,7 @@ from vmpooler.db import events, history, ondemand
 from vmpooler.db import stats as stat_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.model import RUNNING
+from vmpooler.model import RUNNING, AttemptKind, Retry
 
 MINUTE = datetime.timedelta(minutes=1)
 
@@ -25,7 +25,7 @@ def play(db, pool, name, timeline):
     for state, at in timeline[1:]:
         vm = live(db, vm_id)
         if state == "retry":  # an event from a state to itself changes no count
-            assert vm_store.attempt_failed(db, vm, "clone", "simulated", at, vm.clone_attempts + 1, at)
+            assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "simulated", at, Retry(vm.clone_attempts + 1, at))
         elif state == "cloned":
             assert vm_store.cloned(db, vm, at)
         elif state == "ready":
@@ -74,7 +74,7 @@ def test_history_replays_the_event_log(db):
             expected = [sum(1 for (name, p), timeline in timelines.items()
                             if p.name == pool_name and state_at(timeline, moment) == state) for moment in ends]
             assert past[pool_name][state] == expected, (pool_name, state)
-            assert expected[-1] == counts[pool_name][state]
+            assert expected[-1] == (counts[pool_name].ready if state == "ready" else counts[pool_name].running)
     # d alone an hour ago; d, a, b and f 17 minutes ago
     assert past["debian-7-i386"]["ready"][0] == 1 and max(past["debian-7-i386"]["ready"]) == 4
 
@@ -143,7 +143,7 @@ def test_on_demand_vms_waiting_in_ready_are_not_the_pools_ready_vms(db):
     assert vm_store.cloned(db, live(db, waiting), ago(2)) and vm_store.became_ready(db, live(db, waiting), ago(2))
 
     counts = stat_store.pool_counts(db, end)
-    assert (counts[pool.name]["ready"], counts[pool.name]["ondemand"], counts[pool.name][RUNNING]) == (1, 2, 2)
+    assert (counts[pool.name].ready, counts[pool.name].ondemand, counts[pool.name].running) == (1, 2, 2)
     window = history.Window(end)
     past = history.state_history(db, window, counts)[pool.name]
     ends = [window.start + (i + 1) * MINUTE for i in range(window.steps - 1)] + [end + MINUTE]

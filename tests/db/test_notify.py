@@ -58,3 +58,25 @@ def test_the_listener_comes_back_after_its_connection_is_killed(listener):
 
 def test_sqlalchemy_urls_become_libpq_urls():
     assert libpq_url("postgresql+psycopg://u:p@h:5433/d") == "postgresql://u:p@h:5433/d"
+
+
+def test_a_signal_asked_for_while_the_service_stops_is_dropped_quietly():
+    """A write just before a stop asks for a change signal; it fires after the executor is shut
+    down, and must not become an 'Exception in callback' in the log."""
+    import asyncio
+    import concurrent.futures
+
+    from vmpooler.db.notify import CHANGED, Sender
+
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    errors = []
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+        sender = Sender(None, CHANGED, interval=0.01, executor=executor)
+        sender.send()
+        executor.shutdown()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert errors == []

@@ -6,9 +6,12 @@ import pytest
 
 from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
+from vmpooler.db import stats
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.db.vms import Owner, Shortfall, Want
+from vmpooler.db.checkout import Owner, Shortfall, Want
+from vmpooler.model import AttemptKind, Retry
 
 
 @pytest.fixture
@@ -18,7 +21,7 @@ def pool():
 
 
 def _checkout(db, wants):
-    return vm_store.checkout(db, wants, utcnow(), 24)
+    return checkout_store.checkout(db, wants, utcnow(), 24)
 
 
 def test_fifty_threads_checking_out_twenty_vms_get_each_exactly_once(db, pool):
@@ -64,7 +67,7 @@ def test_checkout_is_all_or_nothing(db, pool):
 def test_checkout_records_owner_lifetime_and_expiry(db, pool):
     add_vm(db, pool[0], "ready")
     now = utcnow()
-    vm_store.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
+    checkout_store.checkout(db, [Want("p", ("p",), 1)], now, 24, Owner("h" * 64, "jdoe"), owner_lifetime=2)
     vm = rows(db)[0]
     assert (vm.token_user, vm.token_hash, vm.lifetime) == ("jdoe", "h" * 64, 2)
     assert round((vm.expires_at - vm.checkout_at).total_seconds()) == 7200
@@ -124,9 +127,10 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     name = add_vm(db, pool[0], "pending")
     vm = rows(db, name=name)[0]
     later = utcnow() + datetime.timedelta(seconds=5)
-    assert vm_store.attempt_failed(db, vm, "clone", "boom", utcnow(), 1, later)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "boom", utcnow(), Retry(1, later))
     vm = rows(db, name=name)[0]
-    assert vm_store.attempt_failed(db, vm, "clone", "breaker open", utcnow(), 1, later)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "breaker open", utcnow(),
+                                   Retry(1, later, waits_for_breaker=True))
     vm = rows(db, name=name)[0]
     assert vm.clone_attempts == 1 and vm.last_error == "breaker open"
     assert vm_store.modify(db, vm, utcnow(), tags={"user": "x"})
@@ -144,19 +148,63 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
     assert rows(db, name=ready)[0].ip == "10.0.0.9"
 
 
+def test_pool_counts_are_a_typed_value(db, pool):
+    for state in ("pending", "ready", "ready", "running"):
+        add_vm(db, pool[0], state)
+    counts = stats.pool_counts(db, utcnow())
+    assert isinstance(counts["p"], stats.PoolCounts) and "q" not in counts
+    assert (counts["p"].pending, counts["p"].cloning, counts["p"].ready, counts["p"].running) == (1, 1, 2, 1)
+    assert counts["p"].stock == 3 and counts["p"].clone_slots == 1
+    assert stats.PoolCounts.total([counts["p"], counts["p"]]).ready == 4
+    assert stats.stock_counts(db, utcnow())["p"].running == 0  # the manager's count reads only pending and ready
+
+
+def test_the_vm_row_type_declares_every_column(db, pool):
+    """model.VMRow (what mypy checks the state layer's VM rows against) has one attribute per
+    column of the vms table, and a row read back has them all."""
+    import typing
+    from vmpooler.db.models import vms as vm_table
+    from vmpooler.model import VMRow
+    declared = list(typing.get_type_hints(VMRow))
+    assert declared == [column.name for column in vm_table.columns]
+    row = rows(db, name=add_vm(db, pool[0], "ready"))[0]
+    assert all(hasattr(row, name) for name in declared)
+def test_what_went_wrong_is_logged_above_info_and_normal_life_at_info(db, caplog):
+    """A clone given up (a template that does not exist, say) costs a VM: WARNING; a destroy given
+    up leaves one behind: ERROR; a VM retired for a timeout or a failed check: WARNING; a delete: INFO."""
+    pool = make_config().pools[0]
+    now = utcnow()
+    with caplog.at_level("INFO", logger="vmpooler"):
+        clone = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.attempt_failed(db, clone, AttemptKind.CLONE, "template templates/nope not found", now,
+                                       Retry(1, None))
+        destroy = vm_store.latest(db, add_vm(db, pool, "ready"))
+        assert vm_store.complete(db, destroy, "deleted by the client", now)
+        destroy = vm_store.latest(db, destroy.name)
+        assert vm_store.attempt_failed(db, destroy, AttemptKind.DESTROY, "the vCenter refused", now, Retry(3, None))
+        timed_out = vm_store.latest(db, add_vm(db, pool, "pending"))
+        assert vm_store.complete(db, timed_out, "still pending after 15 minutes: its port 22 never opened", now,
+                                 error="timed out")
+    levels = {record.getMessage().split(": ", 2)[-1]: record.levelname for record in caplog.records}
+    assert levels["clone failed 1 times, giving up: template templates/nope not found"] == "WARNING"
+    assert levels["deleted by the client"] == "INFO"
+    assert levels["destroy failed 3 times, giving up: the vCenter refused"] == "ERROR"
+    assert levels["still pending after 15 minutes: its port 22 never opened"] == "WARNING"
+
+
 def test_a_booting_vms_failed_dns_record_is_a_clone_attempt_guarded_as_pending(db, pool):
     """A VM already cloned (booting) whose DNS record could not be made: the attempt is recorded
     on the pending row (not refused as "no longer cloning"), and giving up completes it."""
     name = new_vm(db, pool[0], "vm-booting", utcnow())
     vm = rows(db, name="vm-booting")[0]
     assert vm_store.cloned(db, vm, utcnow(), "192.0.2.1")
-    assert not vm_store.attempt_failed(db, vm, "clone", "dns down", utcnow(), 1, utcnow())  # the clone is done
+    assert not vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "dns down", utcnow(), Retry(1, utcnow()))  # the clone is done
     later = utcnow() + datetime.timedelta(seconds=5)
-    assert vm_store.attempt_failed(db, vm, "clone", "dns down", utcnow(), 1, later, booting=True)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "dns down", utcnow(), Retry(1, later), booting=True)
     vm = rows(db, name="vm-booting")[0]
     assert (vm.state, vm.clone_attempts, vm.next_attempt_at is not None, vm.cloned_at is not None) == \
         ("pending", 1, True, True)
-    assert vm_store.attempt_failed(db, vm, "clone", "REFUSED", utcnow(), 2, None, booting=True)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "REFUSED", utcnow(), Retry(2, None), booting=True)
     vm = rows(db, name="vm-booting")[0]
     assert vm.state == "completed" and vm.last_error == "REFUSED" and name is not None
     assert events(db, "vm-booting")[-1].reason == "clone failed 2 times, giving up: REFUSED"

@@ -10,10 +10,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import select
 
 from tests.conftest import make_config, new_vm
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata, vm_events, vms
-from vmpooler.db.vms import Shortfall, Want
+from vmpooler.db.checkout import Shortfall, Want
 from vmpooler.model import LIVE_STATES
 
 POOLS = make_config(pools=[{"name": "p", "template": "t", "size": 3},
@@ -61,7 +62,7 @@ class StateLayer(RuleBasedStateMachine):
         ready = {pool: [n for n in self._in("ready") if self.model[n][0] == pool] for pool in ("p", "q")}
         enough = all(len(ready[w.requested]) >= w.count for w in wants)
         try:
-            taken = vm_store.checkout(self.db, wants, utcnow(), 24)
+            taken = checkout_store.checkout(self.db, wants, utcnow(), 24)
         except Shortfall:
             assert not enough
             return

@@ -21,6 +21,7 @@ from sqlalchemy import column, insert, inspect, select, table, text
 from tests.conftest import make_config
 from tests.reliability.harness import ServerProcess
 from vmpooler.db import models
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, migrations_dir, utcnow
 from vmpooler.db.schema import SchemaTooNew, UpgradeFailed
@@ -40,17 +41,17 @@ class Written:
         self.conn = conn
         self.rows = []  # (table name, key columns, values)
 
-    def add(self, table_name: str, key=("id",), **values):
+    def add(self, table_name: str, keys=("id",), **values):
         """Insert ``values`` into table ``table_name`` with only these columns (the revision's schema
         may lack later ones); an ``id`` the database gives is returned and remembered."""
         head = models.metadata.tables[table_name]
-        written = table(table_name, *(column(key_column, head.c[key_column].type) for key_column in {*values, *key}))
+        written = table(table_name, *(column(key_column, head.c[key_column].type) for key_column in {*values, *keys}))
         statement = insert(written).values(**values)
-        if "id" in key and "id" not in values:
+        if "id" in keys and "id" not in values:
             values = {**values, "id": self.conn.execute(statement.returning(written.c.id)).scalar_one()}
         else:
             self.conn.execute(statement)
-        self.rows.append((table_name, key, values))
+        self.rows.append((table_name, keys, values))
         return values.get("id")
 
 
@@ -69,7 +70,7 @@ def _vm(written, name, state, minutes, **values):
 def populate_0001(written):
     """The first schema: VMs in every state, a running VM tagged and holding a task, tokens,
     duration samples, the pools mirror."""
-    written.add("pools", key=("name",), name="debian", provider="dummy", template="tmpl/debian", size=2,
+    written.add("pools", keys=("name",), name="debian", provider="dummy", template="tmpl/debian", size=2,
                 last_boot_at=at(3), updated_at=at(0))
     written.add("tokens", token_hash="a" * 64, prefix="aaaaaaaa", user="jdoe", created_at=at(0), last_used_at=at(5))
     _vm(written, "pending-vm", "pending", 1, next_attempt_at=at(2), last_error="clone failed once",
@@ -90,13 +91,13 @@ def populate_0001(written):
 
 def populate_0003(written):
     """Daily duration totals."""
-    written.add("duration_days", key=("kind", "day", "pool"), kind="clone", day="2026-11-19", pool="debian",
+    written.add("duration_days", keys=("kind", "day", "pool"), kind="clone", day="2026-11-19", pool="debian",
                 count=3, total=7.5, low=1.5, high=4.0)
 
 
 def populate_0004(written):
     """The manager's lease."""
-    written.add("leases", key=("name",), name="manager", holder="vm:1:abc", epoch=3, expires_at=at(10),
+    written.add("leases", keys=("name",), name="manager", holder="vm:1:abc", epoch=3, expires_at=at(10),
                 renewed_at=at(9))
 
 
@@ -110,21 +111,34 @@ def populate_0005(written):
 
 def populate_0006(written):
     """Run-time pool configuration."""
-    written.add("pool_overrides", key=("pool", "setting"), pool="debian", setting="size", value="3", user="admin",
+    written.add("pool_overrides", keys=("pool", "setting"), pool="debian", setting="size", value="3", user="admin",
                 changed_at=at(11))
-    written.add("pool_drains", key=("pool",), pool="debian", reason="template changed", requested_at=at(11))
+    written.add("pool_drains", keys=("pool",), pool="debian", reason="template changed", requested_at=at(11))
     written.add("pool_events", pool="debian", at=at(11), action="size", before="2", after="3", user="admin",
                 address="192.0.2.1")
 
 
 def populate_0007(written):
     """A process's heartbeat (the health check's write)."""
-    written.add("heartbeats", key=("process",), process="vm:1:abc", beat_at=at(12))
+    written.add("heartbeats", keys=("process",), process="vm:1:abc", beat_at=at(12))
+
+
+def populate_0008(written):
+    """The answer an Idempotency-Key got (a checkout), kept for retries."""
+    written.add("idempotency_keys", scope="", key="retry-1", fingerprint="b" * 64, status=200,
+                answer='{"ok": true}', created_at=at(13), expires_at=at(13 + 24 * 60))
+
+
+def populate_0009(written):
+    """A dead letter: a clone given up."""
+    written.add("dead_letters", vm_id=1, vm_name="pending-vm", pool="debian", queue_from="clone",
+                error_class="TransientError", error_message="boom", retry_count=3, failed_at=at(14))
 
 
 #: (revision, what the code of that revision wrote into what it added): a new migration adds a row
 POPULATE = [("0001", populate_0001), ("0002", None), ("0003", populate_0003), ("0004", populate_0004),
-            ("0005", populate_0005), ("0006", populate_0006), ("0007", populate_0007)]
+            ("0005", populate_0005), ("0006", populate_0006), ("0007", populate_0007), ("0008", populate_0008),
+            ("0009", populate_0009)]
 
 
 def head() -> str:
@@ -192,7 +206,7 @@ def test_a_populated_database_upgrades_from_every_revision_keeping_every_row(emp
     # the service works on it: a clone recorded, the ready VM checked out
     pool = make_config(pools=[{"name": "debian", "template": "tmpl/debian", "size": 2}]).pools[0]
     assert vm_store.new_vms(empty, [(pool, "after-upgrade")], utcnow())
-    taken = vm_store.checkout(empty, [vm_store.Want("debian", ("debian",), 1)], utcnow(), 24)
+    taken = checkout_store.checkout(empty, [checkout_store.Want("debian", ("debian",), 1)], utcnow(), 24)
     assert [vm.name for vm in taken["debian"]] == ["ready-vm"]
 
 

@@ -79,8 +79,18 @@ def test_each_plugin_checks_its_own_keys(entry, needle):
 
 def test_unknown_keys_of_an_entry_are_warned_about():
     config = make_config(pools=pools("x"), dns_configs={"x": {"dns_class": "dynamic-dns", "domain": "example.com",
-                                                              "project": "p"}})
-    assert config.warnings == ["dns_configs.x.project is not a known key of dynamic-dns; ignored"]
+                                                              "project": "p", "domian": "x"}})
+    assert config.warnings == ["dns_configs.x.project is not a known key; ignored",
+                               "dns_configs.x.domian is not a known key; ignored (did you mean domain?)"]
+
+
+def test_a_misspelt_class_or_setup_name_is_told_what_was_meant():
+    problems = problems_of(pools=pools("exmaple"), dns_configs={"example": {"dns_class": "rfc2163",
+                                                                            "domain": "example.com"}})
+    assert any(p.startswith("dns_configs.example.dns_class: unknown DNS plugin 'rfc2163' (did you mean rfc2136?)")
+               for p in problems), problems
+    assert any(p.startswith("pools[p0].dns_plugin: 'exmaple' is not configured under :dns_configs: "
+                            "(did you mean example?)") for p in problems), problems
 
 
 def test_check_config_validates_a_plugins_section(tmp_path):
@@ -192,3 +202,9 @@ def test_check_config_of_an_rfc2136_file_does_not_import_dnspython(tmp_path):
                             timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout and "dnspython not imported" in result.stdout
+
+
+def test_a_misspelt_key_of_an_entry_is_told_the_one_it_may_mean():
+    config = make_config(pools=pools("x"), dns_configs={"x": {"dns_class": "dynamic-dns", "domain": "example.com",
+                                                              "domian": "example.org"}})
+    assert config.warnings == ["dns_configs.x.domian is not a known key of dynamic-dns; ignored (did you mean domain?)"]

@@ -130,7 +130,7 @@ def test_a_record_that_cannot_be_removed_leaves_the_vm_destroyed_and_says_so(tmp
                     retry_backoff=0.05, retry_backoff_max=0.1)
     try:
         name = checked_out_with_record(service, server)
-        server.pause()
+        server.stop()  # stopped, not paused: no update sent meanwhile can reach it later
         assert service.delete(f"/vm/{name}").status == 200
         wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
         with service.db.engine.connect() as conn:
@@ -139,9 +139,21 @@ def test_a_record_that_cannot_be_removed_leaves_the_vm_destroyed_and_says_so(tmp
         assert any(reason.startswith("destroyed; its DNS record could not be removed: DNS lab: removing")
                    for reason in reasons), reasons
         assert name not in service.dummy.names()
-        # (whether the record is left behind is BIND's business now: the updates sent while it was
-        # stopped wait in its socket and may still be applied when it resumes)
-        server.resume()
+        server.start()  # the zone as it was (BIND's journal): the record is left behind, as the log says
+        assert server.query(f"{name}.{ZONE}") == ["127.0.0.1"]
     finally:
         service.stop()
         server.stop()
+
+
+def test_a_ready_vm_whose_address_changes_gets_its_record_updated(tmp_path, named):
+    service = start(tmp_path, named.section(), pools=POOLS[:1])
+    try:
+        wait_until(lambda: len(ready_names(service, "dns-pool")) == 2, 30, "the pool full")
+        name = sorted(ready_names(service, "dns-pool"))[0]
+        assert named.query(f"{name}.{ZONE}") == ["127.0.0.1"]
+        service.dummy.readdress(name, "127.0.0.2")
+        wait_until(lambda: named.query(f"{name}.{ZONE}") == ["127.0.0.2"], 30, "the record following the address")
+        assert vm_store.latest(service.db, name).state == READY
+    finally:
+        service.stop()

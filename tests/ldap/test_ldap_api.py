@@ -12,7 +12,7 @@ from tests.ldap.slapd import SERVICE_DN, SERVICE_PASSWORD
 
 def start_ldap_api(start_api, slapd, **overrides):
     auth = {"provider": "ldap", ":ldap": ldap_section(slapd, **overrides)}
-    return start_api(settings={"rate_limiting_enabled": False}, auth=auth)
+    return start_api(settings={"auth_failure_limits_enabled": False}, auth=auth)
 
 
 @pytest.fixture(params=["direct-bind", "service-account"])

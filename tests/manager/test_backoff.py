@@ -15,6 +15,7 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.manager.breaker import CLOSED
 from vmpooler.manager.scheduler import Manager
+from vmpooler.model import AttemptKind, Retry
 from vmpooler.providers.base import TransientError
 from vmpooler.providers.registry import REGISTRY
 
@@ -97,7 +98,7 @@ def test_retries_waiting_in_the_database_are_due_when_the_provider_is_back(db):
     name = add_vm(db, config.pools_by_name["a"], "pending")
     vm = rows(db, name=name)[0]
     later = utcnow().replace(year=utcnow().year + 1)
-    assert vm_store.attempt_failed(db, vm, "clone", "down", utcnow(), 1, later)
+    assert vm_store.attempt_failed(db, vm, AttemptKind.CLONE, "down", utcnow(), Retry(1, later))
     assert retries.retry_now(db, "dummy", utcnow(), "provider dummy answers again", 0) == 0  # no free slot
     assert retries.retry_now(db, "dummy", utcnow(), "provider dummy answers again", 5) == 1
     assert rows(db, name=name)[0].next_attempt_at <= utcnow()

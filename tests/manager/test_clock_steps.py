@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tests.manager.helpers import fast_config, states, wait_for
 from vmpooler.db import ondemand as requests_db
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import ondemand_requests, vm_events
@@ -59,7 +60,7 @@ def test_a_forward_step_destroys_nothing_until_the_clock_is_confirmed(db, caplog
         await manager.start()
         try:
             await wait_for(lambda: states(db, "a").get("ready") == 3, what="the pool full")
-            held = vm_store.checkout(db, [vm_store.Want("a", ("a",), 1)], utcnow(), 24)["a"][0].name
+            held = checkout_store.checkout(db, [checkout_store.Want("a", ("a",), 1)], utcnow(), 24)["a"][0].name
             requests_db.create(db, "waiting-request", [("a", "a", 20)], utcnow())
             await manager.run_pass()
             assert manager.step_watch.last_step is None

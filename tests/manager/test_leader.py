@@ -1,10 +1,12 @@
 """Leadership: one holder of the manager lease at a time, takeover after expiry, local fencing."""
 import asyncio
+import sqlite3
 import threading
 
 import pytest
 
 from vmpooler.db import leases
+from vmpooler.db.database import Database
 from vmpooler.manager.leader import LEASE_NAME, Leadership
 from tests.conftest import FakeClock
 
@@ -117,6 +119,25 @@ def test_renewing_the_lease_keeps_the_read_cache(db):
     with db.write():
         pass  # any other write transaction
     assert cached_read() == 2
+
+
+def test_taking_and_giving_up_the_lease_is_normal_life_and_losing_it_a_warning(tmp_path, caplog):
+    db = Database(f"sqlite:///{tmp_path / 'lease.db'}", busy_timeout_ms=100)
+    db.upgrade()
+    with caplog.at_level("INFO", logger="vmpooler"):
+        leader = Leadership(db, lease_seconds=5, holder="first")
+        assert run(leader.campaign_once())  # every normal start
+        blocker = sqlite3.connect(tmp_path / "lease.db")
+        blocker.execute("BEGIN EXCLUSIVE")  # the database cannot take the renewal: the term is lost
+        assert not run(leader.campaign_once())
+        blocker.rollback()
+        assert run(leader.campaign_once())  # a term won back
+        run(leader.stop())  # a clean stop gives the lease up
+    db.dispose()
+    said = [(record.levelname, record.getMessage().split(" ", 2)[2].split(" the pool")[0])
+            for record in caplog.records if record.getMessage().startswith("leadership: first")]
+    assert said == [("INFO", "now runs"), ("WARNING", "no longer runs"), ("INFO", "now runs"),
+                    ("INFO", "no longer runs")], said
 
 
 def test_a_lease_that_lapsed_during_a_pause_is_logged_and_the_term_ended(db, caplog):

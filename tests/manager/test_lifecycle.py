@@ -1,12 +1,14 @@
 """The manager's whole lifecycle on the dummy provider, with millisecond timers."""
 import asyncio
 import datetime
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import update
 
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db.models import vms
+from vmpooler.manager import checks
 from vmpooler.providers.registry import REGISTRY
 
 POOL = {"name": "a", "template": "tmpl-a", "size": 3}
@@ -56,17 +58,29 @@ def test_task_limit_bounds_clones_in_flight(db):
     assert 1 <= peak <= 2
 
 
-def test_pending_vm_times_out_with_reason(db):
-    # boot never completes within the 0.002-minute (120 ms) timeout
-    config = fast_config([{**POOL, "size": 1, "timeout": 0.002}], dummy={"boot_max_time": 3600})
+def test_pending_vm_times_out_with_its_cause_as_a_warning(db, caplog):
+    # boot never completes within the 0.02-minute (1.2 s) timeout, while the clone is at once; the
+    # cause is what the provider's readiness probe said
+    cause = "not booted yet"
+    config = fast_config([{**POOL, "size": 1, "timeout": 0.02}], dummy={"boot_max_time": 3600, "createvm_max_time": 0})
 
     async def scenario():
         async with running(config, db):
-            await wait_for(lambda: states(db).get("destroyed", 0) >= 1)
-    run(scenario())
-    victim = rows(db, state="destroyed")[0]
-    assert "timed out" in victim.last_error
-    assert any("still pending after" in e.reason for e in events(db, victim.name))
+            await wait_for(lambda: states(db).get("completed", 0) + states(db).get("destroyed", 0) >= 1)
+    with caplog.at_level("INFO"):
+        run(scenario())
+    victim = (rows(db, state="destroyed") + rows(db, state="completed"))[0]
+    assert "timed out" in victim.last_error and cause in victim.last_error
+    assert any(e.reason == f"still pending after 0.02 minutes: {cause}" for e in events(db, victim.name))
+    logged = [r for r in caplog.records if "still pending after" in r.getMessage() and victim.name in r.getMessage()]
+    assert logged and all(r.levelname == "WARNING" for r in logged), [(r.levelname, r.getMessage()) for r in logged]
+
+
+def test_the_pending_timeout_names_a_clone_that_never_finished_and_a_probe_never_answered():
+    manager = SimpleNamespace(not_ready={7: "its port 22 on 10.0.0.5 never opened"})
+    assert checks._pending_cause(manager, SimpleNamespace(id=7, cloned_at=None)) == "its clone never finished"
+    assert checks._pending_cause(manager, SimpleNamespace(id=7, cloned_at=1)) == "its port 22 on 10.0.0.5 never opened"
+    assert checks._pending_cause(manager, SimpleNamespace(id=7, cloned_at=1)) == "it never answered its readiness probe"
 
 
 def test_ready_ttl_recycles_ready_vms(db):

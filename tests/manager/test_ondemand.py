@@ -192,3 +192,38 @@ def test_task_limit_bounds_every_clone_in_flight(db):
     def done():
         return state_of(db, "shared") == "ready" and len(rows(db, state="ready")) == 4
     assert 1 <= peak_clones(db, config, "shared", 4, done, False) <= 3
+
+
+def test_the_ondemand_loop_and_the_pools_take_clone_slots_from_one_refiller(db):
+    """One owner of refilling (manager/refill.py): the pass's replenish, the fills between passes
+    and the on-demand loop all count and take slots inside ``Refiller.counted``, and no other
+    module of the manager counts slots, holds a lock or checks whether a clone's retry is due."""
+    import inspect
+    import os
+    import vmpooler.manager as manager_package
+    from vmpooler.manager.refill import Refiller
+
+    config = fast_config(POOLS, dummy={"boot_max_time": 0.05})
+    callers = set()
+    original = Refiller.counted
+
+    def counted(self, now):
+        callers.add(inspect.stack()[1].function + "@" + os.path.basename(inspect.stack()[1].filename))
+        return original(self, now)
+
+    async def scenario():
+        async with running(config, db) as (manager, _dummy):
+            manager.refiller.counted = counted.__get__(manager.refiller)
+            request(db, "r1", [("a", "a", 1)])
+            await wait_for(lambda: state_of(db, "r1") == "ready", what="the request to be filled")
+            manager.refill()
+            await asyncio.sleep(0.1)
+    run(scenario())
+    assert {"run@ondemand.py", "run@replenish.py", "_fill_now@refill.py"} <= callers
+    folder = os.path.dirname(manager_package.__file__)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py") and name != "refill.py":
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                source = handle.read()
+            for owned in ("stock_counts", "settings.task_limit", "asyncio.Lock", "next_attempt_at <=", "clone_slots"):
+                assert owned not in source, f"manager/{name} does refill.py's job: {owned}"

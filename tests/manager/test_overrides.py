@@ -3,9 +3,12 @@ template or clone target drains the pool and re-clones it the new way, a reset d
 refills it; a drain asked for before a crash is carried out at the next start."""
 import asyncio
 
+from tests.conftest import add_vm
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
 from vmpooler.db import overrides
 from vmpooler.db.database import utcnow
+from vmpooler.manager import overrides as manager_overrides
+from vmpooler.manager.scheduler import Manager, Pass
 from vmpooler.providers.dummy.provider import DummyProvider
 from vmpooler.providers.registry import REGISTRY
 
@@ -117,3 +120,21 @@ def test_a_drain_asked_for_before_a_crash_is_carried_out_at_the_next_start(db, t
     # committed while no manager ran (it crashed before its next pass)
     overrides.change_setting(db, configured(config), "template", {"a": "t/new"}, WHO, utcnow())
     asyncio.run(second_run())
+
+
+def test_a_drain_takes_its_pool_s_pending_vms_out_of_the_pass(db):
+    """The pass reads the pending VMs before the overrides loop drains: what it drained must not
+    reach the later loops (boot probes, clone retries) as if still pending."""
+    config = fast_config([POOL, {"name": "b", "template": "t/b", "size": 1}])
+    add_vm(db, config.pools_by_name["a"], "pending")
+    add_vm(db, config.pools_by_name["b"], "pending")
+    overrides.request_reset(db, ["a"], WHO, utcnow())
+
+    async def scenario():
+        manager = Manager(config, db, REGISTRY.build(config))
+        work = await Pass.read(db)
+        assert sorted(vm.pool for vm in work.pending) == ["a", "b"]
+        await manager_overrides.run(manager, work)
+        assert [vm.pool for vm in work.pending] == ["b"]
+        assert states(db, "a") == {"completed": 1}
+    asyncio.run(scenario())

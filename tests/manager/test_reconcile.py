@@ -5,7 +5,7 @@ from sqlalchemy import update
 
 from tests.conftest import add_vm
 from tests.manager.helpers import events, fast_config, rows, running, states, wait_for
-from vmpooler.db import vms as vm_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import vms
 from vmpooler.providers.registry import REGISTRY
@@ -51,7 +51,7 @@ def test_vm_deleted_behind_our_back_while_running_is_marked_gone(db):
     async def scenario():
         async with running(config, db) as (manager, dummy):
             await wait_for(lambda: states(db).get("ready") == 2)
-            victim = vm_store.checkout(db, [vm_store.Want("a", ("a",), 1)], utcnow(), 24)["a"][0].name
+            victim = checkout_store.checkout(db, [checkout_store.Want("a", ("a",), 1)], utcnow(), 24)["a"][0].name
             dummy.remove(victim)
             await wait_for(lambda: rows(db, name=victim)[0].state == "gone")
     asyncio.run(scenario())

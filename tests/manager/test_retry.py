@@ -13,11 +13,13 @@ from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import tasks
 from vmpooler.manager.breaker import CircuitBreaker
-from vmpooler.manager.retry import CLONE, DESTROY, TASK, RetryPolicy
+from vmpooler.manager.retry import RetryPolicy
+from vmpooler.model import AttemptKind, BreakerState, Retry
 from vmpooler.providers.base import CircuitOpen, PermanentError, TransientError
 
 POOL = {"name": "a", "template": "tmpl-a", "size": 1}
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0)
+CLONE, DESTROY, TASK = AttemptKind.CLONE, AttemptKind.DESTROY, AttemptKind.TASK
 
 
 def policy(wait=7.0):
@@ -147,3 +149,24 @@ def test_clones_and_destroys_keep_their_attempts_while_the_breaker_is_open(db):
     assert any("destroy waits for the provider's circuit breaker" in e.reason for e in events(db, name))
     replacement = [r for r in rows(db) if r.name != name and r.id > 2][0]
     assert any("clone waits for the provider's circuit breaker" in e.reason for e in events(db, replacement.name))
+
+
+def test_each_attempt_kind_carries_its_column_guard_and_give_up_state():
+    """The kinds are a type: what a failed attempt counts in, the state it is guarded by and the
+    state its work is given up to travel with the kind, and the policy has a limit for each."""
+    assert [(kind.value, kind.column, kind.works_on, kind.gives_up_to) for kind in AttemptKind] == [
+        ("clone", "clone_attempts", "pending", "completed"), ("destroy", "destroy_attempts", "completed", "failed"),
+        ("task", "attempts", "running", "failed")]
+    assert f"{CLONE} failed" == "clone failed" and CLONE == "clone"
+    from vmpooler.db import vm_statements
+    from vmpooler.db.models import tasks as task_table, vms as vm_table
+    assert set(vm_statements.ATTEMPT_GUARDS) == {CLONE, DESTROY}
+    assert {CLONE.column, DESTROY.column} <= set(vm_table.c.keys()) and TASK.column in task_table.c
+    limits = RetryPolicy.from_settings(fast_config([POOL]).settings, {}).limits
+    assert set(limits) == set(AttemptKind)
+
+
+def test_a_breaker_refusal_says_so():
+    retry = policy().after(DESTROY, CircuitOpen("open"), 1, "p", NOW)
+    assert retry.waits_for_breaker and retry == Retry(1, retry.at, waits_for_breaker=True)
+    assert not policy().after(DESTROY, TransientError("x"), 1, "p", NOW).waits_for_breaker

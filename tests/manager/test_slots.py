@@ -1,4 +1,4 @@
-"""A freed clone slot is used at once (manager/slots.py): clones start as others end, without
+"""A freed clone slot is used at once (manager/refill.py): clones start as others end, without
 waiting for a pass, and still within task_limit, within each pool's size, fair between pools,
 never two provider calls for one VM, backing off after failed clones, only while leading.
 
@@ -9,6 +9,7 @@ import threading
 
 from tests.manager.helpers import Manager, REGISTRY, fast_config, rows, running, states, wait_for
 from vmpooler.db import stats
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.providers.base import TransientError
@@ -131,7 +132,7 @@ def test_no_slot_leaks_after_failed_clones(db):
             await wait_for(full, timeout=30, what="the pool full despite failed clones")
             await wait_for(lambda: not any(key[0] == "vm" for key in manager.in_flight), what="clones ended")
             counts = stats.pool_counts(db, utcnow())["a"]
-            assert counts["clone_slots"] == 0 and counts["pending"] == 0
+            assert counts.clone_slots == 0 and counts.pending == 0
             # every slot is still usable: take away half the pool, it comes back
             for vm in rows(db, state="ready")[:10]:
                 vm_store.complete(db, vm, "taken away by the test", utcnow())
@@ -186,17 +187,17 @@ def test_a_checkout_refills_with_a_fill_not_a_pass(db):
         async with running(config, db) as (manager, dummy):
             await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=30, what="pool full")
             passes, fills = [], []
-            original_pass, original_fill = manager.run_pass, manager.slots._refill
+            original_pass, original_fill = manager.run_pass, manager.refiller.fill
 
             async def counted_pass():
                 passes.append(1)
                 await original_pass()
 
-            async def counted_fill(manager_):
+            async def counted_fill(counts, now):
                 fills.append(1)
-                await original_fill(manager_)
-            manager.run_pass, manager.slots._refill = counted_pass, counted_fill
-            await db.run(vm_store.checkout, [vm_store.Want("a", ("a",), 2)], utcnow(), 24)
+                await original_fill(counts, now)
+            manager.run_pass, manager.refiller.fill = counted_pass, counted_fill
+            await db.run(checkout_store.checkout, [checkout_store.Want("a", ("a",), 2)], utcnow(), 24)
             manager.refill()
             await wait_for(lambda: states(db, "a").get("ready") == 3, timeout=10, what="pool refilled")
             await asyncio.sleep(0.2)  # the two clones have ended: neither asks for another fill

@@ -11,8 +11,12 @@ from tests.conftest import make_config, new_vm
 from tests.test_cli import ROOT
 from vmpooler.auth.tokens import issue, token_hash
 from vmpooler.db import events
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database
+from vmpooler.model import AttemptKind, Retry
+
+CLONE = AttemptKind.CLONE
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 3},
          {"name": "centos-7-x86_64", "template": "centos-7-x86_64", "size": 2}]
@@ -45,8 +49,8 @@ class Seeder:
         return vm_id
 
     def check_out(self, pool, token, user, now):
-        owner = vm_store.Owner(token_hash(token), user)
-        taken = vm_store.checkout(self.db, [vm_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
+        owner = checkout_store.Owner(token_hash(token), user)
+        taken = checkout_store.checkout(self.db, [checkout_store.Want(pool, (pool,), 1)], now, 12, owner=owner)
         return taken[pool][0].name
 
     def returned(self, vm_id, now, reason="deleted by the client", destroy=True):
@@ -77,13 +81,13 @@ def seeded(tmp_path):
     seed.ready("debian-7-i386", "fresh-newt", at("12:00"), at("12:05"))
     # centos: a clone that failed twice, and a VM whose destroy was given up
     calm = new_vm(db, seed.config.pools_by_name["centos-7-x86_64"], "calm-heron", at("08:00"))
-    vm_store.attempt_failed(db, seed.row(calm), "clone", "template not found", at("08:01"), 1, retry_at=at("08:02"))
-    vm_store.attempt_failed(db, seed.row(calm), "clone", "template not found", at("08:05"), 2, retry_at=None)
+    vm_store.attempt_failed(db, seed.row(calm), CLONE, "template not found", at("08:01"), Retry(1, at("08:02")))
+    vm_store.attempt_failed(db, seed.row(calm), CLONE, "template not found", at("08:05"), Retry(2, None))
     vm_store.destroyed(db, seed.row(calm), at("08:06"))
     slow = seed.ready("centos-7-x86_64", "slow-mole", at("08:00"), at("08:10"))
     assert seed.check_out("centos-7-x86_64", other, "other", at("12:00")) == "slow-mole"
     seed.returned(slow, at("13:00"), destroy=False)
-    vm_store.attempt_failed(db, seed.row(slow), "destroy", "NoPermission", at("13:05"), 1, retry_at=None)
+    vm_store.attempt_failed(db, seed.row(slow), AttemptKind.DESTROY, "NoPermission", at("13:05"), Retry(1, None))
     db.dispose()
     with sqlite3.connect(tmp_path / "vmpooler.db") as raw:
         yield raw, {"jdoe": jdoe, "other": other}

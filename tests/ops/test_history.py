@@ -11,10 +11,11 @@ from tests.test_cli import vmpooler
 from vmpooler.auth.tokens import issue, token_hash
 from vmpooler.db import tasks as task_store
 from vmpooler.db import tokens as token_rows
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.audit import vm_history
-from vmpooler.model import TaskKind
+from vmpooler.model import Retry, TaskKind
 from vmpooler.operations import format_life
 
 POOLS = [{"name": "debian-7-i386", "template": "debian-7-i386", "size": 1}]
@@ -74,8 +75,8 @@ def test_every_vm_that_had_the_name_oldest_first(db):
     pool = make_config().pools[0]
     token = issue(db, "jdoe", utcnow())
     add_vm(db, pool, "ready", name="twice")
-    owner = vm_store.Owner(token_hash(token), "jdoe")
-    vm_store.checkout(db, [vm_store.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
+    owner = checkout_store.Owner(token_hash(token), "jdoe")
+    checkout_store.checkout(db, [checkout_store.Want(pool.name, (pool.name,), 1)], utcnow(), 12, owner=owner)
     vm_store.complete(db, vm_store.latest(db, "twice"), "deleted by the client", utcnow())
     vm_store.destroyed(db, vm_store.latest(db, "twice"), utcnow())
     token_rows.remove(db, token_rows.by_hash(db, token_hash(token)).id)
@@ -100,7 +101,7 @@ def test_history_shows_snapshots_reverts_and_added_disks(db, tmp_path):
     assert task_store.claim(db, snapshot) and task_store.finish(db, snapshot, now)
     revert = task_store.queue(db, vm, TaskKind.REVERT, "before-upgrade", now)
     assert task_store.claim(db, revert)
-    assert task_store.failed(db, SimpleNamespace(id=revert), "no such snapshot", now, 3, None)
+    assert task_store.failed(db, SimpleNamespace(id=revert), "no such snapshot", now, Retry(3, None))
     task_store.queue(db, vm, TaskKind.DISK, "8", now)
     with db.read() as conn:
         (life,) = vm_history(conn, "worked-on")

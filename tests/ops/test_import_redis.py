@@ -17,7 +17,7 @@ from vmpooler import config as config_module
 from vmpooler.auth.tokens import token_hash
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database
-from vmpooler.db.models import ondemand_requests, pool_overrides, tasks, tokens, vm_events, vm_tags, vms
+from vmpooler.db.models import dead_letters, ondemand_requests, pool_overrides, tasks, tokens, vm_events, vm_tags, vms
 from vmpooler.providers.registry import REGISTRY
 
 redis = pytest.importorskip("redis")
@@ -90,7 +90,10 @@ def fill_like_the_original(client, now: datetime.datetime) -> None:
     client.hset(f"vmpooler__clone__{(now - datetime.timedelta(days=1)).date()}",
                 mapping={"debian-7-i386:ready-one": "12.50", "centos-7:done-vm": "20.00"})
     client.hset(f"vmpooler__boot__{(now - datetime.timedelta(days=1)).date()}", "debian-7-i386:ready-one", "33.10")
-    client.zadd("vmpooler__dlq__clone", {'gone-vm:1:{"vm":"gone-vm","error_class":"RuntimeError"}': 1})
+    entry = ('{"vm":"gone-vm","pool":"debian-7-i386","queue_from":"clone","error_class":"RuntimeError",'
+             '"error_message":"template not found","failed_at":"2026-12-05T10:00:00+00:00","retry_count":3,'
+             '"request_id":null,"pool_alias":null}')
+    client.zadd("vmpooler__dlq__clone", {f"gone-vm:1764928800:{entry}": 1764928800, "junk": 1})
 
 
 def write_config(tmp_path, database_url=None) -> str:
@@ -136,7 +139,7 @@ def test_import_carries_every_queue_token_request_and_override(tmp_path, redis_s
                  "imported 1 boot samples",
                  "skipped VM retired-vm: its pool retired-pool is not configured here",
                  "skipped size override of pool retired-pool: the pool is not configured here",
-                 "skipped 1 dead-letter queue entries"):
+                 "imported 1 dead letters", "skipped 1 dead-letter queue entries: not the 3.x format"):
         assert line in out, out
 
     try:
@@ -163,6 +166,10 @@ def test_import_carries_every_queue_token_request_and_override(tmp_path, redis_s
         assert by_name["od-vm"].want_id is not None and held.want_id is None
         assert [(row.pool, row.setting, row.value) for row in rows(db, pool_overrides)] == [
             ("debian-7-i386", "size", "3")]
+        letter = rows(db, dead_letters)[0]
+        assert (letter.vm_name, letter.pool, letter.queue_from, letter.error_class, letter.retry_count) == (
+            "gone-vm", "debian-7-i386", "clone", "RuntimeError", 3)
+        assert letter.failed_at == datetime.datetime(2026, 12, 5, 10, 0)
         reasons = {row.vm_name: row.reason for row in rows(db, vm_events)}
         assert reasons["held-vm"] == f"imported from {url}: running in the original"
     finally:

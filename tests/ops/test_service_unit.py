@@ -73,3 +73,26 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path, path, name):
     unit.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+
+
+def install_block() -> list:
+    """The commands of docs/operations.md's "Installing as a service"."""
+    text = open(os.path.join(ROOT, "docs", "operations.md"), encoding="utf-8").read()
+    block = text.split("## Installing as a service", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE])
+def test_documentation_names_what_exists_after_the_documented_install(path, tmp_path):
+    """Each Documentation= is a web page or a file the install steps create (run here, with
+    /opt/vmpooler moved under a temporary directory)."""
+    for target in directives(path)["Unit"]["Documentation"][0].split():
+        assert target.startswith(("https://", "file:///")), target
+        if target.startswith("file://"):
+            installed = target[len("file://"):]
+            steps = [line for line in install_block() if os.path.dirname(installed) in line]
+            assert steps, f"no install step creates {installed}"
+            for step in steps:
+                subprocess.run(["bash", "-ec", step.replace("/opt/vmpooler", str(tmp_path / "opt"))], cwd=ROOT,
+                               check=True)
+            assert os.path.isfile(installed.replace("/opt/vmpooler", str(tmp_path / "opt"))), installed

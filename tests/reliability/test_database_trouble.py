@@ -84,15 +84,14 @@ def locked_by_another_process(path):
 def disk_full(directory):
     """Fill the (small tmpfs) file system holding ``directory`` to its last byte."""
     filler = os.path.join(directory, "filler")
-    with open(filler, "wb") as handle:
+    # unbuffered: a write that does not fit is written in part, and no buffered rest is left to
+    # fail again at close (a buffered file's truncate or close flushes it: ENOSPC once more)
+    with open(filler, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError as error:
             assert error.errno == errno.ENOSPC, error
-            # the file object still holds unwritten bytes; drop them so that close() succeeds
-            handle.truncate(handle.tell() - handle.tell() % 4096 if handle.tell() else 0)
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tests.api.conftest import Client
 from tests.reliability.harness import pools_full, raw_config, service_config, wait_until
-from tests.reliability.test_database_trouble import assert_health
+from tests.reliability.test_database_trouble import assert_health, small_tmpfs
 from tests.reliability.invariants import assert_each_vm_checked_out_at_most_once, assert_every_checkout_recorded_once
 from tests.service import InProcessService
 from tests.test_cli import free_port, vmpooler
@@ -161,13 +161,30 @@ def assert_one_line_refusal(result, *words):
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def test_starting_on_a_read_only_database_says_so_in_one_line(tmp_path):
+def up_to_date_database(path):
+    """An SQLite database at ``path`` with every migration applied: start-up has nothing to
+    migrate, only its heartbeat to write."""
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()
+
+
+def test_starting_on_an_immutable_database_says_so_in_one_line(tmp_path):
     require_chattr(str(tmp_path))
     path = tmp_path / "vmpooler.db"
-    Database(f"sqlite:///{path}").upgrade()  # an up-to-date database: nothing to migrate, only to write
+    up_to_date_database(path)
     with immutable([str(path)]):
         result = serve_once(tmp_path, f"sqlite:///{path}")
     assert_one_line_refusal(result, "read-only", str(path))
+
+
+def test_starting_on_a_read_only_mount_says_so_in_one_line(tmp_path):
+    with small_tmpfs(tmp_path / "mount") as directory:
+        path = directory / "vmpooler.db"
+        up_to_date_database(path)  # closed: nothing may hold a file open for writing at the remount
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        result = serve_once(tmp_path, f"sqlite:///{path}")
+    assert_one_line_refusal(result, "file system is mounted read-only", str(path))
 
 
 def test_starting_on_an_unreachable_database_says_so_in_one_line(tmp_path):
@@ -175,4 +192,4 @@ def test_starting_on_an_unreachable_database_says_so_in_one_line(tmp_path):
     assert_one_line_refusal(result, "refused the connection", "127.0.0.1")
     assert "secret" not in result.stderr
     result = serve_once(tmp_path, f"sqlite:///{tmp_path}/no/such/directory/vmpooler.db")
-    assert_one_line_refusal(result, "cannot be opened", "no/such/directory")
+    assert_one_line_refusal(result, "directory does not exist", "no/such/directory")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.api.conftest import PASSWORD, USERS_AUTH, assert_too_large
 from tests.reliability.harness import ServerProcess, pools_full, wait_until
-from vmpooler.api.routes import PREFIX, ROUTES
+from vmpooler.api.routes import PREFIX, ROUTES, V3_ROUTES
 
 POOLS = [{"name": "a", "template": "t", "size": 2}]
 MAX_BODY = 8192
@@ -59,7 +59,7 @@ def hold_vm(server) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("hostile"), POOLS, log_level="DEBUG", auth=USERS_AUTH,
-                            settings={"max_body_size": MAX_BODY, "rate_limiting_enabled": False,
+                            settings={"max_body_size": MAX_BODY, "auth_failure_limits_enabled": False,
                                       "request_logger": True}).start()
     wait_until(lambda: pools_full(process.client, POOLS), 20, "the pool to fill")
     yield process
@@ -72,13 +72,14 @@ def schema(server):
         return sorted(connection.execute("SELECT type, name FROM sqlite_master"))
 
 
-def test_hostile_values_in_every_path_segment_and_query_parameter(server):
+@pytest.mark.parametrize("prefix", [PREFIX, "/api/v3"])  # v3 checks input its own way (3.8.1's)
+def test_hostile_values_in_every_path_segment_and_query_parameter(server, prefix):
     before = schema(server)
     token = server.client.post("/api/v1/token", user="jdoe").json()["token"]
     sent = 0
-    for path, _handler, _aliased in ROUTES:
+    for path, _handler, _aliased in ROUTES + ([(p, h, False) for p, h in V3_ROUTES] if prefix != PREFIX else []):
         for value in HOSTILE:
-            target = PREFIX + re.sub(r"\{\w+\}", lambda _m: encoded(value), path)
+            target = prefix + re.sub(r"\{\w+\}", lambda _m: encoded(value), path)
             for method in ("GET", "POST", "PUT", "DELETE"):
                 body = "{}" if method in ("POST", "PUT") else None
                 response = server.client.request(method, target, body=body, token=token)
@@ -89,7 +90,7 @@ def test_hostile_values_in_every_path_segment_and_query_parameter(server):
         for query in (f"view={quoted}", f"from={quoted}&to={quoted}", f"{quoted}={quoted}", quoted):
             for path in ("/status", "/summary", "/summary/tag", "/summary/boot/a", "/poolstat", "/totalrunning",
                          "/vm", "/vm/a"):
-                response = server.client.get(f"{PREFIX}{path}?{query}")
+                response = server.client.get(f"{prefix}{path}?{query}")
                 assert_clean_answer(response, f"GET {path}?{query[:100]}")
                 sent += 1
     assert sent > 1000
@@ -117,14 +118,15 @@ def deeply_nested(depth, opener="[", closer="]"):
     return opener * depth + "1" + closer * depth
 
 
-def test_deeply_nested_and_odd_json_is_a_400(server):
+@pytest.mark.parametrize("prefix", [PREFIX, "/api/v3"])
+def test_deeply_nested_and_odd_json_is_a_400(server, prefix):
     held = hold_vm(server)
     bodies = [deeply_nested(3000), deeply_nested(900, '{"a":', "}"), '{"tags": ' + deeply_nested(2000) + "}",
               '{"tags": {"x": ' + deeply_nested(500, '{"y":', "}") + "}}", '{"lifetime": NaN}',
               '{"lifetime": Infinity}', '{"lifetime": 1e999}', '{"a": 1, "a": 2}', "\ufeff{}", '"\\ud800"',
               '{"\\ud800": 1}', "[" * 10, "\x00", "{" + '"k":1,' * 1300 + '"k":1}']
     for body in bodies:
-        for method, path in (("PUT", f"/api/v1/vm/{held}"), ("POST", "/api/v1/vm")):
+        for method, path in (("PUT", f"{prefix}/vm/{held}"), ("POST", f"{prefix}/vm")):
             response = server.client.request(method, path, body=body.encode("utf-8", "surrogatepass"))
             assert_clean_answer(response, f"{method} {body[:60]!r}")
     assert server.client.get(f"/api/v1/vm/{held}").status == 200
@@ -157,7 +159,7 @@ json_values = st.recursive(
 def test_arbitrary_json_bodies_never_break_a_route(server, body):
     text = json.dumps(body)
     for method, path in (("PUT", "/api/v1/vm/nosuchvm"), ("POST", "/api/v1/vm"), ("POST", "/api/v1/vm/a/snapshot"),
-                         ("POST", "/api/v1/token")):
+                         ("POST", "/api/v1/token"), ("POST", "/api/v3/vm"), ("PUT", "/api/v3/vm/nosuchvm")):
         assert_clean_answer(server.client.request(method, path, body=text), f"{method} {path} {text[:80]}")
 
 
@@ -196,7 +198,7 @@ def test_token_guessing_is_slowed_down_and_never_succeeds(tmp_path):
 
 def test_passwords_and_tokens_never_reach_the_log_or_an_error_answer(tmp_path):
     server = ServerProcess(tmp_path, POOLS, log_level="DEBUG", auth=USERS_AUTH,
-                           settings={"request_logger": True, "rate_limiting_enabled": False}).start()
+                           settings={"request_logger": True, "auth_failure_limits_enabled": False}).start()
     wrong_password, guessed = "Wr0ng-Passw0rd-ZZ", "guessedtokenguessedtokenguessed1"
     errors = []
     try:

@@ -13,8 +13,9 @@ from tests.service import InProcessService
 from tests.reliability.invariants import (assert_database_matches_inventory, assert_each_vm_checked_out_at_most_once,
                                           assert_every_checkout_recorded_once, assert_no_name_live_twice)
 from vmpooler.db import tasks as task_store
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import vms as vm_store
-from vmpooler.db.vms import Shortfall, Want
+from vmpooler.db.checkout import Shortfall, Want
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import tasks
 
@@ -35,7 +36,7 @@ def test_pools_converge_under_thirty_percent_faults(db):
             for _ in range(60):  # checkout / snapshot / return load while faults happen
                 pool = rng.choice("ab")
                 try:
-                    name = vm_store.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0].name
+                    name = checkout_store.checkout(db, [Want(pool, (pool,), 1)], utcnow(), 24)[pool][0].name
                 except Shortfall:
                     await asyncio.sleep(0.02)
                     continue

@@ -8,6 +8,8 @@ from vmpooler.config import ConfigError
 from vmpooler.providers.registry import REGISTRY
 from vmpooler.settings import SETTINGS_BY_KEY, did_you_mean, unknown_key
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 GOOD = {
     ":config:": {"task_limit": 4, "domain": "example.com", "allowed_tags": ["user"], "logfile": "/x.log"},
     ":providers:": {"dummy": {"createvm_max_time": 2}},
@@ -195,3 +197,11 @@ def test_an_unknown_provider_class_is_one_problem_not_two():
     assert len(error.value.problems) == 1, error.value.problems
     assert error.value.problems[0].startswith("providers.mine: unknown provider 'vshpere' (did you mean vsphere?)")
     assert error.value.warnings == []  # its pool's keys are not called unknown either
+
+
+def test_the_built_in_pools_are_the_example_file_s():
+    example = config.build(config.read_file(os.path.join(ROOT, "vmpooler.yaml.example")), {}, REGISTRY)
+    built_in = config.build(config.default_raw(), {}, REGISTRY)
+    shown = [(p.name, p.template, p.size, p.provider, p.alias) for p in built_in.pools]
+    assert shown == [(p.name, p.template, p.size, p.provider, p.alias) for p in example.pools]
+    assert built_in.aliases == {"debian-7-32": ["debian-7-i386"]}

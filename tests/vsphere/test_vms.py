@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 from pyVmomi import SoapStubAdapter, vim
 
+from vmpooler.model import NotReady
 from vmpooler.providers.base import PermanentError, VMNotFound
 from tests.vsphere.helpers import DATACENTER, make_pool, set_guest_ip, vm_at
 
@@ -68,13 +69,15 @@ def test_get_vm(provider, pool, vc):
 def test_is_ready_needs_an_address_and_an_open_port(provider, vc, listening_port, closed_port):
     listening = make_pool(ready_check_port=listening_port)
     provider.create_vm(listening, "vm-ready")
-    assert provider.is_ready(listening, "vm-ready") is False  # no address yet
+    no_address = "its guest address never came (VMware Tools reported none usable)"
+    assert provider.is_ready(listening, "vm-ready") == NotReady(no_address)  # no address yet: false, and why
     set_guest_ip(vc, listening, "vm-ready", "0.0.0.0")
-    assert provider.is_ready(listening, "vm-ready") is False  # not a usable address
+    assert provider.is_ready(listening, "vm-ready") == NotReady(no_address)  # not a usable address
     set_guest_ip(vc, listening, "vm-ready")
     assert provider.is_ready(listening, "vm-ready") is True
     closed = make_pool(name=listening.name, ready_check_port=closed_port)
-    assert provider.is_ready(closed, "vm-ready") is False
+    answer = provider.is_ready(closed, "vm-ready")
+    assert not answer and answer == NotReady(f"its port {closed_port} on 127.0.0.1 never opened")
     unchecked = make_pool(name=listening.name, ready_check_port=0)
     assert provider.is_ready(unchecked, "vm-ready") is True
 

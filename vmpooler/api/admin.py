@@ -9,8 +9,8 @@ from vmpooler.api.errors import ApiError
 from vmpooler.db.overrides import Actor
 
 
-class ChangeMixin:
-    async def authorize_change(self: BaseHandler) -> Actor:
+class ChangeMixin(BaseHandler):
+    async def authorize_change(self) -> Actor:
         """Who asks, once they may: 405 while experimental_features is off (before anything else,
         as the original), a token when an auth store is configured (401), and one of the users of
         ``:auth: admins`` when that is set (403)."""

@@ -22,7 +22,7 @@ import datetime
 import logging
 import math
 import time
-from typing import Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -53,7 +53,7 @@ class FailureWindow:
     def __init__(self, limit: int, window: float = 60.0, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         self.limit, self.window, self.enabled, self.clock = limit, window, enabled, clock
-        self._failures = {}  # key -> the newest ``limit`` failure times (only those matter)
+        self._failures: dict = {}  # key -> the newest ``limit`` failure times (only those matter)
 
     def retry_after(self, key) -> Optional[int]:
         """Seconds the key must wait, or None when it may try now."""
@@ -103,20 +103,29 @@ class Credentials:
     @classmethod
     def for_context(cls, context: Context) -> "Credentials":
         settings = context.config.settings
-        enabled = settings.rate_limiting_enabled
+        enabled = settings.auth_failure_limits_enabled
         return cls(context, FailureWindow(settings.auth_failures_per_minute, enabled=enabled),
                    FailureWindow(settings.auth_token_failures_per_minute, enabled=enabled))
 
     # --- tokens -----------------------------------------------------------------------------
+    async def known_token(self, request: HTTPServerRequest):
+        """The token row X-AUTH-TOKEN names, or None (no header, or an unknown token); looked up
+        once per request (the rate limiter and the handler both ask)."""
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_token"):
+            value = request.headers.get("X-AUTH-TOKEN")
+            memo.vmpooler_token = None if value is None else await self.context.db.run(
+                token_store.by_hash, token_hash(value.strip()))
+        return memo.vmpooler_token
+
     async def token(self, request: HTTPServerRequest, required: bool):
         """The token row named by X-AUTH-TOKEN (its use recorded); None when there is no header
         and none is ``required``. 401 for a missing (when required) or unknown token."""
-        value = request.headers.get("X-AUTH-TOKEN")
-        if value is None:
+        if request.headers.get("X-AUTH-TOKEN") is None:
             if required:
                 raise ApiError(401, "this request needs a token in the X-AUTH-TOKEN header")
             return None
-        row = await self.context.db.run(token_store.by_hash, token_hash(value.strip()))
+        row = await self.known_token(request)
         if row is None:
             self.wrong_token(request, "the token in X-AUTH-TOKEN is not valid")
         await self._record_use(row)
@@ -151,9 +160,36 @@ class Credentials:
         if vm.token_hash is not None and row.token_hash != vm.token_hash:
             raise ApiError(403, f"{vm.name} was checked out with another token; only that token may change it")
 
+    async def valid_credential(self, request: HTTPServerRequest) -> Optional[str]:
+        """``token:<hash>`` of a known token, else ``user:<name>`` of valid Basic credentials, else
+        None (none given, or not valid; no auth store): whom the request rate limits count."""
+        if self.context.auth is None:
+            return None
+        row = await self.known_token(request)
+        if row is not None:
+            return "token:" + row.token_hash
+        if request.headers.get("Authorization"):
+            try:
+                return "user:" + (await self.basic_user(request)).strip().casefold()
+            except ApiError:
+                return None
+        return None
+
     # --- passwords --------------------------------------------------------------------------
     async def basic_user(self, request: HTTPServerRequest) -> str:
-        """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401."""
+        """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401; checked
+        once per request (the rate limiter may have asked already)."""
+        memo: Any = request  # the answer is kept on the request itself
+        if not hasattr(memo, "vmpooler_basic"):
+            try:
+                memo.vmpooler_basic = await self._check_basic(request)
+            except ApiError as error:
+                memo.vmpooler_basic = error
+        if isinstance(memo.vmpooler_basic, ApiError):
+            raise memo.vmpooler_basic
+        return memo.vmpooler_basic
+
+    async def _check_basic(self, request: HTTPServerRequest) -> str:
         header = request.headers.get("Authorization")
         if not header:
             raise ApiError(401, "this request needs HTTP basic authentication")
@@ -166,8 +202,9 @@ class Credentials:
         if wait is not None:  # the user name is not echoed: a client may have typed a password there
             raise _blocked(wait, "too many failed logins for this user from this address; try again later")
         try:
-            valid = await IOLoop.current().run_in_executor(
-                self.context.executor, self.context.auth.authenticate, *credentials)
+            store = self.context.auth
+            assert store is not None  # Basic credentials are read only where an auth store is configured
+            valid = await IOLoop.current().run_in_executor(self.context.executor, store.authenticate, *credentials)
         except AuthUnavailable:  # the directory is down: nobody's fault, so nothing is counted
             raise ApiError(503, "the authentication directory is unavailable; try again later",
                            headers={"Retry-After": "5"}) from None

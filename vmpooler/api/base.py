@@ -10,12 +10,16 @@ import dataclasses
 import json
 import logging
 import re
+from typing import Any, Dict, Optional
 
 import tornado.web
 
+from vmpooler.api import validation
 from vmpooler.api.auth import Credentials
 from vmpooler.api.errors import MESSAGES, ApiError
+from vmpooler.api.ratelimit import RateLimiter, classify, client_of
 from vmpooler.api.render import encode, shown
+from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
 from vmpooler.db.database import StoreUnavailable
 
@@ -34,10 +38,22 @@ class ApiState:
     context: Context
     credentials: Credentials
     status_cache: dict = dataclasses.field(default_factory=dict)
+    #: the request rate limits; None unless rate_limiting_enabled
+    limiter: Optional[RateLimiter] = None
 
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
+
+
+def _storable(data: dict) -> dict:
+    """``data``, unless it holds text no database can store: JSON's \\ud800 escapes decode to lone
+    surrogates (400)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
+    return data
 
 
 def redact(uri: str) -> str:
@@ -51,6 +67,13 @@ def request_summary(request) -> str:
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    #: whether the request rate limits apply (never to /healthcheck nor the metrics route)
+    rate_limited = True
+
+    def initialize(self, version: ApiVersion = ApiVersion.V1) -> None:
+        #: the API version of the route's prefix (the unversioned aliases are v1)
+        self.version = version
+
     @property
     def state(self) -> ApiState:
         return self.application.settings["vmpooler"]
@@ -72,6 +95,15 @@ class BaseHandler(tornado.web.RequestHandler):
     def config(self):
         return self.context.config
 
+    async def prepare(self) -> None:
+        """The request rate limits (429 past a class's limit), before the handler runs."""
+        limiter = self.state.limiter
+        if limiter is None or not self.rate_limited:
+            return
+        credential = await self.credentials.valid_credential(self.request)
+        limiter.take(classify(self.request.method, self.request.path, credential is not None),
+                     client_of(self.request, credential))
+
     # --- answers ----------------------------------------------------------------------------
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -89,7 +121,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        body = {"ok": False}
+        body: Dict[str, Any] = {"ok": False}
         if isinstance(error, ApiError):
             status_code = error.status
             for name, value in error.headers.items():
@@ -133,14 +165,21 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        try:  # JSON's \ud800 escapes decode to lone surrogates, which no database can store
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
-        return data
+        return _storable(data)
+
+    def versioned_body(self) -> dict:
+        """The body of POST /vm and PUT /vm/<host>: v3 reads it as 3.8.1 does (an empty body is
+        ``{}``, the original's messages), the others with ``json_body``."""
+        if not self.version.validates:
+            return self.json_body()
+        return _storable(validation.json_object(self.request.body or b""))
 
     def hostname(self, raw: str) -> str:
-        """A VM name from the path; ``<name>.<domain>`` (any pool's domain) is shortened to ``<name>``."""
+        """A VM name from the path: v3 checks it as 3.8.1 does; v2 and v3 cut it at its first dot;
+        v1 shortens ``<name>.<domain>`` (any pool's domain) to ``<name>``."""
+        if self.version.validates:
+            validation.hostname(raw)
+        raw = self.version.path_hostname(raw)
         name, _dot, domain = raw.partition(".")
         if domain in self.config.domains and re.fullmatch(r"[A-Za-z0-9_-]+", name):
             raw = name
@@ -154,8 +193,12 @@ class BaseHandler(tornado.web.RequestHandler):
 class NotFoundHandler(BaseHandler):
     """Every path no route matches: 404 ``{"ok": false}``, whatever the method."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        await super().prepare()  # the request rate limits count unknown paths too, as 3.9.1's
         raise ApiError(404)
 
     def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, (ApiError, StoreUnavailable)):  # our 404, a 429, a 503
+            return super().write_error(status_code, **kwargs)
         super().write_error(404)  # also for methods Tornado does not know (405 elsewhere)

@@ -100,8 +100,9 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         self.connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
                                       headers, body)
         address = getattr(self.connection.context, "remote_ip", "")
-        access_log.info("413 %s %s (%s): body over %d bytes", self.request_line.method,
-                        redact(self.request_line.path), address, self.limit)
+        line = self.request_line
+        assert line is not None  # refused only once the headers were read
+        access_log.info("413 %s %s (%s): body over %d bytes", line.method, redact(line.path), address, self.limit)
 
 
 class LimitedApplication(tornado.web.Application):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from vmpooler.api.delivery import HEADER, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
+from vmpooler.api import validation
+from vmpooler.api.render import handed_out, shown, whole_number
+from vmpooler.api.version import ApiVersion
 from vmpooler.context import Context
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import handout, idempotency
-from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.metrics import DISABLED
 from vmpooler.db.quotas import QuotaExceeded
@@ -25,7 +27,7 @@ def parse_path(names: str) -> dict:
     parts = names.split("+")
     if len(parts) > MAX_VMS_PER_REQUEST:
         raise ApiError(400, f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
-    counts = {}
+    counts: Dict[str, int] = {}
     for part in parts:
         counts[part] = counts.get(part, 0) + 1
     return counts
@@ -38,7 +40,8 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
     if unknown:
         metrics.checkout_invalid(unknown)
         raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]))
-    counts, problems = {}, []
+    counts: Dict[str, Any] = {}
+    problems = []
     for name, raw in requested.items():
         counts[name] = count = whole_number(raw, max_digits=6)
         if count is None or not 0 <= count <= MAX_VMS_PER_REQUEST:
@@ -48,7 +51,17 @@ def wants(config, requested: dict, metrics=DISABLED) -> list:
         problems.append(f"at most {MAX_VMS_PER_REQUEST} VMs may be requested at once")
     if problems:
         raise ApiError(400, "; ".join(problems))
-    return [vm_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
+    return [checkout_store.Want(name, tuple(config.backends(name)), count) for name, count in counts.items() if count]
+
+
+def validate_body(requested: dict) -> None:
+    """v3's checks of a POST /vm body (3.8.1): each name and count, with the original's messages;
+    an empty body asks for nothing known (404), as there."""
+    for name, count in requested.items():
+        validation.pool_name(name)
+        validation.vm_count(count)
+    if not requested:
+        raise ApiError(404, "the request asks for no pool")
 
 
 @dataclasses.dataclass
@@ -60,19 +73,20 @@ class Handout:
     replayed: bool = False
 
 
-async def checkout(context: Context, requested: dict, token: Optional[object],
-                   key: Optional[idempotency.Key] = None) -> Handout:
-    """Check out ``requested`` for ``token`` (a token row, or None: anonymous). 503 when a pool has
-    too few ready VMs, 403 when the token's user would pass their quota; under ``key`` the
-    answer the key got before (nothing more taken), or 422 when it was used for another request."""
+async def checkout(context: Context, requested: dict, token: Optional[Any],
+                   key: Optional[idempotency.Key] = None, version: ApiVersion = ApiVersion.V1) -> Handout:
+    """Check out ``requested`` for ``token`` (a token row, or None: anonymous), the answer rendered
+    for ``version``. 503 when a pool has too few ready VMs, 403 when the token's user would pass
+    their quota; under ``key`` the answer the key got before (nothing more taken), or 422 when it
+    was used for another request."""
     config, settings = context.config, context.config.settings
     wanted = wants(config, requested, context.metrics)
-    owner = vm_store.Owner(token.token_hash, token.user) if token is not None else None
+    owner = checkout_store.Owner(token.token_hash, token.user) if token is not None else None
     now, replayed = utcnow(), False
     try:
         taken = await context.db.run(handout.checkout, wanted, now, settings.vm_lifetime, owner,
                                      settings.vm_lifetime_auth, config.quota(owner.user) if owner else None, key)
-    except vm_store.Shortfall as shortfall:
+    except checkout_store.Shortfall as shortfall:
         context.metrics.checkout_empty(str(shortfall))
         raise ApiError(503, f"not enough ready VMs for {shown(str(shortfall))}; nothing was checked out")
     except QuotaExceeded as exceeded:
@@ -84,21 +98,20 @@ async def checkout(context: Context, requested: dict, token: Optional[object],
         context.metrics.checkout(vm.pool for vms in taken.values() for vm in vms)
         if wanted:
             context.refill()
-    body = {"ok": True}
-    domain = shared_domain(config, [vm.pool for vms in taken.values() for vm in vms])
-    for name, vms in taken.items():
-        hosts = v1_hostnames(config, vms, domain)
+    body: Dict[str, Any] = {"ok": True}
+    hostnames, domain = handed_out(config, taken, version.fqdn)
+    for name, hosts in hostnames.items():
         body[name] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
     if domain:
         body["domain"] = domain
     return Handout(body, taken, now, replayed)
 
 
-async def replay(context: Context, key: idempotency.Key, earlier: Exception) -> idempotency.Replay:
+async def replay(context: Context, key: Optional[idempotency.Key], earlier: Exception) -> idempotency.Replay:
     """The answer ``key`` got before: ``earlier`` itself, or, when a concurrent request with the key
     committed first (KeyInFlight), that request's answer; 422 for a key used for another request."""
     try:
-        if isinstance(earlier, idempotency.KeyInFlight):
+        if isinstance(earlier, idempotency.KeyInFlight) and key is not None:  # raised only under a key
             await context.db.run(idempotency.lookup, key, utcnow())
             raise ApiError(409, f"a request with this {HEADER} is still being made; retry it")
         raise earlier
@@ -114,7 +127,7 @@ async def answer(handler, requested: dict) -> None:
     gone before its answer is written, hand the VMs back (api/delivery.py)."""
     token = await handler.credentials.token_if_configured(handler.request, False)
     key = request_key(handler, token.token_hash if token is not None else "")
-    handed = await checkout(handler.context, requested, token, key)
+    handed = await checkout(handler.context, requested, token, key, handler.version)
     if handed.replayed:
         handler.set_header("Idempotent-Replayed", "true")
 

@@ -5,6 +5,7 @@ kept in the database (db/overrides.py) and applied by the manager's next pass.""
 from __future__ import annotations
 
 import json
+from typing import Any, Dict
 
 from vmpooler.api.admin import ChangeMixin
 from vmpooler.api.base import BaseHandler
@@ -69,8 +70,9 @@ class _SettingHandler(ChangeMixin, BaseHandler):
             else:
                 values[name] = value
         if refused:
+            failures: Dict[str, Any] = {self.failures: refused}
             raise ApiError(400, f"unknown pools or bad values of {self.pool_setting}: "
-                           + ", ".join(shown(name) for name in refused[:5]), **{self.failures: refused})
+                           + ", ".join(shown(name) for name in refused[:5]), **failures)
         changed = await self.db.run(overrides.change_setting, self.config.pools_by_name, self.pool_setting, values,
                                     actor, utcnow())
         if changed:

@@ -9,7 +9,7 @@ import hashlib
 import html
 import os
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tornado.ioloop import IOLoop
 
@@ -140,7 +140,7 @@ class PoolStatsHandler(DashboardHandler):
         pools, counts, past = await self.counts_and_history()
         body = {}
         for pool in pools:
-            entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, {}).get("ready", 0)}
+            entry = body[pool.name] = {"size": pool.size, "ready": counts.get(pool.name, stat_store.NO_VMS).ready}
             if past is not None:
                 entry["history"] = [n for n in _series(past, pool.name, "ready", entry["ready"])
                                     for _ in range(POINT_REPEAT)]
@@ -155,10 +155,10 @@ class RunningStatsHandler(DashboardHandler):
 
     async def get(self) -> None:
         pools, counts, past = await self.counts_and_history()
-        body = {}
+        body: Dict[str, Dict[str, Any]] = {}
         for pool in pools:
             entry = body.setdefault(major(pool.name), {"running": 0})
-            running = counts.get(pool.name, {}).get("running", 0)
+            running = counts.get(pool.name, stat_store.NO_VMS).running
             entry["running"] += running
             if past is not None:
                 series = _series(past, pool.name, "running", running)

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 from tornado.iostream import StreamClosedError
 
+from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import encode
 from vmpooler.db.idempotency import Key
@@ -50,7 +51,7 @@ def request_key(handler, scope: str) -> Optional[Key]:
     return Key(scope, value, digest.hexdigest(), datetime.timedelta(hours=hours))
 
 
-class HandsOut:
+class HandsOut(BaseHandler):
     """Mixin of the handlers whose answer hands VMs out (before BaseHandler in the bases)."""
 
     connection_closed = False

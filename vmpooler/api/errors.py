@@ -11,7 +11,7 @@ MESSAGES = {400: "bad request", 401: "authentication required", 403: "forbidden"
 class ApiError(Exception):
     """Answer ``status`` with ``{"ok": false, "error": error, **fields}`` (no "error" when None)."""
 
-    def __init__(self, status: int, error: Optional[str] = None, headers: Optional[dict] = None, **fields):
+    def __init__(self, status: int, error: Optional[str] = None, *, headers: Optional[dict] = None, **fields):
         super().__init__(error or str(status))
         self.status, self.error, self.headers, self.fields = status, error, headers or {}, fields
 

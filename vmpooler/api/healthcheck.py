@@ -6,28 +6,34 @@ verdict (``checks``) and which process runs the pool manager (``manager``, as in
 operators; the plain answer stays the original's."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.db import heartbeat
-from vmpooler.db.database import StoreUnavailable
+from vmpooler.db import heartbeat, queue_health
+from vmpooler.db.database import StoreUnavailable, utcnow
 
 
 class HealthcheckHandler(BaseHandler):
+    rate_limited = False  # balancers and monitors poll it
+
     async def get(self) -> None:
         db = self.context.db
         checks = {"database": await self._write_refused(), "disk": await db.run(heartbeat.disk_full),
                   "manager": self.context.manager_stalled()}
         reasons = [reason for reason in checks.values() if reason]
-        body = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
+        body: Dict[str, Any] = {"ok": False, "error": "; ".join(reasons), "reasons": reasons} if reasons else {"ok": True}
         if self.get_query_argument("details", None) is not None:
             body["checks"] = {name: {"ok": True} if reason is None else {"ok": False, "error": reason}
                               for name, reason in checks.items()}
             if checks["database"] is None:
                 body["manager"] = await IOLoop.current().run_in_executor(self.context.executor,
                                                                          self.context.leader)
+                if self.config.settings.health_check_enabled:  # shown, never a 503 (3.8.1 shows it nowhere)
+                    body["queue_health"] = (await self.db.run(
+                        queue_health.measure, utcnow(), self.config.settings.health_thresholds,
+                        [pool.name for pool in self.config.pools])).as_json()
         self.reply(body, 503 if reasons else 200)
 
     async def _write_refused(self) -> Optional[str]:

@@ -12,33 +12,39 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import Dict, Tuple, Type
 
 import tornado.web
 from tornado.ioloop import IOLoop
 
 from vmpooler.api.base import BaseHandler, NotFoundHandler
-from vmpooler.metrics import CONTENT_TYPE
+from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
+from vmpooler.api.vm import VmHandler
+from vmpooler.api.vm_tasks import DiskHandler, RevertHandler, SnapshotHandler
+from vmpooler.api.vms import VmsHandler
+from vmpooler.metrics import CONTENT_TYPE, Metrics
 
 _CUT = [(re.compile(rf"/{part}/.+$"), f"/{part}") for part in ("vm", "ondemand", "ondemandvm", "token", "lib", "img")]
 METHODS = frozenset(("get", "head", "post", "put", "delete", "patch", "options"))
 UNMATCHED = "unmatched"
 
-#: the original's http_requests_vm_total (method, subpath, operation) by handler and method, with its
-#: quirks: POST /vm/<pools> counted as get.vm.template, POST /ondemandvm/<pools> as
-#: delete.ondemand.template, a snapshot revert as post.vm.disksize
-VM_OPERATIONS = {
-    ("VmsHandler", "POST"): ("post", "vm", "checkout"),
-    ("VmHandler", "POST"): ("get", "vm", "template"),
-    ("VmHandler", "GET"): ("get", "vm", "hostname"),
-    ("VmHandler", "DELETE"): ("delete", "vm", "hostname"),
-    ("VmHandler", "PUT"): ("put", "vm", "modify"),
-    ("DiskHandler", "POST"): ("post", "vm", "disksize"),
-    ("SnapshotHandler", "POST"): ("post", "vm", "snapshot"),
-    ("RevertHandler", "POST"): ("post", "vm", "disksize"),
-    ("OndemandBodyHandler", "POST"): ("post", "ondemand", "requestid"),
-    ("OndemandRequestHandler", "POST"): ("delete", "ondemand", "template"),
-    ("OndemandRequestHandler", "GET"): ("get", "ondemand", "request"),
-    ("OndemandRequestHandler", "DELETE"): ("delete", "ondemand", "request"),
+#: the original's http_requests_vm_total (method, subpath, operation) by handler class and method,
+#: with its quirks: POST /vm/<pools> counted as get.vm.template, POST /ondemandvm/<pools> as
+#: delete.ondemand.template, a snapshot revert as post.vm.disksize. Keyed by the class itself, so
+#: that renaming a handler cannot silently drop its counts.
+VM_OPERATIONS: Dict[Tuple[Type[tornado.web.RequestHandler], str], Tuple[str, str, str]] = {
+    (VmsHandler, "POST"): ("post", "vm", "checkout"),
+    (VmHandler, "POST"): ("get", "vm", "template"),
+    (VmHandler, "GET"): ("get", "vm", "hostname"),
+    (VmHandler, "DELETE"): ("delete", "vm", "hostname"),
+    (VmHandler, "PUT"): ("put", "vm", "modify"),
+    (DiskHandler, "POST"): ("post", "vm", "disksize"),
+    (SnapshotHandler, "POST"): ("post", "vm", "snapshot"),
+    (RevertHandler, "POST"): ("post", "vm", "disksize"),
+    (OndemandBodyHandler, "POST"): ("post", "ondemand", "requestid"),
+    (OndemandRequestHandler, "POST"): ("delete", "ondemand", "template"),
+    (OndemandRequestHandler, "GET"): ("get", "ondemand", "request"),
+    (OndemandRequestHandler, "DELETE"): ("delete", "ondemand", "request"),
 }
 
 
@@ -69,16 +75,20 @@ def observe_request(handler: tornado.web.RequestHandler) -> None:
     method = request.method.lower() if request.method.lower() in METHODS else "other"
     status = handler.get_status()
     metrics.http_request(method, _path_label(handler, status), str(status), request.request_time())
-    operation = VM_OPERATIONS.get((type(handler).__name__, request.method))
+    operation = VM_OPERATIONS.get((type(handler), request.method))
     if operation is not None:
         metrics.http_vm_operation(*operation)
 
 
 class MetricsHandler(BaseHandler):
+    rate_limited = False  # Prometheus scrapes it
+
     async def get(self) -> None:
         # Rendering thousands of samples (per-pool histograms) takes milliseconds: in a thread, so
         # that requests arriving meanwhile are not held up behind a scrape.
-        body = await IOLoop.current().run_in_executor(self.context.executor, self.context.metrics.exposition)
+        metrics = self.context.metrics
+        assert isinstance(metrics, Metrics)  # routed only when metrics are kept (metrics_rules)
+        body = await IOLoop.current().run_in_executor(self.context.executor, metrics.exposition)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(body)
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from typing import Dict
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import parse_path, replay
 from vmpooler.api.delivery import HandsOut, request_key
 from vmpooler.api.errors import ApiError
-from vmpooler.api.render import shared_domain, shown, v1_hostnames, whole_number
+from vmpooler.api.render import handed_out, shared_domain, shown, whole_number
 from vmpooler.db import idempotency
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db.vms import Owner
+from vmpooler.db.checkout import Owner
 from vmpooler.db.database import utcnow
 from vmpooler.model import OD_DELETED, OD_FAILED, OD_READY, READY
 from vmpooler.db.quotas import QuotaExceeded
@@ -35,7 +36,7 @@ def refuse(status: int, message: str, **fields):
 def choose_pools(backends: list, count: int, rng=random) -> dict:
     """{pool: how many} for ``count`` VMs of a name that ``backends`` serve: each VM drawn
     uniformly from them, as the original draws without backend weights."""
-    chosen = {}
+    chosen: Dict[str, int] = {}
     for _ in range(count):
         pool = rng.choice(backends)
         chosen[pool] = chosen.get(pool, 0) + 1
@@ -51,9 +52,11 @@ class OndemandHandler(HandsOut, BaseHandler):
         return await self.credentials.token_if_configured(self.request, True)
 
     async def create(self, requested: dict, request_id, row) -> None:
-        config = self.config
+        config, metrics = self.config, self.context.metrics
         unknown = [name for name in requested if not config.backends(name)]
         if unknown:
+            for _name in unknown:  # labelled "unknown", not with the name: a client must not grow the metrics
+                metrics.ondemand_failed("invalid", "unknown")
             raise ApiError(404, "unknown pool or alias: " + ", ".join(shown(n) for n in unknown[:5]),
                            bad_templates=unknown)
         counts = self._counts(requested)
@@ -70,8 +73,10 @@ class OndemandHandler(HandsOut, BaseHandler):
         try:
             await self.db.run(requests_db.create, request_id, wants, utcnow(), owner,
                               config.quota(owner.user) if owner else None, key, generated)
+            metrics.ondemand_generated()
             self.context.wake()
         except requests_db.DuplicateRequest:
+            metrics.ondemand_generated(duplicate=True)
             refuse(409, f"request_id '{request_id}' has already been created", request_id=request_id)
         except QuotaExceeded as exceeded:
             raise ApiError(403, f"{exceeded}; nothing was requested", quota=exceeded.limit,
@@ -81,7 +86,7 @@ class OndemandHandler(HandsOut, BaseHandler):
             request_id, generated = answer["request_id"], answer["generated"]
             self.set_header("Idempotent-Replayed", "true")
         body = {"ok": True, "request_id": request_id}
-        domain = shared_domain(config, [pool for _name, pool, _count in wants])
+        domain = None if self.version.fqdn else shared_domain(config, [pool for _name, pool, _count in wants])
         if domain:
             body["domain"] = domain
 
@@ -106,7 +111,9 @@ class OndemandHandler(HandsOut, BaseHandler):
                 counts[name] = count
         if problems:
             raise ApiError(400, "; ".join(problems))
-        if any(count > limit for count in counts.values()):
+        too_many = [name for name, count in counts.items() if count > limit]
+        if too_many:
+            self.context.metrics.ondemand_failed("toomanyrequests", too_many[0])  # the first, as the original
             refuse(403, f"requested amount of instances exceeds the maximum {limit}")
         if not counts:
             raise ApiError(400, "the request asks for no VMs")
@@ -144,12 +151,11 @@ class OndemandRequestHandler(OndemandHandler):
         state = request.row.state
         body = {"ok": True, "request_id": request_id, "ready": state == OD_READY}
         if state == OD_READY:
-            handed = {want.id: [vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
-                      for want in request.wants}
-            domain = shared_domain(self.config, [vm.pool for vms in handed.values() for vm in vms])
+            hostnames, domain = handed_out(self.config, {want.id: [
+                vm for vm in request.vms if vm.want_id == want.id and vm.checkout_at is not None]
+                for want in request.wants}, self.version.fqdn)
             for want in request.wants:
-                hosts = body.setdefault(want.requested, {"hostname": []})["hostname"]
-                hosts += v1_hostnames(self.config, handed[want.id], domain)
+                body.setdefault(want.requested, {"hostname": []})["hostname"].extend(hostnames[want.id])
             if domain:
                 body["domain"] = domain
         elif state == OD_FAILED:

@@ -18,7 +18,7 @@ class PoolstatHandler(BaseHandler):
                 entry = {"max": pool.size}
                 if pool.alias:
                     entry["alias"] = alias_as_configured(pool)
-                entry["ready"] = counts.get(pool.name, {}).get("ready", 0)
+                entry["ready"] = counts.get(pool.name, stat_store.NO_VMS).ready
                 result[pool.name] = entry
         self.reply({"pools": result})
 
@@ -26,4 +26,4 @@ class PoolstatHandler(BaseHandler):
 class TotalRunningHandler(BaseHandler):
     async def get(self) -> None:
         counts = await self.db.run(stat_store.pool_counts, utcnow())
-        self.reply({"running": sum(counts.get(pool.name, {}).get("running", 0) for pool in self.config.pools)})
+        self.reply({"running": sum(counts.get(pool.name, stat_store.NO_VMS).running for pool in self.config.pools)})

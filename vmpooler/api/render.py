@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from vmpooler.db import stats as stat_store
 
@@ -62,7 +62,23 @@ def v1_hostnames(config, vms, domain: Optional[str]) -> list:
     short names beside it (as v1 always answered), else each with its own pool's domain."""
     if domain:
         return [vm.name for vm in vms]
-    return [f"{vm.name}.{config.domain_of(vm.pool)}" if config.domain_of(vm.pool) else vm.name for vm in vms]
+    return [fqdn_of(config, vm) for vm in vms]
+
+
+def handed_out(config, vms_by_name: dict, fqdn: bool) -> tuple:
+    """({requested name: [hostnames]}, the top-level domain or None) of an answer handing VMs out
+    (checkout, a ready on-demand request): with ``fqdn`` (API v2, v3) each hostname carries its
+    pool's domain and there is no top-level domain; else v1's (``shared_domain``, ``v1_hostnames``)."""
+    if fqdn:
+        return {name: [fqdn_of(config, vm) for vm in vms] for name, vms in vms_by_name.items()}, None
+    domain = shared_domain(config, [vm.pool for vms in vms_by_name.values() for vm in vms])
+    return {name: v1_hostnames(config, vms, domain) for name, vms in vms_by_name.items()}, domain
+
+
+def fqdn_of(config, vm) -> str:
+    """``<name>.<domain of its pool>``, or the name alone without a domain."""
+    domain = config.domain_of(vm.pool)
+    return f"{vm.name}.{domain}" if domain else vm.name
 
 
 def alias_as_configured(pool):
@@ -79,7 +95,7 @@ def task_json(stats: stat_store.Stats, pools: Optional[dict] = None, daily_count
     """Clone or boot times as /status and /summary show them: {"duration": {average, min, max,
     total[, pool]}, "count": {[average, min, max,] total[, pool]}}."""
     duration = _duration_json(stats)
-    count = {}
+    count: Dict[str, Any] = {}
     if daily_counts is not None:
         count.update(average=round(sum(daily_counts) / len(daily_counts), 1) if daily_counts else 0,
                      min=min(daily_counts, default=0), max=max(daily_counts, default=0))

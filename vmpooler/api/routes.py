@@ -1,12 +1,14 @@
-"""The route table and ``make_app``: every route under /api/v1, the original's unversioned
-aliases, the dashboard's routes, a JSON 404 for anything else, and the OpenAPI document at
-/api/v1/openapi.json."""
+"""The route table and ``make_app``: every route under /api/v1, /api/v2 and /api/v3 (one set of
+handlers, each given the ``ApiVersion`` of its prefix), the original's unversioned aliases, the
+dashboard's routes, a JSON 404 for anything else, and the OpenAPI document at
+/api/v<n>/openapi.json."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import re
+from typing import List
 
 import tornado.web
 
@@ -15,8 +17,11 @@ from vmpooler.api.auth import Credentials
 from vmpooler.api.base import ApiState, BaseHandler, NotFoundHandler
 from vmpooler.api.metrics import metrics_rules, observe_request
 from vmpooler.api.bodylimit import LimitedApplication
+from vmpooler.api.ratelimit import RateLimiter
 from vmpooler.api.config import (CloneTargetHandler, ConfigHandler, PoolSizeHandler, PoolSizeUndoHandler,
                                  PoolTemplateHandler, PoolTemplateUndoHandler)
+from vmpooler.api.dlq import DeadLetterHandler
+from vmpooler.api.fullconfig import FullConfigHandler
 from vmpooler.api.healthcheck import HealthcheckHandler
 from vmpooler.api.poolreset import PoolResetHandler
 from vmpooler.api.ondemand import OndemandBodyHandler, OndemandRequestHandler
@@ -26,10 +31,11 @@ from vmpooler.api.summary import SummaryHandler
 from vmpooler.api.tokens import TokenHandler, TokensHandler
 from vmpooler.api.vm import VmHandler
 from vmpooler.api.vm_tasks import DiskHandler, RevertHandler, SnapshotHandler
+from vmpooler.api.version import ApiVersion
 from vmpooler.api.vms import VmsHandler
 from vmpooler.context import Context
 
-PREFIX = "/api/v1"
+PREFIX = ApiVersion.V1.prefix
 OPENAPI_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
 access_log = logging.getLogger("vmpooler.access")
 
@@ -39,7 +45,7 @@ class OpenApiHandler(BaseHandler):
         self.reply(self.application.settings["openapi"])
 
 
-# (path under /api/v1 in OpenAPI's notation, handler, whether the unversioned path works too).
+# (path under /api/v<n> in OpenAPI's notation, handler, whether the unversioned path works too).
 # The original's Reroute aliases these unversioned paths; POST /vm/<h>/disk/<size> is aliased as
 # well (the original mapped PUT there, a route that does not exist).
 ROUTES = [
@@ -66,6 +72,11 @@ ROUTES = [
     ("/config/pooltemplate/{pool}", PoolTemplateUndoHandler, False),
     ("/config/clonetarget", CloneTargetHandler, False),
     ("/poolreset", PoolResetHandler, False),
+    ("/dlq", DeadLetterHandler, False),
+]
+#: routes that only /api/v3 has (3.x added them)
+V3_ROUTES = [
+    ("/full_config", FullConfigHandler),
 ]
 #: routes outside /api/v1, as the original mounts them
 ROOT_ROUTES = [
@@ -78,11 +89,16 @@ def _pattern(path: str) -> str:
     return "^" + re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(path)) + "/?$"
 
 
+def _url(path: str, handler, version: ApiVersion) -> tornado.web.URLSpec:
+    return tornado.web.url(_pattern(path), handler, {"version": version}, name=path)
+
+
 def rules() -> list:
-    result = []
-    for path, handler, aliased in ROUTES:
-        for full in [PREFIX + path] + ([path] if aliased else []):
-            result.append(tornado.web.url(_pattern(full), handler, name=full))
+    result: List[tornado.web.URLSpec] = []
+    for version in ApiVersion:
+        routes = ROUTES + [(path, handler, False) for path, handler in V3_ROUTES] if version.validates else ROUTES
+        result.extend(_url(version.prefix + path, handler, version) for path, handler, _aliased in routes)
+    result.extend(_url(path, handler, ApiVersion.V1) for path, handler, aliased in ROUTES if aliased)
     result.extend(tornado.web.url(pattern, handler, name=name) for name, pattern, handler in dashboard.ROUTES)
     return result + _root_rules()
 
@@ -112,9 +128,10 @@ def _application(context: Context, routes: list, **tornado_settings) -> tornado.
     """``routes`` with a JSON 404 for any other path, every request counted and logged, every body
     limited (413 JSON)."""
     settings = context.config.settings
+    limiter = RateLimiter(context.config.rate_limits) if settings.rate_limiting_enabled else None
     tornado_settings.setdefault("log_function", _log_request(settings.request_logger))
     return LimitedApplication(routes, default_handler_class=NotFoundHandler,
-                              vmpooler=ApiState(context, Credentials.for_context(context)),
+                              vmpooler=ApiState(context, Credentials.for_context(context), limiter=limiter),
                               max_body_size=settings.max_body_size, **tornado_settings)
 
 

@@ -18,7 +18,7 @@ import logging
 import resource
 import socket
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tornado import gen
 from tornado.httpserver import HTTPServer
@@ -67,7 +67,8 @@ class EveryMinute:
 
 
 class BoundedHTTPServer(HTTPServer):
-    def initialize(self, request_callback, max_connections: Optional[int] = None, **kwargs) -> None:
+    def initialize(self, request_callback, max_connections: Optional[int] = None,  # type: ignore[override]
+                   **kwargs) -> None:
         super().initialize(request_callback, **kwargs)
         self.max_connections = max_connections or default_max_connections()
         self.out_of_descriptors = EveryMinute(
@@ -86,7 +87,7 @@ class BoundedHTTPServer(HTTPServer):
     def _accept_from(self, sock: socket.socket):
         """Accept connections from ``sock`` on the IOLoop; returns the function that stops it."""
         io_loop = IOLoop.current()
-        state = {"stopped": False, "resume": None}
+        state: Dict[str, Any] = {"stopped": False, "resume": None}
 
         def accept(_fd, _events) -> None:
             for _ in range(ACCEPTS_PER_TURN):

@@ -19,7 +19,6 @@ from vmpooler.db import stats as stat_store
 from vmpooler.db.database import utcnow
 
 SECTIONS = ("boot", "capacity", "clone", "pools", "providers", "queue", "status")
-QUEUE = ("pending", "cloning", "booting", "ready", "running", "completed")
 
 
 def requested_sections(query: str) -> frozenset:
@@ -40,15 +39,22 @@ def _leadership(_db, leader) -> dict:
     return leader()
 
 
-async def build_status(context, sections: frozenset) -> dict:
+async def _nothing(_db) -> None:
+    return None
+
+
+async def build_status(context, sections: frozenset, requested: bool = False) -> dict:
+    """The body of /status for ``sections``; ``requested``: ``queue`` shows the on-demand requests
+    waiting (3.8.1+, /api/v3)."""
     config, now = context.config, utcnow()
     day = now.strftime("%Y-%m-%d")
     db = context.db
-    counts, samples, boots, manager, effective = await asyncio.gather(
+    counts, samples, boots, manager, effective, waiting = await asyncio.gather(
         db.run(stat_store.pool_counts, now), db.run(stat_store.duration_stats, day, day),
         db.run(stat_store.last_boots), db.run(_leadership, context.leader),
-        db.run(overrides.effective_pools, config.pools))
-    pools = {pool.name: counts.get(pool.name) or stat_store.empty_counts() for pool in effective}
+        db.run(overrides.effective_pools, config.pools),
+        db.run(stat_store.ondemand_waiting) if requested and "queue" in sections else _nothing(db))
+    pools = {pool.name: counts.get(pool.name, stat_store.NO_VMS) for pool in effective}
     body = {}
     for kind in ("boot", "clone"):
         if kind in sections:
@@ -58,13 +64,14 @@ async def build_status(context, sections: frozenset) -> dict:
                     total = total.add(stats)
             body[kind] = task_json(total)
     if "capacity" in sections:
-        current, size = sum(c["ready"] for c in pools.values()), sum(p.size for p in effective)
+        current, size = sum(c.ready for c in pools.values()), sum(p.size for p in effective)
         body["capacity"] = {"current": current, "total": size,
                             "percent": round(current / size * 100, 1) if size else 0}
     if "pools" in sections:
         body["pools"], waits = {}, context.pool_waits()
         for pool in effective:
-            entry = {key: pools[pool.name][key] for key in ("ready", "running", "pending")}
+            counted = pools[pool.name]
+            entry = {"ready": counted.ready, "running": counted.running, "pending": counted.pending}
             entry.update(max=pool.size, lastBoot=ruby_time(boots[pool.name]) if pool.name in boots else "")
             if pool.alias:
                 entry["alias"] = alias_as_configured(pool)
@@ -74,14 +81,18 @@ async def build_status(context, sections: frozenset) -> dict:
     if "providers" in sections:
         body["providers"] = context.provider_health()
     if "queue" in sections:
-        queue = {key: sum(c[key] for c in pools.values()) for key in QUEUE}
-        queue["total"] = sum(queue[key] for key in ("pending", "ready", "running", "completed"))
+        queued = stat_store.PoolCounts.total(pools.values())
+        queue = {"requested": waiting or 0} if requested else {}
+        queue.update(pending=queued.pending, cloning=queued.cloning, booting=queued.booting, ready=queued.ready,
+                     running=queued.running, completed=queued.completed)
+        # 3.8.1+ counts the waiting requests in the total too
+        queue["total"] = sum(queue.get(key, 0) for key in ("requested", "pending", "ready", "running", "completed"))
         body["queue"] = queue
     status = {"ok": True, "message": "Battle station fully armed and operational."}
-    empty = [pool.name for pool in effective if pool.size and not pools[pool.name]["ready"]]
+    empty = [pool.name for pool in effective if pool.size and not pools[pool.name].ready]
     if "pools" in sections and empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
-    status["uptime"] = round(time.time() - context.started_at, 1)
+    status["uptime"] = round(time.monotonic() - context.started_at, 1)
     status["manager"] = manager  # which process runs the pool manager (several may share the database)
     body["status"] = status
     return {key: body[key] for key in SECTIONS if key in body}  # sorted, as the original
@@ -90,15 +101,17 @@ async def build_status(context, sections: frozenset) -> dict:
 class StatusHandler(BaseHandler):
     async def get(self) -> None:
         sections = requested_sections(self.request.query)
+        requested = self.version.queue_requested
         seconds = self.config.settings.status_cache_seconds
         cache = self.state.status_cache
-        cached = cache.get(sections)
+        key = (sections, requested)
+        cached = cache.get(key)
         # reused while young and while nothing changed since it was read: no write of this process
         # and (PostgreSQL) no change another process announced (Database.generation counts both)
         generation = self.db.generation
         if seconds and cached is not None and cached[0] > time.monotonic() and cached[1] == generation:
             return self.reply_encoded(cached[2])
-        text = encode(await build_status(self.context, sections))
+        text = encode(await build_status(self.context, sections, requested))
         if seconds:  # kept encoded: clients poll /status, and encoding it was most of a cached answer
-            cache[sections] = (time.monotonic() + seconds, generation, text)
+            cache[key] = (time.monotonic() + seconds, generation, text)
         self.reply_encoded(text)

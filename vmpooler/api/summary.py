@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
@@ -53,16 +53,18 @@ async def build_summary(db, days: list, tag_name: Optional[str] = None) -> dict:
     samples, tag_rows = await asyncio.gather(db.run(stat_store.duration_stats, days[0], days[-1]),
                                              db.run(stat_store.tag_counts, days[0], days[-1], tag_name))
     # day -> kind -> pool -> Stats
-    by_day = {day: {kind: {} for kind in KINDS} for day in days}
+    by_day: Dict[str, Dict[str, dict]] = {day: {kind: {} for kind in KINDS} for day in days}
     for day, kind, pool, stats in samples:
         by_day[day][kind][pool] = stats
-    tags_by_day, tags = {day: {} for day in days}, {}
+    tags_by_day: Dict[str, dict] = {day: {} for day in days}
+    tags: dict = {}
     for day, name, value, count in tag_rows:  # plain unpacking: tens of thousands of rows
         _tally(tags_by_day[day], name, value, count)
         _tally(tags, name, value, count)
-    body, daily = {}, [{"date": day} for day in days]
+    body: Dict[str, Any] = {}
+    daily: List[Dict[str, Any]] = [{"date": day} for day in days]
     for kind in KINDS:
-        overall, pools, counts = stat_store.Stats(), {}, []
+        overall, pools, counts = stat_store.Stats(), {}, []  # type: stat_store.Stats, dict, list
         for entry in daily:
             day_pools = by_day[entry["date"]][kind]
             day_total = stat_store.Stats()

@@ -7,6 +7,7 @@ is shown once, by POST /token. DELETE /token/<t> takes the full token, or, from 
 from __future__ import annotations
 
 import logging
+from typing import Any, Dict
 
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
@@ -19,8 +20,8 @@ log = logging.getLogger("vmpooler.api")
 
 
 class _TokenBase(BaseHandler):
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.context.auth is None:
             raise ApiError(404)
 
@@ -31,7 +32,7 @@ class TokensHandler(_TokenBase):
         rows = await self.db.run(token_store.of_user, user)
         if not rows:
             raise ApiError(404, f"{user} has no tokens")
-        body = {"ok": True}
+        body: Dict[str, Any] = {"ok": True}
         for row in rows:
             body[row.prefix] = {"created": ruby_time(row.created_at),
                                 "last": ruby_time(row.last_used_at) if row.last_used_at else "never"}

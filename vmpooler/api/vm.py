@@ -4,11 +4,13 @@ from __future__ import annotations
 import datetime
 import json
 
+from vmpooler.api import validation
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.checkout import answer, parse_path
 from vmpooler.api.delivery import HandsOut
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import rfc3339, shown, whole_number
+from vmpooler.api.version import ApiVersion
 from vmpooler.api.vmlookup import find_vm, found
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
@@ -30,8 +32,10 @@ def _number(value):
     return int(value) if float(value).is_integer() else value
 
 
-def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> dict:
-    """The body of GET /vm/<host> for one VM row, in the original's key order."""
+def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime,
+            version: ApiVersion = ApiVersion.V1) -> dict:
+    """The body of GET /vm/<host> for one VM row, in the original's key order: the domain as
+    ``domain`` (v1) or the VM's ``fqdn`` (v2, v3)."""
     lifetime = vm.lifetime if vm.lifetime is not None else config.settings.vm_lifetime
     info = {"template": vm.pool, "lifetime": _number(lifetime)}
     state = SHOWN_STATE.get(vm.state, vm.state)
@@ -54,7 +58,7 @@ def details(vm, extras: vm_store.VMExtras, config, now: datetime.datetime) -> di
     info["ip"] = vm.ip or ""
     domain = config.domain_of(vm.pool)
     if domain:
-        info["domain"] = domain
+        info.update({"fqdn": f"{vm.name}.{domain}"} if version.fqdn else {"domain": domain})
     if extras.tasks:
         info["tasks"] = [task_status(task) for task in extras.tasks]
     return info
@@ -74,30 +78,43 @@ def task_status(task) -> dict:
     return shown
 
 
-def validate_changes(body: dict, config) -> tuple:
-    """(lifetime or None, tags or None, failures) for a PUT body, as the original words them."""
+def validate_changes(body: dict, config, version: ApiVersion = ApiVersion.V1) -> tuple:
+    """(lifetime or None, tags or None, failures) for a PUT body, as the original words them (v3:
+    as 3.8.1 does)."""
     lifetime, tags, failures = None, None, []
     for key, value in body.items():
         if key == "lifetime":
             lifetime = whole_number(value)
             limit = config.settings.max_lifetime_upper_limit
-            if lifetime is None or lifetime <= 0:
+            if (lifetime is None or lifetime <= 0) and version.validates:
+                failures.append(f"Lifetime must be a positive integer (got {_ruby_text(value)})")
+            elif lifetime is None or lifetime <= 0:
                 failures.append(f"You provided a lifetime ({shown(value)}) but you must provide a positive whole number of hours.")
             elif limit and lifetime >= limit:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the configured maximum of {limit}.")
             elif lifetime > MAX_LIFETIME:
                 failures.append(f"You provided a lifetime ({lifetime}) that exceeds the maximum of {MAX_LIFETIME}.")
         elif key == "tags":
-            tags = _validate_tags(value, config, failures)
+            tags = _validate_tags(value, config, failures, version)
         else:
             failures.append(f"Unknown argument {shown(key)}.")
     return lifetime, tags, failures
 
 
-def _validate_tags(tags, config, failures: list) -> dict:
+def _ruby_text(value) -> str:
+    """A JSON value as the original's message interpolates it (Ruby's to_s)."""
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _validate_tags(tags, config, failures: list, version: ApiVersion) -> dict:
     if not isinstance(tags, dict):
         failures.append(f"You provided tags ({shown(tags)}) as something other than a hash.")
         return {}
+    if version.validates:  # 3.8.1's checks first; ours then find nothing more to say
+        problems = [problem for problem in (validation.tag_problem(k, v) for k, v in tags.items()) if problem]
+        if problems:
+            failures.extend(problems)
+            return {}
     allowed = config.settings.allowed_tags
     unsupported = {k: v for k, v in tags.items() if allowed and k not in allowed}
     if unsupported:
@@ -130,15 +147,15 @@ class VmHandler(HandsOut, BaseHandler):
         # one consistent read of the row and its extras, reused until the next write: clients poll this
         vm, extras = await self.db.run(vm_store.latest_with_extras, name)
         vm = found(self.context, vm, name)
-        self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow())})
+        self.reply({"ok": True, vm.name: details(vm, extras, self.config, utcnow(), self.version)})
 
     async def put(self, raw: str) -> None:
         vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
-        body = self.json_body()
+        body = self.versioned_body()
         # With an auth store a lifetime needs a token (a tags-only change does not), as the original.
         lifetime_needs_token = self.context.auth is not None and "lifetime" in body
         await self.credentials.authorize_vm(self.request, vm, token_needed=lifetime_needs_token)
-        lifetime, tags, failures = validate_changes(body, self.config)
+        lifetime, tags, failures = validate_changes(body, self.config, self.version)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
         if not await self.db.run(vm_store.modify, vm, utcnow(), lifetime, tags):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from vmpooler.api import validation
 from vmpooler.api.base import BaseHandler
 from vmpooler.api.errors import ApiError
 from vmpooler.api.render import shown
@@ -16,11 +17,15 @@ MAX_DISK_GB = 2048
 
 
 class _TaskHandler(BaseHandler):
-    async def target(self, raw: str):
+    async def target(self, raw: str, check=None):
         """The VM to work on, once the request may: with an auth store a token is needed (401
-        before the VM is looked up, as the original), and a VM's own token wherever it has one."""
+        before the VM is looked up, as the original), and a VM's own token wherever it has one.
+        ``check``: run between the hostname's check and the lookup (v3's disk size, as 3.x)."""
         row = await self.credentials.token_if_configured(self.request, required=True)
-        vm = await find_vm(self.context, self.hostname(raw), LIVE_STATES)
+        name = self.hostname(raw)
+        if check is not None:
+            check()
+        vm = await find_vm(self.context, name, LIVE_STATES)
         await self.credentials.authorize_vm(self.request, vm, token_needed=False, row=row)
         return vm
 
@@ -47,7 +52,7 @@ class RevertHandler(_TaskHandler):
 
 class DiskHandler(_TaskHandler):
     async def post(self, raw: str, size: str) -> None:
-        vm = await self.target(raw)
+        vm = await self.target(raw, (lambda: validation.disk_size(size)) if self.version.validates else None)
         if not re.fullmatch(r"\d{1,4}", size) or not 1 <= int(size) <= MAX_DISK_GB:
             raise ApiError(400, f"the disk size must be a whole number of GB from 1 to {MAX_DISK_GB}, "
                            f"not {shown(size)}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vmpooler.api.base import BaseHandler
-from vmpooler.api.checkout import answer
+from vmpooler.api.checkout import answer, validate_body
 from vmpooler.api.delivery import HandsOut
 
 
@@ -11,4 +11,7 @@ class VmsHandler(HandsOut, BaseHandler):
         self.reply([pool.name for pool in self.config.pools])
 
     async def post(self) -> None:
-        await answer(self, self.json_body())
+        requested = self.versioned_body()
+        if self.version.validates:
+            validate_body(requested)
+        await answer(self, requested)

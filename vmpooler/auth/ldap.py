@@ -18,7 +18,7 @@ import contextlib
 import logging
 import ssl
 import threading
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import ldap3
 from ldap3.core import exceptions as ldap_errors
@@ -33,7 +33,7 @@ log = logging.getLogger("vmpooler.auth.ldap")
 # Result codes that say the directory, not the credentials, is the problem: busy, unavailable.
 UNAVAILABLE_RESULTS = {51, 52}
 # What a TLS floor of TLSv1_3 turns off (lower floors are the system OpenSSL's own, TLSv1.2 today).
-_TLS_FLOORS = {"TLSv1_3": ("OP_NO_TLSv1", "OP_NO_TLSv1_1", "OP_NO_TLSv1_2")}
+_TLS_FLOORS: Dict[str, Tuple[str, ...]] = {"TLSv1_3": ("OP_NO_TLSv1", "OP_NO_TLSv1_1", "OP_NO_TLSv1_2")}
 # Failures of the connection (refused, timed out, TLS), whatever ldap3 wraps them in, and any
 # other error of ldap3's: the directory could not answer the question, which is not the user's fault.
 _UNREACHABLE = (ldap_errors.LDAPException, ssl.SSLError, OSError)
@@ -112,7 +112,7 @@ class LdapStore(AuthStore):
             return False
 
     @contextlib.contextmanager
-    def _connection(self, dn: str, password: str) -> Iterator[ldap3.Connection]:
+    def _connection(self, dn: Optional[str], password: Optional[str]) -> Iterator[ldap3.Connection]:
         """An open (TLS when configured) connection not yet bound; any failure to reach the
         directory, there or in the block, is AuthUnavailable."""
         connection = None
@@ -143,7 +143,7 @@ class LdapStore(AuthStore):
         if self.config.encryption == "plain":
             return None
         options = self.config.tls
-        floor = [getattr(ssl, name) for name in _TLS_FLOORS.get(options.ssl_version, ())]
+        floor = [getattr(ssl, name) for name in _TLS_FLOORS.get(options.ssl_version or "", ())]
         return ldap3.Tls(validate=ssl.CERT_REQUIRED if options.verify else ssl.CERT_NONE, ssl_options=floor,
                          ca_certs_file=options.ca_file, ca_certs_path=options.ca_path,
                          local_certificate_file=options.cert_file, local_private_key_file=options.key_file,

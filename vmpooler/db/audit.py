@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from vmpooler.model import VMRow
+
 from sqlalchemy import select
 
 from vmpooler.db.models import tasks, tokens, vm_events, vm_tags, vms
@@ -17,7 +19,7 @@ from vmpooler.db.models import tasks, tokens, vm_events, vm_tags, vms
 
 @dataclasses.dataclass
 class VmLife:
-    vm: object  # the vms row
+    vm: VMRow
     events: list
     tags: list
     token_prefix: Optional[str]

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import random
 import time
+from typing import Any, Callable, Optional
 
 from vmpooler.db.errors import StoreUnavailable, TransactionConflict, WouldWait
 
@@ -50,7 +51,7 @@ CONFLICT_PAUSE = 0.01
 
 @dataclasses.dataclass
 class Request:
-    function: object
+    function: Callable[..., Any]
     args: tuple
     kwargs: dict
     future: asyncio.Future
@@ -63,11 +64,11 @@ class GroupCommit:
         self.batches = 1 if inline else batches
         self.queue: collections.deque = collections.deque()
         self.max_batch, self.max_seconds = MAX_BATCH, MAX_BATCH_SECONDS["inline" if inline else "thread"]
-        self._loop = None  # the IOLoop the batches answer on
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # the IOLoop the batches answer on
         self.in_flight = 0
         self.scheduled = False  # a batch is about to start (at the end of this loop turn)
         #: counters, for tests and benchmarks: batches committed or failed, requests in them, requests alone
-        self.stats = collections.Counter()
+        self.stats: collections.Counter = collections.Counter()
 
     def submit(self, function, args: tuple, kwargs: dict) -> asyncio.Future:
         """Queue one request; its future is resolved after the commit of the batch holding it."""
@@ -117,7 +118,7 @@ class GroupCommit:
         would alone (its own transaction, no savepoint)."""
         if len(taken) == 1:
             return [self._alone(taken[0])], []
-        started, outcomes = time.monotonic(), []
+        started, outcomes = time.monotonic(), []  # type: float, list
         try:
             with self.db.batch():
                 for request in taken:

@@ -1,7 +1,7 @@
 """The one owner of the database connection: engine, transactions and schema upgrades.
 
-Everything else speaks portable SQLAlchemy Core through ``write()`` and ``read()``. The only
-SQLite-specific code in the project is in ``_prepare_sqlite`` below.
+Everything else speaks portable SQLAlchemy Core through ``write()`` and ``read()``. How an
+SQLite connection is opened and begins its transactions is db/sqlite.py (``prepare_sqlite``).
 
 Code on the IOLoop (api/, manager/) reaches the state layer through ONE call, ``await
 db.run(function, *args)``, ``function`` being a public function of db/ (its first parameter the
@@ -19,11 +19,10 @@ import contextlib
 import datetime
 import functools
 import logging
-import sqlite3
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from vmpooler.db import schema, shared
@@ -31,6 +30,7 @@ from vmpooler.db.batch import GroupCommit
 from vmpooler.db.errors import CONFLICT_SQLSTATES, StoreUnavailable, TransactionConflict, WouldWait
 from vmpooler.db.prepared import PreparedWrite
 from vmpooler.db.schema import migrations_dir  # noqa: F401 (its callers import it from here)
+from vmpooler.db.sqlite import prepare_sqlite, why_cannot_open
 
 log = logging.getLogger(__name__)
 #: reads kept by Database.cached before the cache starts afresh
@@ -57,14 +57,14 @@ class Database:
     def __init__(self, url: str, busy_timeout_ms: int = 1000):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options = {"future": True}
+        options: Dict[str, Any] = {"future": True}
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:  # every database thread may hold a connection, a batch two (its own and a read's)
             options.update(pool_size=READ_THREADS + WRITE_BATCHES, max_overflow=WRITE_BATCHES)
         self.engine: Engine = create_engine(url, **options)
         if self.is_sqlite:
-            _prepare_sqlite(self.engine, busy_timeout_ms, self.waits)
+            prepare_sqlite(self.engine, busy_timeout_ms, self.waits)
         #: counts write transactions (and, on PostgreSQL, other processes' announced changes): a
         #: read cached under an older count may be stale
         self.generation = 0
@@ -74,7 +74,8 @@ class Database:
         self.on_change: Optional[Callable[[], None]] = None
         self._cache: dict = {}
         self._local = threading.local()  # .batch: the connection of the batch this thread applies
-        self._executor = None  # PostgreSQL's database threads, made on first use
+        #: PostgreSQL's database threads, made on first use
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self.group = GroupCommit(self, inline=self.is_sqlite, batches=WRITE_BATCHES)
         #: times the database could not serve (StoreUnavailable raised), for the metrics
         self.unavailable_count = 0
@@ -100,7 +101,7 @@ class Database:
 
     # --- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def write(self, invalidates: bool = True) -> Connection:
+    def write(self, invalidates: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error. Inside
         a batch of the group commit it is a SAVEPOINT of the batch's transaction instead, released
         when the block ends and rolled back on any error (so a request's failure undoes only its
@@ -122,7 +123,7 @@ class Database:
                 self.bump()  # after the commit: a read cached before it is now stale
 
     @contextlib.contextmanager
-    def batch(self) -> Connection:
+    def batch(self) -> Iterator[Connection]:
         """The one transaction of a group-commit batch (db/batch.py): ``write()`` in this thread
         joins it as a savepoint until the block ends; committed then, rolled back on any error."""
         try:
@@ -137,7 +138,7 @@ class Database:
             self.bump()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Connection:
+    def _transaction(self) -> Iterator[Connection]:
         """A write transaction whose changes to shared rows (db/shared.py) are applied last, in
         one order, just before it commits."""
         with self.engine.begin() as connection:
@@ -183,21 +184,13 @@ class Database:
         return value
 
     @contextlib.contextmanager
-    def read(self) -> Connection:
+    def read(self) -> Iterator[Connection]:
         """A read-only view, consistent for the block (a deferred transaction, never a lock)."""
         with self._translated():
             with self.engine.connect() as connection:
                 connection = connection.execution_options(vmpooler_read=True)
                 with connection.begin():
                     yield connection
-
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless a write transaction can start now (it writes nothing;
-        on SQLite it takes the write lock, so a locked or read-only database fails). Blocking: for
-        GET /healthcheck, which runs it in a thread."""
-        with self._translated():
-            with self.engine.begin() as connection:
-                connection.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
     def not_waiting(self):
@@ -223,6 +216,8 @@ class Database:
                 raise TransactionConflict(_conflict(error)) from error
             if isinstance(error, exc.OperationalError):
                 meaning = _describe(error)
+                if meaning == _CANNOT_OPEN and self.is_sqlite:
+                    meaning = why_cannot_open(self.engine.url.database) or meaning
                 if meaning in _LOCKED and not self.waits():
                     raise WouldWait(meaning) from error
                 self.unavailable_count += 1
@@ -330,75 +325,3 @@ def _describe(error: exc.OperationalError) -> str:
         if needle in text:
             return meaning
     return "the database is unavailable"
-
-
-# --- SQLite only -----------------------------------------------------------------------------
-def _prepare_sqlite(engine: Engine, busy_timeout_ms: int, waits) -> None:
-    """WAL for concurrent readers and crash safety; synchronous=NORMAL is durable across a
-    process crash (kill -9) in WAL mode. pysqlite's own transaction handling is switched off so
-    that a write transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
-    a guarded UPDATE never has to upgrade a read lock (the classic SQLite deadlock). A write
-    begun while ``waits()`` is false runs with busy timeout 0 (Database.not_waiting); the
-    connection keeps the timeout it last had, so the common case sets nothing."""
-
-    opened_read_only = [False]  # the last connection's; logged when it changes, not per connection
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, record):
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 0")
-        read_only = _opened_read_only(cursor)
-        if read_only:
-            record.info[_OPENED_READ_ONLY] = True
-        if read_only != opened_read_only[0]:
-            opened_read_only[0] = read_only
-            if read_only:
-                log.warning("the database %s opens only read-only: writes are refused, and each such "
-                            "connection is closed after one use", engine.url.database)
-            else:
-                log.warning("the database %s opens for writing again", engine.url.database)
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        record.info[_BUSY_TIMEOUT] = busy_timeout_ms
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection, record):
-        # SQLite opens the file read-only when it cannot open it for writing (a read-only file or
-        # mount, an immutable file) and the connection stays read-only whatever the file becomes:
-        # such a connection serves the read that needed it, then is closed, never pooled
-        if dbapi_connection is not None and record.info.pop(_OPENED_READ_ONLY, False):
-            record.invalidate()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection):
-        read_only = connection.get_execution_options().get("vmpooler_read")
-        if not read_only:
-            wanted = busy_timeout_ms if waits() else 0
-            pooled = connection.connection
-            if pooled.info.get(_BUSY_TIMEOUT) != wanted:
-                pooled.dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wanted)}")
-                pooled.info[_BUSY_TIMEOUT] = wanted
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-_OPENED_READ_ONLY, _BUSY_TIMEOUT = "vmpooler_opened_read_only", "vmpooler_busy_timeout_ms"
-
-
-def _opened_read_only(cursor) -> bool:
-    """Whether SQLite fell back to opening the file read-only: a write to the header (the same
-    user_version, rolled back) is refused as read-only. A lock held by another process answers
-    "locked" at once (busy_timeout is 0 here): the connection is then taken as writable."""
-    try:
-        version = cursor.execute("PRAGMA user_version").fetchone()[0]
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            cursor.execute(f"PRAGMA user_version = {int(version)}")
-        finally:
-            cursor.execute("ROLLBACK")
-    except sqlite3.OperationalError as error:
-        return "readonly" in str(error).lower()
-    return False

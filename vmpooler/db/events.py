@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
-from vmpooler.db.prepared import PreparedWrite
+from vmpooler.db.prepared import PlainRead, PreparedWrite
 from vmpooler.model import LIVE_STATES
 
 log = logging.getLogger("vmpooler.state")
@@ -23,7 +23,7 @@ log = logging.getLogger("vmpooler.state")
 GUARDED_UPDATE = PreparedWrite(update(vms).where(vms.c.id == bindparam("guard_id"),
                                                  vms.c.state == bindparam("guard_state")))
 _INSERT_EVENT = PreparedWrite(insert(vm_events))
-_FETCH = select(vms).where(vms.c.id == bindparam("vm_id"))
+_FETCH = PlainRead(select(vms).where(vms.c.id == bindparam("vm_id")))
 
 
 def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values) -> bool:
@@ -43,22 +43,27 @@ def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str
 
 
 def fetch(conn, vm_id: int):
-    return conn.execute(_FETCH, {"vm_id": vm_id}).first()
+    return _FETCH.first(conn, {"vm_id": vm_id})
 
 
-def log_change(vm, to_state: str, reason: str) -> None:
-    log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
+def log_change(vm, to_state: str, reason: str, level: int = logging.INFO) -> None:
+    """One line per change: INFO for normal life, WARNING or ERROR for what went wrong (``level``)."""
+    log.log(level, "[%s] %s: %s -> %s: %s", vm.pool, vm.name, vm.state, to_state, reason)
 
 
-def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, **values) -> bool:
+def transition(db: Database, vm, to_state: str, reason: str, now, allowed=LIVE_STATES, level: int = logging.INFO,
+               also=None, **values) -> bool:
     """One guarded change in its own transaction; refused outright when ``vm`` was not read in
-    one of the ``allowed`` states."""
+    one of the ``allowed`` states; logged at ``level`` once committed. ``also(conn)``, when given,
+    writes what must commit with the change (a dead letter), only if the change was made."""
     if vm.state not in allowed:
         return False
     with db.write() as conn:
         changed = change(conn, vm, to_state, reason, now, **values)
+        if changed and also is not None:
+            also(conn)
     if changed:
-        log_change(vm, to_state, reason)
+        log_change(vm, to_state, reason, level)
     return changed
 
 

@@ -1,7 +1,7 @@
 """Handing VMs out safely: a checkout under an Idempotency-Key, and handing back what an answer
 that never reached its client took.
 
-``checkout`` is ``vms.checkout`` with the key checked and its answer remembered in the same
+``checkout`` is ``checkout.checkout`` (db/checkout.py) with the key checked and its answer remembered in the same
 transaction (db/idempotency.py). ``hand_back`` undoes a checkout whose client was gone before its
 answer was written: each VM goes back from running to ready, guarded by the checkout that took it
 (its id, ``running`` and the checkout's time: a VM that changed hands meanwhile is left alone),
@@ -15,8 +15,8 @@ from typing import Optional
 
 from sqlalchemy import bindparam, exc, update
 
+from vmpooler.db import checkout as checkout_store
 from vmpooler.db import idempotency
-from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import record_event
 from vmpooler.db.models import vms
@@ -31,24 +31,24 @@ _HAND_BACK = (update(vms).where(vms.c.id == bindparam("guard_id"), vms.c.state =
 
 
 @writes
-def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[vm_store.Owner] = None,
+def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[checkout_store.Owner] = None,
              owner_lifetime: Optional[float] = None, quota: Optional[int] = None,
              key: Optional[idempotency.Key] = None) -> dict:
-    """``vms.checkout`` under ``key``: raises Replay (the key's earlier answer: nothing taken) or
+    """``checkout.checkout`` under ``key``: raises Replay (the key's earlier answer: nothing taken) or
     KeyReused before taking anything, KeyInFlight when a concurrent request with the key
     committed first (what this one took is rolled back)."""
     if key is None:
-        return vm_store.checkout(db, wants, now, default_lifetime, owner, owner_lifetime, quota)
+        return checkout_store.checkout(db, wants, now, default_lifetime, owner, owner_lifetime, quota)
     try:
         with db.write() as conn:
             idempotency.check(conn, key, now)
-            taken = vm_store.take(conn, wants, now, default_lifetime, owner, owner_lifetime, quota)
+            taken = checkout_store.take(conn, wants, now, default_lifetime, owner, owner_lifetime, quota)
             idempotency.remember(conn, key, 200, remembered(taken, now), now)
     except exc.IntegrityError as error:
         if idempotency.is_conflict(error):
             raise idempotency.KeyInFlight(key.key) from None
         raise
-    vm_store.log_taken(taken, owner)
+    checkout_store.log_taken(taken, owner)
     return taken
 
 
@@ -60,7 +60,7 @@ def remembered(taken: dict, checkout_at: datetime.datetime) -> dict:
 
 def recalled(answer: dict) -> tuple:
     """(taken, checkout time) from what ``remembered`` kept."""
-    taken = {name: [vm_store.Taken(*vm) for vm in vms_taken] for name, vms_taken in answer["taken"].items()}
+    taken = {name: [checkout_store.Taken(*vm) for vm in vms_taken] for name, vms_taken in answer["taken"].items()}
     return taken, datetime.datetime.fromisoformat(answer["checkout_at"])
 
 

@@ -20,7 +20,8 @@ from sqlalchemy import Integer, and_, bindparam, case, cast, extract, func, or_,
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
-from vmpooler.model import READY, RUNNING
+from vmpooler.db.stats import NO_VMS
+from vmpooler.model import READY, RUNNING, VMState
 
 TRACKED = (READY, RUNNING)
 #: the VMs each tracked state counts, as /status counts them (stats.pool_counts): a VM cloned for an
@@ -35,15 +36,16 @@ def epoch_seconds(when: datetime.datetime) -> int:
     return calendar.timegm(when.timetuple())
 
 
-def _net_change(state: str):
+def _net_change(state: VMState):
     """+1 for an event that enters ``state``, -1 for one that leaves it, 0 otherwise (an event
     from a state to itself, such as a retry, changes no count; so does one of a VM the state does
     not count, see ``COUNTED``)."""
     entered = and_(vm_events.c.to_state == state, or_(vm_events.c.from_state.is_(None),
                                                         vm_events.c.from_state != state))
     left = and_(vm_events.c.from_state == state, vm_events.c.to_state != state)
-    if COUNTED[state] is not None:
-        entered, left = and_(entered, COUNTED[state]), and_(left, COUNTED[state])
+    only = COUNTED[state]
+    if only is not None:
+        entered, left = and_(entered, only), and_(left, only)
     return func.sum(case((entered, 1), (left, -1), else_=0))
 
 
@@ -122,7 +124,7 @@ class ChangeCache:
 
     def __init__(self, ttl: float = 60, margin: float = 5):
         self.ttl, self.margin = datetime.timedelta(seconds=ttl), datetime.timedelta(seconds=margin)
-        self._kept = None  # (step, since, until, changes), replaced whole
+        self._kept: Optional[tuple] = None  # (step, since, until, changes), replaced whole
 
     def changes(self, conn, window: Window) -> dict:
         kept = self._kept
@@ -142,8 +144,9 @@ def state_history(db: Database, window: Window, current: dict, cache: Optional[C
     first, last = window.first_step, window.last_step
     result = {}
     for pool in set(current) | set(changes):
-        now_counts, steps = current.get(pool, {}), changes.get(pool, {})
-        result[pool] = {state: _backwards(now_counts.get(state, 0), steps, column, first, last)
+        now_counts, steps = current.get(pool, NO_VMS), changes.get(pool, {})
+        counted = (now_counts.ready, now_counts.running)  # in the order of TRACKED
+        result[pool] = {str(state): _backwards(counted[column], steps, column, first, last)
                         for column, state in enumerate(TRACKED)}
     return result
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select
 
@@ -44,7 +45,7 @@ class KeyInFlight(Exception):
     """Another request with the key committed first while this one ran (nothing was taken)."""
 
 
-_ROW = (bindparam("scope"), bindparam("key"))
+_ROW: Any = (bindparam("scope"), bindparam("key"))
 _FIND = select(idempotency_keys).where(idempotency_keys.c.scope == _ROW[0], idempotency_keys.c.key == _ROW[1])
 _FORGET = delete(idempotency_keys).where(idempotency_keys.c.scope == _ROW[0], idempotency_keys.c.key == _ROW[1])
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 from vmpooler.db import stats
 from vmpooler.db.database import Database
 from vmpooler.db.events import record_event
-from vmpooler.db.models import (durations, ondemand_requests, ondemand_wants, pool_drains, pool_events,
+from vmpooler.db.models import (dead_letters, durations, ondemand_requests, ondemand_wants, pool_drains, pool_events,
                                 pool_overrides, tasks, tokens, vm_tags, vms)
 from vmpooler.db.redis_reader import OriginalRequest, OriginalState, OriginalVM, parse_time
 from vmpooler.model import COMPLETED, DONE, PENDING, READY, RUNNING, RequestState, TaskKind
@@ -26,7 +26,7 @@ from vmpooler.model import COMPLETED, DONE, PENDING, READY, RUNNING, RequestStat
 #: the pool_events action that marks a finished import (pool "*": it concerns every pool)
 IMPORT_ACTION = "import-redis"
 #: tables whose rows mean the database is in use: an import refuses it
-_DATA_TABLES = (vms, tokens, ondemand_requests, pool_overrides, durations)
+_DATA_TABLES = (vms, tokens, ondemand_requests, pool_overrides, durations, dead_letters)
 _STATES = {"running": RUNNING, "ready": READY, "pending": PENDING, "completed": COMPLETED,
            "discovered": COMPLETED}
 _REQUEST_STATES = {None: RequestState.PENDING, "ready": RequestState.READY, "failed": RequestState.FAILED,
@@ -70,9 +70,7 @@ def import_state(db: Database, state: OriginalState, pools: dict, default_lifeti
         _import_requests(conn, state.requests, pools, ids, now, hashes, report)
         _import_pool_changes(conn, state, pools, now, report)
         _import_durations(conn, state, report)
-        if state.dead_letters:
-            report.skipped.append(f"{state.dead_letters} dead-letter queue entries: this version keeps no "
-                                  "dead-letter queue")
+        _import_dead_letters(conn, state, now, report)
         conn.execute(insert(pool_events).values(pool="*", at=now, action=IMPORT_ACTION, before=None,
                                                 after=source, user=None, address=None))
     return report
@@ -212,3 +210,24 @@ def _import_durations(conn, state: OriginalState, report) -> None:
         at = datetime.datetime.combine(day, datetime.time(12))
         stats.record_duration(conn, kind, pool, vm_name, seconds, at)
         report.count(f"{kind} samples")
+
+
+def _import_dead_letters(conn, state: OriginalState, now, report: ImportReport) -> None:
+    """The 3.x dead-letter queue's entries, as they were (their VM ids unknown here)."""
+    for entry in state.dead_letters:
+        conn.execute(insert(dead_letters).values(
+            vm_id=None, vm_name=str(entry["vm"])[:64], pool=str(entry["pool"])[:100],
+            pool_alias=entry.get("pool_alias"), queue_from=str(entry.get("queue_from") or "clone")[:16],
+            error_class=str(entry.get("error_class") or "unknown")[:100],
+            error_message=str(entry.get("error_message") or ""), retry_count=_count(entry.get("retry_count")),
+            request_id=entry.get("request_id"), failed_at=parse_time(entry.get("failed_at")) or now))
+        report.count("dead letters")
+    if state.unreadable_dead_letters:
+        report.skipped.append(f"{state.unreadable_dead_letters} dead-letter queue entries: not the 3.x format")
+
+
+def _count(value) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0

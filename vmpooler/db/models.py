@@ -242,3 +242,23 @@ idempotency_keys = Table(
     UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),
     Index("ix_idempotency_keys_expires_at", "expires_at"),
 )
+
+# The dead-letter queue (3.8.1's, kept in the database): every VM that failed, with why; bounded
+# by dlq_ttl and dlq_max_entries (db/dead_letters.py). vm_id is the VM row (no foreign key: the
+# queue is trimmed on its own schedule).
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vm_id", Integer),
+    Column("vm_name", String(64), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("pool_alias", String(100)),
+    Column("queue_from", String(16), nullable=False),  # model.DeadLetterQueue
+    Column("error_class", String(100), nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("retry_count", Integer, nullable=False),
+    Column("request_id", String(64)),
+    Column("failed_at", DateTime, nullable=False),
+    Index("ix_dead_letters_failed_at", "failed_at"),
+    Index("ix_dead_letters_pool_failed_at", "pool", "failed_at"),
+)

@@ -120,7 +120,10 @@ class Sender:
         with self._lock:
             self._queued = False
         self._last = time.monotonic()
-        loop.run_in_executor(self.executor, self._notify)
+        try:
+            loop.run_in_executor(self.executor, self._notify)
+        except RuntimeError:  # the executor was shut down: the service is stopping, nobody to tell
+            pass
 
     def _notify(self) -> None:
         try:

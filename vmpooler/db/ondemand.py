@@ -14,16 +14,18 @@ nor handed out from, their pool.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import bindparam, exc, insert, select, update
 
-from vmpooler.db import idempotency, quotas
+from vmpooler.db import dead_letters, idempotency, quotas
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import change, log_change
 from vmpooler.db.models import ondemand_requests, ondemand_wants, vms
-from vmpooler.db.vms import Owner, insert_new, log_new, running_values
-from vmpooler.model import COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING
+from vmpooler.db.vms import insert_new, log_new
+from vmpooler.db.checkout import Owner, running_values
+from vmpooler.model import (COMPLETED, OD_DELETED, OD_FAILED, OD_PENDING, OD_READY, PENDING, READY, RUNNING,
+                            DeadLetter, DeadLetterQueue)
 
 #: the VM states a request's VM may be in before it is handed over
 WAITING = (PENDING, READY)
@@ -41,7 +43,7 @@ class Abandoned(Exception):
 class Request:
     """A request with what it asked for and its VMs (rows of ``vms``)."""
 
-    row: object
+    row: Any  # the ondemand_requests row
     wants: list
     vms: list
 
@@ -80,13 +82,13 @@ def create(db: Database, request_id: str, wants: list, now, owner: Optional[Owne
             ref = conn.execute(insert(ondemand_requests).values(
                 request_id=request_id, state=OD_PENDING, created_at=now, state_changed_at=now,
                 token_hash=owner.token_hash if owner else None,
-                token_user=owner.user if owner else None)).inserted_primary_key[0]
+                token_user=owner.user if owner else None)).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(insert(ondemand_wants), [{"request_ref": ref, "requested": name, "pool": pool, "count": count}
                                                   for name, pool, count in wants])
             if key is not None:
                 idempotency.remember(conn, key, 201, {"request_id": request_id, "generated": generated}, now)
     except exc.IntegrityError as error:
-        if idempotency.is_conflict(error):
+        if idempotency.is_conflict(error) and key is not None:
             raise idempotency.KeyInFlight(key.key) from None
         raise DuplicateRequest(request_id) from None
 
@@ -196,14 +198,18 @@ def fail(db: Database, request: Request, failure: str, now) -> bool:
 
 
 @writes
-def clone_given_up(db: Database, vm, error: str, attempts: int, now) -> bool:
+def clone_given_up(db: Database, vm, error: str, attempts: int, now,
+                   dead_letter_class: Optional[str] = None) -> bool:
     """A clone for a request failed for good (a permanent error, or its ``attempts`` used up):
-    the VM is completed and its request fails, at once, in one transaction."""
+    the VM is completed, its failure goes to the dead-letter queue (with ``dead_letter_class``, the
+    error's class name, when given) and its request fails, at once, in one transaction."""
     reason = f"clone failed {attempts} times, giving up: {error}"
     with db.write() as conn:
         if not change(conn, vm, COMPLETED, reason, now, clone_attempts=attempts, last_error=error,
                       completed_at=now, next_attempt_at=None):
             return False
+        if dead_letter_class is not None:
+            dead_letters.add(conn, vm, DeadLetter(DeadLetterQueue.CLONE, dead_letter_class, error, attempts), now)
         request = _request_of(conn, vm)
         changed = None
         if request is not None and request.row.state == OD_PENDING:

@@ -48,7 +48,7 @@ def _decode(setting: str, text: str):
 
 
 def _load_overrides(conn) -> dict:
-    result = {}
+    result: dict = {}
     for pool, setting, value in conn.execute(_OVERRIDES):
         result.setdefault(pool, {})[setting] = _decode(setting, value)
     return result

@@ -17,9 +17,27 @@ the parameters or the statement (no column defaults filled in by SQLAlchemy at e
 from __future__ import annotations
 
 import collections
+from typing import Any, List, Mapping, Protocol, Sequence, Union
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection
+
+#: a statement's parameters: one mapping, or several (one row each) for an INSERT of many rows
+Params = Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]
+
+
+class Read(Protocol):
+    """The one call shape of a read, prepared or not."""
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any: ...
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> List[Any]: ...
+
+
+class Write(Protocol):
+    """The one call shape of a write, prepared or not: the number of rows it changed."""
+
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> int: ...
 
 
 class _Prepared:
@@ -28,7 +46,7 @@ class _Prepared:
         #: (dialect name, parameter names) -> (sql, [(name, bind processor, constant)], positional)
         self._compiled: dict = {}
 
-    def _run(self, conn: Connection, params: dict, use):
+    def _run(self, conn: Connection, params: Mapping[str, Any], use):
         """Execute in ``conn``'s transaction; ``use(cursor)`` is the answer."""
         dialect = conn.dialect
         key = (dialect.name, tuple(params))
@@ -36,10 +54,10 @@ class _Prepared:
         if entry is None:
             entry = self._compiled[key] = self._compile(dialect, params)
         sql, binds, positional = entry
-        values = [_value(params, name, process, constant) for name, process, constant in binds]
+        values: Any = [_value(params, name, process, constant) for name, process, constant in binds]
         if not positional:
             values = {name: value for (name, _, _), value in zip(binds, values)}
-        dbapi_connection = conn.connection.dbapi_connection
+        dbapi_connection: Any = conn.connection.dbapi_connection
         cursor = dbapi_connection.cursor()
         try:
             listeners = conn.dispatch.before_cursor_execute
@@ -56,7 +74,7 @@ class _Prepared:
         finally:
             cursor.close()
 
-    def _compile(self, dialect, params: dict) -> tuple:
+    def _compile(self, dialect, params: Mapping[str, Any]) -> tuple:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(params))
         if "POSTCOMPILE" in compiled.string:  # an expanding IN list: its SQL depends on the values
             raise ValueError(f"{self.statement} has an expanding IN list; give each value a bindparam")
@@ -79,7 +97,7 @@ class _Prepared:
 class PreparedWrite(_Prepared):
     """An INSERT, UPDATE or DELETE whose caller needs only the number of rows it changed."""
 
-    def execute(self, conn: Connection, params: dict) -> int:
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         return self._run(conn, params, _rowcount)
 
 
@@ -94,15 +112,15 @@ class PreparedRead(_Prepared):
         self._row = collections.namedtuple("Row", [column.key for column in self._columns], rename=True)
         self._processors: dict = {}  # dialect name -> [result processor or None] per column
 
-    def first(self, conn: Connection, params: dict):
+    def first(self, conn: Connection, params: Mapping[str, Any]):
         """The first row, or None."""
         rows = self._rows(conn, params, _first_and_description)
         return rows[0] if rows else None
 
-    def all(self, conn: Connection, params: dict) -> list:
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list:
         return self._rows(conn, params, _all_and_description)
 
-    def _rows(self, conn: Connection, params: dict, fetch) -> list:
+    def _rows(self, conn: Connection, params: Mapping[str, Any], fetch) -> list:
         rows, description = self._run(conn, params, fetch)
         if not rows:
             return []
@@ -117,7 +135,7 @@ class PreparedRead(_Prepared):
                 for row in rows]
 
 
-def _value(params: dict, name: str, process, constant):
+def _value(params: Mapping[str, Any], name: str, process, constant):
     value = params.get(name, constant)
     return value if process is None else process(value)
 
@@ -133,3 +151,29 @@ def _first_and_description(cursor) -> tuple:
 
 def _all_and_description(cursor) -> tuple:
     return cursor.fetchall(), cursor.description
+
+
+class PlainRead:
+    """A read run through SQLAlchemy's ``conn.execute``, with the call shape of ``PreparedRead``:
+    for statements that cannot be prepared (an expanding IN list) or are not hot."""
+
+    def __init__(self, statement):
+        self.statement = statement
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        return conn.execute(self.statement, params).first()
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> List[Any]:
+        return list(conn.execute(self.statement, params))
+
+
+class PlainWrite:
+    """A write run through SQLAlchemy's ``conn.execute``, with the call shape of ``PreparedWrite``
+    (``params`` may be a list of rows: one INSERT of many)."""
+
+    def __init__(self, statement):
+        self.statement = statement
+
+    def execute(self, conn: Connection, params: Params) -> int:
+        return conn.execute(self.statement, params).rowcount

@@ -56,7 +56,8 @@ class OriginalState:
     overrides: Dict[str, Dict[str, str]]  # setting (size, template, clone_target) -> {pool: value}
     resets: List[str]
     durations: List[Tuple[str, str, str, float, datetime.date]]  # (kind, pool, vm, seconds, day)
-    dead_letters: int  # entries of the 3.x dead-letter queue (not carried over)
+    dead_letters: List[dict]  # the 3.x dead-letter queue's entries (their JSON), any queue
+    unreadable_dead_letters: int = 0
 
 
 _OVERRIDE_KEYS = {"size": "vmpooler__config__poolsize", "template": "vmpooler__config__template",
@@ -88,7 +89,7 @@ def read(client) -> OriginalState:
         requests=_read_requests(client),
         overrides={setting: client.hgetall(key) for setting, key in _OVERRIDE_KEYS.items()},
         resets=sorted(client.smembers("vmpooler__poolreset")), durations=_read_durations(client),
-        dead_letters=sum(client.zcard(key) for key in client.scan_iter("vmpooler__dlq__*")))
+        **_read_dead_letters(client))
 
 
 def _read_vms(client) -> List[OriginalVM]:
@@ -152,3 +153,22 @@ def _read_durations(client) -> list:
                 except ValueError:
                     continue
     return samples
+
+
+def _read_dead_letters(client) -> dict:
+    """3.8.1's dead-letter queue: sorted sets ``vmpooler__dlq__<queue>`` of ``<vm>:<epoch>:<json>``."""
+    import json
+
+    found, unreadable = [], 0
+    for key in sorted(client.scan_iter("vmpooler__dlq__*")):
+        for member in client.zrange(key, 0, -1):
+            try:
+                entry = json.loads(member.split(":", 2)[2])
+                if not isinstance(entry, dict) or not entry.get("vm") or not entry.get("pool"):
+                    raise ValueError("no vm or pool")
+            except (IndexError, ValueError):
+                unreadable += 1
+                continue
+            entry.setdefault("queue_from", key[len("vmpooler__dlq__"):])
+            found.append(entry)
+    return {"dead_letters": found, "unreadable_dead_letters": unreadable}

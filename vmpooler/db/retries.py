@@ -26,7 +26,7 @@ def retry_now(db: Database, provider: str, now, reason: str, clones: int) -> int
     params = {"provider": provider, "now": now, "limit": clones}
     with db.write() as conn:
         moved = 0
-        for vm in conn.execute(_CLONES, params).all() + conn.execute(_DESTROYS, params).all():
+        for vm in [*conn.execute(_CLONES, params).all(), *conn.execute(_DESTROYS, params).all()]:
             if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, "next_attempt_at": now}) == 1:
                 record_event(conn, vm, vm.state, vm.state, reason, now)
                 moved += 1

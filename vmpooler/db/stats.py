@@ -9,7 +9,7 @@ transaction (db/vms.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Optional
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from sqlalchemy import and_, bindparam, case, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,10 +18,40 @@ from vmpooler.db import shared
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import duration_days, durations, pools, vm_tags, vms
 from vmpooler.db.prepared import PreparedRead, PreparedWrite
-from vmpooler.model import LIVE_STATES, PENDING, READY
+from vmpooler.model import COMPLETED, LIVE_STATES, PENDING, READY, RUNNING, VMState
 
 DURATION_KINDS = ("boot", "clone")
-_COUNTED = ("pending", "cloning", "booting", "ready", "running", "completed", "clone_slots", "ondemand")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCounts:
+    """A pool's live VMs by what they are doing (``pool_counts``). ``cloning`` and ``booting``
+    are the two parts of ``pending``; ``clone_slots`` are the cloning ones not waiting out a
+    retry backoff (clones running now or due to (re)start); ``ondemand`` are VMs cloned for an
+    on-demand request and not yet handed over: counted in ``pending``, never in ``ready``."""
+
+    pending: int = 0
+    cloning: int = 0
+    booting: int = 0
+    ready: int = 0
+    running: int = 0
+    completed: int = 0
+    clone_slots: int = 0
+    ondemand: int = 0
+
+    @property
+    def stock(self) -> int:
+        """The pool's own VMs, pending or ready: what its size is kept by."""
+        return self.pending - self.ondemand + self.ready
+
+    @classmethod
+    def total(cls, counts: Iterable["PoolCounts"]) -> "PoolCounts":
+        """The sum over several pools."""
+        counts = list(counts)
+        return cls(*(sum(getattr(c, field.name) for c in counts) for field in dataclasses.fields(cls)))
+
+
+NO_VMS = PoolCounts()
 
 # Built once: building a statement costs SQLAlchemy more than SQLite takes to run it.
 _CLONING = and_(vms.c.state == PENDING, vms.c.cloned_at.is_(None))
@@ -32,7 +62,7 @@ def _counts_of(states: tuple) -> PreparedRead:
     """The grouped count over VMs in ``states``, prepared (db/prepared.py): the manager runs it
     at every refill. Each state is a bind of its own (an IN list of one expanding bind cannot be
     prepared)."""
-    in_states = [bindparam(f"counted_{i}", value=state) for i, state in enumerate(states)]
+    in_states: List[Any] = [bindparam(f"counted_{i}", value=state) for i, state in enumerate(states)]
     return PreparedRead(
         select(vms.c.pool, vms.c.state, func.count().label("vms"),
                func.sum(case((_CLONING, 1), else_=0)).label("cloning"),
@@ -66,48 +96,48 @@ def ondemand_waiting(db: Database) -> Optional[int]:
         return conn.execute(_ONDEMAND_WAITING).scalar_one()
 
 
-def pool_counts(db: Database, now) -> dict:
-    """{pool: {pending, cloning, booting, ready, running, completed, clone_slots, ondemand}} over
-    live VMs, in ONE grouped query (an index-only scan of ix_vms_state_pool_counts). cloning =
-    pending without cloned_at; booting = the other pending ones; clone_slots = the cloning ones not
-    waiting out a retry backoff (clones running now or due to (re)start), on-demand ones included.
-    ondemand = VMs cloned for an on-demand request and not yet handed over (pending or ready):
-    they count as pending, never as ready (no checkout can take them), and a pool's size is
-    kept by its other VMs (``pending - ondemand + ready``)."""
+def pool_counts(db: Database, now) -> Dict[str, PoolCounts]:
+    """{pool: PoolCounts} over live VMs (a pool without any is missing: ``NO_VMS``), in ONE
+    grouped query (an index-only scan of ix_vms_state_pool_counts). cloning = pending without
+    cloned_at; booting = the other pending ones; clone_slots = the cloning ones not waiting out a
+    retry backoff, on-demand ones included. On-demand VMs not yet handed over (pending or ready)
+    count as pending, never as ready (no checkout can take them), and a pool's size is kept by its
+    other VMs (``PoolCounts.stock``)."""
     return _counted(db, _POOL_COUNTS, now)
 
 
-def stock_counts(db: Database, now) -> dict:
+def stock_counts(db: Database, now) -> Dict[str, PoolCounts]:
     """``pool_counts`` of the pending and ready VMs only (running and completed ones count 0):
     all the pool manager needs to keep pools at their size and clones within ``task_limit``, and
     it scans only those rows of the index (pools' running VMs are often most of the table)."""
     return _counted(db, _STOCK_COUNTS, now)
 
 
-def _counted(db: Database, query, now) -> dict:
-    counts = {}
+class _StateCount(NamedTuple):
+    """One row of the grouped count: a pool's VMs in one state."""
+    vms: int = 0
+    cloning: int = 0
+    waiting: int = 0
+    ondemand: int = 0
+
+
+def _counted(db: Database, query, now) -> Dict[str, PoolCounts]:
+    by_pool: Dict[str, Dict[VMState, _StateCount]] = {}
     with db.read() as conn:
         rows = query.all(conn, {"now": now})
     for pool, state, count, cloning_count, waiting_count, ondemand_count in rows:
-        entry = counts.setdefault(pool, dict.fromkeys(_COUNTED, 0))
-        ondemand_count = int(ondemand_count or 0)
-        if state == READY:
-            entry["ready"] = count - ondemand_count
-            entry["pending"] += ondemand_count
-            entry["ondemand"] += ondemand_count
-        elif state == PENDING:
-            entry["pending"] += count
-            entry["ondemand"] += ondemand_count
-            entry["cloning"] = int(cloning_count or 0)
-            entry["booting"] = count - entry["cloning"]
-            entry["clone_slots"] = entry["cloning"] - int(waiting_count or 0)
-        else:
-            entry[state] = count
-    return counts
+        by_pool.setdefault(pool, {})[VMState(state)] = _StateCount(
+            count, int(cloning_count or 0), int(waiting_count or 0), int(ondemand_count or 0))
+    return {pool: _pool_counts(states) for pool, states in by_pool.items()}
 
 
-def empty_counts() -> dict:
-    return dict.fromkeys(_COUNTED, 0)
+def _pool_counts(states: Dict[VMState, _StateCount]) -> PoolCounts:
+    none = _StateCount()
+    pending, ready = states.get(PENDING, none), states.get(READY, none)
+    return PoolCounts(pending=pending.vms + ready.ondemand, cloning=pending.cloning,
+                      booting=pending.vms - pending.cloning, ready=ready.vms - ready.ondemand,
+                      running=states.get(RUNNING, none).vms, completed=states.get(COMPLETED, none).vms,
+                      clone_slots=pending.cloning - pending.waiting, ondemand=pending.ondemand + ready.ondemand)
 
 
 def last_boots(db: Database) -> dict:

@@ -7,6 +7,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
+from vmpooler.db import shared
 from vmpooler.db.database import Database, writes
 from vmpooler.db.models import tokens, vms
 from vmpooler.model import RUNNING
@@ -25,14 +26,20 @@ def create(db: Database, user: str, digest: str, prefix: str, now) -> int:
     """Store a new token of ``user`` by its hash and prefix; returns the row's id."""
     with db.write() as conn:
         return conn.execute(_INSERT, {"token_hash": digest, "prefix": prefix, "user": user,
-                                      "created_at": now}).inserted_primary_key[0]
+                                      "created_at": now}).inserted_primary_key[0]  # type: ignore[index]
 
 
 @writes
 def touch(db: Database, digest: str, now) -> None:
-    """Record a use of the token (its ``last`` time)."""
+    """Record a use of the token (its ``last`` time). Every request of a token's holder changes
+    its row: noted and changed at the commit, once per batch, in the one order of db/shared.py
+    (parallel batches touching two tokens in opposite orders would deadlock)."""
     with db.write() as conn:
-        conn.execute(_TOUCH, {"last_used_at": now, "digest": digest})
+        shared.defer(conn, ("tokens", digest), now, _set_last_used)
+
+
+def _set_last_used(conn, key: tuple, times: list) -> None:
+    conn.execute(_TOUCH, {"last_used_at": max(times), "digest": key[1]})
 
 
 @writes

@@ -1,6 +1,8 @@
-"""The statements of db/vms.py, built once: building one costs SQLAlchemy more than SQLite takes
-to run it. The hot ones are prepared (db/prepared.py); those with an IN list of values are one
-prepared statement per number of values (their parameters ``prefix_0``, ``prefix_1``, ...)."""
+"""The statements of db/vms.py and db/checkout.py, built once: building one costs SQLAlchemy more
+than SQLite takes to run it. All are run one way (db/prepared.py: ``first``/``all`` for reads,
+``execute`` for writes): the hot ones prepared, those with an IN list of values one prepared
+statement per number of values (their parameters ``prefix_0``, ``prefix_1``, ...), the rest
+(an expanding IN list, several rows inserted at once, rarely run) through SQLAlchemy."""
 from __future__ import annotations
 
 import functools
@@ -9,19 +11,20 @@ from sqlalchemy import bindparam, delete, insert, or_, select
 
 from vmpooler.db.events import GUARDED_UPDATE
 from vmpooler.db.models import tasks, vm_tags, vms
-from vmpooler.db.prepared import PreparedRead, PreparedWrite
-from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING
+from vmpooler.db.prepared import PlainRead, PlainWrite, PreparedRead, PreparedWrite
+from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING, AttemptKind
 
 CLONING_UPDATE = PreparedWrite(GUARDED_UPDATE.statement.where(vms.c.cloned_at.is_(None)))  # guard_state: pending
 INSERT_VM = PreparedRead(insert(vms).returning(*vms.c))  # the new row, in the same statement
-VM_TAGS = select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id")).order_by(vm_tags.c.id)
-DELETE_TAGS = delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
-                                    vm_tags.c.name.in_(bindparam("names", expanding=True)))
-INSERT_TAG = insert(vm_tags)
+VM_TAGS = PlainRead(select(vm_tags.c.name, vm_tags.c.value).where(vm_tags.c.vm_id == bindparam("vm_id"))
+                    .order_by(vm_tags.c.id))
+DELETE_TAGS = PlainWrite(delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_vm_id"),
+                                               vm_tags.c.name.in_(bindparam("names", expanding=True))))
+INSERT_TAG = PlainWrite(insert(vm_tags))
 LATEST = PreparedRead(select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1))
-VM_TASKS = (select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
-                   tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
-            .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
+VM_TASKS = PlainRead(select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
+                            tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
+                     .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
 PENDING_VMS = PreparedRead(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
 READY_DUE = PreparedRead(select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
                                                                      vms.c.checked_at <= bindparam("checked_before"),
@@ -31,14 +34,18 @@ EXPIRED = PreparedRead(select(vms).where(vms.c.state == RUNNING, vms.c.expires_a
 TO_DESTROY = PreparedRead(select(vms).where(vms.c.state == COMPLETED, or_(vms.c.next_attempt_at.is_(None),
                                                                           vms.c.next_attempt_at <= bindparam("now"),
                                                                           vms.c.next_attempt_at > bindparam("horizon"))))
-SHRINKABLE = (select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
-                                vms.c.want_id.is_(None))  # a pool's own VMs
-              .order_by(vms.c.id.desc()))
-LIVE_IN_POOL = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,)))
-DEAD = select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
-                         vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id)
-#: what a failed attempt of each kind counts in, and the state a VM is left in when it is given up
-ATTEMPTS = {"clone": ("clone_attempts", COMPLETED), "destroy": ("destroy_attempts", FAILED)}
+SHRINKABLE = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_((PENDING, READY)),
+                                         vms.c.want_id.is_(None))  # a pool's own VMs
+                       .order_by(vms.c.id.desc()))
+#: auto-purge's read (manager/queues.py): every VM in the given states, oldest first
+IN_STATES = PlainRead(select(vms).where(vms.c.state.in_(bindparam("states", expanding=True))).order_by(vms.c.id))
+LIVE_IN_POOL = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.state.in_(LIVE_STATES + (FAILED,))))
+DEAD = PlainRead(select(vms).where(vms.c.pool == bindparam("pool"), vms.c.name.in_(bindparam("names", expanding=True)),
+                                  vms.c.state.in_((DESTROYED, GONE))).order_by(vms.c.id))
+#: the guarded UPDATE of a failed attempt of each kind of work on a VM (the kind says which state it
+#: guards with): a clone's also wants the VM still cloning, so that a late answer never touches a
+#: VM that was cloned meanwhile
+ATTEMPT_GUARDS = {AttemptKind.CLONE: CLONING_UPDATE, AttemptKind.DESTROY: GUARDED_UPDATE}
 
 
 def numbered(prefix: str, values) -> dict:

@@ -1,5 +1,6 @@
-"""VMs: every change to a VM row (the manager's transitions; the API's checkout, delete and
-changes) and the reads of VMs. Each public function takes the ``Database`` and is one transaction.
+"""VMs: every change to a VM row (the manager's transitions; the API's delete and changes; the
+checkout is db/checkout.py) and the reads of VMs. Each public function takes the ``Database`` and
+is one transaction.
 
 Each change is an UPDATE guarded by the state the caller saw (``WHERE id = ? AND state = ?``):
 when two actors race, one matches and the other matches nothing and reports False, so a VM is
@@ -12,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from sqlalchemy import exc
 
-from vmpooler.db import quotas, stats
+from vmpooler.db import dead_letters, stats
 from vmpooler.db import vm_statements as statements
+from vmpooler.db.checkout import expiry
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
-from vmpooler.db.prepared import PreparedRead
+from vmpooler.db.prepared import Read
 from vmpooler.model import (COMPLETED, DESTROYED, DONE, FAILED, GONE, LIVE_STATES, PENDING, READY, RUNNING,
-                            TaskKind)
+                            AttemptKind, DeadLetter, DeadLetterQueue, Retry, TaskKind)
 
 log = logging.getLogger("vmpooler.state")
 
@@ -126,38 +128,54 @@ def checked(db: Database, vm, now, ip: Optional[str] = None) -> bool:
 
 
 @writes
-def complete(db: Database, vm, reason: str, now, error: Optional[str] = None) -> bool:
-    """Retire a VM: the destroy loop removes it from the provider."""
+def complete(db: Database, vm, reason: str, now, error: Optional[str] = None,
+             dead_letter: Optional[DeadLetter] = None) -> bool:
+    """Retire a VM: the destroy loop removes it from the provider. With ``error`` (a timeout, a
+    failed check: something an operator may have to look into) it is logged as a WARNING; with
+    ``dead_letter`` the failure goes to the dead-letter queue in the same transaction."""
     values = {"completed_at": now, "expires_at": None, "next_attempt_at": None}
     if error is not None:
         values["last_error"] = error
-    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING), **values)
+    return transition(db, vm, COMPLETED, reason, now, allowed=(PENDING, READY, RUNNING),
+                      level=logging.INFO if error is None else logging.WARNING,
+                      also=_dead_letter(vm, dead_letter, now), **values)
+
+
+def _dead_letter(vm, letter: Optional[DeadLetter], now):
+    """What ``transition`` writes beside the change: the VM's dead letter, if any."""
+    if letter is None:
+        return None
+    return lambda conn: dead_letters.add(conn, vm, letter, now)
 
 
 @writes
-def attempt_failed(db: Database, vm, kind: str, error: str, now, attempts: int,
-                   retry_at: Optional[datetime.datetime], booting: bool = False) -> bool:
-    """A ``kind`` ("clone" or "destroy") of ``vm`` did not succeed; ``attempts`` is its new count
-    of attempts, unchanged when the provider's circuit breaker refused the call (no attempt: the
-    VM waits for the breaker). With ``retry_at`` the VM waits for another attempt; without, it is
-    given up: a clone is completed (so whatever half-made clone exists is destroyed), a destroy
-    fails (an operator must look). ``booting``: a clone attempt that failed after the clone
-    itself (its DNS record: manager/records.py), so the VM is guarded as pending, not cloning."""
-    column, give_up_state = statements.ATTEMPTS[kind]
-    values = {column: attempts, "last_error": error, "next_attempt_at": retry_at}
-    if retry_at is None:
-        reason = f"{kind} failed {attempts} times, giving up: {error}"
-        if give_up_state == COMPLETED:
+def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: Retry,
+                   booting: bool = False, dead_letter_class: Optional[str] = None) -> bool:
+    """A clone or destroy of ``vm`` did not succeed; ``retry`` says what follows (the retry
+    policy's answer): its new count of attempts (unchanged when the provider's circuit breaker
+    refused the call: no attempt, the VM waits for the breaker) and when the VM may be tried
+    again. Given up, the VM goes to the kind's give-up state: a clone is completed (so whatever
+    half-made clone exists is destroyed), a destroy fails (an operator must look). ``booting``: a
+    clone attempt that failed after the clone itself (its DNS record: manager/records.py), so the
+    VM is guarded as pending, not cloning. A clone given up goes to the dead-letter queue when
+    ``dead_letter_class`` (the error's class name) is given."""
+    values = {kind.column: retry.attempts, "last_error": error, "next_attempt_at": retry.at}
+    if retry.at is None:
+        reason = f"{kind} failed {retry.attempts} times, giving up: {error}"
+        if kind.gives_up_to == COMPLETED:
             values["completed_at"] = now
-        return transition(db, vm, give_up_state, reason, now, allowed=(PENDING if kind == "clone" else COMPLETED,),
-                       **values)
-    waiting = attempts == getattr(vm, column)
-    reason = (f"{kind} waits for the provider's circuit breaker until {retry_at:%H:%M:%S}" if waiting
-              else f"{kind} attempt {attempts} failed, retrying: {error}")
-    guard = statements.CLONING_UPDATE if kind == "clone" and not booting else GUARDED_UPDATE
+        # a clone given up costs a VM (WARNING); a destroy given up leaves one behind (ERROR: look)
+        letter = (DeadLetter(DeadLetterQueue.CLONE, dead_letter_class, error, retry.attempts)
+                  if kind == AttemptKind.CLONE and dead_letter_class is not None else None)
+        return transition(db, vm, kind.gives_up_to, reason, now, allowed=(kind.works_on,),
+                          level=logging.WARNING if kind.gives_up_to == COMPLETED else logging.ERROR,
+                          also=_dead_letter(vm, letter, now), **values)
+    reason = (f"{kind} waits for the provider's circuit breaker until {retry.at:%H:%M:%S}" if retry.waits_for_breaker
+              else f"{kind} attempt {retry.attempts} failed, retrying: {error}")
+    guard = GUARDED_UPDATE if booting else statements.ATTEMPT_GUARDS[kind]
     if not amend(db, vm, reason, now, guard=guard, **values):
         return False
-    (log.info if waiting else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
+    (log.info if retry.waits_for_breaker else log.warning)("[%s] %s: %s", vm.pool, vm.name, reason)
     return True
 
 
@@ -202,103 +220,7 @@ def revive(db: Database, vm, now) -> bool:
         return False
 
 
-# --- the API's changes: checkout, delete, lifetime and tags ---------------------------------
-@dataclasses.dataclass(frozen=True)
-class Owner:
-    """Who checks a VM out: the token's hash and its user."""
-    token_hash: str
-    user: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Want:
-    """``count`` VMs for the requested name (a pool or an alias), from any of ``pools``."""
-    requested: str
-    pools: tuple
-    count: int
-
-
-class Taken(NamedTuple):
-    """A VM handed out: its hostname and the pool it came from (and, to hand it back if the answer
-    never reaches the client: its row's id and the lifetime it had before)."""
-    name: str
-    pool: str
-    id: int = 0
-    lifetime: Optional[float] = None
-
-
-class Shortfall(Exception):
-    """Not enough ready VMs: the whole checkout was rolled back."""
-
-
-def expiry(checkout_at: datetime.datetime, lifetime_hours: Optional[float]) -> Optional[datetime.datetime]:
-    """When a VM checked out at ``checkout_at`` expires; None for a lifetime of 0 (never)."""
-    if not lifetime_hours or lifetime_hours <= 0:
-        return None
-    return checkout_at + datetime.timedelta(hours=lifetime_hours)
-
-
-@writes
-def checkout(db: Database, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
-             owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
-    """Take the wanted VMs: {requested name: [Taken]}. Raises Shortfall, or QuotaExceeded
-    when the owner would hold more than ``quota`` VMs, having taken none."""
-    with db.write() as conn:
-        taken = take(conn, wants, now, default_lifetime, owner, owner_lifetime, quota)
-    log_taken(taken, owner)
-    return taken
-
-
-def take(conn, wants: list, now, default_lifetime: float, owner: Optional[Owner] = None,
-         owner_lifetime: Optional[float] = None, quota: Optional[int] = None) -> dict:
-    """``checkout`` inside the caller's transaction (which logs ``log_taken`` once committed)."""
-    taken = {}
-    if owner is not None and quota is not None:
-        quotas.check(conn, owner.user, sum(want.count for want in wants), quota)
-    for want in wants:
-        names = taken.setdefault(want.requested, [])
-        for _ in range(want.count):
-            vm = _take_one(conn, want, now, default_lifetime, owner, owner_lifetime, _checkout_reason(owner))
-            if vm is None:
-                raise Shortfall(want.requested)
-            names.append(Taken(vm.name, vm.pool, vm.id, vm.lifetime))
-    return taken
-
-
-def _checkout_reason(owner: Optional[Owner]) -> str:
-    return "checked out" + (f" by {owner.user}" if owner else "")
-
-
-def log_taken(taken: dict, owner: Optional[Owner]) -> None:
-    reason = _checkout_reason(owner)
-    for vms_taken in taken.values():
-        for vm in vms_taken:
-            log.info("[%s] %s: %s -> %s: %s", vm.pool, vm.name, READY, RUNNING, reason)
-
-
-def _take_one(conn, want: Want, now, default_lifetime, owner, owner_lifetime, reason):
-    """Move the longest-ready VM of the wanted pools to running. The guarded UPDATE makes this
-    safe even where another writer could interleave (PostgreSQL): a lost race tries the next."""
-    for _attempt in range(5):
-        vm = statements.oldest_ready(len(want.pools)).first(conn, statements.numbered("pool", want.pools))
-        if vm is None:
-            return None
-        if change(conn, vm, RUNNING, reason, now, **running_values(vm, now, default_lifetime, owner, owner_lifetime)):
-            return vm
-    return None
-
-
-def running_values(vm, now, default_lifetime, owner: Optional[Owner], owner_lifetime) -> dict:
-    """The columns a VM handed to a client gets: checkout time, lifetime and expiry (the token
-    lifetime for an owner, when set), and the owner."""
-    lifetime = owner_lifetime if owner is not None and owner_lifetime else vm.lifetime
-    values = {"checkout_at": now, "lifetime": lifetime,
-              "expires_at": expiry(now, default_lifetime if lifetime is None else lifetime)}
-    if owner is not None:
-        values.update(token_hash=owner.token_hash, token_user=owner.user)
-    return values
-
-
+# --- the API's changes: delete, lifetime and tags (the checkout: db/checkout.py) ----------
 @writes
 def delete(db: Database, vm, now) -> bool:
     """A client is done with a running VM: the destroy loop removes it."""
@@ -323,10 +245,10 @@ def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Option
         if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, **values}) != 1:
             return False
         if tags:
-            before = dict(conn.execute(statements.VM_TAGS, {"vm_id": vm.id}).all())
-            conn.execute(statements.DELETE_TAGS, {"b_vm_id": vm.id, "names": list(tags)})
-            conn.execute(statements.INSERT_TAG, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
-                                        "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
+            before = dict(statements.VM_TAGS.all(conn, {"vm_id": vm.id}))
+            statements.DELETE_TAGS.execute(conn, {"b_vm_id": vm.id, "names": list(tags)})
+            statements.INSERT_TAG.execute(conn, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
+                                                  "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
             changes.extend(f"tag {name}: {before[name]!r} -> {value!r}" if name in before
                            else f"tag {name}: (none) -> {value!r}" for name, value in tags.items())
         if changes:
@@ -369,18 +291,16 @@ def _latest_with_extras(conn, name: str) -> tuple:
     vm = statements.LATEST.first(conn, {"name": name})
     if vm is None:
         return None, None
-    tags = {row.name: row.value for row in conn.execute(statements.VM_TAGS, {"vm_id": vm.id})}
-    all_tasks = conn.execute(statements.VM_TASKS, {"vm_id": vm.id}).all()
+    tags = {row.name: row.value for row in statements.VM_TAGS.all(conn, {"vm_id": vm.id})}
+    all_tasks = statements.VM_TASKS.all(conn, {"vm_id": vm.id})
     done = [row for row in all_tasks if row.state == DONE]  # finished snapshots and disk additions
     return vm, VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
                         [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
 
 
-def _rows(db: Database, query, **params) -> list:
+def _rows(db: Database, query: Read, **params) -> list:
     with db.read() as conn:
-        if isinstance(query, PreparedRead):
-            return query.all(conn, params)
-        return list(conn.execute(query, params))
+        return query.all(conn, params)
 
 
 def pending(db: Database) -> list:
@@ -413,9 +333,15 @@ def live_in_pool(db: Database, pool: str) -> list:
     return _rows(db, statements.LIVE_IN_POOL, pool=pool)
 
 
+def live_in_states(db: Database, states: tuple) -> list:
+    """Every VM in one of ``states``, oldest first (auto-purge's read, every purge_interval)."""
+    return _rows(db, statements.IN_STATES, states=list(states))
+
+
 def latest_dead(db: Database, pool: str, names) -> dict:
     """{name: newest destroyed/gone row} for names a provider still lists."""
-    names, found = list(names), {}
+    names = list(names)
+    found: dict = {}
     for start in range(0, len(names), 500):
         found.update((row.name, row) for row in _rows(db, statements.DEAD, pool=pool, names=names[start:start + 500]))
     return found

@@ -44,7 +44,7 @@ class Backoffs:
         wait = self.waits.get(pool)
         return wait is not None and self.clock.monotonic() < wait.until
 
-    def failed(self, pool, error: ProviderError) -> Wait:
+    def failed(self, pool, error: Exception) -> Wait:
         """A clone of ``pool`` failed: its new wait (logged)."""
         now, earlier = self.clock.monotonic(), self.waits.get(pool.name)
         if isinstance(error, CircuitOpen):

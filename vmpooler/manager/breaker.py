@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import time
 
+from vmpooler.model import BreakerState
+
 log = logging.getLogger("vmpooler.manager")
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
 
 class CircuitBreaker:
@@ -18,7 +20,7 @@ class CircuitBreaker:
         self.threshold, self.timeout, self.half_open_successes = threshold, timeout, half_open_successes
         self.enabled = enabled
         self.clock = clock
-        self.state = CLOSED
+        self.state: BreakerState = CLOSED
         self.failures = 0
         self.successes = 0
         self.opened_at = 0.0
@@ -53,7 +55,7 @@ class CircuitBreaker:
         if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold):
             self._enter(OPEN)
 
-    def _enter(self, state: str) -> None:
+    def _enter(self, state: BreakerState) -> None:
         if state == OPEN:
             self.opened_at = self.clock()
         self.successes = 0

@@ -10,7 +10,7 @@ import time
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.dns.base import DnsError
-from vmpooler.manager.retry import CLONE
+from vmpooler.model import AttemptKind, DeadLetterQueue, why_not_ready
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -29,21 +29,59 @@ async def run(manager, work) -> None:
 
 async def _pending(manager, work) -> None:
     now, timed_out = work.now, []
+    pending = {vm.id for vm in work.pending}
+    manager.not_ready = {vm_id: why for vm_id, why in manager.not_ready.items() if vm_id in pending}
+    manager.timeout_warned &= pending
     for vm in list(work.pending):
         pool = manager.pools.get(vm.pool)
         if pool is None:
             continue
+        _warn_before_timeout(manager, pool, vm, now)
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
-            timed_out.append((vm, f"still pending after {pool.timeout:g} minutes"))
+            timed_out.append((vm, f"still pending after {pool.timeout:g} minutes: {_pending_cause(manager, vm)}"))
             work.settled(vm)
         elif vm.cloned_at is not None and (vm.next_attempt_at is None or vm.next_attempt_at <= now):
             manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
     completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
-                                                      error="timed out waiting for the VM to boot")
+                                                      error=f"timed out waiting for the VM to boot: {reason}",
+                                                      dead_letter=manager.dead_letter(DeadLetterQueue.PENDING,
+                                                                                      "Timeout", reason))
                                        for vm, reason in timed_out))
     for (vm, _reason), done in zip(timed_out, completed):
         if done:
             manager.metrics.marked_failed(vm.pool)
+
+
+def _pending_cause(manager, vm) -> str:
+    """Why a VM timed out pending: what its last readiness probe said, else what is known."""
+    if vm.cloned_at is None:
+        return "its clone never finished"
+    return manager.not_ready.pop(vm.id, None) or "it never answered its readiness probe"
+
+
+def _warn_before_timeout(manager, pool, vm, now) -> None:
+    """3.5's timeout_notification: one WARNING, ``timeout_notification`` minutes before a pending
+    VM's timeout, that it is about to be given up, and why it is not ready yet."""
+    if pool.timeout_notification is None or vm.id in manager.timeout_warned:
+        return
+    pending_for = now - vm.created_at
+    if pending_for > datetime.timedelta(minutes=max(pool.timeout - pool.timeout_notification, 0)):
+        manager.timeout_warned.add(vm.id)
+        log.warning("[%s] %s: pending for %.1f minutes; it is given up at %g minutes unless it becomes ready "
+                    "(%s)", pool.name, vm.name, pending_for.total_seconds() / 60, pool.timeout,
+                    "its clone has not finished" if vm.cloned_at is None
+                    else manager.not_ready.get(vm.id, "it has not answered its readiness probe yet"))
+
+
+async def readiness(manager, pool, vm):
+    """One readiness probe (``Provider.is_ready``); a VM not ready is remembered with the reason
+    its provider gave, the cause reported if it times out pending."""
+    answer = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+    if answer:
+        manager.not_ready.pop(vm.id, None)
+    else:
+        manager.not_ready[vm.id] = why_not_ready(answer) or "its provider did not call it ready"
+    return answer
 
 
 async def probe_boot(manager, pool, vm, ip=None) -> None:
@@ -57,10 +95,11 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
         if manager.records.plugin(pool) is not None:
             ip = await _address(manager, pool, vm, ip)
             if not ip:
+                manager.not_ready[vm.id] = "its address never came (its DNS record needs it)"
                 return  # no address yet: the next pass asks again
             await manager.records.register(pool, vm.name, ip)
-            manager.pool_recovered(pool)
-        while not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
+            manager.refiller.clone_succeeded(pool)
+        while not await readiness(manager, pool, vm):
             if time.monotonic() + pause >= deadline:
                 return
             await asyncio.sleep(pause)
@@ -68,6 +107,7 @@ async def probe_boot(manager, pool, vm, ip=None) -> None:
         ip = await _address(manager, pool, vm, ip)
     except ProviderError as error:
         log.debug("[%s] %s: readiness probe failed: %s", pool.name, vm.name, error)
+        manager.not_ready[vm.id] = f"its readiness probe failed: {error}"
         return
     except DnsError as error:
         await _record_failed(manager, pool, vm, error)
@@ -91,9 +131,10 @@ async def _record_failed(manager, pool, vm, error: DnsError) -> None:
     VM waits for a retry with backoff, or is given up (completed, then destroyed); the pool's
     new clones are held back as after a failed clone."""
     now = utcnow()
-    manager.hold_pool(pool, error)
-    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
-    await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at, booting=True)
+    manager.refiller.hold_back(pool, error)
+    retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
+    await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry, booting=True,
+                         dead_letter_class=manager.dead_letter_class(error))
 
 
 async def _ready(manager, work) -> None:
@@ -125,14 +166,17 @@ async def _check_ready(manager, pool, vm) -> None:
         problem = _problem(pool, vm, info)
         if problem is None and info.ip:  # the record follows a changed address (a no-op otherwise)
             await manager.records.register(pool, vm.name, info.ip)
-        if problem is None and not await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name)):
-            problem = "failed its ready check"
+        if problem is None:
+            answer = await manager.runner.call(pool.provider, lambda p: p.is_ready(pool, vm.name))
+            if not answer:
+                problem = "failed its ready check" + (f": {why_not_ready(answer)}" if why_not_ready(answer) else "")
     except (ProviderError, DnsError) as error:
         log.info("[%s] %s: ready check could not run: %s", pool.name, vm.name, error)
         return
     now = utcnow()
     if problem is not None:
-        await manager.db.run(vm_store.complete, vm, problem, now, error=problem)
+        await manager.db.run(vm_store.complete, vm, problem, now, error=problem,
+                             dead_letter=manager.dead_letter(DeadLetterQueue.READY, "Unreachable", problem))
     else:
         await manager.db.run(vm_store.checked, vm, now, ip=info.ip)
 

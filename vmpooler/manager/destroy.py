@@ -8,7 +8,7 @@ import time
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.dns.base import DnsError
-from vmpooler.manager.retry import DESTROY
+from vmpooler.model import AttemptKind
 from vmpooler.providers.base import ProviderError, VMNotFound
 
 log = logging.getLogger("vmpooler.manager")
@@ -31,9 +31,9 @@ async def _destroy(manager, pool, vm) -> None:
         await manager.records.remove(pool, vm.name)  # once the VM is gone, as 3.x does
     except (ProviderError, DnsError) as error:
         now = utcnow()
-        retry = manager.retry.after(DESTROY, error, vm.destroy_attempts, pool.provider, now)
+        retry = manager.retry.after(AttemptKind.DESTROY, error, vm.destroy_attempts, pool.provider, now)
         if not (isinstance(error, DnsError) and retry.gives_up):
-            await manager.db.run(vm_store.attempt_failed, vm, DESTROY, str(error), now, retry.attempts, retry.at)
+            await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.DESTROY, str(error), now, retry)
             return
         # the VM is gone; only its record stays (an operator must remove it): the VM is destroyed
         log.error("[%s] %s: destroyed, but its DNS record could not be removed: %s", pool.name, vm.name, error)

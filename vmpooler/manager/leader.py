@@ -79,12 +79,15 @@ class Leadership:
         self._announce(self.is_leader)
         return self.is_leader
 
-    def _announce(self, now_leader: bool) -> None:
+    def _announce(self, now_leader: bool, stopping: bool = False) -> None:
+        """Tell the listeners, and the log: taking the lease, or giving it up when stopping, is
+        normal life (INFO); losing it while running is worth an operator's look (WARNING)."""
         if now_leader == self._announced:
             return
         self._announced = now_leader
-        log.warning("leadership: %s %s the pool manager (epoch %s)", self.holder,
-                    "now runs" if now_leader else "no longer runs", self.epoch)
+        level = logging.INFO if now_leader or stopping else logging.WARNING
+        log.log(level, "leadership: %s %s the pool manager (epoch %s)", self.holder,
+                "now runs" if now_leader else "no longer runs", self.epoch)
         for listener in self._listeners:
             try:
                 listener(now_leader)
@@ -118,7 +121,7 @@ class Leadership:
                     self.executor, leases.release, self.db, LEASE_NAME, self.holder, epoch)
             except StoreUnavailable:
                 pass  # it expires by itself
-            self._announce(False)
+            self._announce(False, stopping=True)
 
     def describe(self) -> dict:
         """For /status and the health check."""

@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 
 from vmpooler.db import ondemand as requests_db
-from vmpooler.db import stats
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager import hostnames, replenish
-from vmpooler.manager.retry import CLONE
-from vmpooler.model import PENDING
+from vmpooler.manager import hostnames
+from vmpooler.manager.clone import clone
+from vmpooler.model import AttemptKind
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -43,10 +42,10 @@ async def run(manager, work) -> None:
     open_requests = await db.run(requests_db.open_requests)
     if not open_requests:
         return
-    async with manager.slots.lock:  # counted and taken with no refill in between (manager/slots.py)
-        in_flight = sum(entry["clone_slots"] for entry in (await db.run(stats.stock_counts, now)).values())
-        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if _cloning_now(manager, vm, now))
-        slots = min(settings.ondemand_clone_limit - ondemand_in_flight, settings.task_limit - in_flight)
+    refiller = manager.refiller
+    async with refiller.counted(now) as counts:  # counted and taken with no refill in between
+        ondemand_in_flight = sum(1 for request in open_requests for vm in request.vms if refiller.clone_due(vm, now))
+        slots = min(settings.ondemand_clone_limit - ondemand_in_flight, refiller.free_slots(counts))
         ttl = settings.ondemand_request_ttl
         for request in open_requests:
             if request.filled():
@@ -59,21 +58,16 @@ async def run(manager, work) -> None:
                 slots -= await _add_missing(manager, request, max(slots, 0), now)
 
 
-def _cloning_now(manager, vm, now) -> bool:
-    """A clone running or due to (re)start now (not waiting out a retry backoff)."""
-    return vm.state == PENDING and vm.cloned_at is None and manager.retry.due(vm.next_attempt_at, now)
-
-
 def _retry_due(manager, work, request) -> None:
     for vm in request.vms:
         pool = manager.pools.get(vm.pool)
-        if pool is not None and _cloning_now(manager, vm, work.now) and not manager.busy(vm.name):
-            manager.launch(("vm", vm.name), replenish.clone(manager, pool, vm, failed=_clone_failed), work)
+        if pool is not None and manager.refiller.clone_due(vm, work.now) and not manager.busy(vm.name):
+            manager.launch(("vm", vm.name), clone(manager, pool, vm, failed=_clone_failed), work)
 
 
 async def _add_missing(manager, request, slots: int, now) -> int:
     """Record and launch the clones ``request`` still lacks, at most ``slots``; how many."""
-    wanted = []
+    wanted: list = []
     for want in request.wants:
         pool = manager.pools.get(want.pool)
         missing = want.count - len(request.vms_of(want, requests_db.WAITING))
@@ -83,7 +77,7 @@ async def _add_missing(manager, request, slots: int, now) -> int:
         return 0
     created = await manager.db.run(requests_db.add_vms, request, wanted, now, manager.settings.data_ttl)
     for vm in created:
-        manager.launch(("vm", vm.name), replenish.clone(manager, manager.pools[vm.pool], vm, failed=_clone_failed))
+        manager.launch(("vm", vm.name), clone(manager, manager.pools[vm.pool], vm, failed=_clone_failed))
     return len(created)
 
 
@@ -91,9 +85,11 @@ async def _clone_failed(manager, pool, vm, error: ProviderError) -> None:
     """The retry policy's answer (manager/retry.py; an open breaker is no attempt), except that
     a clone given up fails its request with it."""
     now = utcnow()
-    retry = manager.retry.after(CLONE, error, vm.clone_attempts, pool.provider, now)
+    retry = manager.retry.after(AttemptKind.CLONE, error, vm.clone_attempts, pool.provider, now)
     if not retry.gives_up:
-        await manager.db.run(vm_store.attempt_failed, vm, CLONE, str(error), now, retry.attempts, retry.at)
-    elif await manager.db.run(requests_db.clone_given_up, vm, str(error), retry.attempts, now):
+        await manager.db.run(vm_store.attempt_failed, vm, AttemptKind.CLONE, str(error), now, retry,
+                             dead_letter_class=manager.dead_letter_class(error))
+    elif await manager.db.run(requests_db.clone_given_up, vm, str(error), retry.attempts, now,
+                              manager.dead_letter_class(error)):
         log.warning("[%s] %s: clone for an on-demand request given up: %s", pool.name, vm.name, error)
 

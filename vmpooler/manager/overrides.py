@@ -13,12 +13,15 @@ WATCHED = ("size", "template", "clone_target")
 
 
 async def run(manager, work) -> None:
-    """First of a pass's loops: the drained VMs are completed before the pass reads the pending
-    ones (``work.pending``), and replenishment then refills the pools the new way."""
+    """First of a pass's loops, after the pass read its pending VMs (``work.pending``): a drain
+    completes every ready and pending VM of its pool, so that pool's pending VMs are taken out of
+    the pass (``work.settled``: no later loop probes or retries them); replenishment then refills
+    the pools the new way."""
     await refresh(manager)
     for name, request in (await manager.db.run(override_store.pending_drains)).items():
-        if name in manager.pools:
-            await manager.db.run(override_store.drain, name, request, work.now)
+        if name in manager.pools and await manager.db.run(override_store.drain, name, request, work.now) is not None:
+            for vm in [vm for vm in work.pending if vm.pool == name]:
+                work.settled(vm)
 
 
 async def refresh(manager) -> None:

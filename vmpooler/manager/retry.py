@@ -14,23 +14,8 @@ import datetime
 from typing import Callable, Mapping, Optional
 
 from vmpooler.manager.clock import STEP_TOLERANCE
+from vmpooler.model import AttemptKind, Retry
 from vmpooler.providers.base import CircuitOpen, ProviderError
-
-CLONE, DESTROY, TASK = "clone", "destroy", "task"
-
-
-@dataclasses.dataclass(frozen=True)
-class Retry:
-    """What follows a failed call: the work's new count of attempts, and when to try again
-    (None: give up)."""
-
-    attempts: int
-    at: Optional[datetime.datetime]
-
-    @property
-    def gives_up(self) -> bool:
-        return self.at is None
-
 
 #: beyond this many doublings any base reaches any sensible cap (2**64 seconds is forever)
 MAX_DOUBLINGS = 64
@@ -40,7 +25,7 @@ MAX_DOUBLINGS = 64
 class RetryPolicy:
     base: float
     cap: float
-    limits: Mapping[str, int]  # kind -> attempts before the work is given up
+    limits: Mapping[AttemptKind, int]  # attempts before the work is given up
     #: provider name -> seconds until its circuit breaker may let calls through again
     breaker_wait: Callable[[str], float]
     #: the longest a breaker stays open (circuit_breaker_timeout)
@@ -48,7 +33,8 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings, breakers: Mapping) -> "RetryPolicy":
-        limits = {CLONE: settings.clone_attempts, DESTROY: settings.destroy_attempts, TASK: settings.task_attempts}
+        limits = {AttemptKind.CLONE: settings.max_vm_retries or settings.clone_attempts, AttemptKind.DESTROY: settings.destroy_attempts,
+                  AttemptKind.TASK: settings.task_attempts}
         return cls(settings.retry_backoff, settings.retry_backoff_max, limits,
                    lambda provider: breakers[provider].seconds_until_trial(), settings.circuit_breaker_timeout)
 
@@ -57,12 +43,12 @@ class RetryPolicy:
         growing once the cap is reached (a pool failing for days must not overflow a float)."""
         return min(self.base * (2 ** min(max(attempts - 1, 0), MAX_DOUBLINGS)), self.cap)
 
-    def after(self, kind: str, error: ProviderError, attempts: int, provider: str,
+    def after(self, kind: AttemptKind, error: ProviderError, attempts: int, provider: str,
               now: datetime.datetime) -> Retry:
         """What follows ``error`` for work of ``kind`` that had failed ``attempts`` times on
         ``provider``."""
         if isinstance(error, CircuitOpen):
-            return Retry(attempts, self.breaker_open_until(provider, now))
+            return Retry(attempts, self.breaker_open_until(provider, now), waits_for_breaker=True)
         attempts += 1
         if not error.transient or attempts >= self.limits[kind]:
             return Retry(attempts, None)

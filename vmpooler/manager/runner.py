@@ -13,6 +13,7 @@ from tornado.ioloop import IOLoop
 from vmpooler.manager.breaker import CircuitBreaker
 from vmpooler.metrics import DISABLED
 from vmpooler.providers.base import CircuitOpen, Provider, ProviderError
+from vmpooler.settings import Settings
 
 log = logging.getLogger("vmpooler.manager")
 T = TypeVar("T")
@@ -24,7 +25,7 @@ class Fenced(Exception):
 
 
 class ProviderRunner:
-    def __init__(self, providers: dict, settings: dict, may_act: Callable[[], bool] = lambda: True,
+    def __init__(self, providers: dict, settings: Settings, may_act: Callable[[], bool] = lambda: True,
                  metrics=DISABLED):
         self.providers = providers
         self.metrics = metrics

@@ -8,29 +8,33 @@ so the same VM never has two provider calls in flight. Each loop lives in its ow
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
+from typing import Any, Coroutine, Dict, List, Optional, Protocol, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from vmpooler.db import idempotency, stats
+from vmpooler.db import idempotency, retries, stats
 from vmpooler.db import tasks as task_store
 from vmpooler.db import vms as vm_store
-from vmpooler.db.database import StoreUnavailable, utcnow
-from vmpooler.db import retries
-from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
-from vmpooler.manager import checks, destroy, ondemand, overrides, reconcile, replenish, tasks
+from vmpooler.db.database import Database, StoreUnavailable, utcnow
+from vmpooler.manager import checks, destroy, ondemand, overrides, queues, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clock import Clock, StepWatch
+from vmpooler.manager.leader import Leadership
 from vmpooler.manager.records import Records
+from vmpooler.manager.refill import Refiller
 from vmpooler.manager.retry import RetryPolicy
 from vmpooler.manager.runner import Fenced, ProviderRunner
-from vmpooler.manager.slots import Slots
-from vmpooler.metrics import DISABLED
+from vmpooler.metrics import DISABLED, Hooks
+from vmpooler.model import DeadLetter, DeadLetterQueue, PoolConfig, VMRow
+from vmpooler.settings import Settings
+from vmpooler.providers.base import Provider
 
 log = logging.getLogger("vmpooler.manager")
 
-LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks)  # ondemand before replenish: clients first
+LOOPS = (overrides, checks, destroy, ondemand, replenish, tasks, queues)  # ondemand before replenish: clients first
 #: woken passes come at most this often (seconds), so a burst of checkouts costs a few passes, not one each
 WAKE_INTERVAL = 0.05
 #: seconds without passes after the database was found unavailable (locked, full, read-only)
@@ -38,6 +42,18 @@ STORE_PAUSE = 2.0
 #: the manager is stalled (GET /healthcheck answers 503) when no pass finished for this many
 #: intervals, and at least STALL_SECONDS (more than one STORE_PAUSE)
 STALL_INTERVALS, STALL_SECONDS = 5, 3.0
+#: what provider work acts on, so that one thing never has two calls in flight: ("vm", name),
+#: ("inventory", pool), ("purge", provider), ...
+WorkKey = Tuple[str, str]
+
+
+
+class ManagerConfig(Protocol):
+    """What the manager reads of the configuration (``config.Config`` is one): it is handed a
+    loaded configuration and never loads one (the manager does not import config.py)."""
+
+    settings: Settings
+    pools: list
 
 
 class Pass:
@@ -45,7 +61,8 @@ class Pass:
     time, and the pending VMs, which both ``checks`` (boot, timeout) and ``replenish`` (clone
     retries) go through. A loop that retires a pending VM takes it out (``settled``)."""
 
-    def __init__(self, now, pending: list, read_at: float = 0.0, clock_confirmed: bool = True):
+    def __init__(self, now: datetime.datetime, pending: List[VMRow], read_at: float = 0.0,
+                 clock_confirmed: bool = True):
         self.now = now
         self.pending = pending
         #: the wall clock did not step since the last pass (manager/clock.py): only then may the
@@ -56,20 +73,22 @@ class Pass:
         self.read_at = read_at
 
     @classmethod
-    async def read(cls, db, clock: Clock = Clock(), watch: "StepWatch" = None) -> "Pass":
+    async def read(cls, db: Database, clock: Clock = Clock(), watch: Optional[StepWatch] = None) -> "Pass":
         read_at, now = time.monotonic(), clock.wall()
         return cls(now, await db.run(vm_store.pending), read_at, watch.confirmed(now) if watch else True)
 
-    def settled(self, vm) -> None:
+    def settled(self, vm: VMRow) -> None:
         self.pending[:] = [row for row in self.pending if row.id != vm.id]
 
 
 class Manager:
     """``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
-    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin} (default: built from the config)."""
+    ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
+    registry as the providers are (none: no pool's records are kept)."""
 
-    def __init__(self, config, db, providers: dict, leadership=None, metrics=DISABLED, dns_plugins=None,
+    def __init__(self, config: ManagerConfig, db: Database, providers: Dict[str, Provider],
+                 leadership: Optional[Leadership] = None, metrics: Hooks = DISABLED, dns_plugins=None,
                  clock: Clock = Clock()):
         self.config = config
         self.settings = config.settings
@@ -79,20 +98,25 @@ class Manager:
         self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.clock = clock
-        self.backoffs = Backoffs(self.retry, self.runner.breakers, clock)
         self.step_watch = StepWatch(clock)
         for breaker in self.runner.breakers.values():
             breaker.on_closed = lambda name: self.provider_back(name, "its circuit breaker closed")
-        self.records = Records(DNS_REGISTRY.build(config) if dns_plugins is None else dns_plugins,
-                               self.runner.executor, self.acting)
-        self.pools = {pool.name: pool for pool in config.pools}
-        self.in_flight: dict = {}  # key -> asyncio.Task
-        self.slots = Slots(self, replenish.refill)
-        self._ended: dict = {}  # key -> time.monotonic() when its last work ended
+        self.records = Records(dns_plugins or {}, self.runner.executor, self.acting)
+        self.pools: Dict[str, PoolConfig] = {pool.name: pool for pool in config.pools}
+        self.in_flight: Dict[WorkKey, asyncio.Future] = {}
+        #: the one owner of refilling: clone slots, their round-robin, each pool's wait, the lock
+        self.refiller = Refiller(self)
+        self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
+        #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
+        self.not_ready: Dict[int, str] = {}
+        #: pending VMs' ids whose coming timeout was warned about (timeout_notification)
+        self.timeout_warned: Set[int] = set()
+        #: what manager/queues.py does next, by its name: time.monotonic() when it is due
+        self.queue_timers: Dict[str, float] = {}
         self.next_reconcile = 0.0
         self.paused_until = 0.0  # set when the database was unavailable
-        self._callback = None
-        self._pass = None  # the pass running now (an asyncio.Task)
+        self._callback: Optional[PeriodicCallback] = None
+        self._pass: Optional[asyncio.Future] = None  # the pass running now
         self._again = False
         self._wake_pending = False
         self._last_tick = 0.0
@@ -171,7 +195,7 @@ class Manager:
     def refill(self) -> None:
         """Fill the pools in the next IOLoop turn (a checkout took VMs): a fill, not a pass."""
         if self._running():
-            self.slots.fill_soon()
+            self.refiller.fill_soon()
 
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -225,13 +249,13 @@ class Manager:
                 self.launch(("purge", name), reconcile.purge_provider(self, name))
             self.launch(("purge", "idempotency keys"), self.db.run(idempotency.purge, utcnow()))
 
-    def database_unavailable(self, what: str, error) -> None:
+    def database_unavailable(self, what: str, error: Exception) -> None:
         """The database is unavailable: every query would wait out its timeout, so no passes nor
         refills for a while (the API's requests get the database meanwhile)."""
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key, coroutine, work: "Pass" = None) -> bool:
+    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional["Pass"] = None) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
         for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
         waits on the database, so work can end while it runs)."""
@@ -243,7 +267,7 @@ class Manager:
         self.in_flight[key] = task
         return True
 
-    async def _guarded(self, key, coroutine) -> None:
+    async def _guarded(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any]) -> None:
         try:
             await coroutine
         except StoreUnavailable as error:
@@ -263,28 +287,31 @@ class Manager:
         """``provider`` answers again (its circuit breaker closed): every pool of it stops waiting,
         its clones (within ``task_limit``) and destroys waiting for a retry are due now, and the
         pools refill."""
-        self.backoffs.recovered(provider, why)
+        self.refiller.backoffs.recovered(provider, why)
         if self.acting() and not self._stopping:
             self.launch(("retry now", provider), self._retry_now(provider, f"provider {provider} answers again "
                                                                           f"({why}): retrying now"))
 
     async def _retry_now(self, provider: str, reason: str) -> None:
-        async with self.slots.lock:  # the free slots and the retries made due are one step, as in a fill
-            now = self.clock.wall()
-            counts = await self.db.run(stats.stock_counts, now)
-            free = self.settings.task_limit - sum(entry["clone_slots"] for entry in counts.values())
+        now = self.clock.wall()
+        async with self.refiller.counted(now) as counts:  # the free slots and the retries made due are one step
+            free = self.refiller.free_slots(counts)
             await self.db.run(retries.retry_now, provider, now, reason, max(free, 0))
         self.wake()
         self.refill()
-    def hold_pool(self, pool, error) -> None:
-        """A clone of ``pool`` failed (or its VM's DNS record could not be made): hold the pool's
-        new clones back (manager/backoff.py)."""
-        self.backoffs.failed(pool, error)
 
-    def pool_recovered(self, pool) -> None:
-        """A clone of ``pool`` succeeded: its new clones are no longer held back."""
-        self.backoffs.succeeded(pool.name)
+    def dead_letter(self, queue: DeadLetterQueue, error_class: str, message: str) -> Optional[DeadLetter]:
+        """The dead letter a VM retired for a failure gets, or None with dlq_enabled off."""
+        return DeadLetter(queue, error_class, message) if self.settings.dlq_enabled else None
 
+    def dead_letter_class(self, error: Exception) -> Optional[str]:
+        """The class a clone given up for ``error`` is recorded with, or None with dlq_enabled off."""
+        return type(error).__name__ if self.settings.dlq_enabled else None
+
+    @property
+    def backoffs(self) -> Backoffs:
+        """The pools waiting after failed clones (the refiller's: /status and tests read them)."""
+        return self.refiller.backoffs
 
     def busy(self, name: str) -> bool:
         return ("vm", name) in self.in_flight
@@ -298,7 +325,7 @@ class Manager:
             return {"leader": True}
         return self.leadership.describe()
 
-    def stalled(self):
+    def stalled(self) -> Optional[str]:
         """Why the manager is not doing its work (for GET /healthcheck), or None while it is."""
         interval = self.settings.check_loop_delay_min
         age = time.monotonic() - self.last_pass_at

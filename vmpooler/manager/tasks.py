@@ -7,8 +7,7 @@ import logging
 
 from vmpooler.db import tasks as task_store
 from vmpooler.db.database import utcnow
-from vmpooler.manager.retry import TASK
-from vmpooler.model import LIVE_STATES, TaskKind
+from vmpooler.model import LIVE_STATES, AttemptKind, Retry, TaskKind
 from vmpooler.providers.base import ProviderError
 
 log = logging.getLogger("vmpooler.manager")
@@ -27,7 +26,8 @@ async def run(manager, work) -> None:
         pool = manager.pools.get(task.vm_pool)
         if pool is None or task.vm_state not in LIVE_STATES:
             if await manager.db.run(task_store.claim, task.id):
-                await manager.db.run(task_store.failed, task, f"the VM is {task.vm_state}", now, task.attempts, None)
+                await manager.db.run(task_store.failed, task, f"the VM is {task.vm_state}", now,
+                                     Retry(task.attempts, None))
             continue
         manager.launch(("vm", task.vm_name), _run(manager, pool, task), work)
 
@@ -39,8 +39,8 @@ async def _run(manager, pool, task) -> None:
         await manager.runner.call(pool.provider, lambda p: OPERATIONS[task.kind](p, pool, task.vm_name, task.arg))
     except ProviderError as error:
         now = utcnow()
-        retry = manager.retry.after(TASK, error, task.attempts, pool.provider, now)
-        await manager.db.run(task_store.failed, task, str(error), now, retry.attempts, retry.at)
+        retry = manager.retry.after(AttemptKind.TASK, error, task.attempts, pool.provider, now)
+        await manager.db.run(task_store.failed, task, str(error), now, retry)
         log.warning("[%s] %s: %s %s failed%s: %s", pool.name, task.vm_name, task.kind, task.arg,
                     " for good" if retry.gives_up else "", error)
         return

@@ -11,9 +11,9 @@ it without the provider itself, so checking a file needs none of the backends' l
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
-from vmpooler.model import PoolConfig, VMInfo
+from vmpooler.model import NotReady, PoolConfig, VMInfo
 
 
 class ProviderError(Exception):
@@ -90,8 +90,10 @@ class Provider(abc.ABC):
         booting is observed later through ``is_ready``."""
 
     @abc.abstractmethod
-    def is_ready(self, pool: PoolConfig, name: str) -> bool:
-        """A cheap, non-waiting probe: has the VM booted far enough to be handed out?"""
+    def is_ready(self, pool: PoolConfig, name: str) -> Union[bool, NotReady]:
+        """A cheap, non-waiting probe: has the VM booted far enough to be handed out? ``True``,
+        or a false answer: ``NotReady(why)`` (preferred: the pending timeout reports the cause) or
+        ``False``."""
 
     @abc.abstractmethod
     def get_vm(self, pool: PoolConfig, name: str) -> Optional[VMInfo]:

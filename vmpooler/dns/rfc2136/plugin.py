@@ -78,7 +78,7 @@ class Rfc2136Plugin(DnsPlugin):
         """The server's address (dnspython sends only to addresses): resolved at each update, so
         a server that moves is followed."""
         try:
-            return socket.getaddrinfo(self.options.server, self.options.port, type=socket.SOCK_STREAM)[0][4][0]
+            return str(socket.getaddrinfo(self.options.server, self.options.port, type=socket.SOCK_STREAM)[0][4][0])
         except OSError as error:
             raise DnsError(f"DNS {self.name}: cannot resolve the server {self.options.server}: {error}") from None
 

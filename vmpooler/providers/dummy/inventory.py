@@ -80,7 +80,7 @@ class Inventory:
         if stamp == self._stamp:
             return
         vms = {}
-        if stamp is not None:
+        if stamp is not None and self.filename is not None:  # a stamp is of the file
             with open(self.filename, encoding="utf-8") as handle:
                 vms = json.load(handle).get("vms", {})
         self.vms, self.folders = {}, {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Optional
+from typing import Optional, Union
 
-from vmpooler.model import VMInfo
+from vmpooler.model import NotReady, VMInfo
 from vmpooler.providers.base import Provider, TransientError, VMExists, VMNotFound
 from vmpooler.providers.dummy.config import DummyOptions
 from vmpooler.providers.dummy.inventory import Inventory
@@ -73,13 +73,16 @@ class DummyProvider(Provider):
             inventory.add(name, record)
         return self._info(name, record)
 
-    def is_ready(self, pool, name: str) -> bool:
+    def is_ready(self, pool, name: str) -> Union[bool, NotReady]:
         with self._inventory.reading() as inventory:
             record = inventory.vms.get(name)
             if record is None or not record["powered_on"]:
-                return False
+                return NotReady("no such VM" if record is None else "powered off")
             booted = time.time() >= record["boot_at"]
-        return booted and not self._chance("vmready_fail_percent")
+        if not booted:
+            return NotReady("not booted yet")
+        return NotReady("its readiness check failed (vmready_fail_percent)") if self._chance(
+            "vmready_fail_percent") else True
 
     def get_vm(self, pool, name: str) -> Optional[VMInfo]:
         with (self._inventory.changing() if self._get_changes else self._inventory.reading()) as inventory:
@@ -138,6 +141,11 @@ class DummyProvider(Provider):
         """Power a VM off behind the manager's back (a clone killed before its power-on)."""
         with self._inventory.changing():
             self._record(name)["powered_on"] = False
+
+    def readdress(self, name: str, ip: str) -> None:
+        """Give a VM another address behind the manager's back (a DHCP lease that changed)."""
+        with self._inventory.changing():
+            self._record(name)["ip"] = ip
 
     def remove(self, name: str) -> None:
         """Delete a VM behind the manager's back."""

@@ -135,6 +135,7 @@ def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], setting
     problems.extend(found)
     if found:
         return None
+    assert host is not None and port is not None  # else found says the server is required
     return ProviderOptions(
         host=host, port=port, username=raw["username"], password=raw["password"], insecure=raw["insecure"],
         datacenter=raw["datacenter"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-from typing import Optional
+from typing import Optional, Type
 
 from pyVmomi import vim, vmodl
 
@@ -62,7 +62,7 @@ def is_transport_failure(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT_TRANSPORT + (vim.fault.NotAuthenticated,))
 
 
-def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -> ProviderError:
+def translate(exc: BaseException, what: str, not_found: Optional[Type[ProviderError]] = None) -> ProviderError:
     """``exc`` as a ProviderError whose message starts with ``what`` (the operation and its
     object). ``not_found`` replaces VMNotFound for lookups of other things (a template, say)."""
     if isinstance(exc, ProviderError):
@@ -71,9 +71,7 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     if isinstance(exc, vmodl.MethodFault):
         for fault, error in _FAULTS:
             if isinstance(exc, fault):
-                if error is VMNotFound and not_found is not None:
-                    error = not_found
-                return error(message)
+                return (not_found if error is VMNotFound and not_found is not None else error)(message)
         return ProviderError(message)
     if isinstance(exc, _PERMANENT_TRANSPORT):
         return PermanentError(f"{message} (set insecure: true to skip verification)")

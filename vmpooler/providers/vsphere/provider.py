@@ -5,11 +5,11 @@ import contextlib
 import datetime
 import logging
 import threading
-from typing import Optional
+from typing import Optional, Union
 
 from pyVmomi import vim, vmodl
 
-from vmpooler.model import PoolConfig, VMInfo
+from vmpooler.model import NotReady, PoolConfig, VMInfo
 from vmpooler.providers.base import PermanentError, Provider, ProviderError, VMNotFound
 from vmpooler.providers.shared import port_open
 from vmpooler.providers.vsphere import clone, devices, errors, inventory, purge
@@ -89,16 +89,21 @@ class VSphereProvider(Provider):
             return None
         return inventory.vm_info(props)
 
-    def is_ready(self, pool: PoolConfig, name: str) -> bool:
+    def is_ready(self, pool: PoolConfig, name: str) -> Union[bool, NotReady]:
         with self._session(f"checking VM {name}") as content:
             props = self._vm_properties(content, self._vm(content, pool, name), "runtime.powerState",
                                         "guest.ipAddress")
         ip = inventory.usable_ip(props.get("guest.ipAddress"))
-        if props.get("runtime.powerState") != "poweredOn" or ip is None:
-            return False
+        if props.get("runtime.powerState") != "poweredOn":
+            return NotReady(f"not powered on ({props.get('runtime.powerState')})")
+        if ip is None:
+            return NotReady("its guest address never came (VMware Tools reported none usable)")
         port = pool.provider_options.ready_check_port
         # The session is given back before probing: a booting guest must not hold a connection.
-        return port == 0 or port_open(pool.fqdn(name) if pool.domain else ip, port)
+        host = pool.fqdn(name) if pool.domain else ip
+        if port == 0 or port_open(host, port):
+            return True
+        return NotReady(f"its port {port} on {host} never opened")
 
     # -- life cycle ----------------------------------------------------------------------
     def create_vm(self, pool: PoolConfig, name: str) -> VMInfo:

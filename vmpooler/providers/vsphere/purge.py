@@ -29,7 +29,7 @@ class BaseFolder:
 def base_folders(pools, datacenter_of) -> list:
     """One BaseFolder per (datacenter, parent of a pool folder). A pool folder right under the
     datacenter's VM folder has no base folder: that root is never purged."""
-    bases = {}
+    bases: dict = {}
     for pool in pools:
         folder = pool.provider_options.folder
         if "/" not in folder:
