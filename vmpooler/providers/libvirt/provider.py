@@ -137,7 +137,7 @@ class LibvirtProvider(Provider):
             return running
         # the connection is given back before probing: a booting guest must not hold it
         if not found:
-            return bool(named) and port_open(named, port)
+            return named is not None and port_open(named, port)
         return any(port_open(address, port) for address in found)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -239,7 +239,7 @@ class LibvirtProvider(Provider):
     @staticmethod
     def _volumes_in_use(conn, besides: Optional[str] = None) -> frozenset:
         """The disk paths of every domain (but ``besides``)."""
-        paths = set()
+        paths: set = set()
         for domain in conn.listAllDomains(0):
             if domain.name() == besides:
                 continue
