@@ -79,8 +79,9 @@ def test_each_plugin_checks_its_own_keys(entry, needle):
 
 def test_unknown_keys_of_an_entry_are_warned_about():
     config = make_config(pools=pools("x"), dns_configs={"x": {"dns_class": "dynamic-dns", "domain": "example.com",
-                                                              "project": "p"}})
-    assert config.warnings == ["dns_configs.x.project is not a known key of dynamic-dns; ignored"]
+                                                              "project": "p", "domian": "x"}})
+    assert config.warnings == ["dns_configs.x.project is not a known key; ignored",
+                               "dns_configs.x.domian is not a known key; ignored (did you mean domain?)"]
 
 
 def test_a_misspelt_class_or_setup_name_is_told_what_was_meant():
