@@ -55,10 +55,11 @@ fi
 # namespaces of their own (tests/libvirt/lab.py), never the system's; libvirt-dev, pkg-config, gcc and
 # python3-dev build libvirt-python for the virtualenv.
 if ! command -v libvirtd >/dev/null 2>&1 && [ ! -x /usr/sbin/libvirtd ] || ! command -v qemu-system-x86_64 >/dev/null 2>&1 \
-   || ! command -v dbclient >/dev/null 2>&1 || ! pkg-config --exists libvirt 2>/dev/null; then
+   || ! command -v dbclient >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
+   || ! pkg-config --exists libvirt 2>/dev/null; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libvirt-daemon-system libvirt-clients \
-    qemu-system-x86 qemu-utils dnsmasq-base iptables busybox-static dropbear-bin cpio kmod e2fsprogs \
+    qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2 busybox-static dropbear-bin cpio kmod e2fsprogs \
     libvirt-dev pkg-config gcc python3-dev >/dev/null
 fi
 export VMPOOLER_REQUIRE_LIBVIRT=1  # the libvirt tests fail, rather than skip, without their lab

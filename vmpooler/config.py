@@ -19,6 +19,7 @@ from vmpooler.auth_config import parse_auth
 from vmpooler.dns_config import dns_configs, with_domain
 from vmpooler.dns.registry import REGISTRY as DNS_REGISTRY
 from vmpooler.model import PoolConfig, ProviderConfig
+from vmpooler.prometheus_config import PrometheusConfig, prometheus_section
 from vmpooler.settings import (IGNORED_SECTIONS, IGNORED_SETTINGS, KNOWN_SECTIONS, SETTINGS, SETTINGS_BY_KEY,
                                Setting, Settings, build_settings, check_setting, coerce, read_settings,
                                did_you_mean, mapping_of, unknown_key)
@@ -162,7 +163,9 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
         found: list = []
         typed = schema.provider_options(options, values, settings, found)
         problems.extend(f"providers.{name}.{p}" for p in found)
-        providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name))
+        breaker = {key: value for key, value in read_settings(BREAKER_SETTINGS, options, problems,
+                                                               f"providers.{name}.").items() if key in options}
+        providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name), breaker)
     _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
     dns, dns_names = dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
@@ -173,7 +176,7 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
         problems.extend(quota_problems)
     tagfilter = _tagfilter(sections.get("tagfilter"), problems)
     database_url = _database_url(sections.get("database"), environ, problems)
-    prometheus = _prometheus(sections.get("prometheus"), problems, warnings)
+    prometheus = prometheus_section(sections.get("prometheus"), problems, warnings)
     limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems, warnings)
@@ -209,6 +212,16 @@ def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: lis
                         f"uses; ignored" if owners else unknown_key("config", key, known))
 
 
+#: the circuit breaker keys a provider section may set for its own breaker (3.9.0), over :config:'s
+BREAKER_SETTINGS = tuple(SETTINGS_BY_KEY[key] for key in (
+    "circuit_breaker_enabled", "circuit_breaker_failure_threshold", "circuit_breaker_timeout",
+    "circuit_breaker_half_open_attempts"))
+#: keys every provider section may carry, whatever its class: its breaker's, and 2.3's
+#: skip_dns_check_before_creating_vm, which asks to skip a check this service never makes (a new
+#: VM's name is unique among live VMs in the database; an rfc2136 setup replaces a stale record)
+ANY_PROVIDER_KEYS = frozenset({s.key for s in BREAKER_SETTINGS} | {"skip_dns_check_before_creating_vm"})
+
+
 def _provider_entries(section, pool_list, default_provider, registry, problems, warnings) -> dict:
     """name -> (provider_class, its schema, the section as written), for each provider under
     :providers:, plus the dummy when a pool names it without configuring it. A provider whose
@@ -226,8 +239,8 @@ def _provider_entries(section, pool_list, default_provider, registry, problems, 
             entries[name] = None
             continue
         for key in options:
-            if key not in schema.PROVIDER_KEYS:
-                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS))
+            if key not in schema.PROVIDER_KEYS and key not in ANY_PROVIDER_KEYS:
+                warnings.append(unknown_key(f"providers.{name}", key, schema.PROVIDER_KEYS | ANY_PROVIDER_KEYS))
         entries[name] = (class_name, schema, options)
     dummy = registry.schema("dummy")
     if dummy is not None and "dummy" not in entries and any(
@@ -345,46 +358,6 @@ def _tagfilter(section, problems) -> dict:
         except re.error as exc:
             problems.append(f"tagfilter.{tag}: not a valid regular expression: {exc}")
     return filters
-
-
-@dataclasses.dataclass(frozen=True)
-class PrometheusConfig:
-    """The original's :prometheus: section (defaults as its Promstats applies them)."""
-
-    #: the value of the ``vmpooler_instance`` label on every sample
-    prefix: str = "vmpooler"
-    #: the start of every metric name
-    prometheus_prefix: str = "vmpooler"
-    #: the path the exposition is served at
-    prometheus_endpoint: str = "/prometheus"
-
-
-_METRIC_PREFIX = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
-_ENDPOINT = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]+$")
-
-
-def _prometheus(section, problems, warnings) -> Optional[PrometheusConfig]:
-    """None without the section, or with it empty (``:prometheus:`` and nothing under it), as the original."""
-    if section is None:
-        return None
-    section = mapping_of(section, "prometheus", problems)
-    values = {}
-    for key, value in section.items():
-        key = str(key).strip(":")
-        if key not in PrometheusConfig.__dataclass_fields__:
-            warnings.append(unknown_key("prometheus", key, PrometheusConfig.__dataclass_fields__))
-            continue
-        value = check_setting(Setting(key, "str", None, ""), value, f"prometheus.{key}", problems)
-        if value is not None:
-            values[key] = value
-    prefix = values.get("prometheus_prefix")
-    if prefix is not None and not _METRIC_PREFIX.match(prefix):
-        problems.append(f"prometheus.prometheus_prefix: must start a Prometheus metric name (letters, digits, "
-                        f"'_' and ':', not starting with a digit), not {prefix!r}")
-    endpoint = values.get("prometheus_endpoint")
-    if endpoint is not None and not _ENDPOINT.match(endpoint):
-        problems.append(f"prometheus.prometheus_endpoint: must be a path such as /prometheus, not {endpoint!r}")
-    return PrometheusConfig(**values)
 
 
 def _database_url(section, environ, problems) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 from vmpooler.model import DnsConfig, PoolConfig
-from vmpooler.settings import Setting, check_setting, did_you_mean, mapping_of
+from vmpooler.settings import Setting, check_setting, did_you_mean, mapping_of, unknown_key
 
 
 def dns_configs(section, registry, problems: list, warnings: list) -> tuple:
@@ -25,7 +25,8 @@ def dns_configs(section, registry, problems: list, warnings: list) -> tuple:
                                   f"{where}.dns_class", problems)
         schema = registry.schema(dns_class) if dns_class else None
         if dns_class and schema is None:
-            problems.append(f"{where}.dns_class: unknown DNS plugin {dns_class!r} "
+            problems.append(f"{where}.dns_class: unknown DNS plugin {dns_class!r}"
+                            f"{did_you_mean(dns_class, registry.names())} "
                             f"(known: {', '.join(registry.names()) or 'none installed'})")
         domain = check_setting(Setting("domain", "str", None, ""), entry.get("domain"), f"{where}.domain", problems)
         if not domain or not _DOMAIN.match(domain):
@@ -35,8 +36,7 @@ def dns_configs(section, registry, problems: list, warnings: list) -> tuple:
         domain = domain.rstrip(".")
         assert schema is not None  # else its dns_class was a problem
         known = {"dns_class", "domain"} | {s.key for s in schema.SETTINGS}
-        warnings.extend(f"{where}.{key} is not a known key of {dns_class}; ignored{did_you_mean(key, known)}"
-                        for key in entry if str(key) not in known)
+        warnings.extend(unknown_key(where, str(key), known) for key in entry if str(key) not in known)
         found: list = []
         options = schema.options(entry, domain, found)
         problems.extend(f"{where}.{p}" for p in found)
@@ -56,8 +56,8 @@ def with_domain(pool: PoolConfig, settings, dns: dict, dns_names: set, problems:
         return dataclasses.replace(pool, domain=settings.domain or None)
     name = str(name).strip(":")
     if name not in dns_names:
-        problems.append(f"pools[{pool.name}].dns_plugin: {name!r} is not configured under :dns_configs: "
-                        f"(configured: {', '.join(sorted(dns_names)) or 'none'})")
+        problems.append(f"pools[{pool.name}].dns_plugin: {name!r} is not configured under :dns_configs:"
+                        f"{did_you_mean(name, dns_names)} (configured: {', '.join(sorted(dns_names)) or 'none'})")
     if name not in dns:
         return pool
     return dataclasses.replace(pool, dns_plugin=name, domain=dns[name].domain)

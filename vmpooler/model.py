@@ -191,6 +191,9 @@ class ProviderConfig:
     provider_class: str
     options: Any
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    #: this provider's circuit breaker settings (3.9.0's per-provider ``circuit_breaker_*``), over
+    #: the global ones: {setting name: value} of those its section sets
+    breaker: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
 
 class VMRow(Protocol):

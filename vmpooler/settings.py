@@ -116,6 +116,10 @@ class Settings:
     timeout_notification: Optional[float] = setting(None, "Minutes before a pending VM's timeout to log a WARNING "
                                                     "that it is about to be given up (a pool key may override "
                                                     "it; unset: no warning).", minimum=0)
+    purge_unconfigured_resources: bool = setting(False, "Every provider destroys what it made that no configured "
+                                                 "pool uses (VMs and folders for vSphere, tagged domains for "
+                                                 "libvirt), sparing resources_allowlist; a provider section may "
+                                                 "turn it on for that provider alone (2.1).")
     dlq_enabled: bool = setting(True, "Keep every VM that failed (clone given up, pending timeout, ready VM "
                                 "unreachable, purged) in the dead-letter queue (GET /dlq, vmpooler dlq). 3.x's "
                                 "default is off; ours is on.")

@@ -14,13 +14,16 @@ import tornado.web
 from tests.conftest import make_config
 from vmpooler.api.base import NotFoundHandler
 from vmpooler.api.routes import make_app
+from vmpooler.api.version import ApiVersion
 from vmpooler.auth import build_auth_store
 from vmpooler.context import Context
 from vmpooler.metrics import Metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: the docs that describe this service (performance.md also names its benchmarks' own routes)
-DOCS = ("api.md", "architecture.md", "configuration.md", "operations.md", "reliability.md")
+#: the docs that describe this service: all of docs/ but performance.md, which also names its
+#: benchmarks' own routes
+DOCS = sorted(name for name in os.listdir(os.path.join(ROOT, "docs"))
+              if name.endswith(".md") and name != "performance.md")
 METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD")
 
 
@@ -49,7 +52,7 @@ def documented_routes() -> set:
 
 def served_by(app, method: str, path: str):
     """The handler class that answers ``method path``, or None (the JSON 404, or no such method)."""
-    for candidate in (path, "/api/v1" + path):
+    for candidate in (path, *(version.prefix + path for version in ApiVersion)):
         request = tornado.httputil.HTTPServerRequest(
             start_line=tornado.httputil.RequestStartLine(method, candidate, "HTTP/1.1"),
             headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1"}))

@@ -117,7 +117,8 @@ def test_day_totals_changed_in_opposite_orders_never_deadlock(db):
 def test_tokens_touched_in_opposite_orders_never_deadlock(db):
     """Two group-commit batches (as db/batch.py runs them: one transaction, each request a
     savepoint) each touch two tokens, in opposite orders, both holding their first touch while the
-    other makes its own: both commit, and each token's last use is the latest."""
+    other makes its own: both commit, and both tokens show the last use of the batch that
+    committed last (the rows are taken in one order, so one batch waits for the other's commit)."""
     postgresql_only(db)
     now = utcnow()
     for digest in ("a" * 64, "b" * 64):
@@ -142,8 +143,8 @@ def test_tokens_touched_in_opposite_orders_never_deadlock(db):
     for thread in threads:
         thread.join(30)
     assert outcomes == {"x": "committed", "y": "committed"}
-    for digest in ("a" * 64, "b" * 64):
-        assert token_store.by_hash(db, digest).last_used_at == now + datetime.timedelta(minutes=2)
+    last_uses = {token_store.by_hash(db, digest).last_used_at for digest in ("a" * 64, "b" * 64)}
+    assert len(last_uses) == 1 and last_uses <= {now + datetime.timedelta(minutes=m) for m in (1, 2)}
 
 
 @writes

@@ -203,8 +203,3 @@ def test_check_config_of_an_rfc2136_file_does_not_import_dnspython(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout and "dnspython not imported" in result.stdout
 
-
-def test_a_misspelt_key_of_an_entry_is_told_the_one_it_may_mean():
-    config = make_config(pools=pools("x"), dns_configs={"x": {"dns_class": "dynamic-dns", "domain": "example.com",
-                                                              "domian": "example.org"}})
-    assert config.warnings == ["dns_configs.x.domian is not a known key of dynamic-dns; ignored (did you mean domain?)"]

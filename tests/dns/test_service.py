@@ -55,6 +55,12 @@ def test_ready_vms_have_records_answers_carry_the_domain_and_delete_removes_the_
         assert both["dns-pool"]["hostname"].endswith(f".{ZONE}")
         assert both["plain-pool"]["hostname"].endswith(".default.test")
 
+        wait_until(lambda: len(ready_names(service, "dns-pool")) >= 1, 30, "a ready VM again")
+        v3 = service.client.post("/api/v3/vm/dns-pool").json()  # 3.x clients: FQDNs, no top-level domain
+        assert "domain" not in v3 and v3["dns-pool"]["hostname"].endswith(f".{ZONE}")
+        short = v3["dns-pool"]["hostname"].split(".", 1)[0]
+        assert service.client.get(f"/api/v3/vm/{short}").json()[short]["fqdn"] == f"{short}.{ZONE}"
+
         assert service.delete(f"/vm/{name}").status == 200
         wait_until(lambda: vm_store.latest(service.db, name).state == "destroyed", 30, f"{name} destroyed")
         assert named.query(f"{name}.{ZONE}") == []
@@ -75,6 +81,10 @@ def test_a_refused_update_gives_the_vm_up_and_it_is_never_handed_out(tmp_path, n
         assert gone[0].ready_at is None and gone[0].checkout_at is None
         assert ready_names(service, "dns-pool") == set()
         assert service.post("/vm/dns-pool").status == 503
+        letters = service.get("/dlq?pool=dns-pool").json()["dlq"]  # kept as any clone given up
+        letter = next(entry for entry in letters if entry["vm"] == gone[0].name)
+        assert letter["queue_from"] == "clone" and letter["error_class"] == "PermanentDnsError"
+        assert "REFUSED" in letter["error_message"]
     finally:
         service.stop()
 

@@ -168,12 +168,16 @@ def test_the_service_on_real_guests(lab, server):
                f"{host}'s domain and volumes to go", interval=0.5)
     wait_converged(lab, server, "the pool to refill after a DELETE")
 
-    # a VM removed behind the service's back: replaced, nothing left of it
+    # a VM removed behind the service's back (as `virsh undefine --remove-all-storage` does):
+    # replaced, and the pool converges with nothing of it left
     victim = sorted(live_names(server))[0]
+    victim_disks = domains(lab)[victim]
     conn = lab.connect()
     domain = conn.lookupByName(victim)
     domain.destroy()
     domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    for path in victim_disks:
+        conn.storageVolLookupByPath(path).delete(0)
     conn.close()
     wait_until(lambda: victim not in live_names(server), 60, f"the service to notice {victim} gone", interval=0.5)
     wait_converged(lab, server, "the pool to replace a VM removed behind its back")

@@ -21,6 +21,7 @@ FORBIDDEN = {
     "config": {"api", "app", "cli", "db", "manager", "providers"},
     "auth_config": {"api", "app", "auth", "cli", "config", "db", "manager", "providers"},
     "dns_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
+    "prometheus_config": {"api", "app", "auth", "cli", "config", "db", "dns", "manager", "providers"},
     # the pool manager is handed its configuration and database; it never reaches HTTP or auth
     "manager": {"api", "app", "auth", "cli", "config", "context", "operations"},
     # auth stores: the database and their :auth: settings only
@@ -30,7 +31,10 @@ FORBIDDEN = {
     # what the handlers share: no handler, loop or provider behind it
     "context": {"api", "app", "auth", "cli", "manager", "operations", "providers"},
     "operations": {"api", "app", "cli", "config", "manager", "providers"},
+    # the request rate limits' section, read by config.py
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "operations", "providers"},
     "quotas": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
+    "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     "plugins": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},
     # the request rate limits' classes and numbers (read by config.py, used by api/ratelimit.py)
     "rate_limits": {"api", "app", "auth", "cli", "config", "context", "db", "manager", "providers"},

@@ -6,7 +6,7 @@ import ssl
 import pytest
 from pyVmomi import vim, vmodl
 
-from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMNotFound
+from vmpooler.providers.base import PermanentError, ProviderError, TransientError, VMExists, VMNotFound
 from vmpooler.providers.vsphere import errors, inventory, tasks
 
 
@@ -19,7 +19,7 @@ from vmpooler.providers.vsphere import errors, inventory, tasks
     (vmodl.fault.HostCommunication(), TransientError),
     (vmodl.fault.HostNotReachable(), TransientError),
     (vim.fault.TaskInProgress(), TransientError),
-    (vim.fault.DuplicateName(), PermanentError),
+    (vim.fault.DuplicateName(), VMExists),  # permanent, and adopted when it is the clone asked for
     (vim.fault.FileAlreadyExists(), PermanentError),
     (vmodl.fault.InvalidArgument(), PermanentError),
     (ConnectionRefusedError(111, "Connection refused"), TransientError),

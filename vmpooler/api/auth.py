@@ -108,7 +108,7 @@ class Credentials:
                    FailureWindow(settings.auth_token_failures_per_minute, enabled=enabled))
 
     # --- tokens -----------------------------------------------------------------------------
-    async def known_token(self, request: HTTPServerRequest):
+    async def known_token(self, request: Any):  # an HTTPServerRequest, carrying this request's memo
         """The token row X-AUTH-TOKEN names, or None (no header, or an unknown token); looked up
         once per request (the rate limiter and the handler both ask)."""
         memo: Any = request  # the answer is kept on the request itself
@@ -176,7 +176,7 @@ class Credentials:
         return None
 
     # --- passwords --------------------------------------------------------------------------
-    async def basic_user(self, request: HTTPServerRequest) -> str:
+    async def basic_user(self, request: Any) -> str:  # an HTTPServerRequest, carrying this request's memo
         """The user of valid HTTP Basic credentials (checked off the IOLoop), else 401; checked
         once per request (the rate limiter may have asked already)."""
         memo: Any = request  # the answer is kept on the request itself

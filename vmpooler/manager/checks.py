@@ -40,7 +40,7 @@ async def _pending(manager, work) -> None:
         if now - vm.created_at > datetime.timedelta(minutes=pool.timeout) and work.clock_confirmed:
             timed_out.append((vm, f"still pending after {pool.timeout:g} minutes: {_pending_cause(manager, vm)}"))
             work.settled(vm)
-        elif vm.cloned_at is not None and manager.retry.due(vm.next_attempt_at, now):
+        elif vm.cloned_at is not None and manager.retry.due(vm.next_attempt_at, now):  # a DNS record retry waits
             manager.launch(("vm", vm.name), probe_boot(manager, pool, vm), work)
     completed = await asyncio.gather(*(manager.db.run(vm_store.complete, vm, reason, now,
                                                       error=f"timed out waiting for the VM to boot: {reason}",

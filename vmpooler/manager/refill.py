@@ -40,6 +40,8 @@ Counts = Mapping[str, stats.PoolCounts]
 
 
 class Refiller:
+    """The one owner of refilling (see the module's docstring): one per Manager."""
+
     def __init__(self, manager: Any):
         """``manager``: the scheduler's Manager (its pools, settings, database, launch)."""
         self.manager = manager

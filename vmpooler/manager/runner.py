@@ -5,8 +5,9 @@ The IOLoop never blocks on a provider: every call goes through ``call`` and is a
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
-from typing import Callable, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from tornado.ioloop import IOLoop
 
@@ -24,20 +25,26 @@ class Fenced(Exception):
     may act on the same VMs now). Not a provider failure: the work is dropped, not retried."""
 
 
+
+def _breaker(name: str, settings: Settings) -> CircuitBreaker:
+    return CircuitBreaker(name, threshold=settings.circuit_breaker_failure_threshold,
+                          timeout=settings.circuit_breaker_timeout,
+                          half_open_successes=settings.circuit_breaker_half_open_attempts,
+                          enabled=settings.circuit_breaker_enabled)
+
 class ProviderRunner:
     def __init__(self, providers: dict, settings: Settings, may_act: Callable[[], bool] = lambda: True,
-                 metrics=DISABLED):
+                 metrics=DISABLED, breaker_settings: Optional[Mapping[str, Mapping[str, Any]]] = None):
+        """``breaker_settings``: {provider: {circuit_breaker_* key: value}} set in its own section,
+        over ``settings``."""
         self.providers = providers
         self.metrics = metrics
         #: asked before every call: false once this process lost the manager's leadership
         self.may_act = may_act
         self.executor = concurrent.futures.ThreadPoolExecutor(settings.provider_threads,
                                                               thread_name_prefix="provider")
-        self.breakers = {name: CircuitBreaker(
-            name, threshold=settings.circuit_breaker_failure_threshold,
-            timeout=settings.circuit_breaker_timeout,
-            half_open_successes=settings.circuit_breaker_half_open_attempts,
-            enabled=settings.circuit_breaker_enabled) for name in providers}
+        self.breakers = {name: _breaker(name, dataclasses.replace(settings, **(breaker_settings or {}).get(name, {})))
+                         for name in providers}
 
     async def call(self, provider_name: str, operation: Callable[[Provider], T]) -> T:
         """``operation(providers[provider_name])`` in a worker thread, e.g.

@@ -54,6 +54,7 @@ class ManagerConfig(Protocol):
 
     settings: Settings
     pools: list
+    providers: dict  # name -> model.ProviderConfig
 
 
 class Pass:
@@ -82,7 +83,8 @@ class Pass:
 
 
 class Manager:
-    """``leadership`` (manager/leader.py): when several processes share the database, only the one
+    """``config``: the loaded configuration (config.Config: handed in, not imported by the manager).
+    ``leadership`` (manager/leader.py): when several processes share the database, only the one
     holding the lease acts; None for a manager that is alone by construction (tests).
     ``dns_plugins``: {name under :dns_configs: -> DnsPlugin}, built by the service from the DNS
     registry as the providers are (none: no pool's records are kept)."""
@@ -95,7 +97,8 @@ class Manager:
         self.db = db
         self.leadership = leadership
         self.metrics = metrics
-        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics)
+        self.runner = ProviderRunner(providers, config.settings, may_act=self.acting, metrics=metrics,
+                                     breaker_settings={name: entry.breaker for name, entry in config.providers.items()})
         self.retry = RetryPolicy.from_settings(config.settings, self.runner.breakers)
         self.clock = clock
         self.step_watch = StepWatch(clock)

@@ -67,7 +67,7 @@ def disks(domain_xml: str) -> list:
             path = source.get("file") or source.get("dev")
             if disk.get("type") == "volume":
                 volume = (source.get("pool"), source.get("volume"))
-        found.append(Disk(target=target.get("dev") if target is not None else "", path=path,
+        found.append(Disk(target=(target.get("dev") or "") if target is not None else "", path=path,
                           device=disk.get("device", "disk"), source=volume))
     return found
 
@@ -85,11 +85,11 @@ def clone_xml(template_xml: str, name: str, volumes: dict, network: Optional[str
     """The definition of clone ``name``: ``volumes`` maps a disk target (vda...) to the path of the
     clone's volume for it; ``network`` (when given) replaces each NIC's network."""
     root = ET.fromstring(template_xml)
-    root.find("name").text = name
+    _child(root, "name").text = name
     for element in ("uuid", "metadata", "sysinfo", "description", "title"):
         for found in root.findall(element):
             root.remove(found)
-    devices = root.find("devices")
+    devices = _child(root, "devices")
     for disk in devices.findall("disk"):
         target = disk.find("target")
         path = volumes.get(target.get("dev") if target is not None else None)
@@ -104,6 +104,14 @@ def clone_xml(template_xml: str, name: str, volumes: dict, network: Optional[str
     metadata = ET.SubElement(root, "metadata")
     metadata.append(ET.fromstring(tag_xml(tag)))
     return ET.tostring(root, encoding="unicode")
+
+
+def _child(element, tag: str):
+    """``element``'s child ``tag``; a definition without one (no name, no devices) is not a domain's."""
+    found = element.find(tag)
+    if found is None:
+        raise ValueError(f"the template's definition has no <{tag}>")
+    return found
 
 
 def _point_disk_at(disk, path: str) -> None:
@@ -130,7 +138,7 @@ def _set_serial(root, serial: str) -> None:
     sysinfo = ET.SubElement(root, "sysinfo", type="smbios")
     system = ET.SubElement(sysinfo, "system")
     ET.SubElement(system, "entry", name="serial").text = serial
-    os_element = root.find("os")
+    os_element = _child(root, "os")
     for smbios in os_element.findall("smbios"):
         os_element.remove(smbios)
     ET.SubElement(os_element, "smbios", mode="sysinfo")

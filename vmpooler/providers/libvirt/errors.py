@@ -6,6 +6,7 @@ forever. libvirt says which is which through an error code and the part that rai
 """
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Optional
 
 import libvirt
@@ -76,6 +77,8 @@ def translate(exc: BaseException, what: str, not_found: Optional[type] = None) -
     if not isinstance(exc, libvirt.libvirtError):
         if isinstance(exc, (OSError, EOFError, TimeoutError)):
             return ConnectionLost(message)
+        if isinstance(exc, (ValueError, ET.ParseError)):  # a definition we cannot make sense of
+            return PermanentError(message)
         return ProviderError(message)
     code = exc.get_error_code()
     if code in NOT_FOUND:

@@ -137,7 +137,7 @@ class LibvirtProvider(Provider):
             return running
         # the connection is given back before probing: a booting guest must not hold it
         if not found:
-            return bool(named) and port_open(named, port)
+            return named is not None and port_open(named, port)
         return any(port_open(address, port) for address in found)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -209,18 +209,18 @@ class LibvirtProvider(Provider):
             volumes.delete_remains(conn, name, self._volumes_in_use(conn))
 
     def _remove(self, conn, domain, name: str) -> None:
-        """Stop and undefine ``domain`` with its snapshot metadata, then delete every volume it
-        used that no other domain uses (the template's stays)."""
+        """Stop ``domain``, delete every volume it used that no other domain uses (the
+        template's stays), then undefine it with its snapshot metadata. In that order, a destroy
+        interrupted anywhere (the service killed) leaves a tagged domain that the next reconcile
+        finds and destroys again, never volumes that nothing lists."""
         description = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         try:
             if domain.isActive():
                 domain.destroy()
-            domain.undefineFlags(_UNDEFINE_FLAGS)
         except libvirt.libvirtError as exc:
             if not errors.is_not_found(exc):
                 raise
-            log.info("domain %s was already gone", name)
-        in_use = self._volumes_in_use(conn)
+        in_use = self._volumes_in_use(conn, besides=name)
         for disk in domain_xml.disks(description):
             if disk.device != "disk" or not disk.path or disk.path in in_use:
                 continue
@@ -229,11 +229,20 @@ class LibvirtProvider(Provider):
                 volumes.delete(volume)
             else:
                 log.warning("VM %s: disk %s is in no storage pool; left in place", name, disk.path)
+        try:
+            domain.undefineFlags(_UNDEFINE_FLAGS)
+        except libvirt.libvirtError as exc:
+            if not errors.is_not_found(exc):
+                raise
+            log.info("domain %s was already gone", name)
 
     @staticmethod
-    def _volumes_in_use(conn) -> frozenset:
-        paths = set()
+    def _volumes_in_use(conn, besides: Optional[str] = None) -> frozenset:
+        """The disk paths of every domain (but ``besides``)."""
+        paths: set = set()
         for domain in conn.listAllDomains(0):
+            if domain.name() == besides:
+                continue
             with contextlib.suppress(libvirt.libvirtError):
                 description = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
                 paths.update(disk.path for disk in domain_xml.disks(description) if disk.path)

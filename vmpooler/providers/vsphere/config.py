@@ -35,6 +35,7 @@ OPTION_SETTINGS = (
     Setting("purge_unconfigured_resources", "bool", False, "The original provider's name for "
             "`purge_unconfigured_folders`; kept so existing files keep working."),
     Setting("folder_whitelist", "list", [], "Folder names the purge leaves alone."),
+    Setting("resources_allowlist", "list", [], "2.1's name for `folder_whitelist` (both are honoured)."),
 )
 _REQUIRED_OPTIONS = ("server", "username", "password")
 _POSITIVE_OPTIONS = ("connection_pool_size", "connection_pool_timeout", "vsphere_timeout")
@@ -143,8 +144,9 @@ def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], setting
         pool_timeout=raw["connection_pool_timeout"], vsphere_timeout=raw["vsphere_timeout"],
         max_tries=values["max_tries"], retry_factor=values["retry_factor"],
         purge_unconfigured=(raw["purge_unconfigured_folders"] or raw["purge_unconfigured_resources"]
-                            or values["purge_unconfigured_folders"]),
-        folder_whitelist=tuple(raw["folder_whitelist"]), clone_target=values["clone_target"],
+                            or values["purge_unconfigured_folders"] or settings.purge_unconfigured_resources),
+        folder_whitelist=tuple(raw["folder_whitelist"]) + tuple(raw["resources_allowlist"]),
+        clone_target=values["clone_target"],
         create_folders=values["create_folders"], create_linked_clones=values["create_linked_clones"],
         create_template_delta_disks=values["create_template_delta_disks"])
 
