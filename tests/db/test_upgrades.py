@@ -284,8 +284,9 @@ def test_serve_upgrades_an_old_database_and_names_its_backup(tmp_path):
     backed_up = [line for line in server.log().splitlines() if "backed up before the schema upgrade to" in line]
     assert backed_up and os.path.exists(backed_up[0].rsplit(" ", 1)[-1])
     database = Database(server.database_url)
-    # the service has changed these since (VMs moved on, pools mirrored, a day-old heartbeat removed)
-    assert_kept(database, [row for row in rows if row[0] not in ("vms", "pools", "heartbeats")])
+    # the service has changed these since (VMs moved on, pools mirrored, a day-old heartbeat removed,
+    # the queued task run: its VM is not in the dummy provider, so it may have failed by now)
+    assert_kept(database, [row for row in rows if row[0] not in ("vms", "pools", "heartbeats", "tasks")])
     database.dispose()
 
 
