@@ -208,6 +208,8 @@ async def serve(config, host: str, port: int, role: str = "all") -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     for warning in config.warnings:
         log.warning("config: %s", warning)
+    for note in config.notes:
+        log.info("config: %s", note)
     service = Service(config, role)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,6 +49,8 @@ def cmd_check_config(args) -> int:
         print(f"{args.file}: {len(error.problems)} problem(s), {len(error.warnings)} warning(s)")
         return 1
     _print_findings([], config.warnings)
+    for note in config.notes:
+        print(f"note: {note}")
     if args.strict and config.warnings:
         print(f"{args.file}: {len(config.warnings)} warning(s), which --strict makes a failure")
         return 1

@@ -60,6 +60,9 @@ class Config:
     dns: dict = dataclasses.field(default_factory=dict)
     #: the request rate limits of each class (used with ``rate_limiting_enabled``)
     rate_limits: Mapping = dataclasses.field(default_factory=lambda: dict(rate_limits.DEFAULTS))
+    #: the original's keys and sections that have no use here (:redis:, logfile, ...): told, not
+    #: warned about, so a 3.x file checks clean (warnings are for what may be a mistake)
+    notes: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self.pools_by_name = {p.name: p for p in self.pools}
@@ -148,9 +151,10 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     """``dns_registry``: the DNS plugin classes (default: those installed, vmpooler.dns.registry)."""
     problems: List[str] = []
     warnings: List[str] = []
+    notes: List[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(["the configuration must be a mapping of sections (:config:, :pools:, ...)"])
-    sections = _sections(raw, problems, warnings)
+    sections = _sections(raw, problems, warnings, notes)
     pool_list = _pool_list(sections.get("pools"), problems)
     default_provider = _default_provider(sections.get("providers"))
     entries = _provider_entries(sections.get("providers"), pool_list, default_provider, registry, problems,
@@ -166,7 +170,7 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
         breaker = {key: value for key, value in read_settings(BREAKER_SETTINGS, options, problems,
                                                                f"providers.{name}.").items() if key in options}
         providers[name] = ProviderConfig(name, class_name, typed, dict(options, provider_class=class_name), breaker)
-    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings)
+    _warn_unknown_settings(section, [schema for _, (_, schema, _) in _known(entries)], registry, warnings, notes)
     dns, dns_names = dns_configs(sections.get("dns_configs"), dns_registry or DNS_REGISTRY, problems, warnings)
     pools = _pools(pool_list, settings, default_provider, providers, entries, problems, warnings)
     pools = [with_domain(pool, settings, dns, dns_names, problems) for pool in pools]
@@ -180,31 +184,32 @@ def build(raw: Any, environ: Mapping[str, str], registry, dns_registry=None) -> 
     limits = rate_limits.parse(sections.get("rate_limits"), problems, warnings)
     if problems:
         raise ConfigError(problems, warnings)
-    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns, limits)
+    return Config(settings, pools, providers, auth, tagfilter, database_url, warnings, prometheus, dns, limits,
+                  notes)
 
 
-def _sections(raw: dict, problems: list, warnings: list) -> dict:
+def _sections(raw: dict, problems: list, warnings: list, notes: list) -> dict:
     sections = {}
     for key, value in raw.items():
         name = str(key).strip(":")
         if name in sections:
             problems.append(f"{name}: given twice (with and without the leading colon)")
         if name in IGNORED_SECTIONS:
-            warnings.append(f":{name}: is ignored: {IGNORED_SECTIONS[name]}")
+            notes.append(f":{name}: is not used here: {IGNORED_SECTIONS[name]}")
         elif name not in KNOWN_SECTIONS:
             warnings.append(f":{name}: is not a known section; ignored{did_you_mean(name, KNOWN_SECTIONS)}")
         sections[name] = value
     return sections
 
 
-def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: list) -> None:
+def _warn_unknown_settings(section: dict, schemas: list, registry, warnings: list, notes: list) -> None:
     known = set(SETTINGS_BY_KEY).union(*({s.key for s in schema.GLOBAL_SETTINGS} for schema in schemas))
     for key in section:
         key = str(key)
         if key in known:
             continue
         if key in IGNORED_SETTINGS:
-            warnings.append(f"config.{key} is ignored: {IGNORED_SETTINGS[key]}")
+            notes.append(f"config.{key} is not used here: {IGNORED_SETTINGS[key]}")
             continue
         owners = [name for name in registry.names()
                   if any(s.key == key for s in registry.schema(name).GLOBAL_SETTINGS)]

@@ -1,7 +1,10 @@
 """A 3.x configuration's keys are understood, not ignored: the queue-reliability keys (see
 tests/manager/test_dead_letters.py for what they do), per-provider circuit breakers, purging of
 unconfigured resources, and the keys that ask for what this service never does."""
+import pathlib
 import textwrap
+
+import pytest
 
 from tests.conftest import make_config
 from tests.test_cli import vmpooler
@@ -93,3 +96,14 @@ def test_a_bad_provider_breaker_key_names_the_key(tmp_path):
                     "  - name: a\n    template: a\n    size: 1\n")
     checked = vmpooler("check-config", str(path))
     assert checked.returncode == 1 and "providers.dummy.circuit_breaker_timeout" in checked.stdout
+
+
+@pytest.mark.parametrize("version", ["3.9.1", "2.5.0"])
+def test_the_original_s_example_configurations_check_without_a_warning(version):
+    """The original's own example files (their live keys): what has no use here is a note, not a
+    warning, so --strict passes."""
+    path = pathlib.Path(__file__).parent / "originals" / f"vmpooler-{version}.yaml"
+    checked = vmpooler("check-config", "--strict", str(path))
+    assert checked.returncode == 0, checked.stdout
+    assert "warning" not in checked.stdout
+    assert "note: :redis: is not used here: the database replaces redis" in checked.stdout

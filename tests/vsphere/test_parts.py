@@ -77,6 +77,18 @@ def test_clone_spec_without_placement_keeps_the_template_s():
     assert [(o.key, o.value) for o in spec.config.extraConfig] == [("guestinfo.hostname", "vm1")]
 
 
+def test_a_pool_s_snapshot_mainmem_keys_become_the_clones_extra_config():
+    from vmpooler.providers.vsphere.config import parse_pool
+
+    problems: list = []
+    options = parse_pool({"folder": "f", "datastore": "d", "snapshot_mainMem_ioBlockPages": "2048",
+                          "snapshot_mainMem_iowait": "0"}, problems)
+    assert problems == []
+    spec = clone.clone_spec("vm1", "{}", None, None, linked=False, extra=options.extra_config)
+    assert [(o.key, o.value) for o in spec.config.extraConfig] == [
+        ("guestinfo.hostname", "vm1"), ("mainMem.ioBlockPages", "2048"), ("mainMem.iowait", "0")]
+
+
 def _tree(name, *children):
     return vim.vm.SnapshotTree(name=name, snapshot=vim.vm.Snapshot(f"snap-{name}"), childSnapshotList=list(children))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Optional
+from typing import Mapping, Optional
 
 from pyVmomi import vim
 
@@ -19,9 +19,11 @@ def annotation(pool: str, template: str, created_by: str, now: Optional[datetime
                        "creation_timestamp": now.isoformat(timespec="seconds")}, sort_keys=True)
 
 
-def clone_spec(name: str, note: str, datastore, resource_pool, linked: bool) -> vim.vm.CloneSpec:
+def clone_spec(name: str, note: str, datastore, resource_pool, linked: bool,
+               extra: Optional[Mapping[str, str]] = None) -> vim.vm.CloneSpec:
     """The CloneSpec of VM ``name``: placed on ``datastore`` in ``resource_pool`` (either may be
-    None: vSphere then keeps the template's), told its hostname through guestinfo, powered on."""
+    None: vSphere then keeps the template's), told its hostname through guestinfo, given the
+    ``extra`` configuration options (the pool's), powered on."""
     location = vim.vm.RelocateSpec(diskMoveType=LINKED_DISK_MOVE if linked else FULL_DISK_MOVE)
     if datastore is not None:
         location.datastore = datastore
@@ -29,7 +31,8 @@ def clone_spec(name: str, note: str, datastore, resource_pool, linked: bool) -> 
         location.pool = resource_pool
     # The guest reads guestinfo.hostname with vmtoolsd and names itself after the VM.
     config = vim.vm.ConfigSpec(annotation=note, extraConfig=[
-        vim.option.OptionValue(key="guestinfo.hostname", value=name)])
+        vim.option.OptionValue(key="guestinfo.hostname", value=name)] + [
+        vim.option.OptionValue(key=key, value=value) for key, value in sorted((extra or {}).items())])
     return vim.vm.CloneSpec(location=location, config=config, powerOn=True, template=False)
 
 

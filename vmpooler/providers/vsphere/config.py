@@ -66,7 +66,12 @@ POOL_SETTINGS = (
             "`create_linked_clones` is on."),
     Setting("ready_check_port", "int", 22, "TCP port of `<vm>.<domain>` (the pool's domain; the VM's IP when it "
             "has none) that must accept a connection before the VM is ready; 0 skips the check.", None, 0),
+    Setting("snapshot_mainMem_ioBlockPages", "str", None, "The clones' `mainMem.ioBlockPages` option (3.x; with "
+            "`snapshot_mainMem_iowait`, tunes snapshot performance: VMware KB 76687)."),
+    Setting("snapshot_mainMem_iowait", "str", None, "The clones' `mainMem.iowait` option (3.x)."),
 )
+#: pool keys that become the clones' extra configuration options, by option name
+EXTRA_CONFIG_KEYS = {"mainMem.ioBlockPages": "snapshot_mainMem_ioBlockPages", "mainMem.iowait": "snapshot_mainMem_iowait"}
 
 
 def split_server(server: str) -> tuple:
@@ -116,6 +121,8 @@ class PoolOptions:
     clone_target: Optional[str]
     create_linked_clone: Optional[bool]
     ready_check_port: int
+    #: extra configuration options every clone gets (3.x's snapshot_mainMem_* keys), by option name
+    extra_config: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
 def parse_options(section: Mapping[str, Any], values: Mapping[str, Any], settings,
@@ -162,7 +169,9 @@ def parse_pool(pool: Mapping[str, Any], problems: list) -> Optional[PoolOptions]
         return None
     return PoolOptions(folder=raw["folder"].strip("/"), datastore=raw["datastore"], datacenter=raw["datacenter"],
                        clone_target=raw["clone_target"], create_linked_clone=raw["create_linked_clone"],
-                       ready_check_port=raw["ready_check_port"])
+                       ready_check_port=raw["ready_check_port"],
+                       extra_config={option: raw[key] for option, key in EXTRA_CONFIG_KEYS.items()
+                                     if raw[key] is not None})
 
 
 class VSphereSchema(ProviderSchema):

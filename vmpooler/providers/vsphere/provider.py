@@ -123,7 +123,7 @@ class VSphereProvider(Provider):
             if linked and self.config.create_template_delta_disks:
                 self._add_delta_disks(content, template, f"{datacenter}/vm/{pool.template}")
             spec = clone.clone_spec(name, clone.annotation(pool.name, pool.template, self.config.username),
-                                    datastore, resource_pool, linked)
+                                    datastore, resource_pool, linked, options.extra_config)
             # A clone may take as long as the pool lets a VM be pending, not just one API call.
             vm = self._wait(content, template.CloneVM_Task(folder=folder, name=name, spec=spec), what,
                             max(self.config.vsphere_timeout, pool.timeout * 60))
