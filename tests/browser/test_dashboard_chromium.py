@@ -109,6 +109,9 @@ def test_dashboard_shows_every_pool_live_and_follows_a_checkout(service, chromiu
             assert [p["count"] for p in dom["pools"]] == ["(2/2)", "(5/5)", "(3/3)", "(4/4)"]
             assert [p["domain"] for p in dom["pools"]] == [".qa.test", ".qa.test", ".qa.test", ".win.qa.test"]
             assert all(p["drawn"] > 20 for p in dom["pools"]), "every pool's capacity is drawn"
+            health = client.get("/healthcheck?details").json()["queue_health"]["status"]  # shown nowhere in 3.x
+            assert await page.evaluate("document.getElementById('queue-health').dataset.status") == health
+            assert await page.evaluate("document.getElementById('queue-health').textContent") == f"queues {health}"
 
             taken = client.post("/api/v1/vm/debian-7-i386+debian-7-i386+win-2012r2-x86_64")
             assert taken.status == 200, taken.text

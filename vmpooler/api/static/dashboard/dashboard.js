@@ -24,7 +24,8 @@
     pools: "/api/v1/vm",
     running: "/dashboard/stats/vmpooler/running",
     status: "/api/v1/status",
-    summary: "/api/v1/summary"
+    summary: "/api/v1/summary",
+    health: "/healthcheck?details"
   };
   var PALETTE = ["#3778b0", "#e8803a", "#4a9c48", "#c94040", "#8767b5", "#8a5a4e", "#d672b8", "#7d7d7d",
                  "#b3b533", "#37b4c4", "#9bbbe0", "#f2b37e", "#93cf8a", "#f29595", "#c0addb", "#c49b92"];
@@ -119,6 +120,13 @@
     }, function (error) { throw new FetchError(url + ": " + error.message); });
   }
 
+  // /healthcheck answers 503 while the service cannot work: its body is wanted then too
+  function getHealth() {
+    return fetch(URLS.health, { cache: "no-store", headers: { Accept: "application/json" } }).then(function (response) {
+      return response.json();
+    }, function (error) { throw new FetchError(URLS.health + ": " + error.message); });
+  }
+
   function isoDay(date) { return date.toISOString().slice(0, 10); }
 
   function load(first) {
@@ -126,10 +134,10 @@
     from.setUTCDate(from.getUTCDate() - 6);  // the service counts days in UTC
     var history = first ? "?history=1" : "";
     return Promise.all([getJSON(URLS.capacity + history), getJSON(URLS.pools), getJSON(URLS.running + history),
-                        getJSON(URLS.status), getJSON(URLS.summary + "?from=" + isoDay(from))])
+                        getJSON(URLS.status), getJSON(URLS.summary + "?from=" + isoDay(from)), getHealth()])
       .then(function (answers) {
         return { capacity: answers[0], pools: answers[1].slice().sort(), running: answers[2], status: answers[3],
-                 summary: answers[4] };
+                 summary: answers[4], health: answers[5] };
       });
   }
 
@@ -305,6 +313,16 @@
       { name: "clone", color: "gold", unit: "s", value: function (day) { return day.clone.duration.average; } }]);
     drawPlatforms(data);
     drawPools(data);
+    drawHealth(data.health);
+  }
+
+  // the queue health (3.8.1's, from /healthcheck?details): healthy, degraded or unhealthy, and why
+  function drawHealth(health) {
+    var box = document.getElementById("queue-health");
+    var queues = health && health.queue_health;
+    box.textContent = queues ? "queues " + queues.status : "";
+    box.dataset.status = queues ? queues.status : "";
+    box.title = queues ? queues.reasons.join("\n") : "";
   }
 
   // --- the refresh loop -------------------------------------------------------------------------
