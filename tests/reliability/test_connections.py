@@ -121,6 +121,8 @@ def test_connections_past_max_connections_are_refused_politely(make_server):
     wait_until(lambda: raw_get(server)[0] == 200, 5, "a free slot to be used")
     for connection in held:
         connection.close()
+    # the log is written by a thread of its own (logs.py): wait for the line, then count
+    wait_until(lambda: "connections refused (503)" in server.log(), 5, "the refusals to be logged")
     refusals = [line for line in server.log().splitlines() if "connections refused (503)" in line]
     assert len(refusals) == 1, refusals  # three refusals, one line (a minute's worth)
     assert "max_connections is 4" in refusals[0]
