@@ -1,7 +1,9 @@
 """What the tests that run a real server of their own (slapd, named) share: a free port on
-loopback, and stopping the server's process."""
+loopback, and stopping, pausing and resuming the server's process."""
+import signal
 import socket
 import subprocess
+from typing import Optional
 
 
 def free_port() -> int:
@@ -20,3 +22,23 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
+
+
+class ServerProcess:
+    """The process of a test's own server (``process``, set by the subclass's start): stopped even
+    while paused, paused with SIGSTOP (connections are still accepted, the kernel's backlog, but
+    nothing answers) and resumed."""
+
+    process: Optional[subprocess.Popen] = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            stop_process(self.process)
+        self.process = None
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 import time
 
@@ -20,7 +19,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from tests.servers import free_port, stop_process
+from tests.servers import ServerProcess, free_port
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
 KEY_NAME = "vmpooler-test"
@@ -61,7 +60,7 @@ ns  IN A   127.0.0.1
 """
 
 
-class Named:
+class Named(ServerProcess):
     def __init__(self, root: str):
         self.root = root
         self.port = free_port()
@@ -92,18 +91,6 @@ class Named:
                 time.sleep(0.05)
         raise RuntimeError(f"named did not answer within 20 s: {self.tail()}")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)  # a paused named cannot act on SIGTERM
-            stop_process(self.process)
-        self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: connections are still accepted (the kernel's backlog) but nothing answers."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
 
     def tail(self) -> str:
         with open(self.log, encoding="utf-8", errors="replace") as handle:

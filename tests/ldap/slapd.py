@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 
-from tests.servers import free_port, stop_process
+from tests.servers import ServerProcess, free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SLAPADD = shutil.which("slapadd") or "/usr/sbin/slapadd"
@@ -76,7 +75,7 @@ def _make_certificates(root: str) -> str:
             f"TLSCertificateKeyFile {root}/server.key")
 
 
-class Slapd:
+class Slapd(ServerProcess):
     def __init__(self, root: str, tls: bool = False):
         self.root, self.tls = root, tls
         self.port = free_port()
@@ -108,15 +107,3 @@ class Slapd:
                 time.sleep(0.05)
         raise RuntimeError("slapd did not start listening within 15 s")
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a paused slapd cannot act on SIGTERM
-            stop_process(self.process)
-        self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the port still accepts connections (the kernel's backlog) but nothing answers."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
