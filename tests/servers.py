@@ -24,7 +24,7 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
         process.wait(timeout)
 
 
-class ServerProcess:
+class PausableServer:
     """The process of a test's own server (``process``, set by the subclass's start): stopped even
     while paused, paused with SIGSTOP (connections are still accepted, the kernel's backlog, but
     nothing answers) and resumed."""

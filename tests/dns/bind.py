@@ -19,7 +19,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from tests.servers import ServerProcess, free_port
+from tests.servers import PausableServer, free_port
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
 KEY_NAME = "vmpooler-test"
@@ -60,7 +60,7 @@ ns  IN A   127.0.0.1
 """
 
 
-class Named(ServerProcess):
+class Named(PausableServer):
     def __init__(self, root: str):
         self.root = root
         self.port = free_port()

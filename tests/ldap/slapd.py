@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from tests.servers import ServerProcess, free_port
+from tests.servers import PausableServer, free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SLAPADD = shutil.which("slapadd") or "/usr/sbin/slapadd"
@@ -75,7 +75,7 @@ def _make_certificates(root: str) -> str:
             f"TLSCertificateKeyFile {root}/server.key")
 
 
-class Slapd(ServerProcess):
+class Slapd(PausableServer):
     def __init__(self, root: str, tls: bool = False):
         self.root, self.tls = root, tls
         self.port = free_port()
