@@ -159,9 +159,13 @@ def _leader_known(server) -> bool:
     return bool(manager.get("current_leader") or manager.get("leader"))
 
 
-def measure_cluster(run, label: str, url, processes: int, total: int, duration: float, warmup: float) -> dict:
+def measure_cluster(run, label: str, url, processes: int, total: int, duration: float, warmup: float,
+                    shared_inventory: bool = True) -> dict:
     """``processes`` service processes on one database (``url``; None: an SQLite file), its pool
-    seeded with ``total`` ready VMs and more: reads, then a burst of ``total`` checkouts."""
+    seeded with ``total`` ready VMs and more: reads, then a burst of ``total`` checkouts. The
+    dummy provider keeps its VMs in a file all the processes share (every clone and destroy
+    rewrites it: a few ms each at this size), or, without ``shared_inventory`` (one process), in
+    memory as in the SQLite scenarios."""
     ready = total + CLIENTS_WRITE * 10
     if url:
         database = fresh_postgres(url)
@@ -170,10 +174,12 @@ def measure_cluster(run, label: str, url, processes: int, total: int, duration: 
         url = f"sqlite:///{run.workspace.file(f'{label}.db')}"
     names = seed_rows(database, {POOL: {"ready": ready}})
     database.dispose()
-    inventory = run.workspace.file(f"{label}-inventory.json")
-    write_inventory(inventory, names)
+    provider: dict = {}
+    if shared_inventory:
+        provider["filename"] = run.workspace.file(f"{label}-inventory.json")
+        write_inventory(provider["filename"], names)
     config = write_config(run.workspace.file(f"{label}.yaml"), None, [dummy_pool(POOL, ready)], SETTINGS,
-                          providers={"dummy": {"filename": inventory}}, url=url)
+                          providers={"dummy": provider}, url=url)
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(Server(run.workspace, "vmpooler", config, name=f"{label}-{i}"))
                    for i in range(processes)]

@@ -1,4 +1,5 @@
 """The state layer under concurrency: guarded transitions make every race have one winner."""
+import collections
 import datetime
 import threading
 
@@ -208,3 +209,31 @@ def test_a_booting_vms_failed_dns_record_is_a_clone_attempt_guarded_as_pending(d
     vm = rows(db, name="vm-booting")[0]
     assert vm.state == "completed" and vm.last_error == "REFUSED" and name is not None
     assert events(db, "vm-booting")[-1].reason == "clone failed 2 times, giving up: REFUSED"
+
+
+def test_a_vm_is_read_with_its_tags_and_tasks_as_one_consistent_answer(db, pool):
+    """GET /vm/<host>'s read: on PostgreSQL one statement (tags and tasks aggregated as JSON),
+    which must give what the three statements of the SQLite read give, timestamps included."""
+    from vmpooler.db import tasks as task_store
+    from vmpooler.db.vms import _latest_with_extras
+    TaskId = collections.namedtuple("TaskId", "id")
+    name = add_vm(db, pool[0], "running")
+    vm = vm_store.latest(db, name)
+    now = utcnow()
+    assert vm_store.modify(db, vm, now, tags={"project": "one", "url": "http://x/ü"})
+    done = task_store.queue(db, vm, "snapshot", "s1", now)
+    assert task_store.claim(db, done) and task_store.finish(db, done, now + datetime.timedelta(seconds=1))
+    broken = task_store.queue(db, vm, "disk", "8", now)
+    assert task_store.claim(db, broken)
+    retry_at = now + datetime.timedelta(minutes=1)
+    assert task_store.failed(db, TaskId(broken), "no space", now, Retry(1, retry_at))
+
+    row, extras = vm_store.latest_with_extras(db, name)
+    with db.read() as conn:
+        expected_row, expected = _latest_with_extras(conn, name)
+    assert row.id == expected_row.id and row.state == "running" and row.checkout_at == expected_row.checkout_at
+    assert extras.tags == expected.tags == {"project": "one", "url": "http://x/ü"}
+    assert extras.snapshots == ["s1"] and extras.disks == []
+    assert [tuple(task) for task in extras.tasks] == [tuple(task) for task in expected.tasks]
+    assert extras.tasks[1].next_attempt_at == retry_at and extras.tasks[0].finished_at is not None
+    assert vm_store.latest_with_extras(db, "nobody") == (None, None)

@@ -174,6 +174,7 @@ def test_a_manager_that_stopped_leading_starts_no_clone(db):
         await manager.stop()
     providers = REGISTRY.build(config)
     clone, providers["dummy"].create_vm = providers["dummy"].create_vm, create_vm
+    providers["dummy"].answers_at_once = False  # the hook waits: it must run in a provider thread
     asyncio.run(scenario())
     assert len(rows(db)) == 2
 

@@ -21,7 +21,7 @@ def runner():
     runner.shutdown(wait=True)
 
 
-def test_the_closure_gets_the_provider_in_a_worker_thread(runner):
+def _thread_of_call(runner) -> str:
     seen = {}
 
     def create(provider):
@@ -29,8 +29,28 @@ def test_the_closure_gets_the_provider_in_a_worker_thread(runner):
         return provider.create_vm(runner.pool, "vm1")
 
     info = asyncio.run(runner.call("dummy", create))
-    assert info.name == "vm1" and seen["provider"] == "dummy" and seen["thread"].startswith("provider")
+    assert info.name == "vm1" and seen["provider"] == "dummy"
     assert asyncio.run(runner.call("dummy", lambda p: p.is_ready(runner.pool, "vm1"))) is True
+    return seen["thread"]
+
+
+def test_the_closure_gets_the_provider_in_a_worker_thread(runner):
+    runner.providers["dummy"].answers_at_once = False  # as with any delay, or an inventory file
+    assert _thread_of_call(runner).startswith("provider")
+
+
+def test_a_provider_that_answers_at_once_is_called_on_the_ioloop(runner):
+    """The dummy in memory without delays: a thread hand-off would cost more than the call."""
+    assert runner.providers["dummy"].answers_at_once
+    assert _thread_of_call(runner) == threading.current_thread().name
+
+
+@pytest.mark.parametrize("knobs", [{"createvm_max_time": 0.01}, {"destroyvm_max_shutdown_time": 1},
+                                   {"filename": "inventory.json"}])
+def test_a_dummy_that_waits_or_writes_a_file_is_called_in_a_thread(knobs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = make_config(pools=[{"name": "p", "template": "t", "size": 1}], providers={"dummy": knobs})
+    assert not REGISTRY.build(config)["dummy"].answers_at_once
 
 
 def test_errors_are_provider_errors_and_open_the_breaker(runner):

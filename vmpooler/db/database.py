@@ -193,6 +193,19 @@ class Database:
                     yield connection
 
     @contextlib.contextmanager
+    def one_statement(self) -> Iterator[Connection]:
+        """For a read of one statement, which sees one snapshot by itself: on PostgreSQL it runs
+        outside a transaction (autocommit), one round trip where read() takes three (BEGIN, the
+        statement, COMMIT); on SQLite it is read()."""
+        if self.is_sqlite:
+            with self.read() as connection:
+                yield connection
+            return
+        with self._translated():
+            with self.engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextlib.contextmanager
     def not_waiting(self):
         """SQLite: write transactions begun in this thread inside the block do not wait for
         another process's lock (busy timeout 0) and raise WouldWait instead, which the caller

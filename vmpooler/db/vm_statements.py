@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy import bindparam, delete, func, insert, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from vmpooler.db.events import GUARDED_UPDATE
 from vmpooler.db.models import tasks, vm_tags, vms
@@ -22,9 +23,23 @@ DELETE_TAGS = PlainWrite(delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_v
                                                vm_tags.c.name.in_(bindparam("names", expanding=True))))
 INSERT_TAG = PlainWrite(insert(vm_tags))
 LATEST = PreparedRead(select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1))
-VM_TASKS = PlainRead(select(tasks.c.kind, tasks.c.arg, tasks.c.state, tasks.c.attempts, tasks.c.last_error,
-                            tasks.c.created_at, tasks.c.next_attempt_at, tasks.c.finished_at)
+TASK_COLUMNS = ("kind", "arg", "state", "attempts", "last_error", "created_at", "next_attempt_at", "finished_at")
+VM_TASKS = PlainRead(select(*(tasks.c[column] for column in TASK_COLUMNS))
                      .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
+
+
+def _json_rows(table, columns):
+    """The VM's rows of ``table``, oldest first, as one JSON array of arrays (PostgreSQL)."""
+    row = func.json_build_array(*(table.c[column] for column in columns))
+    return (select(func.coalesce(func.json_agg(aggregate_order_by(row, table.c.id)), literal_column("'[]'::json")))
+            .where(table.c.vm_id == vms.c.id).scalar_subquery())
+
+
+#: PostgreSQL: the newest row of a name with its tags and tasks, in one statement (one round trip,
+#: one snapshot: consistent without a transaction); what LATEST, VM_TAGS and VM_TASKS read
+LATEST_WITH_EXTRAS = PreparedRead(select(vms, _json_rows(vm_tags, ("name", "value")).label("tag_rows"),
+                                         _json_rows(tasks, TASK_COLUMNS).label("task_rows"))
+                                  .where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1))
 PENDING_VMS = PreparedRead(select(vms).where(vms.c.state == PENDING).order_by(vms.c.id))
 READY_DUE = PreparedRead(select(vms).where(vms.c.state == READY, or_(vms.c.checked_at.is_(None),
                                                                      vms.c.checked_at <= bindparam("checked_before"),

@@ -10,6 +10,7 @@ changed: ``checked_at`` is bookkeeping). A checkout of several VMs is ONE transa
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import logging
@@ -282,9 +283,18 @@ def latest(db: Database, name: str):
 
 
 def latest_with_extras(db: Database, name: str) -> tuple:
-    """(newest row of ``name``, its VMExtras), or (None, None): one consistent read, reused until
-    the next write transaction (clients poll GET /vm/<host>)."""
-    return db.cached(("vm", name), lambda conn: _latest_with_extras(conn, name))
+    """(newest row of ``name``, its VMExtras), or (None, None): one consistent read (clients poll
+    GET /vm/<host>). On SQLite, three statements in one read transaction, reused until the next
+    write transaction of the process that owns the file; on PostgreSQL, where another process may
+    have written since, read every time, as one statement outside a transaction (one round trip)."""
+    if db.is_sqlite:
+        return db.cached(("vm", name), lambda conn: _latest_with_extras(conn, name))
+    with db.one_statement() as conn:
+        vm = statements.LATEST_WITH_EXTRAS.first(conn, {"name": name})
+    if vm is None:
+        return None, None
+    tasks = [TaskRow(*task[:5], *(_timestamp(value) for value in task[5:])) for task in vm.task_rows]
+    return vm, _extras(dict(vm.tag_rows), tasks)
 
 
 def _latest_with_extras(conn, name: str) -> tuple:
@@ -292,10 +302,22 @@ def _latest_with_extras(conn, name: str) -> tuple:
     if vm is None:
         return None, None
     tags = {row.name: row.value for row in statements.VM_TAGS.all(conn, {"vm_id": vm.id})}
-    all_tasks = statements.VM_TASKS.all(conn, {"vm_id": vm.id})
+    return vm, _extras(tags, statements.VM_TASKS.all(conn, {"vm_id": vm.id}))
+
+
+#: a task of a VM as GET /vm/<host> shows it: statements.TASK_COLUMNS
+TaskRow = collections.namedtuple("TaskRow", statements.TASK_COLUMNS)
+
+
+def _timestamp(value: Optional[str]) -> Optional[datetime.datetime]:
+    """A timestamp of a JSON row (PostgreSQL writes ISO 8601)."""
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+def _extras(tags: dict, all_tasks: list) -> VMExtras:
     done = [row for row in all_tasks if row.state == DONE]  # finished snapshots and disk additions
-    return vm, VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
-                        [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
+    return VMExtras(tags, [row.arg for row in done if row.kind == TaskKind.SNAPSHOT],
+                    [row.arg for row in done if row.kind == TaskKind.DISK], all_tasks)
 
 
 def _rows(db: Database, query: Read, **params) -> list:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 
 from tornado.ioloop import IOLoop
@@ -36,6 +37,9 @@ from vmpooler.model import PENDING, PoolConfig
 
 log = logging.getLogger("vmpooler.manager")
 NAME_ATTEMPTS = 5
+#: seconds: fills between passes start at most this often (a burst of checkouts shares them); a
+#: pool is still refilled within this long of a checkout
+FILL_INTERVAL = 0.02
 Counts = Mapping[str, stats.PoolCounts]
 
 
@@ -49,6 +53,7 @@ class Refiller:
         self._last: Optional[str] = None  # the pool that got the last slot handed out
         self._queued = False
         self._starved = False  # the last fill had pools wanting more VMs than there were free slots
+        self._last_fill = 0.0  # when the last fill between passes started (monotonic)
         #: the pools waiting after failed clones, on the monotonic clock
         self.backoffs = Backoffs(manager.retry, manager.runner.breakers, manager.clock)
 
@@ -129,14 +134,21 @@ class Refiller:
     def fill_soon(self) -> None:
         """Fill the free slots in the next IOLoop turn: a checkout took VMs, or a clone ended with
         its VM retired. Whatever asks in one turn shares one fill: one count of the pools, one
-        transaction of new rows."""
+        transaction of new rows; and during a burst of checkouts, whatever asks within
+        FILL_INTERVAL of the last fill waits for the end of that interval, so that a burst costs
+        a count of the pools per FILL_INTERVAL rather than per checkout."""
         if self._queued:
             return
         self._queued = True
-        IOLoop.current().add_callback(self._fill_now)
+        wait = self._last_fill + FILL_INTERVAL - time.monotonic()
+        if wait > 0:
+            IOLoop.current().call_later(wait, self._fill_now)
+        else:
+            IOLoop.current().add_callback(self._fill_now)
 
     async def _fill_now(self) -> None:
         self._queued = False
+        self._last_fill = time.monotonic()
         if not self.manager.may_start_work():
             return  # stopped, paused, or no longer the leader: the next pass (or term) fills
         try:

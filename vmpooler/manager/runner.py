@@ -58,7 +58,10 @@ class ProviderRunner:
             raise CircuitOpen(f"provider {provider_name} is failing; its circuit breaker is open")
         provider = self.metrics.observed(provider_name, self.providers[provider_name])
         try:
-            result = await IOLoop.current().run_in_executor(self.executor, operation, provider)
+            if self.providers[provider_name].answers_at_once:
+                result = operation(provider)
+            else:
+                result = await IOLoop.current().run_in_executor(self.executor, operation, provider)
         except ProviderError as error:
             (breaker.failure if error.transient else breaker.success)()
             raise

@@ -74,6 +74,10 @@ class Provider(abc.ABC):
     """Base class of providers: ``name`` is the provider's key under ``:providers:``,
     ``options`` what its ProviderSchema made of that section."""
 
+    #: True when every call returns at once, never waiting (no I/O, no sleep): the manager then
+    #: calls it on the IOLoop rather than handing each call to the thread pool and back
+    answers_at_once: bool = False
+
     def __init__(self, name: str, options: Any):
         self.name = name
         self.options = options

@@ -26,6 +26,9 @@ class DummyProvider(Provider):
         self._inventory = Inventory(options.filename)
         # a get_vm that may power off or rename a VM changes the inventory; otherwise it only reads
         self._get_changes = self.knobs["getvm_poweroff_percent"] > 0 or self.knobs["getvm_rename_percent"] > 0
+        # in memory and without delays, a call is a few dict operations
+        self.answers_at_once = self.filename is None and not any(
+            value > 0 for knob, value in self.knobs.items() if knob.endswith("_time"))
 
     # -- knobs ---------------------------------------------------------------------------
     def _delay(self, knob: str) -> None:

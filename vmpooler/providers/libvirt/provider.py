@@ -123,21 +123,22 @@ class LibvirtProvider(Provider):
     def is_ready(self, pool: PoolConfig, name: str) -> bool:
         port = pool.provider_options.ready_check_port
         named = pool.fqdn(name) if pool.domain else None
+        if port and named and resolves(named):
+            # the port first: while a guest boots, its probes cost libvirtd nothing (it shares
+            # the host's CPUs with the booting guests); an open port is then confirmed to be
+            # this pool's running domain
+            return port_open(named, port) and self._read(
+                f"checking VM {name}", lambda conn: inventory.is_running(self._pool_domain(conn, pool, name)[0]))
 
         def reading(conn):
             domain, _tag = self._pool_domain(conn, pool, name)
             if not inventory.is_running(domain):
                 return False, []
-            # the addresses are asked for only when there is no name to probe or it does not resolve
-            if port == 0 or (named and resolves(named)):
-                return True, []
-            return True, inventory.addresses(domain)
+            return True, [] if port == 0 else inventory.addresses(domain)
         running, found = self._read(f"checking VM {name}", reading)
         if not running or port == 0:
             return running
         # the connection is given back before probing: a booting guest must not hold it
-        if not found:
-            return named is not None and port_open(named, port)
         return any(port_open(address, port) for address in found)
 
     # -- life cycle ----------------------------------------------------------------------
