@@ -237,3 +237,4 @@ def test_a_vm_is_read_with_its_tags_and_tasks_as_one_consistent_answer(db, pool)
     assert [tuple(task) for task in extras.tasks] == [tuple(task) for task in expected.tasks]
     assert extras.tasks[1].next_attempt_at == retry_at and extras.tasks[0].finished_at is not None
     assert vm_store.latest_with_extras(db, "nobody") == (None, None)
+    assert vm_store.TaskRow._fields == vm_store.statements.TASK_COLUMNS  # the JSON's columns, in order

@@ -10,11 +10,10 @@ changed: ``checked_at`` is bookkeeping). A checkout of several VMs is ONE transa
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from sqlalchemy import exc
 
@@ -305,8 +304,16 @@ def _latest_with_extras(conn, name: str) -> tuple:
     return vm, _extras(tags, statements.VM_TASKS.all(conn, {"vm_id": vm.id}))
 
 
-#: a task of a VM as GET /vm/<host> shows it: statements.TASK_COLUMNS
-TaskRow = collections.namedtuple("TaskRow", statements.TASK_COLUMNS)
+class TaskRow(NamedTuple):
+    """A task of a VM as GET /vm/<host> shows it (statements.TASK_COLUMNS)."""
+    kind: str
+    arg: str
+    state: str
+    attempts: int
+    last_error: Optional[str]
+    created_at: datetime.datetime
+    next_attempt_at: Optional[datetime.datetime]
+    finished_at: Optional[datetime.datetime]
 
 
 def _timestamp(value: Optional[str]) -> Optional[datetime.datetime]:
