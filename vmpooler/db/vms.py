@@ -75,24 +75,41 @@ def cloned(db: Database, vm, now, ip: Optional[str] = None, ready: bool = False)
     """The provider finished the clone: the VM is booting, and with ``ready`` (it answered its
     readiness probe at once) also ready, in the same transaction and the same guarded UPDATE
     (each change still has its event). Records the durations."""
+    return cloned_many(db, [(vm, now, ip, ready)])[0]
+
+
+@writes
+def cloned_many(db: Database, clones: list) -> list:
+    """``cloned`` of several VMs, ``[(vm, now, ip, ready)]``, in one transaction (the clones of a
+    fill that ended together: manager/coalesce.py), each VM its own guarded UPDATE with its events:
+    whether each was recorded (False: given up meanwhile)."""
+    with db.write() as conn:
+        reasons = [_record_cloned(conn, *clone) for clone in clones]
+    for (vm, _now, _ip, ready), reason in zip(clones, reasons):
+        if reason is not None:
+            log.info("[%s] %s: %s", vm.pool, vm.name, reason[0])
+            if ready:
+                log_change(vm, READY, reason[1])
+    return [reason is not None for reason in reasons]
+
+
+def _record_cloned(conn, vm, now, ip: Optional[str], ready: bool) -> Optional[tuple]:
+    """``cloned`` of one VM in the caller's transaction: the reasons of its events (cloned,
+    booted), or None when the VM was no longer cloning."""
     seconds = max((now - vm.created_at).total_seconds(), 0.0)
     reason, ready_reason = f"cloned in {seconds:.2f}s", f"booted in {seconds:.2f}s"
     values = {"guard_id": vm.id, "guard_state": PENDING, "cloned_at": now, "ip": ip, "next_attempt_at": None,
               "state_changed_at": now}
     if ready:
         values.update(state=READY, ready_at=now, checked_at=now)
-    with db.write() as conn:
-        if statements.CLONING_UPDATE.execute(conn, values) != 1:
-            return False  # no longer cloning: given up meanwhile
-        record_event(conn, vm, PENDING, PENDING, reason, now)
-        stats.record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
-        if ready:
-            record_event(conn, vm, PENDING, READY, ready_reason, now)
-            stats.record_boot(conn, vm.pool, vm.name, seconds, now)
-    log.info("[%s] %s: %s", vm.pool, vm.name, reason)
+    if statements.CLONING_UPDATE.execute(conn, values) != 1:
+        return None  # no longer cloning: given up meanwhile
+    record_event(conn, vm, PENDING, PENDING, reason, now)
+    stats.record_duration(conn, "clone", vm.pool, vm.name, seconds, now)
     if ready:
-        log_change(vm, READY, ready_reason)
-    return True
+        record_event(conn, vm, PENDING, READY, ready_reason, now)
+        stats.record_boot(conn, vm.pool, vm.name, seconds, now)
+    return reason, ready_reason
 
 
 @writes

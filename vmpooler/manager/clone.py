@@ -33,7 +33,7 @@ async def clone(manager, pool, vm, failed=None) -> None:
     except ProviderError:
         ready = False
     now, ip = utcnow(), getattr(info, "ip", None)
-    recorded = await manager.db.run(vm_store.cloned, vm, now, ip, ready=ready)
+    recorded = await manager.record_clone((vm, now, ip, ready))  # with the clones that ended in this turn
     manager.refiller.slot_freed()  # the next clone starts now, not at the next pass
     if not recorded:
         log.info("[%s] %s: clone finished after the VM was given up; it will be destroyed", pool.name, vm.name)

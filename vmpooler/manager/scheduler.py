@@ -22,6 +22,7 @@ from vmpooler.db.database import Database, StoreUnavailable, utcnow
 from vmpooler.manager import checks, destroy, ondemand, overrides, queues, reconcile, replenish, tasks
 from vmpooler.manager.backoff import Backoffs
 from vmpooler.manager.clock import Clock, StepWatch
+from vmpooler.manager.coalesce import Coalesced
 from vmpooler.manager.leader import Leadership
 from vmpooler.manager.records import Records
 from vmpooler.manager.refill import Refiller
@@ -109,6 +110,8 @@ class Manager:
         self.in_flight: Dict[WorkKey, asyncio.Future] = {}
         #: the one owner of refilling: clone slots, their round-robin, each pool's wait, the lock
         self.refiller = Refiller(self)
+        #: the clones that end in one IOLoop turn are recorded in one transaction (manager/coalesce.py)
+        self.record_clone = Coalesced(db, vm_store.cloned_many)
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
         #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
         self.not_ready: Dict[int, str] = {}
