@@ -4,6 +4,7 @@ import datetime
 import threading
 
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
@@ -238,3 +239,18 @@ def test_a_vm_is_read_with_its_tags_and_tasks_as_one_consistent_answer(db, pool)
     assert extras.tasks[1].next_attempt_at == retry_at and extras.tasks[0].finished_at is not None
     assert vm_store.latest_with_extras(db, "nobody") == (None, None)
     assert vm_store.TaskRow._fields == vm_store.statements.TASK_COLUMNS  # the JSON's columns, in order
+
+
+def test_a_one_statement_read_runs_outside_a_transaction(db, pool):
+    """GET /vm/<host>, DELETE's lookup and the manager's reads are one statement each: no BEGIN
+    nor COMMIT around them (on PostgreSQL two round trips of three), and the answer is the same."""
+    name = add_vm(db, pool[0], "ready")
+    sent = []
+    event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: sent.append(sql.split()[0]))
+    assert vm_store.latest(db, name).state == "ready"
+    assert vm_store.pending(db) == [] and stats.stock_counts(db, utcnow())["p"].ready == 1
+    assert sent == ["SELECT"] * 3
+    with db.one_statement() as conn:
+        vm_store.statements.LATEST.first(conn, {"name": name})
+        assert not conn.in_transaction()
+        assert db.is_sqlite or conn.connection.dbapi_connection.autocommit

@@ -194,16 +194,15 @@ class Database:
 
     @contextlib.contextmanager
     def one_statement(self) -> Iterator[Connection]:
-        """For a read of one statement, which sees one snapshot by itself: on PostgreSQL it runs
-        outside a transaction (autocommit), one round trip where read() takes three (BEGIN, the
-        statement, COMMIT); on SQLite it is read()."""
-        if self.is_sqlite:
-            with self.read() as connection:
-                yield connection
-            return
+        """For a read of one prepared statement (db/prepared.py), which sees one snapshot by
+        itself: it runs outside a transaction, without the BEGIN and COMMIT of read() (on
+        PostgreSQL two round trips of three; on SQLite, whose driver runs in autocommit here, two
+        statements and SQLAlchemy's transaction bookkeeping). A statement run through
+        SQLAlchemy's ``execute`` would begin a (read) transaction: use read() for those."""
+        options: Dict[str, Any] = {"vmpooler_read": True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
         with self._translated():
             with self.engine.connect() as connection:
-                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+                yield connection.execution_options(**options)
 
     @contextlib.contextmanager
     def not_waiting(self):

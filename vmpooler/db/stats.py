@@ -123,7 +123,7 @@ class _StateCount(NamedTuple):
 
 def _counted(db: Database, query, now) -> Dict[str, PoolCounts]:
     by_pool: Dict[str, Dict[VMState, _StateCount]] = {}
-    with db.read() as conn:
+    with db.one_statement() as conn:
         rows = query.all(conn, {"now": now})
     for pool, state, count, cloning_count, waiting_count, ondemand_count in rows:
         by_pool.setdefault(pool, {})[VMState(state)] = _StateCount(

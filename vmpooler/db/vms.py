@@ -294,7 +294,7 @@ class VMExtras:
 
 def latest(db: Database, name: str):
     """The newest row of the VM called ``name`` (names are reused once a VM is gone), or None."""
-    with db.read() as conn:
+    with db.one_statement() as conn:
         return statements.LATEST.first(conn, {"name": name})
 
 
@@ -345,7 +345,7 @@ def _extras(tags: dict, all_tasks: list) -> VMExtras:
 
 
 def _rows(db: Database, query: Read, **params) -> list:
-    with db.read() as conn:
+    with db.one_statement() as conn:
         return query.all(conn, params)
 
 
