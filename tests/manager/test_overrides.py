@@ -90,6 +90,31 @@ def test_a_new_clone_target_reaches_the_provider_and_drains(db):
     assert targets == ["cluster1", "cluster1", "cluster2", "cluster2"]
 
 
+def test_a_change_committed_while_a_pass_reads_is_never_drained_into_the_old_configuration(db, monkeypatch):
+    """The change lands between the pass's read of the pools and the rest of its reads (on
+    PostgreSQL the pass yields there): the drain it asks for must refill from the new pools, in
+    this pass or the next, never from the pools read before it."""
+    config = fast_config([{**POOL, "clone_target": "cluster1"}])
+    providers = {"dummy": RecordingDummy("dummy", config.providers["dummy"].options)}
+    read_pools, armed = overrides.effective_pools, []
+
+    def effective_pools(*args):
+        pools = read_pools(*args)
+        if armed and armed.pop():  # once: right after this read, as another process would
+            overrides.change_setting(db, configured(config), "clone_target", {"a": "cluster2"}, WHO, utcnow())
+        return pools
+
+    monkeypatch.setattr(overrides, "effective_pools", effective_pools)
+
+    async def scenario():
+        async with running(config, db, providers) as (manager, dummy):
+            await wait_for(lambda: states(db).get("ready") == 2)
+            armed.append(True)
+            await wait_for(lambda: states(db).get("destroyed") == 2 and states(db).get("ready") == 2)
+            return dummy.clone_targets
+    assert asyncio.run(scenario()) == ["cluster1", "cluster1", "cluster2", "cluster2"]
+
+
 def test_a_reset_drains_and_refills(db):
     config = fast_config([POOL])
 

@@ -16,9 +16,12 @@ async def run(manager, work) -> None:
     """First of a pass's loops, after the pass read its pending VMs (``work.pending``): a drain
     completes every ready and pending VM of its pool, so that pool's pending VMs are taken out of
     the pass (``work.settled``: no later loop probes or retries them); replenishment then refills
-    the pools the new way."""
+    the pools the new way. The drains are read before the pools: a change and the drain it asks
+    for commit together, so pools read after a drain include its change. (Read the other way
+    round, a change committed between the two reads was drained and refilled from the old pools.)"""
+    drains = await manager.db.run(override_store.pending_drains)
     await refresh(manager)
-    for name, request in (await manager.db.run(override_store.pending_drains)).items():
+    for name, request in drains.items():
         if name in manager.pools and await manager.db.run(override_store.drain, name, request, work.now) is not None:
             for vm in [vm for vm in work.pending if vm.pool == name]:
                 work.settled(vm)
