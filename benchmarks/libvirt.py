@@ -5,7 +5,7 @@ port 22 of ``<vm>.vmpool.test``) with the same concurrency.
 Both run in the lab of tests/libvirt/lab.py (root; its Debian packages), each inside the lab's
 network namespace so that both resolve the guests' names through the network's dnsmasq, one
 after the other on the same template, every guest of one run destroyed before the next. Eight TCG
-guests booting at once on two cores take 33-42 s from one run to the next, floor or service, so
+guests booting at once on two cores take 33-47 s from one run to the next, floor or service, so
 the two alternate for ROUNDS rounds and their medians are compared.
 Run alone: ``python benchmarks/libvirt.py [count] [rounds]`` (or ``benchmarks/run.py --only libvirt``).
 """

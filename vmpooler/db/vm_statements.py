@@ -5,7 +5,9 @@ statement per number of values (their parameters ``prefix_0``, ``prefix_1``, ...
 (an expanding IN list, several rows inserted at once, rarely run) through SQLAlchemy."""
 from __future__ import annotations
 
+import datetime
 import functools
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, delete, func, insert, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -23,7 +25,19 @@ DELETE_TAGS = PlainWrite(delete(vm_tags).where(vm_tags.c.vm_id == bindparam("b_v
                                                vm_tags.c.name.in_(bindparam("names", expanding=True))))
 INSERT_TAG = PlainWrite(insert(vm_tags))
 LATEST = PreparedRead(select(vms).where(vms.c.name == bindparam("name")).order_by(vms.c.id.desc()).limit(1))
-TASK_COLUMNS = ("kind", "arg", "state", "attempts", "last_error", "created_at", "next_attempt_at", "finished_at")
+class TaskRow(NamedTuple):
+    """A task of a VM as GET /vm/<host> shows it: the columns VM_TASKS reads, in its order."""
+    kind: str
+    arg: str
+    state: str
+    attempts: int
+    last_error: Optional[str]
+    created_at: datetime.datetime
+    next_attempt_at: Optional[datetime.datetime]
+    finished_at: Optional[datetime.datetime]
+
+
+TASK_COLUMNS = TaskRow._fields
 VM_TASKS = PlainRead(select(*(tasks.c[column] for column in TASK_COLUMNS))
                      .where(tasks.c.vm_id == bindparam("vm_id")).order_by(tasks.c.id))
 

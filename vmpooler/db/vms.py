@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from sqlalchemy import exc
 
 from vmpooler.db import dead_letters, stats
 from vmpooler.db import vm_statements as statements
+from vmpooler.db.vm_statements import TaskRow
 from vmpooler.db.checkout import expiry
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
@@ -309,8 +310,7 @@ def latest_with_extras(db: Database, name: str) -> tuple:
         vm = statements.LATEST_WITH_EXTRAS.first(conn, {"name": name})
     if vm is None:
         return None, None
-    tasks = [TaskRow(*task[:5], *(_timestamp(value) for value in task[5:])) for task in vm.task_rows]
-    return vm, _extras(dict(vm.tag_rows), tasks)
+    return vm, _extras(dict(vm.tag_rows), [_task_from_json(task) for task in vm.task_rows])
 
 
 def _latest_with_extras(conn, name: str) -> tuple:
@@ -321,20 +321,16 @@ def _latest_with_extras(conn, name: str) -> tuple:
     return vm, _extras(tags, statements.VM_TASKS.all(conn, {"vm_id": vm.id}))
 
 
-class TaskRow(NamedTuple):
-    """A task of a VM as GET /vm/<host> shows it (statements.TASK_COLUMNS)."""
-    kind: str
-    arg: str
-    state: str
-    attempts: int
-    last_error: Optional[str]
-    created_at: datetime.datetime
-    next_attempt_at: Optional[datetime.datetime]
-    finished_at: Optional[datetime.datetime]
+def _task_from_json(values: list) -> TaskRow:
+    """A task of LATEST_WITH_EXTRAS's JSON, typed as VM_TASKS reads it: its timestamps arrive as
+    text (ISO 8601, as PostgreSQL writes them)."""
+    kind, arg, state, attempts, last_error, created_at, next_attempt_at, finished_at = values
+    return TaskRow(kind, arg, state, attempts, last_error, datetime.datetime.fromisoformat(created_at),
+                   _timestamp(next_attempt_at), _timestamp(finished_at))
 
 
 def _timestamp(value: Optional[str]) -> Optional[datetime.datetime]:
-    """A timestamp of a JSON row (PostgreSQL writes ISO 8601)."""
+    """A timestamp column that may be NULL."""
     return None if value is None else datetime.datetime.fromisoformat(value)
 
 
