@@ -123,18 +123,21 @@ class LibvirtProvider(Provider):
     def is_ready(self, pool: PoolConfig, name: str) -> bool:
         port = pool.provider_options.ready_check_port
         named = pool.fqdn(name) if pool.domain else None
-        if port and named and resolves(named):
-            # the port first: while a guest boots, its probes cost libvirtd nothing (it shares
-            # the host's CPUs with the booting guests); an open port is then confirmed to be
-            # this pool's running domain
-            return port_open(named, port) and self._read(
-                f"checking VM {name}", lambda conn: inventory.is_running(self._pool_domain(conn, pool, name)[0]))
+        #: the name to probe, when there is one that resolves (else the domain's addresses are)
+        probe_name = named if port and named and resolves(named) else None
 
         def reading(conn):
+            """(running, the addresses to probe: none when probing by name or not at all)"""
             domain, _tag = self._pool_domain(conn, pool, name)
             if not inventory.is_running(domain):
                 return False, []
-            return True, [] if port == 0 else inventory.addresses(domain)
+            return True, [] if probe_name or port == 0 else inventory.addresses(domain)
+
+        if probe_name:
+            # the port first: while a guest boots, its probes cost libvirtd nothing (it shares
+            # the host's CPUs with the booting guests); an open port is then confirmed to be
+            # this pool's running domain
+            return port_open(probe_name, port) and self._read(f"checking VM {name}", reading)[0]
         running, found = self._read(f"checking VM {name}", reading)
         if not running or port == 0:
             return running
