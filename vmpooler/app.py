@@ -74,7 +74,7 @@ class Service:
         self.listener: Optional[Listener] = None
         self.context = Context(
             config=config, db=self.db, auth=build_auth_store(config), executor=self.executor, wake=self.wake,
-            refill=self.refill,
+            refill=self.refill, destroy=self.destroy,
             provider_health=self.manager.health if self.manager else dict,
             pool_waits=self.manager.backoffs.describe if self.manager else dict,
             leader=self.manager.leader if self.manager else functools.partial(describe_lease, self.db),
@@ -98,6 +98,11 @@ class Service:
         """Ask the pool manager to fill the pools now: this process's own when it leads (a fill,
         not a whole pass), else the leader's (a wake-up, which its pass answers with a fill)."""
         self._ask_manager(lambda manager: manager.refill())
+
+    def destroy(self, vm) -> None:
+        """Ask the pool manager to destroy ``vm`` (completed by a client's DELETE) now: this
+        process's own when it leads, else the leader's (a wake-up: its pass finds the VM)."""
+        self._ask_manager(lambda manager: manager.destroy_soon(vm))
 
     def _ask_manager(self, ask_local) -> None:
         if self.manager is not None and self.manager.acting():

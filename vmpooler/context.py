@@ -1,8 +1,9 @@
 """What the HTTP handlers are given: the parts of the running service they may use.
 
 Handlers never see the providers or the manager itself; they change state through the db layer
-and nudge the manager: ``refill`` after a checkout, so that the pool refills at once, ``wake``
-after other changes it should act on (a delete, a task, a request).
+and nudge the manager: ``refill`` after a checkout, so that the pool refills at once, ``destroy``
+after a delete, so that the VM is destroyed at once, ``wake`` after other changes it should act
+on (a task, a request).
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: asks the pool manager to fill the pools now, not a whole pass (a no-op when none runs)
     refill: Callable[[], None] = lambda: None
+    #: asks the pool manager to destroy a VM a client gave back (its completed row) now, not in
+    #: a whole pass (a no-op when none runs)
+    destroy: Callable[[Any], None] = lambda vm: None
     #: provider name -> health mapping, for /status
     provider_health: Callable[[], dict] = dict
     #: {pool: why and until when it starts no clone} (manager/backoff.py), for /status

@@ -104,7 +104,7 @@ class Api:
 
     client: Client
     context: Context
-    wakes: list  # what the manager was asked for: "pass" (wake) or "refill"
+    wakes: list  # what the manager was asked for: "pass" (wake), "refill" or ("destroy", the VM's row)
     app: object
 
     @property
@@ -156,6 +156,7 @@ def start_api(db):
         wakes = []
         context = Context(config=config, db=db, auth=build_auth_store(config), executor=executor,
                           wake=lambda: wakes.append("pass"), refill=lambda: wakes.append("refill"),
+                          destroy=lambda vm: wakes.append(("destroy", vm)),
                           metrics=build_metrics(config, db))
         app = make_app(context)
         server = Server(app)

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from tests.api.conftest import assert_error, vm_row
+from vmpooler.db import client_changes
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.models import tasks, vms
@@ -176,7 +177,9 @@ def test_delete_running_vm(api):
     name = api.checkout()
     api.wakes.clear()
     assert api.delete(f"/api/v1/vm/{name}.company.com").json() == {"ok": True}
-    assert vm_row(api, name).state == "completed" and api.wakes
+    row = vm_row(api, name)
+    assert row.state == "completed"
+    assert api.wakes == [("destroy", row)]  # the manager destroys it now, the row as committed
     assert_error(api.delete(f"/api/v1/vm/{name}"), 404)
 
 
@@ -195,7 +198,7 @@ def test_delete_open_without_owner_under_auth(auth_api):
 
 def test_modify_race_is_409(api, monkeypatch):
     name = api.checkout()
-    monkeypatch.setattr(vm_store, "modify", lambda *a, **k: False)
+    monkeypatch.setattr(client_changes, "modify", lambda *a, **k: False)
     assert_error(api.put(f"/api/v1/vm/{name}", {"lifetime": 3}), 409)
 
 

@@ -10,6 +10,7 @@ from tests.conftest import add_vm, make_config, new_vm
 from tests.manager.helpers import events, rows
 from vmpooler.db import stats
 from vmpooler.db import checkout as checkout_store
+from vmpooler.db import client_changes
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.db.checkout import Owner, Shortfall, Want
@@ -86,8 +87,10 @@ def test_manager_and_client_racing_on_one_vm_have_one_winner(db, pool):
 def test_delete_twice_changes_state_once(db, pool):
     name = add_vm(db, pool[0], "running")
     vm = rows(db, name=name)[0]
-    assert vm_store.delete(db, vm, utcnow()) is True
-    assert vm_store.delete(db, vm, utcnow()) is False
+    completed = client_changes.delete(db, vm, utcnow())
+    assert completed is not None and completed.state == "completed" and completed.id == vm.id
+    assert completed == rows(db, name=name)[0]  # the row as the database holds it now
+    assert client_changes.delete(db, vm, utcnow()) is None
     assert [e.to_state for e in events(db, name)].count("completed") == 1
 
 
@@ -135,7 +138,7 @@ def test_every_change_of_a_vm_row_has_an_event(db, pool):
                                    Retry(1, later, waits_for_breaker=True))
     vm = rows(db, name=name)[0]
     assert vm.clone_attempts == 1 and vm.last_error == "breaker open"
-    assert vm_store.modify(db, vm, utcnow(), tags={"user": "x"})
+    assert client_changes.modify(db, vm, utcnow(), tags={"user": "x"})
     reasons = [e.reason for e in events(db, name)]
     assert reasons[1:] == ["clone attempt 1 failed, retrying: boom",
                            f"clone waits for the provider's circuit breaker until {later:%H:%M:%S}",
@@ -221,7 +224,7 @@ def test_a_vm_is_read_with_its_tags_and_tasks_as_one_consistent_answer(db, pool)
     name = add_vm(db, pool[0], "running")
     vm = vm_store.latest(db, name)
     now = utcnow()
-    assert vm_store.modify(db, vm, now, tags={"project": "one", "url": "http://x/ü"})
+    assert client_changes.modify(db, vm, now, tags={"project": "one", "url": "http://x/ü"})
     done = task_store.queue(db, vm, "snapshot", "s1", now)
     assert task_store.claim(db, done) and task_store.finish(db, done, now + datetime.timedelta(seconds=1))
     broken = task_store.queue(db, vm, "disk", "8", now)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tests.conftest import make_config, new_vm
 from vmpooler.db import checkout as checkout_store
+from vmpooler.db import client_changes
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import Database, utcnow
 from vmpooler.db.models import metadata, vm_events, vms
@@ -88,7 +89,7 @@ class StateLayer(RuleBasedStateMachine):
         row = self.stale.pop(name)
         pool, state = self.model[name]
         if action == "delete":
-            changed = vm_store.delete(self.db, row, utcnow())
+            changed = client_changes.delete(self.db, row, utcnow()) is not None
             expected = row.state == state == "running"
             new = "completed"
         elif action == "complete":

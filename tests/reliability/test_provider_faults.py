@@ -14,6 +14,7 @@ from tests.reliability.invariants import (assert_database_matches_inventory, ass
                                           assert_every_checkout_recorded_once, assert_no_name_live_twice)
 from vmpooler.db import tasks as task_store
 from vmpooler.db import checkout as checkout_store
+from vmpooler.db import client_changes
 from vmpooler.db import vms as vm_store
 from vmpooler.db.checkout import Shortfall, Want
 from vmpooler.db.database import utcnow
@@ -45,7 +46,7 @@ def test_pools_converge_under_thirty_percent_faults(db):
                 task_store.queue(db, vm, "snapshot", f"s{len(handed_out)}", utcnow())
                 await asyncio.sleep(0.01)
                 if rng.random() < 0.7:
-                    assert vm_store.delete(db, rows(db, name=name)[0], utcnow())
+                    assert client_changes.delete(db, rows(db, name=name)[0], utcnow())
                 manager.wake()
             for knob in ("createvm_fail_percent", "destroyvm_fail_percent", "createsnapshot_fail_percent"):
                 dummy.knobs[knob] = 0

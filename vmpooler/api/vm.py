@@ -12,6 +12,7 @@ from vmpooler.api.errors import ApiError
 from vmpooler.api.render import rfc3339, shown, whole_number
 from vmpooler.api.version import ApiVersion
 from vmpooler.api.vmlookup import find_vm, found
+from vmpooler.db import client_changes
 from vmpooler.db import vms as vm_store
 from vmpooler.db.database import utcnow
 from vmpooler.model import COMPLETED, DESTROYED, FAILED, GONE, LIVE_STATES, PENDING, QUEUED, READY, RUNNING
@@ -158,16 +159,16 @@ class VmHandler(HandsOut, BaseHandler):
         lifetime, tags, failures = validate_changes(body, self.config, self.version)
         if failures:
             raise ApiError(400, "; ".join(failures), failure=failures)
-        if not await self.db.run(vm_store.modify, vm, utcnow(), lifetime, tags):
+        if not await self.db.run(client_changes.modify, vm, utcnow(), lifetime, tags):
             raise ApiError(409, f"{vm.name} changed state meanwhile; nothing was changed, try again")
         self.reply({"ok": True})
 
     async def delete(self, raw: str) -> None:
         vm = await find_vm(self.context, self.hostname(raw), (RUNNING,))
         await self.credentials.authorize_vm(self.request, vm, token_needed=False)
-        deleted = await self.db.run(vm_store.delete, vm, utcnow())
-        self.context.metrics.deleted(deleted)
-        if not deleted:
+        completed = await self.db.run(client_changes.delete, vm, utcnow())
+        self.context.metrics.deleted(completed is not None)
+        if completed is None:
             raise ApiError(404, f"{vm.name} is no longer running")
-        self.context.wake()
+        self.context.destroy(completed)
         self.reply({"ok": True})

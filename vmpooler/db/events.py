@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
-from vmpooler.db.prepared import PlainRead, PreparedWrite
+from vmpooler.db.prepared import PlainRead, PreparedRead, PreparedWrite
 from vmpooler.model import LIVE_STATES
 
 log = logging.getLogger("vmpooler.state")
@@ -22,6 +22,9 @@ log = logging.getLogger("vmpooler.state")
 # Both are the hot writes of every transition: prepared (db/prepared.py).
 GUARDED_UPDATE = PreparedWrite(update(vms).where(vms.c.id == bindparam("guard_id"),
                                                  vms.c.state == bindparam("guard_state")))
+#: the same change, answering the row as it is after it (for a caller that acts on it next)
+_GUARDED_UPDATE_RETURNING = PreparedRead(update(vms).where(vms.c.id == bindparam("guard_id"),
+                                                           vms.c.state == bindparam("guard_state")).returning(*vms.c))
 _INSERT_EVENT = PreparedWrite(insert(vm_events))
 _FETCH = PlainRead(select(vms).where(vms.c.id == bindparam("vm_id")))
 
@@ -30,11 +33,22 @@ def change(conn, vm, to_state: str, reason: str, now: datetime.datetime, **value
     """Move ``vm`` (a row with id, name, pool, state) to ``to_state`` if it is still in the state
     it was read in. Returns whether this call made the change; the caller logs once it has
     committed (see ``log_change``)."""
-    if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, "state": to_state,
-                                     "state_changed_at": now, **values}) != 1:
+    if GUARDED_UPDATE.execute(conn, _guarded(vm, to_state, now, values)) != 1:
         return False
     record_event(conn, vm, vm.state, to_state, reason, now)
     return True
+
+
+def changed_row(conn, vm, to_state: str, reason: str, now: datetime.datetime, **values):
+    """``change``, answering the row as it is after the change, or None when it was not made."""
+    row = _GUARDED_UPDATE_RETURNING.first(conn, _guarded(vm, to_state, now, values))
+    if row is not None:
+        record_event(conn, vm, vm.state, to_state, reason, now)
+    return row
+
+
+def _guarded(vm, to_state: str, now: datetime.datetime, values: dict) -> dict:
+    return {"guard_id": vm.id, "guard_state": vm.state, "state": to_state, "state_changed_at": now, **values}
 
 
 def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:

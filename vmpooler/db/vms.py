@@ -1,5 +1,5 @@
-"""VMs: every change to a VM row (the manager's transitions; the API's delete and changes; the
-checkout is db/checkout.py) and the reads of VMs. Each public function takes the ``Database`` and
+"""VMs: the manager's changes to VM rows (what clients change is db/client_changes.py, the
+checkout db/checkout.py) and the reads of VMs. Each public function takes the ``Database`` and
 is one transaction.
 
 Each change is an UPDATE guarded by the state the caller saw (``WHERE id = ? AND state = ?``):
@@ -20,7 +20,6 @@ from sqlalchemy import exc
 from vmpooler.db import dead_letters, stats
 from vmpooler.db import vm_statements as statements
 from vmpooler.db.vm_statements import TaskRow
-from vmpooler.db.checkout import expiry
 from vmpooler.db.database import Database, writes
 from vmpooler.db.events import GUARDED_UPDATE, amend, change, log_change, record_event, transition
 from vmpooler.db.prepared import Read
@@ -199,8 +198,21 @@ def attempt_failed(db: Database, vm, kind: AttemptKind, error: str, now, retry: 
 
 @writes
 def destroyed(db: Database, vm, now, reason: str = "destroyed") -> bool:
-    return transition(db, vm, DESTROYED, reason, now, allowed=(COMPLETED,), destroyed_at=now, live_name=None,
-                   next_attempt_at=None)
+    return destroyed_many(db, [(vm, now, reason)])[0]
+
+
+@writes
+def destroyed_many(db: Database, destroys: list) -> list:
+    """``destroyed`` of several completed VMs, ``[(vm, now, reason)]``, in one transaction (the
+    destroys that ended together: manager/coalesce.py), each its own guarded change with its
+    event: whether each was recorded."""
+    with db.write() as conn:
+        done = [vm.state == COMPLETED and change(conn, vm, DESTROYED, reason, now, destroyed_at=now, live_name=None,
+                                                 next_attempt_at=None) for vm, now, reason in destroys]
+    for (vm, _now, reason), recorded in zip(destroys, done):
+        if recorded:
+            log_change(vm, DESTROYED, reason)
+    return done
 
 
 @writes
@@ -236,50 +248,6 @@ def revive(db: Database, vm, now) -> bool:
                        completed_at=now, destroyed_at=None)
     except exc.IntegrityError:
         return False
-
-
-# --- the API's changes: delete, lifetime and tags (the checkout: db/checkout.py) ----------
-@writes
-def delete(db: Database, vm, now) -> bool:
-    """A client is done with a running VM: the destroy loop removes it."""
-    return transition(db, vm, COMPLETED, "deleted by the client", now, allowed=(RUNNING,), completed_at=now,
-                   expires_at=None)
-
-
-@writes
-def modify(db: Database, vm, now, lifetime: Optional[float] = None, tags: Optional[dict] = None) -> bool:
-    """Set a VM's lifetime (hours since checkout) and/or tags in one transaction, guarded by the
-    state the VM was read in, with an event saying what changed (before -> after). False when
-    the VM left that state meanwhile (nothing applied)."""
-    values, changes = {"state": vm.state}, []
-    if lifetime is not None:
-        values["lifetime"] = lifetime
-        described = f"lifetime {_hours(vm.lifetime)} -> {_hours(lifetime)}"
-        if vm.checkout_at is not None:
-            values["expires_at"] = expiry(vm.checkout_at, lifetime)
-            described += f" (expires {_when(vm.expires_at)} -> {_when(values['expires_at'])})"
-        changes.append(described)
-    with db.write() as conn:
-        if GUARDED_UPDATE.execute(conn, {"guard_id": vm.id, "guard_state": vm.state, **values}) != 1:
-            return False
-        if tags:
-            before = dict(statements.VM_TAGS.all(conn, {"vm_id": vm.id}))
-            statements.DELETE_TAGS.execute(conn, {"b_vm_id": vm.id, "names": list(tags)})
-            statements.INSERT_TAG.execute(conn, [{"vm_id": vm.id, "name": name, "value": value, "tagged_at": now,
-                                                  "day": now.strftime("%Y-%m-%d")} for name, value in tags.items()])
-            changes.extend(f"tag {name}: {before[name]!r} -> {value!r}" if name in before
-                           else f"tag {name}: (none) -> {value!r}" for name, value in tags.items())
-        if changes:
-            record_event(conn, vm, vm.state, vm.state, "; ".join(changes), now)
-    return True
-
-
-def _hours(lifetime: Optional[float]) -> str:
-    return "(the default)" if lifetime is None else f"{lifetime:g}h"
-
-
-def _when(at: Optional[datetime.datetime]) -> str:
-    return "never" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- reads ----------------------------------------------------------------------------------

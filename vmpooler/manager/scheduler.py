@@ -48,6 +48,11 @@ STALL_INTERVALS, STALL_SECONDS = 5, 3.0
 WorkKey = Tuple[str, str]
 
 
+class Decided(Protocol):
+    """What work was decided from (a pass, the VMs given back): rows read at ``read_at``."""
+
+    read_at: float
+
 
 class ManagerConfig(Protocol):
     """What the manager reads of the configuration (``config.Config`` is one): it is handed a
@@ -112,6 +117,9 @@ class Manager:
         self.refiller = Refiller(self)
         #: the clones that end in one IOLoop turn are recorded in one transaction (manager/coalesce.py)
         self.record_clone = Coalesced(db, vm_store.cloned_many)
+        self.record_destroy = Coalesced(db, vm_store.destroyed_many)
+        #: VMs clients gave back, destroyed without waiting for a pass
+        self.returns = destroy.Returns(self)
         self._ended: Dict[WorkKey, float] = {}  # time.monotonic() when its last work ended
         #: pending VM's id -> why its last readiness probe said no (the timeout's cause)
         self.not_ready: Dict[int, str] = {}
@@ -203,6 +211,11 @@ class Manager:
         if self._running():
             self.refiller.fill_soon()
 
+    def destroy_soon(self, vm) -> None:
+        """Destroy ``vm``, completed by a client's DELETE, within destroy.RETURN_INTERVAL: not a pass."""
+        if self._running():
+            self.returns.add(vm)
+
     # -- a pass ----------------------------------------------------------------------------
     def tick(self) -> None:
         """Start a pass unless one is running (a pass waits on the database, never the IOLoop)."""
@@ -261,10 +274,10 @@ class Manager:
         self.paused_until = time.monotonic() + STORE_PAUSE
         log.warning("%s pass skipped, pausing %ss: %s", what, STORE_PAUSE, error)
 
-    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional["Pass"] = None) -> bool:
+    def launch(self, key: WorkKey, coroutine: Coroutine[Any, Any, Any], work: Optional[Decided] = None) -> bool:
         """Run ``coroutine`` in the background unless work on ``key`` is already in flight, or,
-        for work decided from ``work``'s reads, ended after they began (the rows are stale: a pass
-        waits on the database, so work can end while it runs)."""
+        for work decided from rows read at ``work.read_at`` (a pass's), ended after that (the rows
+        are stale: a pass waits on the database, so work can end while it runs)."""
         stale = work is not None and self._ended.get(key, float("-inf")) >= work.read_at
         if key in self.in_flight or self._stopping or stale or not self.acting():
             coroutine.close()
