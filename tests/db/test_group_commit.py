@@ -66,6 +66,30 @@ def test_a_shortfall_rolls_back_that_checkout_only(db):
     assert _running(db) == 3 and _checkout_events(db) == 3  # nothing of the failed one, all of the others
 
 
+def test_a_batchs_events_are_one_statement_in_the_order_they_happened(db):
+    """Every event of a transaction is inserted by one statement as it commits (db/shared.py), in
+    the order the changes were made: the three checkouts' in the order of the requests."""
+    _pool(db, 3)
+    inserts = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO vm_events"):
+            inserts.append((executemany, len(parameters) if executemany else 1))
+    event.listen(db.engine, "before_cursor_execute", seen)
+
+    async def scenario():
+        return await _one_batch(db, _checkout(db, 1), _checkout(db, 1), _checkout(db, 1))
+
+    outcomes, batches = asyncio.run(scenario())
+    event.remove(db.engine, "before_cursor_execute", seen)
+    assert batches == 1 and inserts == [(True, 3)]
+    taken = [outcome["a"][0].name for outcome in outcomes]
+    with db.read() as conn:
+        in_order = conn.execute(select(vm_events.c.vm_name).where(vm_events.c.to_state == "running")
+                                .order_by(vm_events.c.id)).scalars().all()
+    assert in_order == taken
+
+
 def test_answers_come_in_order_and_after_the_commit(db):
     _pool(db, 4)
     answered = []

@@ -41,6 +41,21 @@ def test_a_prepared_insert_stores_what_sqlalchemy_stores(db):
     assert [tuple(row) for row in rows] == [(1, WHEN, None), (2, WHEN, None)]
 
 
+@pytest.mark.parametrize("at", [
+    WHEN, WHEN.replace(microsecond=7), datetime.datetime(2026, 12, 31, 23, 59, 59, 999999),
+    datetime.datetime(5, 1, 2, 3, 4, 5),  # a year below 1000: still four digits
+    datetime.datetime(2026, 12, 1, 9, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),  # aware
+    datetime.date(2026, 12, 1),  # a date where a datetime belongs: midnight
+], ids=["whole second", "microseconds", "last microsecond", "year 5", "aware", "date"])
+def test_every_timestamp_is_stored_as_sqlalchemy_stores_it(db, at):
+    """The faster text for SQLite's DATETIME (db/prepared.py) is SQLAlchemy's, byte for byte; what
+    it does not take (an aware datetime, a date) goes through SQLAlchemy's own processor."""
+    with db.write() as conn:
+        INSERT_EVENT.execute(conn, {**EVENT, "at": at})
+        conn.execute(insert(vm_events), {**EVENT, "vm_id": 2, "at": at})
+    assert _stored_at(db, 1) == _stored_at(db, 2)
+
+
 def test_row_counts_and_the_statements_own_literals(db):
     """``count + 1`` carries its 1 as a bind of its own; a guard that matches nothing counts 0."""
     add = PreparedWrite(update(duration_days).where(duration_days.c.kind == bindparam("b_kind"))

@@ -10,6 +10,7 @@ from typing import Optional
 
 from sqlalchemy import bindparam, insert, select, update
 
+from vmpooler.db import shared
 from vmpooler.db.database import Database
 from vmpooler.db.models import vm_events, vms
 from vmpooler.db.prepared import PlainRead, PreparedRead, PreparedWrite
@@ -52,8 +53,15 @@ def _guarded(vm, to_state: str, now: datetime.datetime, values: dict) -> dict:
 
 
 def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str, now) -> None:
-    _INSERT_EVENT.execute(conn, {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
-                                 "from_state": from_state, "to_state": to_state, "reason": reason})
+    """The change's ``vm_events`` row, inserted with the transaction's others as it commits
+    (db/shared.py: one statement for all)."""
+    shared.append(conn, "vm_events", {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
+                                      "from_state": from_state, "to_state": to_state, "reason": reason},
+                  _insert_events)
+
+
+def _insert_events(conn, _key: tuple, rows: list) -> None:
+    _INSERT_EVENT.execute_many(conn, rows)
 
 
 def fetch(conn, vm_id: int):

@@ -1,5 +1,6 @@
-"""Writes to rows that many transactions change: held until the transaction commits, then applied
-together, each row once, in one order.
+"""Writes held until the transaction commits, then applied together: changes to rows that many
+transactions change, each row once, in one order; and rows appended (events, duration samples),
+each table's in one statement.
 
 A day's duration totals (``duration_days``) and a pool's last boot (``pools.last_boot_at``) are
 changed by every VM that clones or boots. On PostgreSQL several transactions run at once (the
@@ -11,8 +12,13 @@ takes them in one order: no cycle, so no deadlock, however the batches interleav
 row lock is held only for the commit's round trip). A request's notes inside a batch go with its
 SAVEPOINT: rolled back with it (``mark``/``undo``).
 
+Appended rows (``append``: every transition's ``vm_events`` row, every clone's duration samples)
+are inserted just before the shared rows are changed, each table's rows by one statement for all
+(``executemany``: on SQLite no Python per row, on PostgreSQL one round trip), in the order they
+were appended; nothing in a transaction reads them back before its commit.
+
 A connection outside ``Database.write()`` (a test's or a migration's own ``engine.begin()``)
-has no notes: ``defer`` applies the change at once.
+has no notes: ``defer`` and ``append`` apply the change at once.
 """
 from __future__ import annotations
 
@@ -30,9 +36,22 @@ def defer(conn, key: tuple, value, apply: Callable) -> None:
     """Note ``value`` for the shared row ``key`` (a tuple, first item the table's name: the
     order rows are taken in); ``apply(conn, key, values)`` makes the change for all of one row's
     values at commit."""
+    _note(conn, (_SHARED_ROW, key), value, apply)
+
+
+def append(conn, table: str, row: dict, insert: Callable) -> None:
+    """Note ``row`` (its columns' values) to insert into ``table`` at commit: ``insert(conn, key,
+    rows)`` inserts all the transaction's rows of the table, in the order they were appended."""
+    _note(conn, (_APPENDED, (table,)), row, insert)
+
+
+_APPENDED, _SHARED_ROW = 0, 1  # appended rows go first: the shared rows' locks are held the least
+
+
+def _note(conn, key: tuple, value, apply: Callable) -> None:
     notes = conn.info.get(_NOTES)
     if notes is None:
-        apply(conn, key, [value])
+        apply(conn, key[1], [value])
     else:
         notes.append((key, value, apply))
 
@@ -51,14 +70,15 @@ def undo(conn, position: int) -> None:
 
 
 def apply(conn) -> None:
-    """Just before the commit: every noted row changed once, in key order."""
+    """Just before the commit: the appended rows inserted, then every noted row changed once, in
+    key order."""
     notes = conn.info.get(_NOTES) or []
     grouped: dict = {}
     for key, value, change in notes:
         grouped.setdefault(key, (change, []))[1].append(value)
     for key in sorted(grouped):
         change, values = grouped[key]
-        change(conn, key, values)
+        change(conn, key[1], values)
     conn.info[_NOTES] = []
 
 

@@ -180,13 +180,18 @@ class Stats:
 
 def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at) -> None:
     """Append a clone or boot sample and fold it into its day's totals. Joins the caller's
-    transaction: the sample commits with the transition that measured it. The day's totals are a
-    row every clone of the pool changes: noted, and changed once per transaction just before it
-    commits, in the one order of db/shared.py."""
+    transaction: the sample commits with the transition that measured it (inserted with the
+    transaction's other samples as it commits). The day's totals are a row every clone of the pool
+    changes: noted, and changed once per transaction just before it commits, in the one order of
+    db/shared.py."""
     day = at.strftime("%Y-%m-%d")
-    _INSERT_DURATION.execute(conn, {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
-                                    "day": day})
+    shared.append(conn, "durations", {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
+                                      "day": day}, _insert_durations)
     shared.defer(conn, ("duration_days", kind, day, pool), seconds, _add_to_duration_day)
+
+
+def _insert_durations(conn, _key: tuple, rows: list) -> None:
+    _INSERT_DURATION.execute_many(conn, rows)
 
 
 def _add_to_duration_day(conn, key: tuple, samples: list) -> None:
