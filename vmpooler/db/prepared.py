@@ -107,8 +107,11 @@ class PreparedWrite(_Prepared):
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once per row (every row with the same keys), in one call to the driver:
-        one round trip on PostgreSQL (psycopg pipelines it), no Python per row on SQLite."""
-        if rows:
+        one round trip on PostgreSQL (psycopg pipelines it), no Python per row on SQLite. One row
+        is one ``execute``: psycopg's pipeline costs more than it saves for a single statement."""
+        if len(rows) == 1:
+            self.execute(conn, rows[0])
+        elif rows:
             self._run(conn, rows[0], _rowcount, rows)
 
 
