@@ -177,6 +177,22 @@ def median(values) -> float:
     return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
+#: rounds of a floor and the service, alternating, whose medians are compared (realistic.py,
+#: postgres.py): one burst lasts a second or two, and single runs of either swing by a third from
+#: one to the next on the 2-core machine (docs/performance.md)
+ROUNDS = 3
+
+
+def medians(rounds: list):
+    """Each figure's median over ``rounds`` (NamedTuples of one kind, one per round)."""
+    return type(rounds[0])(*(median(values) for values in zip(*rounds)))
+
+
+def by_round(ours: list, floors: list, field: str) -> str:
+    """Each round's ratio of ``field`` to its floor's (how far single runs swing)."""
+    return ", ".join(f"{getattr(one, field) / getattr(floor, field):.2f}x" for one, floor in zip(ours, floors))
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.01) -> Optional[float]:
     """Seconds until ``predicate()`` held, polling; None when ``timeout`` passed first."""
     began = time.monotonic()

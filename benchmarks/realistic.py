@@ -15,13 +15,12 @@ load. Beside the seeded ``checkout`` scenario (scenarios.py), which isolates the
 from __future__ import annotations
 
 import datetime
-import statistics
 from typing import NamedTuple
 
 from sqlalchemy import text
 
 from benchmarks import loadgen
-from benchmarks.harness import Row, Server, seed_pools, utcnow, wait_until, write_config
+from benchmarks.harness import ROUNDS, Row, Server, by_round, medians, seed_pools, utcnow, wait_until, write_config
 from benchmarks.scenarios import CLIENTS_WRITE, Run, burst, dummy_pool, ms, refill_floor
 
 #: as a user configures it: every ready VM checked every minute
@@ -110,12 +109,6 @@ def _floor_burst(run: Run, total: int, safe: str, promises: bool, generator) -> 
     return taken, deleted
 
 
-#: rounds of the floor with the same promises and of the service, alternating; their medians are
-#: compared. One burst lasts about a second and a half, and single runs of either swing by a
-#: third from one to the next on the 2-core machine (docs/performance.md).
-ROUNDS = 3
-
-
 class _Round(NamedTuple):
     """One burst's figures: checkouts/s and their p99, returns/s and their p99 (ms)."""
     checkouts: float
@@ -152,8 +145,8 @@ def _burst_rows(run: Run, total: int, label: str, generator) -> list:
         taken, deleted, hosts = _service_burst(run, total, f"real-{safe}-{number}", label, generator, number == 0)
         ours.append(_Round.of(taken, deleted))
         refused += taken.count(status=503)
-    floor, service = _Round(*map(statistics.median, zip(*floors))), _Round(*map(statistics.median, zip(*ours)))
-    by_round = lambda field: ", ".join(f"{getattr(o, field) / getattr(f, field):.2f}x" for o, f in zip(ours, floors))
+    floor, service = medians(floors), medians(ours)
+    rounds = lambda field: by_round(ours, floors, field)
     floor_what = (f"the floor with the same promises (Tornado + sqlite3, refill and destroy after answering); "
                   f"{label}; medians of {len(ours)} alternating rounds")
     plain = lambda result: f"{result.rate:.0f}/s, p99 {ms(result.percentile(99))}"
@@ -162,13 +155,13 @@ def _burst_rows(run: Run, total: int, label: str, generator) -> list:
         Row(scenario, f"checkouts/s, {len(hosts)} VMs filled by the manager, {CLIENTS_WRITE} clients",
             service.checkouts, "/s", floor.checkouts, floor_what, ">= 0.7x floor",
             service.checkouts >= 0.7 * floor.checkouts,
-            f"by round {by_round('checkouts')}; 503s: {refused}; the plain floor (one transaction, no event, no "
+            f"by round {rounds('checkouts')}; 503s: {refused}; the plain floor (one transaction, no event, no "
             f"refill): {plain(plain_taken)}; no hostname handed out twice (asserted)"),
         Row(scenario, "checkout p99", service.checkout_p99, "ms", floor.checkout_p99, floor_what,
-            "<= 2x floor p99", service.checkout_p99 <= 2 * floor.checkout_p99, f"by round {by_round('checkout_p99')}"),
+            "<= 2x floor p99", service.checkout_p99 <= 2 * floor.checkout_p99, f"by round {rounds('checkout_p99')}"),
         Row(scenario, "returns (DELETE)/s", service.returns, "/s", floor.returns, floor_what, ">= 0.7x floor",
             service.returns >= 0.7 * floor.returns,
-            f"by round {by_round('returns')}; the plain floor (back to ready): {plain(plain_deleted)}"),
+            f"by round {rounds('returns')}; the plain floor (back to ready): {plain(plain_deleted)}"),
         Row(scenario, "return p99", service.return_p99, "ms", floor.return_p99, floor_what,
-            "<= 2x floor p99", service.return_p99 <= 2 * floor.return_p99, f"by round {by_round('return_p99')}"),
+            "<= 2x floor p99", service.return_p99 <= 2 * floor.return_p99, f"by round {rounds('return_p99')}"),
     ]
