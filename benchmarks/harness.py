@@ -177,6 +177,13 @@ def median(values) -> float:
     return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 #: rounds of a floor and the service, alternating, whose medians are compared (realistic.py,
 #: postgres.py): one burst lasts a second or two, and single runs of either swing by a third from
 #: one to the next on the 2-core machine (docs/performance.md)

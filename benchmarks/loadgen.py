@@ -16,7 +16,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 HOST = "127.0.0.1"
 #: a response that takes longer than this aborts the run (the server is stuck)
@@ -30,6 +30,8 @@ class LoadResult:
     latencies: dict  # tag -> sorted list of seconds
     statuses: dict  # (tag, status) -> count
     returned: list  # what each client's script returned, by client index
+    #: CPU seconds the server process used meanwhile, when the caller measured it (scenarios.burst)
+    cpu_seconds: Optional[float] = None
 
     @property
     def rate(self) -> float:

@@ -105,20 +105,25 @@ def _floor_burst(run: Run, total: int, safe: str, promises: bool, generator) -> 
     seed_pools(path, {"real": {"ready": total}})
     with Server(run.workspace, "floor", "--db", path, *(["--promises"] if promises else []),
                 name=f"real-floor-{kind}-{safe}") as floor:
-        taken, deleted, _ = burst(floor.port, "real", total, generator)
+        taken, deleted, _ = burst(floor.port, "real", total, generator, pid=floor.pid)
     return taken, deleted
 
 
 class _Round(NamedTuple):
-    """One burst's figures: checkouts/s and their p99, returns/s and their p99 (ms)."""
+    """One burst's figures: checkouts/s and their p99, returns/s and their p99 (ms), and the
+    server's CPU microseconds per checkout and per return (what it costs, however the machine
+    shares its cores: a steadier figure than the rates)."""
     checkouts: float
     checkout_p99: float
     returns: float
     return_p99: float
+    checkout_cpu: float
+    return_cpu: float
 
     @classmethod
     def of(cls, taken, deleted) -> "_Round":
-        return cls(taken.rate, taken.percentile(99), deleted.rate, deleted.percentile(99))
+        return cls(taken.rate, taken.percentile(99), deleted.rate, deleted.percentile(99),
+                   taken.cpu_seconds / taken.requests * 1e6, deleted.cpu_seconds / deleted.requests * 1e6)
 
 
 def _service_burst(run: Run, total: int, name: str, label: str, generator, profiled: bool) -> tuple:
@@ -130,7 +135,7 @@ def _service_burst(run: Run, total: int, name: str, label: str, generator, profi
         if wait_until(lambda: _filled(server, {"real": total}), 120, 0.05) is None:
             raise RuntimeError(f"the manager did not fill the pool: {_pool_counts(server)}")
         profile = run.profiled(server, f"realistic {label}", 3) if profiled else None
-        taken, deleted, hosts = burst(server.port, "real", total, generator)
+        taken, deleted, hosts = burst(server.port, "real", total, generator, pid=server.pid)
         if profile is not None:
             run.keep_profile(f"realistic burst, {label}", profile)
     return taken, deleted, hosts
@@ -164,4 +169,8 @@ def _burst_rows(run: Run, total: int, label: str, generator) -> list:
             f"by round {rounds('returns')}; the plain floor (back to ready): {plain(plain_deleted)}"),
         Row(scenario, "return p99", service.return_p99, "ms", floor.return_p99, floor_what,
             "<= 2x floor p99", service.return_p99 <= 2 * floor.return_p99, f"by round {rounds('return_p99')}"),
+        Row(scenario, "server CPU per checkout (with its refill)", service.checkout_cpu, "us", floor.checkout_cpu,
+            floor_what, "", None, f"by round {rounds('checkout_cpu')}"),
+        Row(scenario, "server CPU per return (with its destroy)", service.return_cpu, "us", floor.return_cpu,
+            floor_what, "", None, f"by round {rounds('return_cpu')}"),
     ]

@@ -22,7 +22,7 @@ import time
 
 from benchmarks import loadgen
 from benchmarks.floors import PG_EVENT_SQL, PG_MOVE_SQL, PG_READ_SQL, PG_TAKE_SQL
-from benchmarks.harness import Row, Server, create_database, seed_rows, wait_until, write_config
+from benchmarks.harness import Row, Server, cpu_seconds, create_database, seed_rows, wait_until, write_config
 from benchmarks.scenarios import CLIENTS_READ, CLIENTS_WRITE, PROCESSES, burst, dummy_pool, ms
 from benchmarks.threads import run_threads
 
@@ -65,13 +65,6 @@ def write_inventory(path: str, names: list) -> None:
            for name in names}
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"vms": vms}, handle)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Measured:

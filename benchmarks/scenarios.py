@@ -9,10 +9,11 @@ import math
 import random
 import sqlite3
 import time
+from typing import Optional
 
 from benchmarks import loadgen
-from benchmarks.harness import (Profile, Row, Server, Workspace, bulk_insert, create_database, median, request,
-                                seed_pools, timed_requests, utcnow, vm_rows, wait_until, write_config)
+from benchmarks.harness import (Profile, Row, Server, Workspace, bulk_insert, cpu_seconds, create_database, median,
+                                request, seed_pools, timed_requests, utcnow, vm_rows, wait_until, write_config)
 from benchmarks.floors import COUNT_SQL, connect_sqlite, insert_pending, mark_ready
 
 CLIENTS_READ, CLIENTS_WRITE = 16, 8
@@ -104,15 +105,19 @@ def delete_each(index, names_by_client):
         yield "DELETE", f"/api/v1/vm/{name}", None, "delete"
 
 
-def burst(port: int, pool: str, total: int, generator=loadgen.run) -> tuple:
+def burst(port: int, pool: str, total: int, generator=loadgen.run, pid: Optional[int] = None) -> tuple:
     """(checkout result, delete result, hostnames): ``total`` checkouts by the 8 clients, then
     each client returns what it got, driven by ``generator``. Asserts that no hostname was handed
-    out twice."""
+    out twice. With ``pid`` (the server's process), each result has the CPU seconds it used."""
     share = total // CLIENTS_WRITE
+    started = cpu_seconds(pid) if pid else None
     taken = generator(port, checkout_burst, CLIENTS_WRITE, 120, 0, PROCESSES, pool=pool, count=share)
     hosts = [host for client in taken.returned for host in client]
     assert len(hosts) == len(set(hosts)), f"{len(hosts) - len(set(hosts))} hostnames were handed out twice"
+    between = cpu_seconds(pid) if pid else None
     deleted = generator(port, delete_each, CLIENTS_WRITE, 120, 0, PROCESSES, names_by_client=taken.returned)
+    if pid:
+        taken.cpu_seconds, deleted.cpu_seconds = between - started, cpu_seconds(pid) - between
     return taken, deleted, hosts
 
 
