@@ -58,6 +58,38 @@ def test_the_queued_handler_keeps_the_traceback_in_the_json_line():
     assert parsed["message"] == "failed 3" and "ZeroDivisionError" in parsed["exception"]
 
 
+class _CountedWrites(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_lines_queued_meanwhile_are_written_in_one_call_each_on_its_own_line():
+    """The log thread writes what is queued in one call (a burst logs hundreds of lines; a write
+    and a flush per line took the GIL from the IOLoop at every line), in order, a line each."""
+    stream = _CountedWrites()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", "text", stream=stream)
+        for number in range(50):
+            logging.getLogger("vmpooler.test").info("line %d", number)
+        deadline = time.monotonic() + 5
+        while len(stream.getvalue().splitlines()) < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [f"line {number}" for number in range(50)]
+    assert all(" INFO vmpooler.test: " in line for line in lines)
+    assert stream.writes <= 2  # one, or two when the thread woke while the lines were being logged
+
+
 def test_serve_with_json_logs_writes_only_json_lines(tmp_path):
     port = free_port()
     env = {key: value for key, value in os.environ.items()
