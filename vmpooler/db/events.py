@@ -57,11 +57,7 @@ def record_event(conn, vm, from_state: Optional[str], to_state: str, reason: str
     (db/shared.py: one statement for all)."""
     shared.append(conn, "vm_events", {"vm_id": vm.id, "vm_name": vm.name, "pool": vm.pool, "at": now,
                                       "from_state": from_state, "to_state": to_state, "reason": reason},
-                  _insert_events)
-
-
-def _insert_events(conn, _key: tuple, rows: list) -> None:
-    _INSERT_EVENT.execute_many(conn, rows)
+                  _INSERT_EVENT)
 
 
 def fetch(conn, vm_id: int):

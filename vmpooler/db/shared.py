@@ -22,7 +22,7 @@ has no notes: ``defer`` and ``append`` apply the change at once.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 _NOTES = "vmpooler_shared_rows"
 
@@ -39,21 +39,31 @@ def defer(conn, key: tuple, value, apply: Callable) -> None:
     _note(conn, (_SHARED_ROW, key), value, apply)
 
 
-def append(conn, table: str, row: dict, insert: Callable) -> None:
-    """Note ``row`` (its columns' values) to insert into ``table`` at commit: ``insert(conn, key,
-    rows)`` inserts all the transaction's rows of the table, in the order they were appended."""
+def append(conn, table: str, row: dict, insert: Any) -> None:
+    """Note ``row`` (its columns' values) to insert into ``table`` at commit: ``insert``, the
+    table's prepared INSERT (db/prepared.py), runs once for all the transaction's rows of the
+    table (``execute_many``), in the order they were appended."""
     _note(conn, (_APPENDED, (table,)), row, insert)
 
 
 _APPENDED, _SHARED_ROW = 0, 1  # appended rows go first: the shared rows' locks are held the least
 
 
-def _note(conn, key: tuple, value, apply: Callable) -> None:
+def _note(conn, key: tuple, value, apply: Any) -> None:
     notes = conn.info.get(_NOTES)
     if notes is None:
-        apply(conn, key[1], [value])
+        _make(conn, key, apply, [value])
     else:
         notes.append((key, value, apply))
+
+
+def _make(conn, key: tuple, apply: Any, values: list) -> None:
+    """A shared row's noted change made, or a table's appended rows inserted (``apply`` is then
+    the table's INSERT)."""
+    if key[0] == _APPENDED:
+        apply.execute_many(conn, values)
+    else:
+        apply(conn, key[1], values)
 
 
 def mark(conn) -> int:
@@ -78,7 +88,7 @@ def apply(conn) -> None:
         grouped.setdefault(key, (change, []))[1].append(value)
     for key in sorted(grouped):
         change, values = grouped[key]
-        change(conn, key[1], values)
+        _make(conn, key, change, values)
     conn.info[_NOTES] = []
 
 

@@ -186,12 +186,8 @@ def record_duration(conn, kind: str, pool: str, vm_name: str, seconds: float, at
     db/shared.py."""
     day = at.strftime("%Y-%m-%d")
     shared.append(conn, "durations", {"kind": kind, "pool": pool, "vm_name": vm_name, "seconds": seconds, "at": at,
-                                      "day": day}, _insert_durations)
+                                      "day": day}, _INSERT_DURATION)
     shared.defer(conn, ("duration_days", kind, day, pool), seconds, _add_to_duration_day)
-
-
-def _insert_durations(conn, _key: tuple, rows: list) -> None:
-    _INSERT_DURATION.execute_many(conn, rows)
 
 
 def _add_to_duration_day(conn, key: tuple, samples: list) -> None:
